@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
+/* Map definitions of the peerlb data plane. Pinned maps are shared by the
+ * XDP and TC programs and by every attach/agent run on the interface. */
+#ifndef PEERLB_BPF_MAPS_H
+#define PEERLB_BPF_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "../maps/config.h"
+#include "../maps/flow.h"
+#include "../maps/node.h"
+#include "../maps/service.h"
+#include "../maps/stats.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_MAX_NODES);
+	__type(key, __u32);
+	__type(value, struct lb_node);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_nodes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_MAX_NODES);
+	__type(key, struct lb_node_addr_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_node_addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_MAX_NODES);
+	__type(key, struct lb_node_mac_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_node_macs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_MAX_SERVICES);
+	__type(key, struct lb_service_key);
+	__type(value, struct lb_service);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LB_MAX_FLOWS);
+	__type(key, struct lb_flow_key);
+	__type(value, struct lb_flow);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_C_MAX);
+	__type(key, __u32);
+	__type(value, struct lb_counter_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_MAX_NODES);
+	__type(key, __u32);
+	__type(value, struct lb_node_counters);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_node_stats SEC(".maps");
+
+/* Per-CPU scratch for the SYN decision: too large for the 512-byte stack. */
+struct lb_scratch {
+	__u32 load_bp[LB_MAX_NODES];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_scratch);
+} lb_scratch SEC(".maps");
+
+static __always_inline void lb_count(__u32 counter, __u64 bytes)
+{
+	struct lb_counter_value *c = bpf_map_lookup_elem(&lb_stats, &counter);
+
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+	}
+}
+
+#endif

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
+/* Run-time settings of the data plane: one entry, written by the CLI/agent. */
+#ifndef PEERLB_MAPS_CONFIG_H
+#define PEERLB_MAPS_CONFIG_H
+
+#include "common.h"
+
+#define LB_CONFIG_MAP "lb_config"
+
+enum lb_pick {
+	LB_PICK_WEIGHTED = 0, /* spread in proportion to spare capacity */
+	LB_PICK_LEAST = 1,    /* least-loaded peer (WO 99/18534) */
+};
+
+enum lb_forward {
+	LB_FORWARD_L2 = 0,   /* rewrite MACs, peers share a segment */
+	LB_FORWARD_IPIP = 1, /* outer IPv4/IPv6 header node to node */
+};
+
+struct lb_config {
+	__u32 accept_below_bp;   /* T1: keep while local load is below */
+	__u32 min_difference_bp; /* T2: a peer must be this much lower */
+	__u32 pick;              /* enum lb_pick */
+	__u32 forward;           /* enum lb_forward */
+	/* Load one new connection is assumed to add to the node that gets it,
+	 * until that node's next load update (against herding). */
+	__u32 conn_cost_bp;
+	__u32 self_slot;         /* this node's slot in lb_nodes */
+	__u32 node_slots;        /* slots in use: lb_nodes[0 .. node_slots) */
+	__u32 mtu;               /* of the interface, for the MSS clamp */
+	__u64 peer_stale_ns;     /* older peer information: not a candidate */
+	__u64 self_stale_ns;     /* older own information: keep everything */
+};
+
+#endif

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything peerlb needs to build, test and run its demo on Debian 12.
+# Idempotent: apt-get skips what is already there.
+set -euo pipefail
+
+if [[ $EUID -ne 0 ]]; then
+    echo "install-deps: run as root (apt-get needs it)" >&2
+    exit 1
+fi
+
+packages=(
+    # build
+    cmake make g++ clang llvm pkg-config
+    libbpf-dev libxdp-dev libelf-dev zlib1g-dev bpftool
+    libfmt-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libssl-dev
+    libgtest-dev
+    # tests and demo: namespaces, real servers and clients
+    iproute2 ethtool nginx-light curl wrk util-linux procps python3
+)
+
+export DEBIAN_FRONTEND=noninteractive
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "install-deps: installing ${missing[*]}"
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,351 @@
+// peerlb: the command line (DESIGN.md section 6).
+#include <arpa/inet.h>
+#include <bpf/libbpf.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "../dataplane/dataplane.h"
+#include "../dataplane/error.h"
+#include "../dataplane/maps.h"
+#include "../dataplane/net.h"
+
+using json = nlohmann::ordered_json;
+using namespace peerlb;
+
+namespace {
+
+struct CommonOptions {
+    std::string pin_root = kDefaultPinRoot;
+    std::string run_dir = kDefaultRunDir;
+    std::string iface;
+    bool json = false;
+};
+
+bool g_verbose = false;
+
+// libbpf's messages reach the user only with --verbose (one level quieter).
+int libbpf_log(enum libbpf_print_level, const char* format, va_list args)
+{
+    return g_verbose ? std::vfprintf(stderr, format, args) : 0;
+}
+
+void add_common(CLI::App* cmd, CommonOptions& o, bool with_json)
+{
+    cmd->add_option("--pin-root", o.pin_root, "bpffs directory for pinned maps")
+        ->capture_default_str();
+    cmd->add_option("--run-dir", o.run_dir, "directory of the agent's control socket")
+        ->capture_default_str();
+    cmd->add_option("--iface", o.iface, "network interface");
+    if (with_json)
+        cmd->add_flag("--json", o.json, "print JSON only");
+    cmd->add_flag("-v,--verbose", g_verbose, "show libbpf's messages");
+}
+
+std::string resolve_iface(const CommonOptions& o)
+{
+    return o.iface.empty() ? only_attached_iface(o.pin_root) : o.iface;
+}
+
+Maps open_maps(const CommonOptions& o, std::string& iface)
+{
+    require_bpffs(o.pin_root);
+    iface = resolve_iface(o);
+    const std::string dir = pin_dir(o.pin_root, iface);
+    try {
+        return Maps::open_pinned(dir);
+    } catch (const SystemError& e) {
+        if (e.code() == ENOENT)
+            throw Error(fmt::format("no peerlb data plane for {} under {}", iface, o.pin_root));
+        throw;
+    }
+}
+
+uint64_t monotonic_ns()
+{
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec);
+}
+
+const char* forward_name(uint32_t f) { return f == LB_FORWARD_IPIP ? "ipip" : "l2"; }
+const char* pick_name(uint32_t p) { return p == LB_PICK_LEAST ? "least" : "weighted"; }
+
+const char* state_name(uint8_t s)
+{
+    switch (s) {
+    case LB_NODE_ALIVE: return "alive";
+    case LB_NODE_SUSPECT: return "suspect";
+    case LB_NODE_DEAD: return "dead";
+    case LB_NODE_UNROUTABLE: return "unroutable";
+    default: return "empty";
+    }
+}
+
+const char* reason_name(uint32_t r)
+{
+    switch (r) {
+    case LB_REASON_BELOW_T1: return "below_t1";
+    case LB_REASON_NO_LOWER_PEER: return "no_lower_peer";
+    case LB_REASON_FAILSAFE: return "failsafe";
+    case LB_REASON_LEAST: return "least";
+    case LB_REASON_WEIGHTED: return "weighted";
+    default: return "unknown";
+    }
+}
+
+std::string endpoint(const lb_addr& a, uint8_t family, uint16_t port_be)
+{
+    std::string ip = format_ip(a, family);
+    return family == LB_FAMILY_IPV6 ? fmt::format("[{}]:{}", ip, ntohs(port_be))
+                                    : fmt::format("{}:{}", ip, ntohs(port_be));
+}
+
+double load_pct(uint32_t bp) { return bp / 100.0; }
+
+int cmd_attach(const CommonOptions& o, const std::string& forward, const std::string& mode)
+{
+    if (o.iface.empty())
+        throw Error("attach needs --iface");
+    AttachOptions opts;
+    opts.pin_root = o.pin_root;
+    opts.iface = o.iface;
+    if (!forward.empty())
+        opts.forward = forward == "ipip" ? LB_FORWARD_IPIP : LB_FORWARD_L2;
+    opts.mode = mode == "skb" ? XdpMode::skb : XdpMode::native;
+    attach(opts);
+    AttachState st = query(o.pin_root, o.iface);
+    std::cout << fmt::format("attached to {} ({} mode, prog id {}), maps in {}\n", o.iface,
+                             st.mode, st.prog_id, pin_dir(o.pin_root, o.iface));
+    return 0;
+}
+
+int cmd_detach(const CommonOptions& o)
+{
+    if (o.iface.empty())
+        throw Error("detach needs --iface");
+    detach(o.pin_root, o.iface);
+    std::cout << fmt::format("detached from {}\n", o.iface);
+    return 0;
+}
+
+json node_json(uint32_t slot, const lb_node& n, uint64_t now, bool self)
+{
+    return {
+        {"slot", slot},
+        {"address", format_ip(n.addr, n.family)},
+        {"mac", format_mac(n.mac)},
+        {"state", self ? "self" : state_name(n.state)},
+        {"load", load_pct(n.load_bp)},
+        {"pending", n.pending},
+        {"age_ms", n.updated_ns && now >= n.updated_ns ? (now - n.updated_ns) / 1'000'000 : 0},
+    };
+}
+
+int cmd_status(const CommonOptions& o)
+{
+    std::string iface;
+    Maps maps = open_maps(o, iface);
+    AttachState st = query(o.pin_root, iface);
+    lb_config cfg = maps.config();
+    uint64_t now = monotonic_ns();
+
+    json nodes = json::array();
+    for (uint32_t slot = 0; slot < cfg.node_slots && slot < LB_MAX_NODES; slot++) {
+        lb_node n = maps.node(slot);
+        if (n.state != LB_NODE_EMPTY || slot == cfg.self_slot)
+            nodes.push_back(node_json(slot, n, now, slot == cfg.self_slot));
+    }
+    json services = json::array();
+    for (const auto& [k, v] : maps.services())
+        services.push_back({{"service", endpoint(k.addr, k.family, k.port)},
+                            {"mode", v.mode == LB_MODE_L4 ? "l4" : "unknown"}});
+    json doc = {
+        {"interface", iface},
+        {"pin_dir", pin_dir(o.pin_root, iface)},
+        {"attached", st.attached},
+        {"xdp_mode", st.mode},
+        {"prog_id", st.prog_id},
+        {"tc_egress", st.tc_attached},
+        {"config",
+         {{"accept_below", load_pct(cfg.accept_below_bp)},
+          {"min_difference", load_pct(cfg.min_difference_bp)},
+          {"pick", pick_name(cfg.pick)},
+          {"forward", forward_name(cfg.forward)},
+          {"mtu", cfg.mtu},
+          {"self_slot", cfg.self_slot},
+          {"node_slots", cfg.node_slots},
+          {"peer_stale_ms", cfg.peer_stale_ns / 1'000'000},
+          {"self_stale_ms", cfg.self_stale_ns / 1'000'000}}},
+        {"nodes", nodes},
+        {"services", services},
+        {"flows", maps.flows().size()},
+    };
+    if (o.json) {
+        std::cout << doc.dump(2) << "\n";
+        return 0;
+    }
+    std::cout << fmt::format("interface   {} ({})\n", iface,
+                             st.attached ? fmt::format("attached, {} mode, prog id {}, tc egress {}",
+                                                       st.mode, st.prog_id,
+                                                       st.tc_attached ? "yes" : "no")
+                                         : "maps pinned, program NOT attached");
+    std::cout << fmt::format("pin dir     {}\n", pin_dir(o.pin_root, iface));
+    std::cout << fmt::format("balance     accept_below {} %, min_difference {} %, pick {}, "
+                             "forward {}\n",
+                             load_pct(cfg.accept_below_bp), load_pct(cfg.min_difference_bp),
+                             pick_name(cfg.pick), forward_name(cfg.forward));
+    std::cout << fmt::format("nodes       {:>4}  {:<39} {:<17} {:<10} {:>7} {:>7} {:>8}\n", "slot",
+                             "address", "mac", "state", "load %", "pending", "age ms");
+    for (const auto& n : nodes)
+        std::cout << fmt::format("            {:>4}  {:<39} {:<17} {:<10} {:>7.2f} {:>7} {:>8}\n",
+                                 n["slot"].get<uint32_t>(), n["address"].get<std::string>(),
+                                 n["mac"].get<std::string>(), n["state"].get<std::string>(),
+                                 n["load"].get<double>(), n["pending"].get<uint32_t>(),
+                                 n["age_ms"].get<uint64_t>());
+    for (const auto& s : services)
+        std::cout << fmt::format("service     {} ({})\n", s["service"].get<std::string>(),
+                                 s["mode"].get<std::string>());
+    std::cout << fmt::format("flows       {}\n", doc["flows"].get<size_t>());
+    return 0;
+}
+
+int cmd_flows(const CommonOptions& o)
+{
+    std::string iface;
+    Maps maps = open_maps(o, iface);
+    uint64_t now = monotonic_ns();
+    json rows = json::array();
+    for (const auto& f : maps.flows()) {
+        std::string node = "local";
+        if (f.value.node != LB_NODE_LOCAL) {
+            lb_node n = maps.node(f.value.node);
+            node = format_ip(n.addr, n.family);
+        }
+        rows.push_back({
+            {"client", endpoint(f.key.saddr, f.key.family, f.key.sport)},
+            {"service", endpoint(f.key.daddr, f.key.family, f.key.dport)},
+            {"node", node},
+            {"slot", f.value.node == LB_NODE_LOCAL ? json(nullptr) : json(f.value.node)},
+            {"reason", reason_name(f.value.reason)},
+            {"age_s", now >= f.value.created_ns ? (now - f.value.created_ns) / 1'000'000'000 : 0},
+        });
+    }
+    if (o.json) {
+        std::cout << rows.dump(2) << "\n";
+        return 0;
+    }
+    std::cout << fmt::format("{:<47} {:<47} {:<39} {:<14} {:>6}\n", "client", "service", "node",
+                             "reason", "age s");
+    for (const auto& r : rows)
+        std::cout << fmt::format("{:<47} {:<47} {:<39} {:<14} {:>6}\n",
+                                 r["client"].get<std::string>(), r["service"].get<std::string>(),
+                                 r["node"].get<std::string>(), r["reason"].get<std::string>(),
+                                 r["age_s"].get<uint64_t>());
+    return 0;
+}
+
+int cmd_stats(const CommonOptions& o)
+{
+    std::string iface;
+    Maps maps = open_maps(o, iface);
+    lb_config cfg = maps.config();
+    json counters = json::object();
+    for (const auto& c : maps.counters())
+        counters[c.name] = {{"packets", c.packets}, {"bytes", c.bytes}};
+    json nodes = json::array();
+    auto per_node = maps.node_counters();
+    for (uint32_t slot = 0; slot < LB_MAX_NODES; slot++) {
+        const auto& c = per_node[slot];
+        if (!c.syns_forwarded && !c.packets_forwarded)
+            continue;
+        lb_node n = maps.node(slot);
+        nodes.push_back({{"slot", slot},
+                         {"address", format_ip(n.addr, n.family)},
+                         {"connections_forwarded", c.syns_forwarded},
+                         {"packets_forwarded", c.packets_forwarded},
+                         {"bytes_forwarded", c.bytes_forwarded}});
+    }
+    (void)cfg;
+    if (o.json) {
+        std::cout << json{{"interface", iface}, {"counters", counters}, {"nodes", nodes}}.dump(2)
+                  << "\n";
+        return 0;
+    }
+    std::cout << fmt::format("{:<26} {:>14} {:>16}\n", "counter", "packets", "bytes");
+    for (const auto& [name, v] : counters.items())
+        std::cout << fmt::format("{:<26} {:>14} {:>16}\n", name, v["packets"].get<uint64_t>(),
+                                 v["bytes"].get<uint64_t>());
+    if (!nodes.empty()) {
+        std::cout << fmt::format("\n{:<39} {:>12} {:>14} {:>16}\n", "forwarded to", "connections",
+                                 "packets", "bytes");
+        for (const auto& n : nodes)
+            std::cout << fmt::format("{:<39} {:>12} {:>14} {:>16}\n",
+                                     n["address"].get<std::string>(),
+                                     n["connections_forwarded"].get<uint64_t>(),
+                                     n["packets_forwarded"].get<uint64_t>(),
+                                     n["bytes_forwarded"].get<uint64_t>());
+    }
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    CLI::App app{"peerlb: every server balances its own load (XDP + agent)", "peerlb"};
+    app.require_subcommand(1);
+    CommonOptions common;
+    std::string forward, mode = "native";
+
+    auto* attach_cmd = app.add_subcommand("attach", "attach the data plane to an interface");
+    add_common(attach_cmd, common, false);
+    attach_cmd->add_option("--forward", forward, "how to hand flows to peers")
+        ->check(CLI::IsMember({"l2", "ipip"}));
+    attach_cmd->add_option("--xdp-mode", mode, "XDP attach mode")
+        ->check(CLI::IsMember({"native", "skb"}))
+        ->capture_default_str();
+    auto* detach_cmd = app.add_subcommand("detach", "detach and remove the pinned maps");
+    add_common(detach_cmd, common, false);
+    auto* status_cmd = app.add_subcommand("status", "data plane state and settings");
+    add_common(status_cmd, common, true);
+    auto* flows_cmd = app.add_subcommand("flows", "where each connection goes, and why");
+    add_common(flows_cmd, common, true);
+    auto* stats_cmd = app.add_subcommand("stats", "counters summed over CPUs");
+    add_common(stats_cmd, common, true);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        std::cerr << "peerlb: " << e.what() << " (see peerlb --help)\n";
+        return 2;
+    }
+
+    libbpf_set_print(libbpf_log);
+    try {
+        if (*attach_cmd)
+            return cmd_attach(common, forward, mode);
+        if (*detach_cmd)
+            return cmd_detach(common);
+        if (*status_cmd)
+            return cmd_status(common);
+        if (*flows_cmd)
+            return cmd_flows(common);
+        if (*stats_cmd)
+            return cmd_stats(common);
+    } catch (const std::exception& e) {
+        std::cerr << "peerlb: " << e.what() << "\n";
+        return 1;
+    }
+    return 2;
+}

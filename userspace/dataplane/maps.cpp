@@ -1,0 +1,224 @@
+#include "maps.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <fmt/format.h>
+
+#include "error.h"
+
+namespace peerlb {
+namespace {
+
+constexpr uint32_t kZero = 0;
+
+Fd open_pin(const std::string& dir, const char* name)
+{
+    std::string path = dir + "/" + name;
+    int fd = bpf_obj_get(path.c_str());
+    if (fd < 0)
+        throw SystemError(fmt::format("open pinned map {}", path), errno);
+    return Fd(fd);
+}
+
+void lookup(const Fd& map, const void* key, void* value, const char* what)
+{
+    if (bpf_map_lookup_elem(map.get(), key, value))
+        throw SystemError(fmt::format("read {}", what), errno);
+}
+
+void update(const Fd& map, const void* key, const void* value, const char* what)
+{
+    if (bpf_map_update_elem(map.get(), key, value, BPF_ANY))
+        throw SystemError(fmt::format("write {}", what), errno);
+}
+
+void erase(const Fd& map, const void* key)
+{
+    // A missing key is already the wanted state.
+    bpf_map_delete_elem(map.get(), key);
+}
+
+template <typename Key, typename Fn>
+void for_each_key(const Fd& map, Fn&& fn)
+{
+    Key key{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(map.get(), prev, &next) == 0) {
+        key = next;
+        prev = &key;
+        fn(key);
+    }
+}
+
+int possible_cpus()
+{
+    int n = libbpf_num_possible_cpus();
+    if (n <= 0)
+        throw SystemError("count possible CPUs", n);
+    return n;
+}
+
+} // namespace
+
+lb_config default_config()
+{
+    lb_config cfg{};
+    cfg.accept_below_bp = 50 * 100;
+    cfg.min_difference_bp = 20 * 100;
+    cfg.pick = LB_PICK_WEIGHTED;
+    cfg.forward = LB_FORWARD_L2;
+    cfg.conn_cost_bp = 10; // 0.1 %: one of 1000 connections
+    cfg.self_slot = 0;
+    cfg.node_slots = 1;
+    cfg.mtu = 1500;
+    cfg.peer_stale_ns = 1'500'000'000ull; // 3 heartbeats of 500 ms
+    cfg.self_stale_ns = 2'000'000'000ull;
+    return cfg;
+}
+
+Maps Maps::open_pinned(const std::string& pin_dir)
+{
+    MapFds fds;
+    fds.config = open_pin(pin_dir, LB_CONFIG_MAP);
+    fds.nodes = open_pin(pin_dir, LB_NODES_MAP);
+    fds.node_addrs = open_pin(pin_dir, LB_NODE_ADDRS_MAP);
+    fds.node_macs = open_pin(pin_dir, LB_NODE_MACS_MAP);
+    fds.services = open_pin(pin_dir, LB_SERVICES_MAP);
+    fds.flows = open_pin(pin_dir, LB_FLOWS_MAP);
+    fds.stats = open_pin(pin_dir, LB_STATS_MAP);
+    fds.node_stats = open_pin(pin_dir, LB_NODE_STATS_MAP);
+    return Maps(std::move(fds));
+}
+
+lb_config Maps::config() const
+{
+    lb_config cfg{};
+    lookup(fds_.config, &kZero, &cfg, "config");
+    return cfg;
+}
+
+void Maps::set_config(const lb_config& cfg)
+{
+    update(fds_.config, &kZero, &cfg, "config");
+}
+
+lb_node Maps::node(uint32_t slot) const
+{
+    lb_node n{};
+    lookup(fds_.nodes, &slot, &n, "node table");
+    return n;
+}
+
+void Maps::set_node(uint32_t slot, const lb_node& n)
+{
+    if (slot >= LB_MAX_NODES)
+        throw Error(fmt::format("node slot {} out of range (0..{})", slot, LB_MAX_NODES - 1));
+    // Drop the old slot's lookup entries first: its address or MAC may change.
+    lb_node old = node(slot);
+    if (old.state != LB_NODE_EMPTY) {
+        lb_node_addr_key ak{};
+        ak.addr = old.addr;
+        ak.family = old.family;
+        erase(fds_.node_addrs, &ak);
+        lb_node_mac_key mk{};
+        std::copy(std::begin(old.mac), std::end(old.mac), mk.mac);
+        erase(fds_.node_macs, &mk);
+    }
+    update(fds_.nodes, &slot, &n, "node table");
+    if (n.state == LB_NODE_EMPTY)
+        return;
+    lb_node_addr_key ak{};
+    ak.addr = n.addr;
+    ak.family = n.family;
+    update(fds_.node_addrs, &ak, &slot, "node address map");
+    lb_node_mac_key mk{};
+    std::copy(std::begin(n.mac), std::end(n.mac), mk.mac);
+    update(fds_.node_macs, &mk, &slot, "node MAC map");
+}
+
+void Maps::clear_node(uint32_t slot)
+{
+    set_node(slot, lb_node{});
+}
+
+void Maps::add_service(const lb_service_key& key, const lb_service& svc)
+{
+    update(fds_.services, &key, &svc, "service map");
+}
+
+void Maps::remove_service(const lb_service_key& key)
+{
+    erase(fds_.services, &key);
+}
+
+std::vector<std::pair<lb_service_key, lb_service>> Maps::services() const
+{
+    std::vector<std::pair<lb_service_key, lb_service>> out;
+    for_each_key<lb_service_key>(fds_.services, [&](const lb_service_key& k) {
+        lb_service v{};
+        if (bpf_map_lookup_elem(fds_.services.get(), &k, &v) == 0)
+            out.emplace_back(k, v);
+    });
+    return out;
+}
+
+std::vector<FlowEntry> Maps::flows() const
+{
+    std::vector<FlowEntry> out;
+    // Batch reads would be faster; flows are listed by hand, not hot.
+    for_each_key<lb_flow_key>(fds_.flows, [&](const lb_flow_key& k) {
+        lb_flow v{};
+        if (bpf_map_lookup_elem(fds_.flows.get(), &k, &v) == 0)
+            out.push_back({k, v});
+    });
+    return out;
+}
+
+std::optional<lb_flow> Maps::flow(const lb_flow_key& key) const
+{
+    lb_flow v{};
+    if (bpf_map_lookup_elem(fds_.flows.get(), &key, &v))
+        return std::nullopt;
+    return v;
+}
+
+std::vector<CounterTotal> Maps::counters() const
+{
+    static const char* const names[] = {
+#define LB_COUNTER_NAME(name, text) text,
+        LB_COUNTERS(LB_COUNTER_NAME)
+#undef LB_COUNTER_NAME
+    };
+    static_assert(std::size(names) == LB_C_MAX);
+
+    std::vector<lb_counter_value> per_cpu(possible_cpus());
+    std::vector<CounterTotal> out;
+    for (uint32_t i = 0; i < LB_C_MAX; i++) {
+        lookup(fds_.stats, &i, per_cpu.data(), "counters");
+        CounterTotal t{names[i]};
+        for (const auto& c : per_cpu) {
+            t.packets += c.packets;
+            t.bytes += c.bytes;
+        }
+        out.push_back(t);
+    }
+    return out;
+}
+
+std::vector<lb_node_counters> Maps::node_counters() const
+{
+    std::vector<lb_node_counters> per_cpu(possible_cpus());
+    std::vector<lb_node_counters> out(LB_MAX_NODES);
+    for (uint32_t slot = 0; slot < LB_MAX_NODES; slot++) {
+        lookup(fds_.node_stats, &slot, per_cpu.data(), "node counters");
+        for (const auto& c : per_cpu) {
+            out[slot].syns_forwarded += c.syns_forwarded;
+            out[slot].packets_forwarded += c.packets_forwarded;
+            out[slot].bytes_forwarded += c.bytes_forwarded;
+        }
+    }
+    return out;
+}
+
+} // namespace peerlb

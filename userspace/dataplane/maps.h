@@ -1,0 +1,83 @@
+// Typed access to the data plane's pinned maps (maps/*.h), for the CLI, the
+// tools and the tests. One instance holds one interface's map fds.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fd.h"
+
+extern "C" {
+#include "../../maps/config.h"
+#include "../../maps/flow.h"
+#include "../../maps/node.h"
+#include "../../maps/service.h"
+#include "../../maps/stats.h"
+}
+
+namespace peerlb {
+
+// Layouts are part of the pinned-map contract: a change needs a new map name.
+static_assert(sizeof(lb_config) == 48);
+static_assert(sizeof(lb_node) == 40 && offsetof(lb_node, updated_ns) == 32);
+static_assert(sizeof(lb_flow_key) == 40 && offsetof(lb_flow_key, family) == 36);
+static_assert(sizeof(lb_flow) == 16);
+static_assert(sizeof(lb_service_key) == 20);
+static_assert(sizeof(lb_node_addr_key) == 20);
+static_assert(sizeof(lb_node_mac_key) == 8);
+
+// Defaults of DESIGN section 2 (T1 50 %, T2 20 %, weighted, l2).
+lb_config default_config();
+
+struct FlowEntry {
+    lb_flow_key key;
+    lb_flow value;
+};
+
+struct CounterTotal {
+    std::string name;
+    uint64_t packets = 0;
+    uint64_t bytes = 0;
+};
+
+// Map fds of one data plane, by map name.
+struct MapFds {
+    Fd config, nodes, node_addrs, node_macs, services, flows, stats, node_stats;
+};
+
+class Maps {
+public:
+    explicit Maps(MapFds fds) : fds_(std::move(fds)) {}
+    // Opens the maps pinned in `pin_dir` (<pin-root>/<ifname>).
+    static Maps open_pinned(const std::string& pin_dir);
+
+    lb_config config() const;
+    void set_config(const lb_config& cfg);
+
+    lb_node node(uint32_t slot) const;
+    // Writes a node slot and keeps the address/MAC lookup maps in step.
+    void set_node(uint32_t slot, const lb_node& node);
+    void clear_node(uint32_t slot);
+
+    void add_service(const lb_service_key& key, const lb_service& svc);
+    void remove_service(const lb_service_key& key);
+    std::vector<std::pair<lb_service_key, lb_service>> services() const;
+
+    std::vector<FlowEntry> flows() const;
+    std::optional<lb_flow> flow(const lb_flow_key& key) const;
+
+    // Per-CPU counters summed over all possible CPUs, in enum order.
+    std::vector<CounterTotal> counters() const;
+    std::vector<lb_node_counters> node_counters() const;
+
+    const MapFds& fds() const { return fds_; }
+
+private:
+    MapFds fds_;
+};
+
+} // namespace peerlb
