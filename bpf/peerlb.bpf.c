@@ -184,8 +184,10 @@ static __always_inline int lb_encapsulate(struct xdp_md *ctx, struct lb_packet *
 	}
 }
 
-/* Sends the packet on to node `slot`; XDP_PASS when that is impossible so
- * the local kernel answers rather than the packet vanishing silently. */
+/* Sends the packet on to node `slot`. When that is impossible (slot emptied,
+ * families differ, packet too big to encapsulate) the packet is dropped and
+ * counted: passing it would make the local kernel reset a connection that
+ * lives on the peer. */
 static __always_inline int lb_forward(struct xdp_md *ctx, struct lb_packet *p,
 				      const struct lb_config *cfg, __u32 slot, __u64 bytes)
 {

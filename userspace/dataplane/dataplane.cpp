@@ -141,9 +141,20 @@ void attach(const AttachOptions& opts)
     unsigned ifindex = ifindex_of(opts.iface);
     require_bpffs(opts.pin_root);
     std::error_code ec;
-    fs::create_directories(opts.pin_root, ec);
+    const bool created_root = fs::create_directories(opts.pin_root, ec);
     if (ec)
         throw Error(fmt::format("create pin root {}: {}", opts.pin_root, ec.message()));
+    // A failed first attach leaves no empty pin root behind either.
+    struct RootCleanup {
+        const std::string& root;
+        bool armed;
+        ~RootCleanup()
+        {
+            std::error_code ignored;
+            if (armed && fs::is_empty(root, ignored))
+                fs::remove(root, ignored);
+        }
+    } root_cleanup{opts.pin_root, created_root};
     PinRootLock lock(opts.pin_root);
 
     const std::string dir = pin_dir(opts.pin_root, opts.iface);
