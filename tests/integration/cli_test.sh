@@ -9,17 +9,13 @@ build=${1:?usage: cli_test.sh BUILD_DIR}
 peerlb=$build/peerlb
 pass_obj=$build/bpf/xdp_pass.bpf.o
 
-if [[ $EUID -ne 0 ]]; then
-    echo "cli_test: SKIP: needs root (namespaces, BPF)"
-    exit 77
-fi
+source "$(dirname "$0")/lib/check.sh"
+require_root cli_test
 
 ns="plbcli$$"
 tmp=$(mktemp -d /tmp/peerlb-cli.XXXXXX)
 bpffs=$tmp/bpffs
 root=$bpffs/peerlb
-passed=0
-failed=0
 
 cleanup() {
     ip netns del "$ns" 2>/dev/null
@@ -27,18 +23,6 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
-
-check() { # check NAME CONDITION-COMMAND...
-    local name=$1
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-        echo "  ok    $name"
-    else
-        failed=$((failed + 1))
-        echo "  FAIL  $name"
-    fi
-}
 
 run() { # run ARGS...: runs peerlb in the namespace; sets rc, out, err
     out=$(ip netns exec "$ns" "$peerlb" "$@" 2>"$tmp/err")
@@ -127,5 +111,4 @@ check "detach removed XDP" bash -c "! ip -n '$ns' -d link show dev va | grep -q 
 check "detach removed TC filter" bash -c "! ip netns exec '$ns' tc filter show dev va egress | grep -q tc_mss_clamp"
 check "detach removed pins" test ! -e "$root/va"
 
-echo "cli_test: $passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+check_summary cli_test

@@ -1,0 +1,206 @@
+# A peerlb cluster in network namespaces, for the integration tests and the
+# demo (source this file; it defines functions and sets nothing up by itself).
+#
+#   switch namespace  ${CL_PREFIX}sw : bridge br0, one veth port per host
+#   servers           ${CL_PREFIX}s1..s3 : eth0 = 10.77.0.1N, owns 10.77.0.11N
+#                     (and fd77::1N / fd77::11N); every service address on lo
+#   client            ${CL_PREFIX}c : eth0 = 10.77.0.100 / fd77::100
+#
+# Each server runs nginx (answers its own name in X-Server and the body,
+# stores PUT uploads) and peerlb attached to eth0, pinned under its own
+# directory of one private bpffs. Loads are written with peerlb-mapctl (the
+# agent does it in production). Nothing outside these namespaces is touched.
+#
+# Needs: CL_BUILD (build dir), CL_PREFIX (unique, short), CL_TMP (scratch dir).
+
+CL_SERVERS=(s1 s2 s3)
+CL_NODE_ADDR=([1]=10.77.0.11 [2]=10.77.0.12 [3]=10.77.0.13)
+CL_SVC_ADDR=([1]=10.77.0.111 [2]=10.77.0.112 [3]=10.77.0.113)
+CL_NODE_ADDR6=([1]=fd77::11 [2]=fd77::12 [3]=fd77::13)
+CL_SVC_ADDR6=([1]=fd77::111 [2]=fd77::112 [3]=fd77::113)
+CL_CLIENT_ADDR=10.77.0.100
+CL_CLIENT_ADDR6=fd77::100
+CL_NGINX_PIDS=()
+
+cl_ns() { echo "${CL_PREFIX}$1"; }                 # cl_ns s1 -> namespace name
+cl_mac() { printf '02:77:00:00:00:%02x' "$1"; }     # server N's eth0 MAC
+cl_in() { local ns; ns=$(cl_ns "$1"); shift; ip netns exec "$ns" "$@"; }
+cl_pin_root() { echo "$CL_TMP/bpffs/s$1"; }
+
+cl_mapctl() { # cl_mapctl N ARGS...: writes server N's maps
+    local n=$1
+    shift
+    "$CL_BUILD/peerlb-mapctl" --pin-root "$(cl_pin_root "$n")" --iface eth0 "$@"
+}
+
+cl_peerlb() { # cl_peerlb N ARGS...: the CLI on server N
+    local n=$1
+    shift
+    cl_in "s$n" "$CL_BUILD/peerlb" "$@" --pin-root "$(cl_pin_root "$n")"
+}
+
+# Creates the namespaces, links and addresses (no peerlb, no nginx).
+cl_topology_up() {
+    local sw n ns
+    sw=$(cl_ns sw)
+    ip netns add "$sw" || return 1
+    ip -n "$sw" link add br0 type bridge || return 1
+    ip -n "$sw" link set br0 up
+    ip -n "$sw" link set lo up
+
+    for n in 1 2 3; do
+        cl_host_up "s$n" "$(cl_mac "$n")" || return 1
+        ns=$(cl_ns "s$n")
+        ip -n "$ns" addr add "${CL_NODE_ADDR[$n]}/24" dev eth0
+        ip -n "$ns" addr add "${CL_NODE_ADDR6[$n]}/64" dev eth0 nodad
+        # The owner answers ARP/ND for its service address on the NIC; the
+        # others hold every service address on lo (DESIGN 1) and stay quiet.
+        ip -n "$ns" addr add "${CL_SVC_ADDR[$n]}/32" dev eth0
+        ip -n "$ns" addr add "${CL_SVC_ADDR6[$n]}/128" dev eth0 nodad
+        local m
+        for m in 1 2 3; do
+            [[ $m == "$n" ]] && continue
+            ip -n "$ns" addr add "${CL_SVC_ADDR[$m]}/32" dev lo
+            ip -n "$ns" addr add "${CL_SVC_ADDR6[$m]}/128" dev lo
+        done
+        cl_in "s$n" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
+            net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2
+    done
+    cl_host_up c 02:77:00:00:00:64 || return 1
+    ip -n "$(cl_ns c)" addr add "$CL_CLIENT_ADDR/24" dev eth0
+    ip -n "$(cl_ns c)" addr add "$CL_CLIENT_ADDR6/64" dev eth0 nodad
+}
+
+# cl_host_up NAME MAC: a namespace with eth0 whose peer is a bridge port.
+cl_host_up() {
+    local name=$1 mac=$2 ns sw
+    ns=$(cl_ns "$name")
+    sw=$(cl_ns sw)
+    ip netns add "$ns" || return 1
+    ip -n "$sw" link add "p$name" type veth peer name eth0 netns "$ns" || return 1
+    ip -n "$ns" link set eth0 address "$mac"
+    ip -n "$sw" link set "p$name" master br0 up
+    # XDP_TX on a veth reaches the other end only if that end runs XDP.
+    ip -n "$sw" link set "p$name" xdp obj "$CL_BUILD/bpf/xdp_pass.bpf.o" sec xdp || return 1
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link set eth0 up
+    # veth would hand XDP partial checksums that XDP_TX never completes.
+    cl_in "$name" ethtool -K eth0 tx off >/dev/null 2>&1
+}
+
+# Writes nginx's config and content for server N under $CL_TMP/www/sN.
+cl_nginx_config() {
+    local n=$1 dir=$CL_TMP/www/s$n
+    mkdir -p "$dir/root/up" "$dir/tmp"
+    echo "s$n" >"$dir/root/name"
+    [[ -f $CL_TMP/blob ]] || head -c $((5 * 1024 * 1024)) /dev/urandom >"$CL_TMP/blob"
+    ln -sf "$CL_TMP/blob" "$dir/root/blob"
+    cat >"$dir/nginx.conf" <<EOF
+user root;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp;
+    proxy_temp_path $dir/tmp;
+    fastcgi_temp_path $dir/tmp;
+    uwsgi_temp_path $dir/tmp;
+    scgi_temp_path $dir/tmp;
+    keepalive_requests 10000;
+    server {
+        listen 80 reuseport;
+        listen [::]:80 reuseport;
+        root $dir/root;
+        add_header X-Server s$n always;
+        location = / { default_type text/plain; return 200 "s$n\n"; }
+        location /up/ {
+            dav_methods PUT;
+            create_full_put_path on;
+            client_max_body_size 64m;
+        }
+    }
+}
+EOF
+}
+
+cl_nginx_start() { # cl_nginx_start N
+    local n=$1 dir=$CL_TMP/www/s$1
+    cl_nginx_config "$n"
+    # A plain command (not a function) in the background, so $! is nginx's
+    # own PID: `ip netns exec` execs without forking.
+    ip netns exec "$(cl_ns "s$n")" nginx -e "$dir/error.log" -c "$dir/nginx.conf" \
+        -g 'daemon off;' &
+    CL_NGINX_PIDS[$n]=$!
+}
+
+cl_nginx_stop() { # cl_nginx_stop N: ends only the nginx this file started
+    local pid=${CL_NGINX_PIDS[$1]:-}
+    [[ -n $pid ]] || return 0
+    kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    CL_NGINX_PIDS[$1]=
+}
+
+# Waits until every server answers on its node address (HTTP 200).
+cl_wait_ready() {
+    local n try
+    for n in 1 2 3; do
+        for try in $(seq 50); do
+            cl_in c curl -s -o /dev/null --max-time 1 "http://${CL_NODE_ADDR[$n]}/" && break
+            sleep 0.1
+        done
+        cl_in c curl -s -o /dev/null --max-time 1 "http://${CL_NODE_ADDR[$n]}/" ||
+            { echo "server s$n does not answer" >&2; return 1; }
+    done
+}
+
+# cl_peerlb_up MODE: attaches peerlb (l2 or ipip) on every server and fills
+# its maps: the three nodes, the three services (v4 and v6, port 80), loads
+# that stay fresh for the whole test (no agent rewrites them).
+cl_peerlb_up() {
+    local mode=$1 n m
+    mkdir -p "$CL_TMP/bpffs"
+    mountpoint -q "$CL_TMP/bpffs" || mount -t bpf bpf "$CL_TMP/bpffs" || return 1
+    for n in 1 2 3; do
+        cl_peerlb "$n" attach --iface eth0 --forward "$mode" >/dev/null || return 1
+        for m in 1 2 3; do
+            local self=()
+            [[ $m == "$n" ]] && self=(--self)
+            cl_mapctl "$n" node $((m - 1)) --addr "${CL_NODE_ADDR[$m]}" --mac "$(cl_mac "$m")" \
+                --load 10 "${self[@]}" || return 1
+            cl_mapctl "$n" service "${CL_SVC_ADDR[$m]}" 80 || return 1
+            cl_mapctl "$n" service "${CL_SVC_ADDR6[$m]}" 80 || return 1
+        done
+        cl_mapctl "$n" config peer_stale_ms 3600000 || return 1
+        cl_mapctl "$n" config self_stale_ms 3600000 || return 1
+    done
+}
+
+# cl_set_load SLOT_NODE PCT: node N's load, as every server sees it.
+cl_set_load() {
+    local node=$1 pct=$2 n
+    for n in 1 2 3; do
+        cl_mapctl "$n" load $((node - 1)) "$pct" || return 1
+    done
+}
+
+cl_peerlb_down() {
+    local n
+    for n in 1 2 3; do
+        [[ -e $(cl_pin_root "$n")/eth0/xdp_link ]] && cl_peerlb "$n" detach --iface eth0 >/dev/null
+    done
+    return 0
+}
+
+# Removes everything cl_* created; safe to call more than once, on any path.
+cl_down() {
+    local n
+    for n in 1 2 3; do cl_nginx_stop "$n"; done
+    cl_peerlb_down 2>/dev/null
+    for n in s1 s2 s3 c sw; do
+        ip netns del "$(cl_ns "$n")" 2>/dev/null
+    done
+    mountpoint -q "$CL_TMP/bpffs" 2>/dev/null && umount "$CL_TMP/bpffs"
+    return 0
+}
