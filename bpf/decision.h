@@ -35,6 +35,18 @@ static inline int lb_node_usable(__u8 state, __u64 updated_ns, __u64 now_ns, __u
 	return now_ns - updated_ns <= stale_ns;
 }
 
+/* The load the decision starts from. A node whose own service is unhealthy
+ * (self state unroutable) compares as full plus T2: T1 never keeps, and
+ * every usable peer is a candidate, so new connections go elsewhere while
+ * any peer can take them. */
+static inline __u32 lb_local_load(__u8 self_state, __u32 effective_bp,
+				  const struct lb_config *cfg)
+{
+	if (self_state == LB_NODE_UNROUTABLE)
+		return LB_LOAD_FULL + cfg->min_difference_bp;
+	return effective_bp;
+}
+
 static inline __u32 lb_spare(__u32 load_bp)
 {
 	return load_bp < LB_LOAD_FULL ? LB_LOAD_FULL - load_bp : 0;

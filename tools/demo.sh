@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The peerlb demo: three nginx servers and a client in network namespaces
-# (nothing outside them is touched), real curl and wrk traffic, and a table
-# of who served what while server 1 is idle, then busy.
+# The peerlb demo: three nginx servers, each with its peerlb agent, and a
+# client in network namespaces (nothing outside them is touched); real curl
+# and wrk traffic, and a table of who served what while server 1 is idle,
+# then busy, then while an agent is down. Loads are set through the agents'
+# `load.source = "file"`, so the demo does not depend on this machine's speed.
 # Usage: tools/demo.sh [l2|ipip]   (as root; BUILD_DIR overrides build/)
 set -uo pipefail
 
@@ -26,7 +28,18 @@ echo "== cluster: s1 ${CL_NODE_ADDR[1]}, s2 ${CL_NODE_ADDR[2]}, s3 ${CL_NODE_ADD
 cl_topology_up || exit 1
 for n in 1 2 3; do cl_nginx_start "$n"; done
 cl_wait_ready || exit 1
-cl_peerlb_up "$mode" || exit 1
+CL_INTERVAL_MS=200
+CL_FORWARD=$mode
+for n in 1 2 3; do cl_agent_config "$n" && cl_agent_start "$n"; done
+echo "== agents started (heartbeat every 200 ms); waiting until they see each other"
+for try in $(seq 100); do
+    alive=$(cl_agent_cli 1 peers --json 2>/dev/null | grep -c '"state": "alive"')
+    [[ $alive == 2 ]] && break
+    sleep 0.1
+done
+cl_agent_cli 1 peers || { echo "demo: agents did not come up; logs in $CL_TMP" >&2; exit 1; }
+# Loads travel by heartbeat: wait a few periods after changing one.
+settle() { sleep 0.8; }
 
 # table TITLE: 30 new connections to each service address, counted by server.
 table() {
@@ -47,21 +60,38 @@ table() {
 }
 
 table "all servers at 10 % load: each keeps its own connections"
-cl_set_load 1 90
+cl_agent_load 1 90; settle
 table "s1 at 90 %: its new connections go to s2 and s3 (weighted by spare capacity)"
-cl_set_load 3 75
+cl_agent_load 3 75; settle
 table "s1 at 90 %, s3 at 75 %: only s2 is 20 points lower than either"
 
 echo
 echo "== wrk, 3 s, 32 connections to ${CL_SVC_ADDR[1]} (s1 at 90 %, s2 and s3 at 10 %)"
-cl_set_load 3 10
+cl_agent_load 3 10; settle
 cl_in c wrk -t2 -c32 -d3s "http://${CL_SVC_ADDR[1]}/" | sed -n '/requests in/p;/Requests\/sec/p'
 echo
+echo "== peerlb top on s1 (one frame) while the client opens new connections to every address"
+cl_in c bash -c 'for i in $(seq 400); do for a in "$@"; do curl -s -o /dev/null "http://$a/"; done; done' \
+    _ "${CL_SVC_ADDR[@]:1}" &
+traffic=$!
+sleep 2.5 # the rates are per second, carried by the heartbeats
+cl_agent_cli 1 top --frames 1 --interval-ms 1000
+kill "$traffic" 2>/dev/null
+wait "$traffic" 2>/dev/null
+
+echo
+echo "== s3's agent is killed: s1 and s2 mark it dead after 3 silent periods"
+cl_agent_stop 3 KILL
+sleep 1
+cl_agent_cli 1 peers
+table "s1 at 90 %, s3's agent dead: s1 hands off to s2 only; s3 keeps its own (fail-safe)"
+
+echo
 echo "== peerlb status on s1"
-cl_peerlb 1 status
+cl_agent_cli 1 status
 echo
 echo "== peerlb stats on s1 (non-zero counters)"
-cl_peerlb 1 stats | awk 'NR == 1 || $2 != 0'
+cl_agent_cli 1 stats | awk 'NR == 1 || $2 != 0'
 echo
 echo "== inspect with bpftool, e.g. s1's settings:"
 bpftool map dump pinned "$(cl_pin_root 1)/eth0/lb_config" | head -20

@@ -13,6 +13,7 @@ packages=(
     cmake make g++ clang llvm pkg-config
     libbpf-dev libxdp-dev libelf-dev zlib1g-dev bpftool
     libfmt-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libssl-dev
+    libspdlog-dev libcpp-httplib-dev libnl-route-3-dev
     libgtest-dev
     # tests and demo: namespaces, real servers and clients
     iproute2 ethtool nginx-light curl wrk util-linux procps python3

@@ -188,3 +188,17 @@ TEST(NodeUsable, OnlyAliveAndFresh)
     for (uint8_t s : {LB_NODE_EMPTY, LB_NODE_SUSPECT, LB_NODE_DEAD, LB_NODE_UNROUTABLE})
         EXPECT_FALSE(lb_node_usable(s, now, now, stale)) << "state " << int(s);
 }
+
+TEST(LocalLoad, UnroutableSelfHandsEveryConnectionToAUsablePeer)
+{
+    auto cfg = config(50, 20, LB_PICK_LEAST);
+    EXPECT_EQ(lb_local_load(LB_NODE_ALIVE, 1000, &cfg), 1000u);
+    const uint32_t unhealthy = lb_local_load(LB_NODE_UNROUTABLE, 1000, &cfg);
+    Loads peers = no_peers();
+    peers[1] = 9900; // nearly full, still better than a failing service
+    lb_decision d = decide(cfg, unhealthy, peers, 2);
+    EXPECT_EQ(d.node, 1u);
+    EXPECT_EQ(d.reason, LB_REASON_LEAST);
+    // With no usable peer at all, there is nowhere else: kept.
+    EXPECT_EQ(decide(cfg, unhealthy, no_peers(), 2).node, LB_NODE_LOCAL);
+}

@@ -15,6 +15,7 @@
 #include "../dataplane/error.h"
 #include "../dataplane/maps.h"
 #include "../dataplane/net.h"
+#include "agent_commands.h"
 
 using json = nlohmann::ordered_json;
 using namespace peerlb;
@@ -187,6 +188,11 @@ int cmd_status(const CommonOptions& o)
         {"services", services},
         {"flows", maps.flows().size()},
     };
+    // The data plane is read directly: it works whether or not the agent runs.
+    auto agent = cli::agent_status(o.run_dir);
+    doc["agent"] = json{{"running", agent.has_value()}};
+    if (agent)
+        doc["agent"].update(json(*agent));
     if (o.json) {
         std::cout << doc.dump(2) << "\n";
         return 0;
@@ -197,6 +203,13 @@ int cmd_status(const CommonOptions& o)
                                                        st.tc_attached ? "yes" : "no")
                                          : "maps pinned, program NOT attached");
     std::cout << fmt::format("pin dir     {}\n", pin_dir(o.pin_root, iface));
+    std::cout << fmt::format(
+        "agent       {}\n",
+        agent ? fmt::format("running: node {}, {}", (*agent)["node_id"].get<std::string>(),
+                            (*agent)["healthy"].get<bool>() ? "healthy" : "UNHEALTHY")
+              : fmt::format("NOT running (nothing answers under {}); the data plane keeps "
+                            "working on its own",
+                            o.run_dir));
     std::cout << fmt::format("balance     accept_below {} %, min_difference {} %, pick {}, "
                              "forward {}\n",
                              load_pct(cfg.accept_below_bp), load_pct(cfg.min_difference_bp),
@@ -320,6 +333,25 @@ int main(int argc, char** argv)
     auto* stats_cmd = app.add_subcommand("stats", "counters summed over CPUs");
     add_common(stats_cmd, common, true);
 
+    std::string config_path;
+    auto* agent_cmd = app.add_subcommand("agent", "run this node's agent in the foreground");
+    add_common(agent_cmd, common, false);
+    agent_cmd->add_option("-c,--config", config_path, "TOML configuration file")->required();
+    auto* peers_cmd = app.add_subcommand("peers", "the cluster as this node's agent sees it");
+    add_common(peers_cmd, common, true);
+    std::string set_key, set_value;
+    auto* set_cmd = app.add_subcommand("set", "change a setting of the running agent");
+    add_common(set_cmd, common, false);
+    set_cmd->add_option("key", set_key, "e.g. balance.accept_below")->required();
+    set_cmd->add_option("value", set_value, "new value")->required();
+    unsigned top_interval_ms = 1000, top_frames = 0;
+    auto* top_cmd = app.add_subcommand("top", "live view of the cluster");
+    add_common(top_cmd, common, false);
+    top_cmd->add_option("--interval-ms", top_interval_ms, "refresh period")
+        ->check(CLI::Range(100u, 60000u))
+        ->capture_default_str();
+    top_cmd->add_option("--frames", top_frames, "stop after N frames, no screen clearing");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -343,6 +375,14 @@ int main(int argc, char** argv)
             return cmd_flows(common);
         if (*stats_cmd)
             return cmd_stats(common);
+        if (*agent_cmd)
+            return cli::cmd_agent(config_path, common.pin_root, common.run_dir, g_verbose);
+        if (*peers_cmd)
+            return cli::cmd_peers(common.run_dir, common.json);
+        if (*set_cmd)
+            return cli::cmd_set(common.run_dir, set_key, set_value);
+        if (*top_cmd)
+            return cli::cmd_top(common.run_dir, top_interval_ms, top_frames);
     } catch (const std::exception& e) {
         std::cerr << "peerlb: " << e.what() << "\n";
         return 1;

@@ -213,6 +213,18 @@ void attach(const AttachOptions& opts)
     // The link fd closes here; the pin keeps the program attached.
 }
 
+bool ensure_attached(const AttachOptions& opts)
+{
+    if (query(opts.pin_root, opts.iface).attached)
+        return false;
+    // A link pin whose interface went away is detached already; the maps
+    // next to it are still good.
+    std::error_code ec;
+    fs::remove(pin_dir(opts.pin_root, opts.iface) + "/" + LB_PIN_XDP_LINK, ec);
+    attach(opts);
+    return true;
+}
+
 void detach(const std::string& pin_root, const std::string& iface)
 {
     require_bpffs(pin_root);

@@ -36,6 +36,11 @@ void require_bpffs(const std::string& path);
 // Attaches XDP and TC programs; on any failure undoes what it did and throws.
 void attach(const AttachOptions& opts);
 
+// For the agent's start: keeps a data plane that is attached already (its
+// link, program and maps untouched, so no flow is lost across agent
+// restarts), else attaches. Returns true when it attached.
+bool ensure_attached(const AttachOptions& opts);
+
 // Detaches both programs and removes the interface's pinned maps.
 void detach(const std::string& pin_root, const std::string& iface);
 

@@ -137,6 +137,11 @@ void Maps::set_node(uint32_t slot, const lb_node& n)
     update(fds_.node_macs, &mk, &slot, "node MAC map");
 }
 
+void Maps::set_node_entry(uint32_t slot, const lb_node& n)
+{
+    update(fds_.nodes, &slot, &n, "node table");
+}
+
 void Maps::clear_node(uint32_t slot)
 {
     set_node(slot, lb_node{});

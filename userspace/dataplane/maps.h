@@ -62,6 +62,9 @@ public:
     // Writes a node slot and keeps the address/MAC lookup maps in step.
     void set_node(uint32_t slot, const lb_node& node);
     void clear_node(uint32_t slot);
+    // Writes lb_nodes only: for frequent load updates of a slot whose
+    // address and MAC stay the same.
+    void set_node_entry(uint32_t slot, const lb_node& node);
 
     void add_service(const lb_service_key& key, const lb_service& svc);
     void remove_service(const lb_service_key& key);

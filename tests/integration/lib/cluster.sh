@@ -21,6 +21,8 @@ CL_SVC_ADDR6=([1]=fd77::111 [2]=fd77::112 [3]=fd77::113)
 CL_CLIENT_ADDR=10.77.0.100
 CL_CLIENT_ADDR6=fd77::100
 CL_NGINX_PIDS=()
+CL_AGENT_PIDS=()
+CL_GROUP=239.7.7.7:7946
 
 cl_ns() { echo "${CL_PREFIX}$1"; }                 # cl_ns s1 -> namespace name
 cl_mac() { printf '02:77:00:00:00:%02x' "$1"; }     # server N's eth0 MAC
@@ -185,6 +187,80 @@ cl_set_load() {
     done
 }
 
+# cl_agent_config N [EXTRA-TOML]: server N's agent configuration, load read
+# from $CL_TMP/load-sN (written with cl_agent_load), heartbeat every
+# ${CL_INTERVAL_MS:-100} ms, forwarding ${CL_FORWARD:-l2}.
+cl_agent_config() {
+    local n=$1 extra=${2:-}
+    [[ -f $CL_TMP/cluster.key ]] || head -c 32 /dev/urandom >"$CL_TMP/cluster.key"
+    [[ -f $CL_TMP/load-s$n ]] || echo 10 >"$CL_TMP/load-s$n"
+    cat >"$CL_TMP/s$n.toml" <<EOF
+[node]
+id = "s$n"
+interface = "eth0"
+address = "${CL_NODE_ADDR[$n]}"
+services = ["${CL_SVC_ADDR[$n]}", "${CL_SVC_ADDR6[$n]}"]
+
+[cluster]
+group = "$CL_GROUP"
+key_file = "$CL_TMP/cluster.key"
+interval_ms = ${CL_INTERVAL_MS:-100}
+dead_after = 3
+
+[balance]
+accept_below = 50
+min_difference = 20
+pick = "weighted"
+forward = "${CL_FORWARD:-l2}"
+failsafe_after_ms = 500
+
+[load]
+source = "file"
+file = "$CL_TMP/load-s$n"
+
+[health]
+http_path = "/"
+interval_ms = 200
+timeout_ms = 200
+
+[metrics]
+listen = "127.0.0.1:9477"
+
+[[service]]
+port = 80
+$extra
+EOF
+}
+
+cl_agent_load() { echo "$2" >"$CL_TMP/load-s$1"; } # cl_agent_load N PCT
+
+cl_agent_start() { # cl_agent_start N: in the background, log in $CL_TMP/agent-sN.log
+    local n=$1
+    mkdir -p "$CL_TMP/run-s$n"
+    mkdir -p "$CL_TMP/bpffs"
+    mountpoint -q "$CL_TMP/bpffs" || mount -t bpf bpf "$CL_TMP/bpffs" || return 1
+    mkdir -p "$(cl_pin_root "$n")"
+    # A plain command in the background: $! is the agent's own PID.
+    ip netns exec "$(cl_ns "s$n")" "$CL_BUILD/peerlb" agent -c "$CL_TMP/s$n.toml" \
+        --pin-root "$(cl_pin_root "$n")" --run-dir "$CL_TMP/run-s$n" \
+        >>"$CL_TMP/agent-s$n.log" 2>&1 &
+    CL_AGENT_PIDS[$n]=$!
+}
+
+cl_agent_stop() { # cl_agent_stop N [SIGNAL]: ends only the agent this file started
+    local pid=${CL_AGENT_PIDS[$1]:-}
+    [[ -n $pid ]] || return 0
+    kill "-${2:-TERM}" "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    CL_AGENT_PIDS[$1]=
+}
+
+cl_agent_cli() { # cl_agent_cli N ARGS...: the CLI against server N's agent
+    local n=$1
+    shift
+    cl_in "s$n" "$CL_BUILD/peerlb" "$@" --pin-root "$(cl_pin_root "$n")" --run-dir "$CL_TMP/run-s$n"
+}
+
 cl_peerlb_down() {
     local n
     for n in 1 2 3; do
@@ -196,6 +272,7 @@ cl_peerlb_down() {
 # Removes everything cl_* created; safe to call more than once, on any path.
 cl_down() {
     local n
+    for n in 1 2 3; do cl_agent_stop "$n"; done
     for n in 1 2 3; do cl_nginx_stop "$n"; done
     cl_peerlb_down 2>/dev/null
     for n in s1 s2 s3 c sw; do

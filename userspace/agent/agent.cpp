@@ -1,0 +1,592 @@
+#include "agent.h"
+
+#include <net/if.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "../dataplane/dataplane.h"
+#include "../dataplane/error.h"
+#include "../dataplane/maps.h"
+#include "control.h"
+#include "heartbeat.h"
+#include "load.h"
+#include "membership.h"
+#include "metrics.h"
+#include "netconf.h"
+#include "node_table.h"
+#include "transport.h"
+
+namespace peerlb {
+namespace {
+
+using json = nlohmann::ordered_json;
+
+uint64_t clock_ns(clockid_t clock)
+{
+    timespec ts{};
+    clock_gettime(clock, &ts);
+    return uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec);
+}
+// The data plane's clock (bpf_ktime_get_ns): freshness and membership.
+uint64_t mono_ns() { return clock_ns(CLOCK_MONOTONIC); }
+// Wall clock: heartbeat timestamps, which other machines compare.
+uint64_t unix_ms() { return clock_ns(CLOCK_REALTIME) / 1'000'000; }
+
+constexpr uint64_t kMs = 1'000'000;
+// Main loop granularity: load-step heartbeats and membership ticks.
+constexpr uint64_t kTickNs = 10 * kMs;
+// Costly sources are not read at update_ms: a process, a /proc read or a
+// sock_diag dump (~3 ms of kernel time for its hash walk) every 10 ms would
+// be load of its own.
+constexpr uint32_t kExecPeriodMs = 1000;
+constexpr uint32_t kSampledSourcePeriodMs = 100;
+
+double percent(uint32_t bp) { return bp / 100.0; }
+
+std::vector<std::string> addresses_text(const std::vector<IpAddress>& addrs)
+{
+    std::vector<std::string> out;
+    for (const auto& a : addrs)
+        out.push_back(format_ip(a));
+    return out;
+}
+
+bool is_syn_kept(const std::string& counter) { return counter.starts_with("syn_local_"); }
+bool is_syn_forwarded(const std::string& counter) { return counter.starts_with("syn_forward_"); }
+
+class Agent {
+public:
+    Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& opts);
+    int run();
+
+private:
+    // Main thread.
+    void send_heartbeat(AnnouncedState state);
+    void receive_heartbeats();
+    void take(const Heartbeat& hb);
+    void on_peer_event(const PeerEvent& ev);
+    void learn_services(const Heartbeat& hb);
+    void update_rates(uint64_t now);
+    json handle(const json& req);
+    json peers_json() const;
+    json status_json() const;
+
+    // Threads of their own.
+    void meter_loop();
+    void health_loop();
+    std::string render_metrics();
+
+    AgentOptions opts_;
+    std::vector<uint8_t> key_;
+    unsigned ifindex_;
+    unsigned lo_index_;
+    uint64_t incarnation_;
+    uint64_t sequence_ = 0;
+
+    mutable std::mutex mu_; // guards cfg_, members_ and the counters below
+    Config cfg_;
+    uint64_t config_generation_ = 0;
+    Membership members_;
+    std::map<DropReason, uint64_t> drops_;
+    uint64_t heartbeats_sent_ = 0, heartbeats_taken_ = 0, send_failures_ = 0;
+    uint32_t kept_per_s_ = 0, forwarded_per_s_ = 0;
+
+    ControlServer control_;
+    AddressManager addrs_;
+    Maps maps_;
+    Mac mac_;
+    NodeTable table_; // main thread, except write_self (meter thread)
+    HeartbeatSocket socket_;
+    ReplayGuard guard_;
+    std::set<std::string> known_services_;
+
+    std::atomic<uint32_t> load_bp_{0};
+    std::atomic<bool> healthy_{true};
+    std::atomic<bool> measured_{false};
+    std::atomic<bool> stop_{false};
+    uint32_t last_sent_load_ = 0;
+    uint64_t last_sent_ns_ = 0;
+    uint64_t rates_at_ns_ = 0, kept_total_ = 0, forwarded_total_ = 0;
+};
+
+unsigned interface_index(const std::string& iface)
+{
+    unsigned idx = if_nametoindex(iface.c_str());
+    if (!idx)
+        throw Error(fmt::format("interface '{}' does not exist", iface));
+    return idx;
+}
+
+Maps open_dataplane(const Config& cfg, const AgentOptions& opts)
+{
+    AttachOptions attach_opts;
+    attach_opts.pin_root = opts.pin_root;
+    attach_opts.iface = cfg.interface;
+    attach_opts.forward = cfg.forward_ipip ? LB_FORWARD_IPIP : LB_FORWARD_L2;
+    if (ensure_attached(attach_opts))
+        spdlog::info("attached the data plane to {} (maps in {})", cfg.interface,
+                     pin_dir(opts.pin_root, cfg.interface));
+    else
+        spdlog::info("data plane already attached to {}: keeping it and its flows",
+                     cfg.interface);
+    return Maps::open_pinned(pin_dir(opts.pin_root, cfg.interface));
+}
+
+Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& opts)
+    : opts_(opts), key_(std::move(key)), ifindex_(interface_index(cfg.interface)),
+      lo_index_(interface_index("lo")), incarnation_(clock_ns(CLOCK_REALTIME)), cfg_(cfg),
+      members_(cfg.node_id, cfg.dead_after), control_(opts.run_dir),
+      addrs_(), maps_((set_arp_sysctls(cfg.interface), open_dataplane(cfg, opts))),
+      mac_(interface_mac(cfg.interface)), table_(maps_, cfg, mac_), socket_(cfg, ifindex_),
+      guard_(cfg.replay_window_ms)
+{
+    for (const auto& a : cfg.owned_services) {
+        if (addrs_.add(a, ifindex_))
+            spdlog::info("added owned service address {} to {}", format_ip(a), cfg.interface);
+        known_services_.insert(format_ip(a));
+    }
+}
+
+void Agent::send_heartbeat(AnnouncedState state)
+{
+    Heartbeat hb;
+    {
+        std::lock_guard lock(mu_);
+        hb.node_id = cfg_.node_id;
+        hb.interval_ms = cfg_.interval_ms;
+        hb.node_address = cfg_.node_address;
+        hb.services = cfg_.owned_services;
+        hb.kept_per_s = kept_per_s_;
+        hb.forwarded_per_s = forwarded_per_s_;
+    }
+    hb.incarnation = incarnation_;
+    hb.sequence = ++sequence_;
+    hb.sent_unix_ms = unix_ms();
+    hb.mac = mac_;
+    hb.load_bp = static_cast<uint16_t>(load_bp_.load());
+    hb.state = state == AnnouncedState::alive && !healthy_ ? AnnouncedState::unroutable : state;
+    int failed = socket_.send(encode_heartbeat(hb, key_));
+    std::lock_guard lock(mu_);
+    heartbeats_sent_++;
+    send_failures_ += failed;
+    if (failed)
+        spdlog::warn("heartbeat {}: {} send(s) failed", hb.sequence, failed);
+    last_sent_load_ = hb.load_bp;
+    last_sent_ns_ = mono_ns();
+}
+
+void Agent::receive_heartbeats()
+{
+    std::array<uint8_t, kMaxHeartbeatSize> buf;
+    // Bounded per wake-up so a flood cannot starve the other duties.
+    for (int i = 0; i < 256; i++) {
+        auto n = socket_.receive(buf);
+        if (!n)
+            return;
+        Decoded d = *n > buf.size() ? Decoded{DropReason::truncated, {}}
+                                    : decode_heartbeat(std::span(buf.data(), *n), key_);
+        if (d.reason == DropReason::none && d.hb.node_id == cfg_.node_id)
+            d.reason = DropReason::own_id;
+        if (d.reason == DropReason::none)
+            d.reason = guard_.check(d.hb, unix_ms());
+        if (d.reason != DropReason::none) {
+            std::lock_guard lock(mu_);
+            drops_[d.reason]++;
+            spdlog::debug("heartbeat dropped: {}", drop_reason_name(d.reason));
+            continue;
+        }
+        take(d.hb);
+    }
+}
+
+void Agent::take(const Heartbeat& hb)
+{
+    std::optional<PeerEvent> ev;
+    Peer peer;
+    {
+        std::lock_guard lock(mu_);
+        heartbeats_taken_++;
+        ev = members_.on_heartbeat(hb, mono_ns());
+        if (const Peer* p = members_.find(hb.node_id))
+            peer = *p;
+    }
+    learn_services(hb);
+    table_.write_peer(peer);
+    if (ev)
+        on_peer_event(*ev);
+}
+
+void Agent::learn_services(const Heartbeat& hb)
+{
+    for (const auto& a : hb.services) {
+        if (!known_services_.insert(format_ip(a)).second)
+            continue;
+        // Held on lo so this node can terminate connections handed to it.
+        if (addrs_.add(a, lo_index_))
+            spdlog::info("added {}'s service address {} to lo", hb.node_id, format_ip(a));
+        table_.add_service_address(a);
+    }
+}
+
+void Agent::on_peer_event(const PeerEvent& ev)
+{
+    Peer peer;
+    {
+        std::lock_guard lock(mu_);
+        if (const Peer* p = members_.find(ev.node_id))
+            peer = *p;
+    }
+    uint32_t slot = table_.write_peer(peer);
+    if (!ev.from)
+        spdlog::info("peer {} ({}) joined: {} in slot {}", ev.node_id,
+                     format_ip(peer.last.node_address), peer_state_name(ev.to), slot);
+    else
+        spdlog::log(ev.to == PeerState::alive ? spdlog::level::info : spdlog::level::warn,
+                    "peer {} {} -> {}", ev.node_id, peer_state_name(*ev.from),
+                    peer_state_name(ev.to));
+}
+
+void Agent::update_rates(uint64_t now)
+{
+    if (now - rates_at_ns_ < 1'000'000'000ull)
+        return;
+    uint64_t kept = 0, forwarded = 0;
+    for (const auto& c : maps_.counters()) {
+        if (is_syn_kept(c.name))
+            kept += c.packets;
+        else if (is_syn_forwarded(c.name))
+            forwarded += c.packets;
+    }
+    const double secs = rates_at_ns_ ? double(now - rates_at_ns_) / 1e9 : 0;
+    std::lock_guard lock(mu_);
+    if (secs > 0) {
+        kept_per_s_ = static_cast<uint32_t>(std::lround(double(kept - kept_total_) / secs));
+        forwarded_per_s_ =
+            static_cast<uint32_t>(std::lround(double(forwarded - forwarded_total_) / secs));
+    }
+    kept_total_ = kept;
+    forwarded_total_ = forwarded;
+    rates_at_ns_ = now;
+}
+
+json Agent::peers_json() const
+{
+    const uint64_t now = mono_ns();
+    json out = json::array();
+    out.push_back({
+        {"id", cfg_.node_id},
+        {"address", format_ip(cfg_.node_address)},
+        {"state", "self"},
+        {"load", percent(load_bp_.load())},
+        {"owns", addresses_text(cfg_.owned_services)},
+        {"routable", healthy_.load()},
+        {"slot", table_.self_slot()},
+        {"age_ms", 0},
+        {"incarnation", incarnation_},
+        {"kept_per_s", kept_per_s_},
+        {"forwarded_per_s", forwarded_per_s_},
+    });
+    for (const auto& [id, p] : members_.peers()) {
+        auto slot = table_.slot_of(p.last.node_address);
+        out.push_back({
+            {"id", id},
+            {"address", format_ip(p.last.node_address)},
+            {"state", peer_state_name(p.state)},
+            {"load", percent(p.last.load_bp)},
+            {"owns", addresses_text(p.last.services)},
+            {"routable", p.routable()},
+            {"slot", slot ? json(*slot) : json(nullptr)},
+            {"age_ms", (now - p.last_heard_ns) / kMs},
+            {"incarnation", p.last.incarnation},
+            {"kept_per_s", p.last.kept_per_s},
+            {"forwarded_per_s", p.last.forwarded_per_s},
+        });
+    }
+    return out;
+}
+
+json Agent::status_json() const
+{
+    json drops = json::object();
+    for (DropReason r : kAllDropReasons) {
+        auto it = drops_.find(r);
+        drops[drop_reason_name(r)] = it == drops_.end() ? 0 : it->second;
+    }
+    return {
+        {"node_id", cfg_.node_id},
+        {"interface", cfg_.interface},
+        {"config", cfg_.path},
+        {"incarnation", incarnation_},
+        {"load", percent(load_bp_.load())},
+        {"healthy", healthy_.load()},
+        {"interval_ms", cfg_.interval_ms},
+        {"dead_after", cfg_.dead_after},
+        {"accept_below", cfg_.accept_below},
+        {"min_difference", cfg_.min_difference},
+        {"pick", cfg_.pick_least ? "least" : "weighted"},
+        {"heartbeats_sent", heartbeats_sent_},
+        {"heartbeats_taken", heartbeats_taken_},
+        {"heartbeat_drops", drops},
+    };
+}
+
+json Agent::handle(const json& req)
+{
+    const std::string cmd = req.value("cmd", "");
+    if (cmd == "set") {
+        const std::string key = req.at("key").get<std::string>();
+        const std::string value = req.at("value").get<std::string>();
+        std::lock_guard lock(mu_);
+        Config next = apply_setting(cfg_, key, value); // throws: nothing changes
+        table_.apply_config(next);
+        members_.set_dead_after(next.dead_after);
+        guard_.set_window(next.replay_window_ms);
+        cfg_ = next;
+        config_generation_++;
+        spdlog::info("set {} = {}", key, value);
+        return {{"ok", true}, {"key", key}, {"value", value}};
+    }
+    std::lock_guard lock(mu_);
+    if (cmd == "peers")
+        return peers_json();
+    if (cmd == "status")
+        return status_json();
+    return {{"error", fmt::format("unknown command '{}'", cmd)}};
+}
+
+void Agent::meter_loop()
+{
+    std::unique_ptr<LoadSourceReader> source;
+    Config built_from; // the settings `source` was made with
+    uint64_t generation = ~0ull;
+    LoadSmoother smoother(0);
+    uint32_t period_ms = 10;
+    bool failing = false;
+    auto same_source = [](const Config& a, const Config& b) {
+        return a.source == b.source && a.capacity == b.capacity && a.load_file == b.load_file &&
+               a.load_command == b.load_command && a.cgroup == b.cgroup;
+    };
+    while (!stop_) {
+        {
+            std::lock_guard lock(mu_);
+            if (generation != config_generation_) {
+                // Rebuilt only when its own settings change: a sampling
+                // source starts over from zero.
+                if (!source || !same_source(built_from, cfg_)) {
+                    source = make_load_source(cfg_);
+                    built_from = cfg_;
+                }
+                smoother.set_tau_ms(cfg_.smoothing_ms);
+                period_ms = cfg_.update_ms;
+                if (cfg_.source == LoadSource::exec)
+                    period_ms = std::max(period_ms, kExecPeriodMs);
+                else if (cfg_.source != LoadSource::file)
+                    period_ms = std::max(period_ms, kSampledSourcePeriodMs);
+                generation = config_generation_;
+            }
+        }
+        const uint64_t now = mono_ns();
+        try {
+            load_bp_ = smoother.update(source->read_bp(now), now);
+            if (failing)
+                spdlog::info("load source {} reads again", source->describe());
+            failing = false;
+            measured_ = true;
+            // Rewritten while measured: if this agent stops, the data
+            // plane sees its own load go stale and keeps everything.
+            table_.write_self(load_bp_, healthy_, now);
+        } catch (const std::exception& e) {
+            if (!failing)
+                spdlog::error("load source {}: {}", source->describe(), e.what());
+            failing = true;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(period_ms));
+    }
+}
+
+void Agent::health_loop()
+{
+    uint32_t failures = 0;
+    while (!stop_) {
+        Config cfg;
+        {
+            std::lock_guard lock(mu_);
+            cfg = cfg_;
+        }
+        if (!cfg.health_enabled) {
+            healthy_ = true;
+        } else {
+            std::string why;
+            if (probe_service(cfg.node_address, cfg.health_port, cfg.health_http_path,
+                              cfg.health_timeout_ms, why)) {
+                if (!healthy_)
+                    spdlog::info("service healthy again: routable");
+                failures = 0;
+                healthy_ = true;
+            } else if (++failures >= cfg.health_fail_after && healthy_) {
+                spdlog::warn("service unhealthy ({}): announcing not routable", why);
+                healthy_ = false;
+            }
+        }
+        for (uint32_t waited = 0; waited < cfg.health_interval_ms && !stop_; waited += 50)
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+}
+
+std::string Agent::render_metrics()
+{
+    MetricsText m;
+    std::lock_guard lock(mu_);
+    m.family("peerlb_local_load_percent", "gauge", "Measured local load (0-100).")
+        .sample("peerlb_local_load_percent", {}, percent(load_bp_.load()));
+    m.family("peerlb_healthy", "gauge", "1 when the local service passes its health check.")
+        .sample("peerlb_healthy", {}, healthy_ ? 1 : 0);
+    m.family("peerlb_peer_load_percent", "gauge", "Last load announced by each peer (0-100).");
+    for (const auto& [id, p] : members_.peers())
+        m.sample("peerlb_peer_load_percent", {{"node", id}}, percent(p.last.load_bp));
+    m.family("peerlb_peer_state", "gauge", "1 for the state each peer is in.");
+    for (const auto& [id, p] : members_.peers())
+        for (PeerState s : {PeerState::alive, PeerState::suspect, PeerState::dead})
+            m.sample("peerlb_peer_state", {{"node", id}, {"state", peer_state_name(s)}},
+                     p.state == s ? 1 : 0);
+    m.family("peerlb_heartbeats_sent_total", "counter", "Heartbeats sent.")
+        .sample("peerlb_heartbeats_sent_total", {}, double(heartbeats_sent_));
+    m.family("peerlb_heartbeats_received_total", "counter", "Heartbeats taken from peers.")
+        .sample("peerlb_heartbeats_received_total", {}, double(heartbeats_taken_));
+    m.family("peerlb_heartbeat_drops_total", "counter", "Heartbeats dropped, by reason.");
+    for (DropReason r : kAllDropReasons) {
+        auto it = drops_.find(r);
+        m.sample("peerlb_heartbeat_drops_total", {{"reason", drop_reason_name(r)}},
+                 double(it == drops_.end() ? 0 : it->second));
+    }
+    const auto counters = maps_.counters();
+    m.family("peerlb_decisions_total", "counter", "New connections decided, by reason.");
+    for (const auto& c : counters)
+        if (is_syn_kept(c.name) || is_syn_forwarded(c.name))
+            m.sample("peerlb_decisions_total", {{"reason", c.name.substr(4)}}, double(c.packets));
+    m.family("peerlb_redirects_total", "counter", "New connections handed to each peer.");
+    const auto per_slot = maps_.node_counters();
+    for (const auto& [id, p] : members_.peers())
+        if (auto slot = table_.slot_of(p.last.node_address))
+            m.sample("peerlb_redirects_total", {{"node", id}},
+                     double(per_slot[*slot].syns_forwarded));
+    m.family("peerlb_packets_total", "counter", "Data plane packets, by verdict and reason.");
+    for (const auto& c : counters)
+        m.sample("peerlb_packets_total", {{"counter", c.name}}, double(c.packets));
+    return m.text();
+}
+
+int Agent::run()
+{
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    // Blocked before the threads start, so only the signalfd sees them.
+    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+    Fd sigfd(signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!sigfd)
+        throw SystemError("signalfd", errno);
+
+    std::thread meter([this] { meter_loop(); });
+    std::thread health([this] { health_loop(); });
+    std::unique_ptr<MetricsServer> metrics;
+    struct Join {
+        Agent* self;
+        std::thread& a;
+        std::thread& b;
+        ~Join()
+        {
+            self->stop_ = true;
+            a.join();
+            b.join();
+        }
+    } join{this, meter, health};
+    if (cfg_.metrics_listen) {
+        metrics = std::make_unique<MetricsServer>(*cfg_.metrics_listen,
+                                                  [this] { return render_metrics(); });
+        spdlog::info("metrics on http://{}:{}/metrics", format_ip(cfg_.metrics_listen->address),
+                     cfg_.metrics_listen->port);
+    }
+    spdlog::info("agent {} up: node {} on {}, heartbeat every {} ms, incarnation {}",
+                 cfg_.node_id, format_ip(cfg_.node_address), cfg_.interface, cfg_.interval_ms,
+                 incarnation_);
+
+    uint64_t next_heartbeat = mono_ns();
+    while (true) {
+        const uint64_t now = mono_ns();
+        uint32_t interval_ms, load_step;
+        {
+            std::lock_guard lock(mu_);
+            interval_ms = cfg_.interval_ms;
+            load_step = cfg_.load_step;
+        }
+        const bool load_jumped =
+            measured_ &&
+            uint32_t(std::abs(int(load_bp_.load()) - int(last_sent_load_))) >= load_step * 100 &&
+            now - last_sent_ns_ >= kTickNs;
+        if (now >= next_heartbeat || load_jumped) {
+            send_heartbeat(AnnouncedState::alive);
+            next_heartbeat = now + uint64_t(interval_ms) * kMs;
+        }
+        std::vector<PeerEvent> events;
+        {
+            std::lock_guard lock(mu_);
+            events = members_.tick(now);
+        }
+        for (const auto& ev : events)
+            on_peer_event(ev);
+        update_rates(now);
+
+        pollfd fds[] = {{socket_.fd(), POLLIN, 0}, {control_.fd(), POLLIN, 0},
+                        {sigfd.get(), POLLIN, 0}};
+        const uint64_t until = std::min(next_heartbeat, now + kTickNs);
+        const int timeout_ms = int((until > now ? until - now : 0) / kMs) + 1;
+        if (poll(fds, 3, timeout_ms) < 0 && errno != EINTR)
+            throw SystemError("poll", errno);
+        if (fds[0].revents & POLLIN)
+            receive_heartbeats();
+        if (fds[1].revents & POLLIN)
+            control_.serve_one([this](const nlohmann::json& req) {
+                return nlohmann::json(handle(req));
+            });
+        if (fds[2].revents & POLLIN) {
+            signalfd_siginfo si{};
+            if (read(sigfd.get(), &si, sizeof(si)) == sizeof(si))
+                spdlog::info("signal {}: leaving the cluster; the data plane stays attached",
+                             si.ssi_signo);
+            // Peers stop choosing this node at once instead of after
+            // dead_after periods.
+            send_heartbeat(AnnouncedState::leaving);
+            return 0;
+        }
+    }
+}
+
+} // namespace
+
+int run_agent(const AgentOptions& opts)
+{
+    Config cfg = load_config(opts.config_path); // nothing on the system changes before this
+    spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+    Agent agent(cfg, load_key(cfg.key_file), opts);
+    return agent.run();
+}
+
+} // namespace peerlb

@@ -1,0 +1,104 @@
+// The agent's configuration file (TOML, DESIGN.md section 6): parsed and
+// validated as a whole. Any error refuses the whole file with a message
+// "FILE:LINE: KEY: what is wrong".
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "../dataplane/net.h"
+
+namespace peerlb {
+
+enum class LoadSource { connections, cpu, cgroup, file, exec };
+enum class ServiceMode { l4, http };
+
+// An address and UDP port heartbeats go to or come from.
+struct Endpoint {
+    IpAddress address;
+    uint16_t port = 0;
+};
+
+struct ServiceConfig {
+    uint16_t port = 0;
+    ServiceMode mode = ServiceMode::l4;
+};
+
+struct Config {
+    std::string path; // the file this came from
+
+    // [node]
+    std::string node_id;            // 1..32 of [A-Za-z0-9_.-]
+    std::string interface;          // NIC the data plane attaches to
+    IpAddress node_address;         // heartbeats, forwarding
+    std::vector<IpAddress> owned_services; // service addresses this node owns
+
+    // [cluster]: exactly one of group / peers
+    std::optional<Endpoint> group;  // multicast group:port
+    std::vector<Endpoint> peers;    // unicast peers (port defaults to kHeartbeatPort)
+    std::string key_file;
+    uint32_t interval_ms = 500;     // heartbeat period, 10..60000
+    uint32_t dead_after = 3;        // missed periods before a peer is dead, 2..100
+    uint32_t load_step = 10;        // % points of load change that trigger an extra heartbeat, 1..100
+    uint32_t replay_window_ms = 10000; // heartbeats older/newer than this (wall clock) are dropped
+
+    // [balance]
+    uint32_t accept_below = 50;     // T1, % (0..100)
+    uint32_t min_difference = 20;   // T2, % (0..100)
+    bool pick_least = false;        // pick = "least" | "weighted"
+    bool forward_ipip = false;      // forward = "ipip" | "l2"
+    double conn_cost = 0.1;         // % of load one new connection is assumed to add (0..100)
+    uint32_t failsafe_after_ms = 2000; // own load older than this: keep everything (>= 10)
+
+    // [load]
+    LoadSource source = LoadSource::connections;
+    uint32_t capacity = 1000;       // connections = 100 % (source connections), >= 1
+    std::string load_file;          // source file: a number 0..100
+    std::string load_command;       // source exec: run by /bin/sh, prints 0..100
+    std::string cgroup;             // source cgroup: cgroup v2 directory
+    uint32_t update_ms = 10;        // how often the local load is measured and written, 1..1000
+    uint32_t smoothing_ms = 0;      // EWMA time constant; 0 = none
+
+    // [health] (a TCP connect to node_address:port, or an HTTP GET of http_path)
+    bool health_enabled = true;
+    uint16_t health_port = 0;       // 0: the first [[service]] port
+    std::string health_http_path;   // empty: TCP connect only
+    uint32_t health_interval_ms = 1000;
+    uint32_t health_timeout_ms = 500;
+    uint32_t health_fail_after = 2; // consecutive failures before unroutable
+
+    // [metrics]
+    std::optional<Endpoint> metrics_listen; // Prometheus text on http://ADDR:PORT/metrics
+
+    // [log]
+    std::string log_level = "info"; // trace|debug|info|warn|error
+
+    // [[service]]: at least one, ports unique
+    std::vector<ServiceConfig> services;
+};
+
+inline constexpr uint16_t kHeartbeatPort = 7946;
+
+// Reads and validates `path`; throws Error naming file, line and key.
+Config load_config(const std::string& path);
+
+// Same, from text (tests); `path` only names the source in messages.
+Config parse_config(const std::string& text, const std::string& path);
+
+// The heartbeat key: the key file's bytes (a trailing newline dropped);
+// throws Error unless it holds at least 16 bytes.
+std::vector<uint8_t> load_key(const std::string& key_file);
+
+} // namespace peerlb
+
+namespace peerlb {
+
+// A run-time change (`peerlb set KEY VALUE`): the file's key names, types and
+// ranges. Returns the changed copy; throws Error naming the key. Only the
+// keys of runtime_settings() may change without a restart.
+Config apply_setting(const Config& cfg, const std::string& key, const std::string& value);
+const std::vector<std::string>& runtime_settings();
+
+} // namespace peerlb

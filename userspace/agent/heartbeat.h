@@ -1,0 +1,93 @@
+// Heartbeat datagrams (DESIGN.md section 3): what a node tells its peers
+// every interval, authenticated with HMAC-SHA256 under the cluster key and
+// replay-protected by (incarnation, sequence) and a wall-clock window.
+//
+// Wire format, all integers big-endian:
+//   magic "PLBH" | version u8 (1) | flags u8 (0) | body_len u16
+//   body (body_len bytes): a sequence of TLVs (type u8, length u16, value);
+//     unknown types are skipped so later versions can add fields
+//   hmac[32] = HMAC-SHA256(key, everything before it)
+// A datagram is at most kMaxHeartbeatSize bytes.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "../dataplane/net.h"
+
+namespace peerlb {
+
+inline constexpr size_t kMaxHeartbeatSize = 1400;
+inline constexpr size_t kMaxOwnedServices = 32;
+
+enum class AnnouncedState : uint8_t { alive = 1, unroutable = 2, leaving = 3 };
+
+struct Heartbeat {
+    std::string node_id;      // 1..32 bytes
+    uint64_t incarnation = 0; // grows on every agent start (unix ns at start)
+    uint64_t sequence = 0;    // grows with every datagram of one incarnation
+    uint64_t sent_unix_ms = 0;
+    uint32_t interval_ms = 0; // the sender's period: receivers judge its silence by it
+    IpAddress node_address;
+    Mac mac{};
+    std::vector<IpAddress> services; // service addresses the sender holds now
+    uint16_t load_bp = 0;     // 0..10000
+    AnnouncedState state = AnnouncedState::alive;
+    uint32_t kept_per_s = 0;      // new connections the sender kept, per second
+    uint32_t forwarded_per_s = 0; // and handed to peers (shown by `peerlb top`)
+
+    bool operator==(const Heartbeat&) const = default;
+};
+
+// Why a datagram was not taken; counted by the agent and in metrics.
+enum class DropReason {
+    none,
+    truncated,      // shorter than header + hmac, or body_len does not match
+    bad_magic,      // not a peerlb heartbeat, or another version
+    bad_mac,        // HMAC does not verify under our key
+    malformed,      // authenticated, but a TLV or field is missing, cut or out of range
+    own_id,         // our own datagram looped back, or someone using our id
+    replayed,       // sequence not newer for its incarnation, or an old incarnation
+    stale,          // sent_unix_ms outside the replay window
+};
+const char* drop_reason_name(DropReason r);
+inline constexpr DropReason kAllDropReasons[] = {
+    DropReason::truncated, DropReason::bad_magic, DropReason::bad_mac, DropReason::malformed,
+    DropReason::own_id,    DropReason::replayed,  DropReason::stale,
+};
+
+// Encodes and signs; throws Error if a field is out of range (id length,
+// too many services, load over 10000).
+std::vector<uint8_t> encode_heartbeat(const Heartbeat& hb, std::span<const uint8_t> key);
+
+struct Decoded {
+    DropReason reason = DropReason::none; // none: hb is valid and authenticated
+    Heartbeat hb;
+};
+
+// Verifies the HMAC (constant time) before looking at any field.
+Decoded decode_heartbeat(std::span<const uint8_t> datagram, std::span<const uint8_t> key);
+
+// Remembers, per node id, the newest (incarnation, sequence) taken, and
+// drops what is not newer or outside the window around `now_unix_ms`.
+// A sender whose incarnation grows (a restart) starts a new sequence.
+class ReplayGuard {
+public:
+    explicit ReplayGuard(uint64_t window_ms) : window_ms_(window_ms) {}
+    // none: accepted and recorded; replayed / stale: dropped, nothing recorded.
+    DropReason check(const Heartbeat& hb, uint64_t now_unix_ms);
+    void set_window(uint64_t window_ms) { window_ms_ = window_ms; }
+
+private:
+    struct Seen {
+        uint64_t incarnation;
+        uint64_t sequence;
+    };
+    uint64_t window_ms_;
+    std::unordered_map<std::string, Seen> seen_; // by node id
+};
+
+} // namespace peerlb

@@ -1,0 +1,852 @@
+// The load meter: five sources of the local load, the EWMA smoother and the
+// local health probe (DESIGN.md section 3).
+#include "load.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <fmt/format.h>
+#include <span>
+#include <string_view>
+
+#include "../dataplane/error.h"
+#include "../dataplane/fd.h"
+
+extern char** environ;
+
+namespace peerlb {
+
+namespace {
+
+constexpr uint32_t kFullBp = 10000;
+// A file or command output longer than this is not a number.
+constexpr size_t kMaxText = 4096;
+constexpr int kExecTimeoutMs = 1000;
+
+using Clock = std::chrono::steady_clock;
+
+int ms_until(Clock::time_point deadline)
+{
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0)
+        return 0;
+    // Round up so that poll() does not return just before the deadline.
+    return int(std::min<long long>(left + 1, 1'000'000));
+}
+
+// The text as it appears in messages: trimmed, non-printables escaped, cut.
+std::string quote(std::string_view text)
+{
+    std::string out = "'";
+    size_t n = 0;
+    for (unsigned char c : text) {
+        if (++n > 64) {
+            out += "...";
+            break;
+        }
+        if (c == '\n')
+            out += "\\n";
+        else if (c < 0x20 || c >= 0x7f)
+            out += fmt::format("\\x{:02x}", c);
+        else
+            out += char(c);
+    }
+    return out + "'";
+}
+
+bool is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+// A decimal number 0..100 ("42", " 7.5\n") in basis points; `what` names
+// where it came from in the error.
+uint32_t parse_percent(std::string_view text, const std::string& what)
+{
+    std::string_view s = text;
+    while (!s.empty() && is_space(s.front()))
+        s.remove_prefix(1);
+    while (!s.empty() && is_space(s.back()))
+        s.remove_suffix(1);
+
+    // Strictly [+-]digits[.digits] (or .digits): no exponents, hex, inf, nan.
+    size_t i = 0;
+    bool negative = false;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-'))
+        negative = s[i++] == '-';
+    double value = 0;
+    size_t digits = 0;
+    for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; i++, digits++)
+        value = value * 10 + (s[i] - '0');
+    if (i < s.size() && s[i] == '.') {
+        double scale = 0.1;
+        for (i++; i < s.size() && s[i] >= '0' && s[i] <= '9'; i++, digits++, scale /= 10)
+            value += (s[i] - '0') * scale;
+    }
+    if (digits == 0 || i != s.size())
+        throw Error(fmt::format("{}: {} is not a number 0..100", what, quote(text)));
+    if (negative)
+        value = -value;
+    if (value < 0 || value > 100)
+        throw Error(fmt::format("{}: {} is out of range 0..100", what, quote(text)));
+    return std::min(kFullBp, uint32_t(std::lround(value * 100)));
+}
+
+// The whole of a small file (procfs, cgroupfs, the load file).
+std::string read_small_file(const std::string& path)
+{
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd)
+        throw SystemError("open " + path, errno);
+    std::string text;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            throw SystemError("read " + path, errno);
+        }
+        if (n == 0)
+            break;
+        text.append(buf, size_t(n));
+        if (text.size() > 1024 * 1024)
+            throw Error(fmt::format("{}: too large", path));
+    }
+    return text;
+}
+
+bool parse_u64(std::string_view word, uint64_t& out)
+{
+    if (word.empty() || word.size() > 19)
+        return false;
+    uint64_t v = 0;
+    for (char c : word) {
+        if (c < '0' || c > '9')
+            return false;
+        v = v * 10 + uint64_t(c - '0');
+    }
+    out = v;
+    return true;
+}
+
+std::vector<std::string_view> split_words(std::string_view line)
+{
+    std::vector<std::string_view> words;
+    size_t i = 0;
+    while (i < line.size()) {
+        while (i < line.size() && is_space(line[i]))
+            i++;
+        size_t start = i;
+        while (i < line.size() && !is_space(line[i]))
+            i++;
+        if (i > start)
+            words.push_back(line.substr(start, i - start));
+    }
+    return words;
+}
+
+uint32_t clamp_bp(double bp)
+{
+    if (!(bp > 0))
+        return 0;
+    if (bp >= kFullBp)
+        return kFullBp;
+    return uint32_t(std::lround(bp));
+}
+
+// ---- connections --------------------------------------------------------
+
+class ConnectionsSource : public LoadSourceReader {
+public:
+    ConnectionsSource(std::vector<uint16_t> ports, uint32_t capacity)
+        : ports_(std::move(ports)), capacity_(std::max<uint32_t>(capacity, 1)), buf_(64 * 1024)
+    {
+        sock_ = Fd(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+        if (!sock_)
+            throw SystemError("socket(NETLINK_SOCK_DIAG)", errno);
+        // A kernel that never answers must not hang the agent.
+        timeval tv{1, 0};
+        if (::setsockopt(sock_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+            throw SystemError("setsockopt(SO_RCVTIMEO)", errno);
+        bytecode_ = port_filter(ports_);
+    }
+
+    uint32_t read_bp(uint64_t) override
+    {
+        uint64_t count = dump(AF_INET) + dump(AF_INET6);
+        return uint32_t(std::min<uint64_t>(kFullBp, count * kFullBp / capacity_));
+    }
+
+    std::string describe() const override
+    {
+        std::string ports;
+        for (uint16_t p : ports_)
+            ports += (ports.empty() ? "" : ",") + std::to_string(p);
+        return fmt::format("connections (established TCP on port {}) / capacity {}", ports, capacity_);
+    }
+
+private:
+    // inet_diag bytecode "sport == p1 || sport == p2 || ...", evaluated by
+    // the kernel on each socket. Each test either falls through to the next
+    // instruction when true or jumps `no` bytes when false; falling off the
+    // end accepts, landing 4 bytes past it rejects. For an OR, a true test
+    // lands on a JMP to the end; a false one skips the JMP to the next test.
+    static std::vector<inet_diag_bc_op> port_filter(const std::vector<uint16_t>& ports)
+    {
+        std::vector<inet_diag_bc_op> bc;
+        if (ports.size() > 4000)
+            return bc; // jumps would not fit in 16 bits: filter in userspace only
+        for (size_t i = 0; i < ports.size(); i++) {
+            bc.push_back({INET_DIAG_BC_S_EQ, 8, 12});
+            bc.push_back({0, 0, ports[i]});
+            if (i + 1 < ports.size()) {
+                // Past this JMP: the other tests (8 bytes) and their JMPs
+                // (4 bytes, all but the last test's).
+                size_t rest = (ports.size() - i - 1) * 12 - 4;
+                bc.push_back({INET_DIAG_BC_JMP, 4, uint16_t(rest + 4)});
+            }
+        }
+        return bc;
+    }
+
+    // Established sockets of one family on our ports.
+    uint64_t dump(int family)
+    {
+        struct Request {
+            nlmsghdr nlh;
+            inet_diag_req_v2 req;
+        };
+        uint32_t seq = ++seq_;
+        size_t bc_bytes = bytecode_.size() * sizeof(inet_diag_bc_op);
+        nlattr attr{};
+        attr.nla_type = INET_DIAG_REQ_BYTECODE;
+        attr.nla_len = uint16_t(NLA_HDRLEN + bc_bytes);
+
+        Request r{};
+        r.nlh.nlmsg_len = uint32_t(NLMSG_LENGTH(sizeof(inet_diag_req_v2)) + (bc_bytes ? NLA_ALIGN(attr.nla_len) : 0));
+        r.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+        r.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+        r.nlh.nlmsg_seq = seq;
+        r.req.sdiag_family = uint8_t(family);
+        r.req.sdiag_protocol = IPPROTO_TCP;
+        r.req.idiag_states = 1u << TCP_ESTABLISHED;
+        static_assert(sizeof(Request) == NLMSG_LENGTH(sizeof(inet_diag_req_v2)));
+
+        iovec iov[3] = {{&r, sizeof(r)}, {&attr, NLA_HDRLEN}, {bytecode_.data(), bc_bytes}};
+        sockaddr_nl kernel{};
+        kernel.nl_family = AF_NETLINK;
+        msghdr msg{};
+        msg.msg_name = &kernel;
+        msg.msg_namelen = sizeof(kernel);
+        msg.msg_iov = iov;
+        msg.msg_iovlen = bc_bytes ? 3 : 1;
+        const char* fam = family == AF_INET ? "IPv4" : "IPv6";
+        ssize_t sent;
+        do
+            sent = ::sendmsg(sock_.get(), &msg, 0);
+        while (sent < 0 && errno == EINTR);
+        if (sent < 0)
+            throw SystemError(fmt::format("sock_diag {} dump: sendmsg", fam), errno);
+
+        uint64_t count = 0;
+        for (;;) {
+            ssize_t n = ::recv(sock_.get(), buf_.data(), buf_.size(), MSG_TRUNC);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                throw SystemError(fmt::format("sock_diag {} dump: recv", fam), errno);
+            }
+            if (size_t(n) > buf_.size())
+                throw Error(fmt::format("sock_diag {} dump: reply of {} bytes truncated", fam, n));
+            int len = int(n);
+            for (auto* h = reinterpret_cast<nlmsghdr*>(buf_.data()); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+                if (h->nlmsg_seq != seq)
+                    continue; // left over from a dump an earlier error cut short
+                if (h->nlmsg_type == NLMSG_DONE)
+                    return count;
+                if (h->nlmsg_type == NLMSG_ERROR) {
+                    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr)))
+                        throw Error(fmt::format("sock_diag {} dump: short error message", fam));
+                    auto* err = static_cast<nlmsgerr*>(NLMSG_DATA(h));
+                    if (err->error == 0)
+                        continue; // an acknowledgement
+                    // No IPv6 in this kernel: no IPv6 sockets either.
+                    if (family == AF_INET6 && (err->error == -ENOENT || err->error == -EAFNOSUPPORT))
+                        return count;
+                    throw SystemError(fmt::format("sock_diag {} dump", fam), -err->error);
+                }
+                if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg)))
+                    continue;
+                auto* m = static_cast<inet_diag_msg*>(NLMSG_DATA(h));
+                // The kernel filtered already; check again on the local port
+                // (idiag_sport; idiag_dport is the peer's).
+                if (m->idiag_state != TCP_ESTABLISHED)
+                    continue;
+                uint16_t sport = ntohs(m->id.idiag_sport);
+                if (std::find(ports_.begin(), ports_.end(), sport) != ports_.end())
+                    count++;
+            }
+        }
+    }
+
+    std::vector<uint16_t> ports_;
+    uint32_t capacity_;
+    Fd sock_;
+    std::vector<inet_diag_bc_op> bytecode_;
+    struct AlignedBuf {
+        explicit AlignedBuf(size_t n) : words((n + 3) / 4) {}
+        char* data() { return reinterpret_cast<char*>(words.data()); }
+        size_t size() const { return words.size() * 4; }
+        std::vector<uint32_t> words;
+    } buf_;
+    uint32_t seq_ = 0;
+};
+
+// ---- cpu ----------------------------------------------------------------
+
+class CpuSource : public LoadSourceReader {
+public:
+    uint32_t read_bp(uint64_t) override
+    {
+        std::string text = read_small_file("/proc/stat");
+        std::string_view line(text);
+        line = line.substr(0, line.find('\n'));
+        auto words = split_words(line);
+        if (words.size() < 5 || words[0] != "cpu")
+            throw Error(fmt::format("/proc/stat: unexpected first line {}", quote(line)));
+        // user nice system idle iowait irq softirq steal (guest time is
+        // already part of user and nice).
+        uint64_t total = 0, idle = 0;
+        for (size_t i = 1; i < words.size() && i <= 8; i++) {
+            uint64_t v;
+            if (!parse_u64(words[i], v))
+                throw Error(fmt::format("/proc/stat: unexpected first line {}", quote(line)));
+            total += v;
+            if (i == 4 || i == 5)
+                idle += v;
+        }
+        uint64_t busy = total - idle;
+        if (primed_ && total > total_ && busy >= busy_) {
+            uint64_t dt = total - total_;
+            last_bp_ = clamp_bp(double(busy - busy_) * kFullBp / double(dt));
+        }
+        primed_ = true;
+        total_ = total;
+        busy_ = busy;
+        return last_bp_;
+    }
+
+    std::string describe() const override { return "cpu (/proc/stat)"; }
+
+private:
+    bool primed_ = false;
+    uint64_t total_ = 0, busy_ = 0;
+    uint32_t last_bp_ = 0;
+};
+
+// ---- cgroup -------------------------------------------------------------
+
+class CgroupSource : public LoadSourceReader {
+public:
+    explicit CgroupSource(std::string dir) : dir_(std::move(dir))
+    {
+        while (dir_.size() > 1 && dir_.back() == '/')
+            dir_.pop_back();
+    }
+
+    uint32_t read_bp(uint64_t now_ns) override
+    {
+        uint64_t usage = usage_usec();
+        double cpus = quota_cpus();
+        if (primed_ && now_ns > last_ns_ && usage >= usage_) {
+            double used_ns = double(usage - usage_) * 1000.0;
+            double wall_ns = double(now_ns - last_ns_);
+            last_bp_ = clamp_bp(used_ns / wall_ns / cpus * kFullBp);
+        }
+        primed_ = true;
+        usage_ = usage;
+        last_ns_ = now_ns;
+        return last_bp_;
+    }
+
+    std::string describe() const override { return "cgroup " + dir_; }
+
+private:
+    uint64_t usage_usec() const
+    {
+        std::string path = dir_ + "/cpu.stat";
+        std::string text = read_small_file(path);
+        std::string_view rest(text);
+        while (!rest.empty()) {
+            size_t nl = rest.find('\n');
+            std::string_view line = rest.substr(0, nl);
+            rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+            auto words = split_words(line);
+            if (words.size() == 2 && words[0] == "usage_usec") {
+                uint64_t v;
+                if (!parse_u64(words[1], v))
+                    throw Error(fmt::format("{}: bad usage_usec {}", path, quote(words[1])));
+                return v;
+            }
+        }
+        throw Error(fmt::format("{}: no usage_usec line", path));
+    }
+
+    // The CPUs the cgroup may use: QUOTA/PERIOD, or all online CPUs.
+    double quota_cpus() const
+    {
+        std::string path = dir_ + "/cpu.max";
+        std::string text = read_small_file(path);
+        auto words = split_words(text);
+        uint64_t quota = 0, period = 0;
+        if (words.size() != 2 || !parse_u64(words[1], period) || period == 0 ||
+            (words[0] != "max" && (!parse_u64(words[0], quota) || quota == 0)))
+            throw Error(fmt::format("{}: {} is not \"QUOTA PERIOD\" or \"max PERIOD\"", path, quote(text)));
+        if (words[0] == "max") {
+            long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+            return n > 0 ? double(n) : 1.0;
+        }
+        return double(quota) / double(period);
+    }
+
+    std::string dir_;
+    bool primed_ = false;
+    uint64_t usage_ = 0, last_ns_ = 0;
+    uint32_t last_bp_ = 0;
+};
+
+// ---- file ---------------------------------------------------------------
+
+class FileSource : public LoadSourceReader {
+public:
+    explicit FileSource(std::string path) : path_(std::move(path)) {}
+
+    uint32_t read_bp(uint64_t) override
+    {
+        std::string text = read_small_file(path_);
+        if (text.size() > kMaxText)
+            throw Error(fmt::format("{}: {} is not a number 0..100", path_, quote(text)));
+        return parse_percent(text, path_);
+    }
+
+    std::string describe() const override { return "file " + path_; }
+
+private:
+    std::string path_;
+};
+
+// ---- exec ---------------------------------------------------------------
+
+class SpawnActions {
+public:
+    SpawnActions() { posix_spawn_file_actions_init(&a_); }
+    ~SpawnActions() { posix_spawn_file_actions_destroy(&a_); }
+    posix_spawn_file_actions_t* get() { return &a_; }
+
+private:
+    posix_spawn_file_actions_t a_;
+};
+
+class SpawnAttr {
+public:
+    SpawnAttr() { posix_spawnattr_init(&a_); }
+    ~SpawnAttr() { posix_spawnattr_destroy(&a_); }
+    posix_spawnattr_t* get() { return &a_; }
+
+private:
+    posix_spawnattr_t a_;
+};
+
+class ExecSource : public LoadSourceReader {
+public:
+    explicit ExecSource(std::string command) : command_(std::move(command)) {}
+
+    uint32_t read_bp(uint64_t) override
+    {
+        std::string what = "load command " + quote(command_);
+        int p[2];
+        if (::pipe2(p, O_CLOEXEC) < 0)
+            throw SystemError(what + ": pipe", errno);
+        Fd out(p[0]), in(p[1]);
+
+        SpawnActions actions;
+        int rc = posix_spawn_file_actions_addopen(actions.get(), STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+        if (rc == 0)
+            rc = posix_spawn_file_actions_adddup2(actions.get(), in.get(), STDOUT_FILENO);
+        SpawnAttr attr;
+        // Its own process group, so that a timeout kills whatever it started.
+        if (rc == 0)
+            rc = posix_spawnattr_setpgroup(attr.get(), 0);
+        sigset_t none, all;
+        sigemptyset(&none);
+        sigfillset(&all);
+        if (rc == 0)
+            rc = posix_spawnattr_setsigmask(attr.get(), &none);
+        if (rc == 0)
+            rc = posix_spawnattr_setsigdefault(attr.get(), &all);
+        if (rc == 0)
+            rc = posix_spawnattr_setflags(attr.get(),
+                                          POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        if (rc != 0)
+            throw SystemError(what + ": posix_spawn setup", rc);
+
+        const char* argv[] = {"/bin/sh", "-c", command_.c_str(), nullptr};
+        pid_t pid;
+        rc = posix_spawn(&pid, "/bin/sh", actions.get(), attr.get(), const_cast<char* const*>(argv), environ);
+        if (rc != 0)
+            throw SystemError(what + ": posix_spawn /bin/sh", rc);
+        in.reset();
+        Child child(pid);
+
+        // A pidfd says when the child exits; the pipe when it closes its
+        // output. A background job may keep the pipe open after the shell
+        // exits: the output then is what the pipe holds at that point.
+        Fd pidfd(int(::syscall(SYS_pidfd_open, pid, 0)));
+        auto deadline = Clock::now() + std::chrono::milliseconds(kExecTimeoutMs);
+        std::string output;
+        bool eof = false, exited = false, too_long = false;
+        while (!exited || !eof) {
+            pollfd fds[2];
+            nfds_t n = 0;
+            if (!eof)
+                fds[n++] = {out.get(), POLLIN, 0};
+            int pid_slot = -1;
+            if (!exited && pidfd) {
+                pid_slot = int(n);
+                fds[n++] = {pidfd.get(), POLLIN, 0};
+            }
+            int timeout = ms_until(deadline);
+            if (timeout == 0)
+                break;
+            if (!pidfd && !exited)
+                timeout = std::min(timeout, 10); // no pidfd: poll waitpid
+            int r = ::poll(fds, n, timeout);
+            if (r < 0) {
+                if (errno == EINTR)
+                    continue;
+                throw SystemError(what + ": poll", errno);
+            }
+            if (!eof && fds[0].revents) {
+                char buf[1024];
+                ssize_t got = ::read(out.get(), buf, sizeof(buf));
+                if (got < 0 && errno != EINTR && errno != EAGAIN)
+                    throw SystemError(what + ": read", errno);
+                if (got == 0)
+                    eof = true;
+                if (got > 0) {
+                    if (output.size() + size_t(got) > kMaxText)
+                        too_long = true;
+                    else
+                        output.append(buf, size_t(got));
+                }
+            }
+            if (!exited && (pid_slot < 0 || fds[pid_slot].revents) && child.try_reap())
+                exited = true;
+            if (exited && !eof) {
+                drain(out.get(), output, too_long);
+                eof = true;
+            }
+        }
+        if (!exited) {
+            child.kill_and_reap();
+            throw Error(fmt::format("{}: timed out after {} ms", what, kExecTimeoutMs));
+        }
+        int status = child.status();
+        if (WIFSIGNALED(status))
+            throw Error(fmt::format("{}: killed by signal {}", what, WTERMSIG(status)));
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            throw Error(fmt::format("{}: exited with status {}", what, WEXITSTATUS(status)));
+        if (too_long)
+            throw Error(fmt::format("{}: output longer than {} bytes", what, kMaxText));
+        return parse_percent(output, what);
+    }
+
+    std::string describe() const override { return "exec " + quote(command_); }
+
+private:
+    // The spawned shell: reaped on every path out of read_bp().
+    class Child {
+    public:
+        explicit Child(pid_t pid) : pid_(pid) {}
+        Child(const Child&) = delete;
+        Child& operator=(const Child&) = delete;
+        ~Child()
+        {
+            if (pid_ > 0)
+                kill_and_reap();
+        }
+        bool try_reap()
+        {
+            int st = 0;
+            pid_t r;
+            do
+                r = ::waitpid(pid_, &st, WNOHANG);
+            while (r < 0 && errno == EINTR);
+            if (r == 0)
+                return false;
+            // r < 0: ECHILD, someone else (SIGCHLD ignored) took it.
+            status_ = r == pid_ ? st : 0;
+            pid_ = -1;
+            return true;
+        }
+        void kill_and_reap()
+        {
+            // The group first (the shell's own children), then the shell.
+            ::kill(-pid_, SIGKILL);
+            ::kill(pid_, SIGKILL);
+            int st = 0;
+            pid_t r;
+            do
+                r = ::waitpid(pid_, &st, 0);
+            while (r < 0 && errno == EINTR);
+            status_ = st;
+            pid_ = -1;
+        }
+        int status() const { return status_; }
+
+    private:
+        pid_t pid_;
+        int status_ = 0;
+    };
+
+    static void drain(int fd, std::string& output, bool& too_long)
+    {
+        for (;;) {
+            pollfd p{fd, POLLIN, 0};
+            if (::poll(&p, 1, 0) <= 0 || !(p.revents & (POLLIN | POLLHUP)))
+                return;
+            char buf[1024];
+            ssize_t got = ::read(fd, buf, sizeof(buf));
+            if (got <= 0)
+                return;
+            if (output.size() + size_t(got) > kMaxText)
+                too_long = true;
+            else
+                output.append(buf, size_t(got));
+        }
+    }
+
+    std::string command_;
+};
+
+// ---- health probe helpers ------------------------------------------------
+
+std::string endpoint_text(const IpAddress& address, uint16_t port)
+{
+    std::string ip = format_ip(address.addr, address.family);
+    if (address.family == LB_FAMILY_IPV6)
+        return fmt::format("[{}]:{}", ip, port);
+    return fmt::format("{}:{}", ip, port);
+}
+
+} // namespace
+
+std::unique_ptr<LoadSourceReader> make_load_source(const Config& cfg)
+{
+    switch (cfg.source) {
+    case LoadSource::connections: {
+        std::vector<uint16_t> ports;
+        for (const auto& s : cfg.services)
+            if (std::find(ports.begin(), ports.end(), s.port) == ports.end())
+                ports.push_back(s.port);
+        if (ports.empty())
+            throw Error("load source connections: no [[service]] ports");
+        return std::make_unique<ConnectionsSource>(std::move(ports), cfg.capacity);
+    }
+    case LoadSource::cpu:
+        return std::make_unique<CpuSource>();
+    case LoadSource::cgroup:
+        if (cfg.cgroup.empty())
+            throw Error("load source cgroup: no cgroup directory");
+        return std::make_unique<CgroupSource>(cfg.cgroup);
+    case LoadSource::file:
+        if (cfg.load_file.empty())
+            throw Error("load source file: no file");
+        return std::make_unique<FileSource>(cfg.load_file);
+    case LoadSource::exec:
+        if (cfg.load_command.empty())
+            throw Error("load source exec: no command");
+        return std::make_unique<ExecSource>(cfg.load_command);
+    }
+    throw Error("unknown load source");
+}
+
+uint32_t LoadSmoother::update(uint32_t raw_bp, uint64_t now_ns)
+{
+    double raw = std::min(raw_bp, kFullBp);
+    if (tau_ns_ == 0 || !primed_) {
+        value_ = raw;
+    } else {
+        uint64_t dt = now_ns > last_ns_ ? now_ns - last_ns_ : 0;
+        double alpha = 1.0 - std::exp(-double(dt) / double(tau_ns_));
+        value_ += alpha * (raw - value_);
+    }
+    primed_ = true;
+    if (now_ns > last_ns_ || tau_ns_ == 0)
+        last_ns_ = now_ns;
+    return value();
+}
+
+bool probe_service(const IpAddress& address, uint16_t port, const std::string& http_path,
+                   uint32_t timeout_ms, std::string& why)
+{
+    const std::string where = endpoint_text(address, port);
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    auto timed_out = [&](const char* stage) {
+        why = fmt::format("{} {}: timeout after {} ms", stage, where, timeout_ms);
+        return false;
+    };
+    auto failed = [&](const char* stage, int err) {
+        why = fmt::format("{} {}: {}", stage, where, std::strerror(err));
+        return false;
+    };
+
+    sockaddr_storage ss{};
+    socklen_t sslen;
+    int family;
+    if (address.family == LB_FAMILY_IPV4) {
+        auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(port);
+        std::memcpy(&sin->sin_addr, &address.addr.v4, 4);
+        sslen = sizeof(sockaddr_in);
+        family = AF_INET;
+    } else if (address.family == LB_FAMILY_IPV6) {
+        auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(port);
+        std::memcpy(&sin6->sin6_addr, address.addr.v6, 16);
+        sslen = sizeof(sockaddr_in6);
+        family = AF_INET6;
+    } else {
+        why = fmt::format("probe: address family {} is not IPv4 or IPv6", address.family);
+        return false;
+    }
+
+    Fd sock(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!sock)
+        return failed("socket for", errno);
+
+    if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&ss), sslen) < 0) {
+        if (errno != EINPROGRESS && errno != EINTR)
+            return failed("connect", errno);
+        for (;;) {
+            pollfd p{sock.get(), POLLOUT, 0};
+            int timeout = ms_until(deadline);
+            if (timeout == 0)
+                return timed_out("connect");
+            int r = ::poll(&p, 1, timeout);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0)
+                return failed("poll connect", errno);
+            if (r > 0)
+                break;
+        }
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (::getsockopt(sock.get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+            return failed("getsockopt connect", errno);
+        if (err != 0)
+            return failed("connect", err);
+    }
+    if (http_path.empty()) {
+        why.clear();
+        return true;
+    }
+
+    std::string host = format_ip(address.addr, address.family);
+    if (address.family == LB_FAMILY_IPV6)
+        host = "[" + host + "]";
+    if (port != 80)
+        host += ":" + std::to_string(port);
+    std::string request =
+        fmt::format("GET {} HTTP/1.0\r\nHost: {}\r\nConnection: close\r\n\r\n", http_path, host);
+    size_t off = 0;
+    while (off < request.size()) {
+        ssize_t n = ::send(sock.get(), request.data() + off, request.size() - off, MSG_NOSIGNAL);
+        if (n > 0) {
+            off += size_t(n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return failed("send to", errno);
+        pollfd p{sock.get(), POLLOUT, 0};
+        int timeout = ms_until(deadline);
+        if (timeout == 0 || ::poll(&p, 1, timeout) == 0)
+            return timed_out("HTTP request to");
+    }
+
+    // The status line: "HTTP/1.x SSS reason".
+    std::string reply;
+    while (reply.find('\n') == std::string::npos && reply.size() < 1024) {
+        char buf[512];
+        ssize_t n = ::recv(sock.get(), buf, sizeof(buf), 0);
+        if (n > 0) {
+            reply.append(buf, size_t(n));
+            continue;
+        }
+        if (n == 0)
+            break;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return failed("HTTP reply from", errno);
+        pollfd p{sock.get(), POLLIN, 0};
+        int timeout = ms_until(deadline);
+        if (timeout == 0)
+            return timed_out("HTTP reply from");
+        int r = ::poll(&p, 1, timeout);
+        if (r < 0 && errno != EINTR)
+            return failed("poll HTTP reply from", errno);
+        if (r == 0)
+            return timed_out("HTTP reply from");
+    }
+    std::string_view line(reply);
+    line = line.substr(0, line.find('\n'));
+    if (!line.empty() && line.back() == '\r')
+        line.remove_suffix(1);
+    int status = 0;
+    bool ok = line.size() >= 12 && line.substr(0, 7) == "HTTP/1." && line[8] == ' ';
+    if (ok) {
+        for (size_t i = 9; i < 12; i++) {
+            if (line[i] < '0' || line[i] > '9')
+                ok = false;
+            else
+                status = status * 10 + (line[i] - '0');
+        }
+        ok = ok && (line.size() == 12 || line[12] == ' ');
+    }
+    if (!ok) {
+        why = fmt::format("HTTP reply from {}: bad status line {}", where, quote(line));
+        return false;
+    }
+    if (status < 200 || status > 399) {
+        why = fmt::format("HTTP status {} from {}{}", status, where, http_path);
+        return false;
+    }
+    why.clear();
+    return true;
+}
+
+} // namespace peerlb

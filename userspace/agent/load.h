@@ -1,0 +1,60 @@
+// The load meter (DESIGN.md section 3): the local load in basis points
+// (0..10000) from one of five sources, smoothed; and the local health check
+// of the service.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config.h"
+
+namespace peerlb {
+
+// One raw reading of a source. read() returns the load in basis points
+// (0..10000, clamped) or throws Error with what failed (the agent logs it,
+// keeps its last value and marks itself unroutable after repeated failures).
+class LoadSourceReader {
+public:
+    virtual ~LoadSourceReader() = default;
+    virtual uint32_t read_bp(uint64_t now_ns) = 0;
+    virtual std::string describe() const = 0;
+};
+
+// The reader the configuration asks for:
+//   connections: established TCP sockets (IPv4 and IPv6, via NETLINK_SOCK_DIAG
+//                inet_diag dumps, filtered in the kernel or in userspace) whose
+//                local port is one of the [[service]] ports, over `capacity`;
+//   cpu:         busy share of all CPUs from /proc/stat between two reads
+//                (the first read returns 0);
+//   cgroup:      CPU use of a cgroup v2 directory (cpu.stat usage_usec between
+//                two reads) over its quota (cpu.max; "max" means all CPUs);
+//   file:        a number 0..100 (decimal point allowed) read from a file;
+//   exec:        a command run by /bin/sh that prints a number 0..100,
+//                killed after a timeout (1 s).
+std::unique_ptr<LoadSourceReader> make_load_source(const Config& cfg);
+
+// Exponentially weighted moving average over time: with time constant tau,
+// a step reaches 63 % after tau. tau = 0: the raw value.
+class LoadSmoother {
+public:
+    explicit LoadSmoother(uint32_t tau_ms) : tau_ns_(uint64_t(tau_ms) * 1'000'000) {}
+    uint32_t update(uint32_t raw_bp, uint64_t now_ns);
+    uint32_t value() const { return uint32_t(value_ + 0.5); }
+    void set_tau_ms(uint32_t tau_ms) { tau_ns_ = uint64_t(tau_ms) * 1'000'000; }
+
+private:
+    uint64_t tau_ns_;
+    double value_ = 0;
+    uint64_t last_ns_ = 0;
+    bool primed_ = false;
+};
+
+// One health probe: a TCP connect to address:port within timeout, and when
+// http_path is set an HTTP/1.0 GET of it answered with a 2xx or 3xx status.
+// Returns true when healthy; `why` says what failed otherwise.
+bool probe_service(const IpAddress& address, uint16_t port, const std::string& http_path,
+                   uint32_t timeout_ms, std::string& why);
+
+} // namespace peerlb

@@ -1,0 +1,69 @@
+// The peer table: who is in the cluster and in which state, from the
+// heartbeats taken (already authenticated and replay-checked). Pure logic on
+// an injected clock, so tests drive it with a fake one.
+//
+// States, judged by the time since a peer's last heartbeat against the
+// period the peer announced (its interval_ms):
+//   alive      heard within 1.5 periods
+//   suspect    missed one period: no longer a candidate for new connections
+//   dead       silent for dead_after periods (or announced `leaving`)
+// A heartbeat brings a suspect or dead peer back to alive at once; a peer
+// that announces `unroutable` is alive but never chosen.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "heartbeat.h"
+
+namespace peerlb {
+
+enum class PeerState { alive, suspect, dead };
+const char* peer_state_name(PeerState s);
+
+struct Peer {
+    Heartbeat last;              // the newest heartbeat taken
+    PeerState state = PeerState::alive;
+    uint64_t last_heard_ns = 0;  // monotonic clock of the receiver
+    uint64_t state_since_ns = 0;
+    uint64_t heartbeats = 0;     // taken from this peer
+    bool routable() const { return last.state == AnnouncedState::alive; }
+};
+
+// What changed, for logs and for the data plane writer.
+struct PeerEvent {
+    std::string node_id;
+    std::optional<PeerState> from; // nullopt: a new peer
+    PeerState to;
+};
+
+class Membership {
+public:
+    Membership(std::string self_id, uint32_t dead_after) : self_id_(std::move(self_id)), dead_after_(dead_after) {}
+
+    // Takes a heartbeat received at now_ns; returns an event when the peer is
+    // new or changes state. Heartbeats carrying self_id are ignored.
+    std::optional<PeerEvent> on_heartbeat(const Heartbeat& hb, uint64_t now_ns);
+
+    // Moves peers to suspect / dead as time passes; returns the changes.
+    std::vector<PeerEvent> tick(uint64_t now_ns);
+
+    void set_dead_after(uint32_t periods) { dead_after_ = periods; }
+    uint32_t dead_after() const { return dead_after_; }
+
+    const std::map<std::string, Peer>& peers() const { return peers_; }
+    const Peer* find(const std::string& id) const;
+
+private:
+    PeerState judge(const Peer& p, uint64_t now_ns) const;
+
+    std::string self_id_;
+    uint32_t dead_after_;
+    std::map<std::string, Peer> peers_; // by node id: stable order for slots and output
+};
+
+} // namespace peerlb

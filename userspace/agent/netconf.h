@@ -1,0 +1,33 @@
+// Host settings the agent keeps (DESIGN 1): the NIC answers ARP only for
+// its own addresses, every cluster service address is held on lo so this
+// node can terminate any connection handed to it, and the owned service
+// addresses are on the NIC.
+#pragma once
+
+#include <string>
+
+#include "../dataplane/net.h"
+
+struct nl_sock;
+
+namespace peerlb {
+
+// net.ipv4.conf.{all,IFACE}.arp_ignore = 1 and arp_announce = 2.
+void set_arp_sysctls(const std::string& iface);
+
+class AddressManager {
+public:
+    AddressManager();
+    ~AddressManager();
+    AddressManager(const AddressManager&) = delete;
+    AddressManager& operator=(const AddressManager&) = delete;
+
+    // Adds a host address (/32 or /128, no DAD) to the interface; returns
+    // false when it was already there. Throws Error on any other failure.
+    bool add(const IpAddress& address, unsigned ifindex);
+
+private:
+    nl_sock* sock_;
+};
+
+} // namespace peerlb

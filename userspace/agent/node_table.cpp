@@ -1,0 +1,174 @@
+#include "node_table.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "../dataplane/error.h"
+
+namespace peerlb {
+
+SlotTable::SlotTable(std::vector<std::optional<IpAddress>> occupied) : slots_(std::move(occupied))
+{
+    slots_.resize(LB_MAX_NODES);
+}
+
+std::optional<uint32_t> SlotTable::find(const IpAddress& address) const
+{
+    for (uint32_t i = 0; i < slots_.size(); i++)
+        if (slots_[i] && *slots_[i] == address)
+            return i;
+    return std::nullopt;
+}
+
+uint32_t SlotTable::slot_for(const IpAddress& address)
+{
+    if (auto slot = find(address))
+        return *slot;
+    for (uint32_t i = 0; i < slots_.size(); i++)
+        if (!slots_[i]) {
+            slots_[i] = address;
+            return i;
+        }
+    throw Error(fmt::format("no free node slot for {}: the data plane holds {} nodes",
+                            format_ip(address), LB_MAX_NODES));
+}
+
+uint32_t SlotTable::slots_in_use() const
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < slots_.size(); i++)
+        if (slots_[i])
+            n = i + 1;
+    return n;
+}
+
+lb_config dataplane_config(const Config& cfg, const lb_config& base, uint32_t self_slot,
+                           uint32_t node_slots, uint32_t peer_interval_ms)
+{
+    lb_config out = base;
+    out.accept_below_bp = cfg.accept_below * 100;
+    out.min_difference_bp = cfg.min_difference * 100;
+    out.pick = cfg.pick_least ? LB_PICK_LEAST : LB_PICK_WEIGHTED;
+    out.forward = cfg.forward_ipip ? LB_FORWARD_IPIP : LB_FORWARD_L2;
+    out.conn_cost_bp = static_cast<uint32_t>(cfg.conn_cost * 100 + 0.5);
+    out.self_slot = self_slot;
+    out.node_slots = node_slots;
+    // The membership marks silent peers itself; this is the backstop for
+    // entries this agent stopped rewriting: as long as the membership would
+    // take to call the slowest peer dead.
+    out.peer_stale_ns =
+        uint64_t(cfg.dead_after) * std::max(cfg.interval_ms, peer_interval_ms) * 1'000'000ull;
+    out.self_stale_ns = uint64_t(cfg.failsafe_after_ms) * 1'000'000ull;
+    return out;
+}
+
+uint8_t dataplane_state(const Peer& p)
+{
+    switch (p.state) {
+    case PeerState::alive:
+        return p.routable() ? LB_NODE_ALIVE : LB_NODE_UNROUTABLE;
+    case PeerState::suspect:
+        return LB_NODE_SUSPECT;
+    case PeerState::dead:
+        return LB_NODE_DEAD;
+    }
+    return LB_NODE_DEAD;
+}
+
+namespace {
+
+std::vector<std::optional<IpAddress>> pinned_slots(const Maps& maps)
+{
+    std::vector<std::optional<IpAddress>> out(LB_MAX_NODES);
+    for (uint32_t i = 0; i < LB_MAX_NODES; i++) {
+        lb_node n = maps.node(i);
+        if (n.state != LB_NODE_EMPTY)
+            out[i] = IpAddress{n.addr, n.family};
+    }
+    return out;
+}
+
+uint64_t monotonic_now_ns()
+{
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec);
+}
+
+} // namespace
+
+NodeTable::NodeTable(Maps& maps, const Config& cfg, const Mac& self_mac)
+    : maps_(maps), cfg_(cfg), self_address_(cfg.node_address), self_mac_(self_mac),
+      slots_(pinned_slots(maps)), self_slot_(slots_.slot_for(cfg.node_address))
+{
+    // The self slot exists before the settings point at it; its load is
+    // written as stale (updated_ns 0) so the fail-safe holds until the
+    // first measurement.
+    lb_node self = maps_.node(self_slot_);
+    self.addr = self_address_.addr;
+    self.family = self_address_.family;
+    std::copy(self_mac_.begin(), self_mac_.end(), self.mac);
+    if (self.state == LB_NODE_EMPTY)
+        self.state = LB_NODE_ALIVE;
+    maps_.set_node(self_slot_, self);
+    apply_config(cfg);
+    for (const auto& address : cfg.owned_services)
+        add_service_address(address);
+}
+
+void NodeTable::apply_config(const Config& cfg)
+{
+    cfg_ = cfg;
+    maps_.set_config(dataplane_config(cfg, maps_.config(), self_slot_, slots_.slots_in_use(),
+                                      peer_interval_ms_));
+}
+
+void NodeTable::write_self(uint32_t load_bp, bool healthy, uint64_t now_ns)
+{
+    lb_node n{};
+    n.addr = self_address_.addr;
+    n.family = self_address_.family;
+    std::copy(self_mac_.begin(), self_mac_.end(), n.mac);
+    n.state = healthy ? LB_NODE_ALIVE : LB_NODE_UNROUTABLE;
+    n.load_bp = load_bp;
+    n.pending = 0; // the new measurement includes what the data plane counted
+    n.updated_ns = now_ns;
+    maps_.set_node_entry(self_slot_, n);
+}
+
+uint32_t NodeTable::write_peer(const Peer& p)
+{
+    const uint32_t before = slots_.slots_in_use();
+    const uint32_t slot = slots_.slot_for(p.last.node_address);
+    lb_node n{};
+    n.addr = p.last.node_address.addr;
+    n.family = p.last.node_address.family;
+    std::copy(p.last.mac.begin(), p.last.mac.end(), n.mac);
+    n.state = dataplane_state(p);
+    n.load_bp = p.last.load_bp;
+    n.pending = 0;
+    // Freshness is when we heard the peer, on the data plane's clock.
+    n.updated_ns = p.last_heard_ns ? p.last_heard_ns : monotonic_now_ns();
+    maps_.set_node(slot, n);
+    const bool slower = p.last.interval_ms > peer_interval_ms_;
+    peer_interval_ms_ = std::max(peer_interval_ms_, p.last.interval_ms);
+    if (slots_.slots_in_use() != before || slower)
+        apply_config(cfg_);
+    return slot;
+}
+
+void NodeTable::add_service_address(const IpAddress& address)
+{
+    for (const auto& svc : cfg_.services) {
+        lb_service_key key{};
+        key.addr = address.addr;
+        key.family = address.family;
+        key.port = htons(svc.port);
+        maps_.add_service(key, lb_service{LB_MODE_L4, 0});
+    }
+}
+
+} // namespace peerlb

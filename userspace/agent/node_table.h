@@ -1,0 +1,70 @@
+// What the agent keeps true in the data plane's maps: the settings, this
+// node's load and state (every few ms), each peer's load, state and
+// freshness (at each heartbeat and state change), and the services.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "../dataplane/maps.h"
+#include "config.h"
+#include "membership.h"
+
+namespace peerlb {
+
+// Which lb_nodes slot each node occupies. Slots are recovered from the
+// pinned table by node address, so a restarted agent gives every node the
+// slot it had and the flow entries that name slots stay valid.
+class SlotTable {
+public:
+    // occupied[i]: the address in slot i of the pinned table, if any.
+    explicit SlotTable(std::vector<std::optional<IpAddress>> occupied);
+    // The slot of `address`: the one it has, else the first free one.
+    // Throws Error when all LB_MAX_NODES slots are taken.
+    uint32_t slot_for(const IpAddress& address);
+    std::optional<uint32_t> find(const IpAddress& address) const;
+    uint32_t slots_in_use() const; // highest occupied slot + 1
+
+private:
+    std::vector<std::optional<IpAddress>> slots_;
+};
+
+// lb_config from the configuration; `base` keeps what the agent does not
+// own (the MTU written at attach). `peer_interval_ms`: the longest period a
+// peer announces, so that a slow peer is not stale between its heartbeats.
+lb_config dataplane_config(const Config& cfg, const lb_config& base, uint32_t self_slot,
+                           uint32_t node_slots, uint32_t peer_interval_ms = 0);
+
+// The data plane state of a peer.
+uint8_t dataplane_state(const Peer& p);
+
+class NodeTable {
+public:
+    NodeTable(Maps& maps, const Config& cfg, const Mac& self_mac);
+
+    uint32_t self_slot() const { return self_slot_; }
+    // Writes lb_config from cfg (thresholds, pick, forward, staleness).
+    void apply_config(const Config& cfg);
+    // This node: measured load, healthy or not, fresh as of now_ns.
+    void write_self(uint32_t load_bp, bool healthy, uint64_t now_ns);
+    // A peer as the membership sees it; returns its slot.
+    uint32_t write_peer(const Peer& p);
+    // (address, port) for every service port, so the data plane balances it.
+    void add_service_address(const IpAddress& address);
+    std::optional<uint32_t> slot_of(const IpAddress& node_address) const
+    {
+        return slots_.find(node_address);
+    }
+
+private:
+    Maps& maps_;
+    Config cfg_;
+    IpAddress self_address_;
+    Mac self_mac_;
+    SlotTable slots_;
+    uint32_t self_slot_;
+    uint32_t peer_interval_ms_ = 0; // longest announced by a peer
+};
+
+} // namespace peerlb
