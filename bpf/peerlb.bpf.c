@@ -325,7 +325,8 @@ static __always_inline struct lb_decision lb_decide_syn(const struct lb_config *
 	    !lb_node_usable(LB_NODE_ALIVE, self->updated_ns, now, cfg->self_stale_ns))
 		return d;
 
-	local_bp = lb_effective_load(self->load_bp, self->pending, cfg->conn_cost_bp);
+	local_bp = lb_local_load(self->state,
+				 lb_effective_load(self->load_bp, self->pending, cfg->conn_cost_bp), cfg);
 	lb_compare_peers(cfg, local_bp, &d);
 	return d;
 }
@@ -406,6 +407,7 @@ int xdp_peerlb(struct xdp_md *ctx)
 	struct lb_config *cfg;
 	struct lb_flow *flow;
 	__u32 zero = 0;
+	int ret;
 
 	switch (lb_parse(&p)) {
 	case LB_PARSE_TCP:
@@ -458,8 +460,12 @@ int xdp_peerlb(struct xdp_md *ctx)
 			lb_count(LB_C_PASS_FLOW_LOCAL, bytes);
 			return XDP_PASS;
 		}
-		lb_count(LB_C_TX_FLOW_FORWARD, bytes);
-		return lb_forward(ctx, &p, cfg, flow->node, bytes);
+		/* Counted as sent only when sent: a failed forward is counted
+		 * as drop_forward_error alone. */
+		ret = lb_forward(ctx, &p, cfg, flow->node, bytes);
+		if (ret == XDP_TX)
+			lb_count(LB_C_TX_FLOW_FORWARD, bytes);
+		return ret;
 	}
 
 	if (p.tcp->syn && !p.tcp->ack)
@@ -473,6 +479,11 @@ int xdp_peerlb(struct xdp_md *ctx)
 	 * (DESIGN section 5); for now the kernel answers them. */
 	lb_count(LB_C_PASS_ORPHAN, bytes);
 	return XDP_PASS;
+}
+
+static __always_inline __u16 lb_swab16(__u16 x)
+{
+	return (__u16)(x << 8 | x >> 8);
 }
 
 /* TCP options of a SYN-ACK, copied out of the skb and walked by bpf_loop()
@@ -525,7 +536,7 @@ int tc_mss_clamp(struct __sk_buff *skb)
 	struct lb_mss_walk w = { .mss_at = ~0u };
 	struct lb_service_key skey = {};
 	__u32 zero = 0, self_slot, limit, tcp_off, optlen;
-	__u16 old_mss, new_mss;
+	__u16 old_mss, new_mss, csum_old, csum_new;
 	struct lb_config *cfg;
 	struct lb_node *self;
 
@@ -569,8 +580,17 @@ int tc_mss_clamp(struct __sk_buff *skb)
 	if (bpf_ntohs(old_mss) <= limit)
 		return TC_ACT_OK;
 	new_mss = bpf_htons(limit);
+	csum_old = old_mss;
+	csum_new = new_mss;
+	/* The checksum adds 16-bit words from the start of the TCP header: an
+	 * MSS value at an odd offset (options "NOP, MSS") straddles two words
+	 * and counts with its bytes swapped. */
+	if ((w.mss_at + 2) & 1) {
+		csum_old = lb_swab16(old_mss);
+		csum_new = lb_swab16(new_mss);
+	}
 	/* The checksum helper handles CHECKSUM_PARTIAL skbs too. */
-	bpf_l4_csum_replace(skb, tcp_off + offsetof(struct tcphdr, check), old_mss, new_mss, 2);
+	bpf_l4_csum_replace(skb, tcp_off + offsetof(struct tcphdr, check), csum_old, csum_new, 2);
 	bpf_skb_store_bytes(skb, tcp_off + sizeof(struct tcphdr) + w.mss_at + 2, &new_mss,
 			    sizeof(new_mss), 0);
 	lb_count(LB_C_TC_MSS_CLAMPED, skb->len);

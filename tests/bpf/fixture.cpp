@@ -1,0 +1,276 @@
+#include "fixture.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <ctime>
+
+#include "userspace/dataplane/error.h"
+
+namespace peerlb::test {
+namespace {
+
+Fd dup_map_fd(const bpf_map* map)
+{
+    int fd = ::dup(bpf_map__fd(map));
+    if (fd < 0)
+        throw SystemError("dup map fd", errno);
+    return Fd(fd);
+}
+
+// Staleness limits far above any test's run time: a test that wants stale
+// information sets an old timestamp instead.
+constexpr uint64_t kFreshForNs = 600'000'000'000ull;
+
+} // namespace
+
+Mac node_mac(uint32_t slot)
+{
+    return {0x02, 0, 0, 0, 0, uint8_t(slot + 1)};
+}
+
+IpAddress node_addr(uint8_t family, uint32_t slot)
+{
+    if (family == LB_FAMILY_IPV4)
+        return parse_ip("10.0.0." + std::to_string(slot + 1));
+    return parse_ip("fd00::" + std::to_string(slot + 1));
+}
+
+IpAddress client_addr(uint8_t family)
+{
+    return parse_ip(family == LB_FAMILY_IPV4 ? "198.51.100.7" : "2001:db8:c::7");
+}
+
+IpAddress service_addr(uint8_t family)
+{
+    return parse_ip(family == LB_FAMILY_IPV4 ? "192.0.2.10" : "2001:db8:5::10");
+}
+
+Mac router_mac()
+{
+    return {0x02, 0, 0, 0, 0, 0xfe};
+}
+
+uint64_t monotonic_ns()
+{
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec);
+}
+
+lb_flow_key flow_key(const IpAddress& src, const IpAddress& dst, uint16_t sport, uint16_t dport)
+{
+    lb_flow_key key{};
+    key.saddr = src.addr;
+    key.daddr = dst.addr;
+    key.sport = htons(sport);
+    key.dport = htons(dport);
+    key.family = src.family;
+    key.protocol = kProtoTcp;
+    return key;
+}
+
+::testing::AssertionResult passed_untouched(const RunResult& r, const Bytes& in)
+{
+    if (r.error)
+        return ::testing::AssertionFailure() << "test run failed: " << std::strerror(r.error);
+    if (r.verdict != XDP_PASS)
+        return ::testing::AssertionFailure() << "verdict " << r.verdict << ", not XDP_PASS";
+    if (r.out != in)
+        return ::testing::AssertionFailure() << "frame changed:\n"
+                                             << hex(r.out) << "\nexpected:\n"
+                                             << hex(in);
+    return ::testing::AssertionSuccess();
+}
+
+Bytes l2_forward_of(const Bytes& in, uint32_t slot)
+{
+    Bytes out = in;
+    const Mac to = node_mac(slot), from = node_mac(kSelfSlot);
+    std::copy(to.begin(), to.end(), out.begin());
+    std::copy(from.begin(), from.end(), out.begin() + 6);
+    return out;
+}
+
+::testing::AssertionResult l2_forwarded(const RunResult& r, const Bytes& in, uint32_t slot)
+{
+    if (r.error)
+        return ::testing::AssertionFailure() << "test run failed: " << std::strerror(r.error);
+    if (r.verdict != XDP_TX)
+        return ::testing::AssertionFailure() << "verdict " << r.verdict << ", not XDP_TX";
+    const Bytes expected = l2_forward_of(in, slot);
+    if (r.out != expected)
+        return ::testing::AssertionFailure() << "frame:\n"
+                                             << hex(r.out) << "\nexpected:\n"
+                                             << hex(expected);
+    return ::testing::AssertionSuccess();
+}
+
+void DataPlaneTest::SetUp()
+{
+    if (geteuid() != 0)
+        GTEST_SKIP() << "needs root to load BPF programs (BPF_PROG_TEST_RUN)";
+    skel_ = std::make_unique<Skeleton>(std::nullopt);
+    skel_->load();
+    MapFds fds;
+    fds.config = dup_map_fd((*skel_)->maps.lb_config);
+    fds.nodes = dup_map_fd((*skel_)->maps.lb_nodes);
+    fds.node_addrs = dup_map_fd((*skel_)->maps.lb_node_addrs);
+    fds.node_macs = dup_map_fd((*skel_)->maps.lb_node_macs);
+    fds.services = dup_map_fd((*skel_)->maps.lb_services);
+    fds.flows = dup_map_fd((*skel_)->maps.lb_flows);
+    fds.stats = dup_map_fd((*skel_)->maps.lb_stats);
+    fds.node_stats = dup_map_fd((*skel_)->maps.lb_node_stats);
+    maps_ = std::make_unique<Maps>(std::move(fds));
+    install_cluster(LB_FORWARD_L2);
+}
+
+void DataPlaneTest::install_cluster(uint32_t forward, uint8_t node_family)
+{
+    lb_config cfg = default_config();
+    cfg.forward = forward;
+    cfg.pick = LB_PICK_LEAST;
+    cfg.conn_cost_bp = 0;
+    cfg.self_slot = kSelfSlot;
+    cfg.node_slots = kNodeSlots;
+    cfg.mtu = 1500;
+    cfg.peer_stale_ns = kFreshForNs;
+    cfg.self_stale_ns = kFreshForNs;
+    maps_->set_config(cfg);
+
+    const uint64_t now = monotonic_ns();
+    for (uint32_t slot = 0; slot < kNodeSlots; slot++) {
+        lb_node n{};
+        IpAddress addr = node_addr(node_family, slot);
+        n.addr = addr.addr;
+        n.family = addr.family;
+        Mac mac = node_mac(slot);
+        std::copy(mac.begin(), mac.end(), n.mac);
+        n.state = LB_NODE_ALIVE;
+        n.load_bp = kDefaultPeerLoad[slot];
+        n.updated_ns = now;
+        maps_->set_node(slot, n);
+    }
+    for (uint8_t family : {LB_FAMILY_IPV4, LB_FAMILY_IPV6}) {
+        lb_service_key key{};
+        key.addr = service_addr(family).addr;
+        key.port = htons(kServicePort);
+        key.family = family;
+        maps_->add_service(key, lb_service{LB_MODE_L4, 1});
+    }
+}
+
+void DataPlaneTest::set_load(uint32_t slot, uint32_t load_bp)
+{
+    set_load_at(slot, load_bp, monotonic_ns());
+}
+
+void DataPlaneTest::set_load_at(uint32_t slot, uint32_t load_bp, uint64_t updated_ns)
+{
+    lb_node n = maps_->node(slot);
+    n.load_bp = load_bp;
+    n.pending = 0;
+    n.updated_ns = updated_ns;
+    maps_->set_node(slot, n);
+}
+
+void DataPlaneTest::set_state(uint32_t slot, uint8_t state)
+{
+    lb_node n = maps_->node(slot);
+    n.state = state;
+    maps_->set_node(slot, n);
+}
+
+void DataPlaneTest::add_flow(const lb_flow_key& key, uint32_t node)
+{
+    lb_flow flow{};
+    flow.node = node;
+    flow.reason = node == LB_NODE_LOCAL ? LB_REASON_BELOW_T1 : LB_REASON_LEAST;
+    flow.created_ns = monotonic_ns();
+    if (bpf_map_update_elem(maps_->fds().flows.get(), &key, &flow, BPF_ANY))
+        throw SystemError("write flow", errno);
+}
+
+RunResult DataPlaneTest::try_run(int prog_fd, const Bytes& frame)
+{
+    RunResult r;
+    // Room for an outer IPv6 header and then some.
+    r.out.resize(frame.size() + 64);
+    LIBBPF_OPTS(bpf_test_run_opts, opts);
+    opts.data_in = frame.data();
+    opts.data_size_in = uint32_t(frame.size());
+    opts.data_out = r.out.data();
+    opts.data_size_out = uint32_t(r.out.size());
+    // repeat > 1 would rerun on the already rewritten buffer.
+    opts.repeat = 1;
+    if (bpf_prog_test_run_opts(prog_fd, &opts)) {
+        r.error = errno;
+        r.out.clear();
+        return r;
+    }
+    r.verdict = opts.retval;
+    r.out.resize(opts.data_size_out);
+    return r;
+}
+
+RunResult DataPlaneTest::run_xdp(const Bytes& frame)
+{
+    RunResult r = try_run(bpf_program__fd((*skel_)->progs.xdp_peerlb), frame);
+    EXPECT_EQ(r.error, 0) << "BPF_PROG_TEST_RUN(xdp_peerlb): " << std::strerror(r.error);
+    return r;
+}
+
+RunResult DataPlaneTest::run_tc(const Bytes& frame)
+{
+    RunResult r = try_run(bpf_program__fd((*skel_)->progs.tc_mss_clamp), frame);
+    EXPECT_EQ(r.error, 0) << "BPF_PROG_TEST_RUN(tc_mss_clamp): " << std::strerror(r.error);
+    return r;
+}
+
+Counts DataPlaneTest::counter_deltas()
+{
+    Counts moved;
+    for (const CounterTotal& c : maps_->counters()) {
+        uint64_t& last = last_counts_[c.name];
+        if (c.packets != last)
+            moved[c.name] = c.packets - last;
+        last = c.packets;
+    }
+    return moved;
+}
+
+uint64_t DataPlaneTest::syns_forwarded(uint32_t slot) const
+{
+    return maps_->node_counters().at(slot).syns_forwarded;
+}
+
+Ethernet DataPlaneTest::inbound(std::vector<VlanTag> vlans) const
+{
+    return Ethernet{node_mac(kSelfSlot), router_mac(), std::move(vlans)};
+}
+
+Bytes DataPlaneTest::client_frame(uint8_t family, const Tcp& tcp, std::vector<VlanTag> vlans,
+                                  const std::vector<Ipv6Ext>& ext) const
+{
+    return tcp_frame(inbound(std::move(vlans)), client_addr(family), service_addr(family), tcp,
+                     ext);
+}
+
+Bytes DataPlaneTest::client_syn(uint8_t family, uint16_t sport, std::vector<VlanTag> vlans) const
+{
+    Tcp syn;
+    syn.sport = sport;
+    syn.options = linux_syn_options();
+    return client_frame(family, syn, std::move(vlans));
+}
+
+lb_flow_key DataPlaneTest::client_key(uint8_t family, uint16_t sport) const
+{
+    return flow_key(client_addr(family), service_addr(family), sport, kServicePort);
+}
+
+} // namespace peerlb::test

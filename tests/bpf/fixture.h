@@ -1,0 +1,106 @@
+// The fixture of the BPF tests: loads the real peerlb programs privately (no
+// pinning), fills the maps with a small test cluster and runs packets through
+// BPF_PROG_TEST_RUN.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "packet.h"
+#include "userspace/dataplane/maps.h"
+#include "userspace/dataplane/skeleton.h"
+
+namespace peerlb::test {
+
+// The test cluster: this node in slot 0, three peers in slots 1..3 (10 %,
+// 20 % and 40 % loaded), one IPv4 and one IPv6 service on port 80.
+inline constexpr uint32_t kSelfSlot = 0;
+inline constexpr uint32_t kNodeSlots = 4;
+inline constexpr uint16_t kServicePort = 80;
+inline constexpr uint16_t kClientPort = 40000;
+inline constexpr uint32_t kDefaultPeerLoad[kNodeSlots] = {0, 1000, 2000, 4000};
+
+Mac node_mac(uint32_t slot);                        // 02:00:00:00:00:<slot + 1>
+IpAddress node_addr(uint8_t family, uint32_t slot); // 10.0.0.<slot + 1> / fd00::<slot + 1>
+IpAddress client_addr(uint8_t family);              // 198.51.100.7 / 2001:db8:c::7
+IpAddress service_addr(uint8_t family);             // 192.0.2.10 / 2001:db8:5::10
+// The MAC of the router the clients' packets come through.
+Mac router_mac();
+
+// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns().
+uint64_t monotonic_ns();
+
+lb_flow_key flow_key(const IpAddress& src, const IpAddress& dst, uint16_t sport, uint16_t dport);
+
+struct RunResult {
+    int error = 0;        // of bpf_prog_test_run_opts
+    uint32_t verdict = 0; // the program's return value
+    Bytes out;
+};
+
+// XDP_PASS with the frame exactly as it came in.
+::testing::AssertionResult passed_untouched(const RunResult& r, const Bytes& in);
+// What an l2 forward to `slot` makes of `in`: only the MACs change.
+Bytes l2_forward_of(const Bytes& in, uint32_t slot);
+// XDP_TX with exactly l2_forward_of(in, slot).
+::testing::AssertionResult l2_forwarded(const RunResult& r, const Bytes& in, uint32_t slot);
+
+// Packets per counter name; only counters that moved.
+using Counts = std::map<std::string, uint64_t>;
+
+class DataPlaneTest : public ::testing::Test {
+protected:
+    void SetUp() override;
+
+    // Config (forward mode, pick = least, conn_cost_bp = 0, generous
+    // staleness limits, MTU 1500) and nodes whose addresses are of
+    // node_family, all alive and fresh.
+    void install_cluster(uint32_t forward, uint8_t node_family = LB_FAMILY_IPV4);
+    lb_config config() const { return maps().config(); }
+    template <typename Change>
+    void change_config(Change&& change)
+    {
+        lb_config cfg = maps().config();
+        change(cfg);
+        maps().set_config(cfg);
+    }
+
+    // Writes a node's load as the agent does: fresh timestamp, pending reset.
+    void set_load(uint32_t slot, uint32_t load_bp);
+    void set_load_at(uint32_t slot, uint32_t load_bp, uint64_t updated_ns);
+    void set_state(uint32_t slot, uint8_t state);
+    // A flow entry as a SYN before would have left it.
+    void add_flow(const lb_flow_key& key, uint32_t node);
+
+    // One run (repeat = 1). The run_* forms fail the test on a syscall error.
+    RunResult try_run(int prog_fd, const Bytes& frame);
+    RunResult run_xdp(const Bytes& frame);
+    RunResult run_tc(const Bytes& frame);
+
+    // Counters that moved since the last call (or since SetUp).
+    Counts counter_deltas();
+    uint64_t syns_forwarded(uint32_t slot) const;
+
+    // Frames as they arrive from the router at this node.
+    Ethernet inbound(std::vector<VlanTag> vlans = {}) const;
+    Bytes client_frame(uint8_t family, const Tcp& tcp, std::vector<VlanTag> vlans = {},
+                       const std::vector<Ipv6Ext>& ext = {}) const;
+    Bytes client_syn(uint8_t family, uint16_t sport = kClientPort,
+                     std::vector<VlanTag> vlans = {}) const;
+    lb_flow_key client_key(uint8_t family, uint16_t sport = kClientPort) const;
+
+    Maps& maps() { return *maps_; }
+    const Maps& maps() const { return *maps_; }
+    Skeleton& skeleton() { return *skel_; }
+
+private:
+    std::unique_ptr<Skeleton> skel_;
+    std::unique_ptr<Maps> maps_;
+    std::map<std::string, uint64_t> last_counts_;
+};
+
+} // namespace peerlb::test
