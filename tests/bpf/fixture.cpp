@@ -151,7 +151,7 @@ void DataPlaneTest::install_cluster(uint32_t forward, uint8_t node_family)
         Mac mac = node_mac(slot);
         std::copy(mac.begin(), mac.end(), n.mac);
         n.state = LB_NODE_ALIVE;
-        n.load_bp = kDefaultPeerLoad[slot];
+        n.load_bp = kInitialLoad[slot];
         n.updated_ns = now;
         maps_->set_node(slot, n);
     }
