@@ -9,6 +9,7 @@
 
 #include "../maps/config.h"
 #include "../maps/flow.h"
+#include "../maps/grace.h"
 #include "../maps/node.h"
 #include "../maps/service.h"
 #include "../maps/stats.h"
@@ -60,6 +61,22 @@ struct {
 	__type(value, struct lb_flow);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LB_MAX_FLOWS_NEW);
+	__type(key, struct lb_flow_key);
+	__type(value, struct lb_flow);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_flows_new SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_MAX_GRACE);
+	__type(key, struct lb_grace_key);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_grace SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -365,7 +365,7 @@ static __always_inline int lb_handle_syn(struct xdp_md *ctx, struct lb_packet *p
 	n = bpf_map_lookup_elem(&lb_nodes, &slot);
 	if (n)
 		__sync_fetch_and_add(&n->pending, 1);
-	bpf_map_update_elem(&lb_flows, &p->key, &flow, BPF_ANY);
+	bpf_map_update_elem(&lb_flows_new, &p->key, &flow, BPF_ANY);
 	lb_count(lb_syn_counter(d.reason), bytes);
 
 	if (d.node == LB_NODE_LOCAL)
@@ -374,6 +374,35 @@ static __always_inline int lb_handle_syn(struct xdp_md *ctx, struct lb_packet *p
 	if (nc)
 		nc->syns_forwarded++;
 	return lb_forward(ctx, p, cfg, d.node, bytes);
+}
+
+/* The flow's entry: established first, else half-open. A half-open entry
+ * hit by anything but a SYN moves to the established table, out of reach
+ * of SYN floods; *copy then holds it. */
+static __always_inline struct lb_flow *lb_lookup_flow(const struct lb_packet *p,
+						      struct lb_flow *copy)
+{
+	struct lb_flow *flow = bpf_map_lookup_elem(&lb_flows, &p->key);
+
+	if (flow)
+		return flow;
+	flow = bpf_map_lookup_elem(&lb_flows_new, &p->key);
+	if (!flow || (p->tcp->syn && !p->tcp->ack))
+		return flow;
+	*copy = *flow;
+	bpf_map_update_elem(&lb_flows, &p->key, copy, BPF_ANY);
+	bpf_map_delete_elem(&lb_flows_new, &p->key);
+	return copy;
+}
+
+static __always_inline int lb_in_grace(const struct lb_flow_key *key)
+{
+	struct lb_grace_key gk = { .family = key->family };
+	__u64 *until;
+
+	gk.addr = key->daddr;
+	until = bpf_map_lookup_elem(&lb_grace, &gk);
+	return until && bpf_ktime_get_ns() < *until;
 }
 
 static __always_inline int lb_steered_by_mac(const struct lb_packet *p)
@@ -404,8 +433,8 @@ int xdp_peerlb(struct xdp_md *ctx)
 	};
 	__u64 bytes = p.data_end - p.data;
 	struct lb_service_key skey = {};
+	struct lb_flow found, *flow;
 	struct lb_config *cfg;
-	struct lb_flow *flow;
 	__u32 zero = 0;
 	int ret;
 
@@ -454,7 +483,7 @@ int xdp_peerlb(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
-	flow = bpf_map_lookup_elem(&lb_flows, &p.key);
+	flow = lb_lookup_flow(&p, &found);
 	if (flow) {
 		if (flow->node == LB_NODE_LOCAL) {
 			lb_count(LB_C_PASS_FLOW_LOCAL, bytes);
@@ -475,8 +504,13 @@ int xdp_peerlb(struct xdp_md *ctx)
 		lb_count(LB_C_PASS_LOCAL_SOCKET, bytes);
 		return XDP_PASS;
 	}
-	/* No flow and no socket: what to do with orphans comes with takeover
-	 * (DESIGN section 5); for now the kernel answers them. */
+	/* No flow and no socket. Just after the address moved here, the flow
+	 * is likely served by a peer whose announcement is on its way: drop,
+	 * the client retransmits. Otherwise the kernel answers (RST). */
+	if (lb_in_grace(&p.key)) {
+		lb_count(LB_C_DROP_ORPHAN_GRACE, bytes);
+		return XDP_DROP;
+	}
 	lb_count(LB_C_PASS_ORPHAN, bytes);
 	return XDP_PASS;
 }

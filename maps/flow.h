@@ -5,8 +5,13 @@
 
 #include "common.h"
 
+/* Two tables so that a SYN flood cannot evict established connections: a
+ * SYN's decision goes to lb_flows_new (half-open), and moves to lb_flows at
+ * the flow's first non-SYN packet. Both are LRU on the 5-tuple. */
 #define LB_FLOWS_MAP "lb_flows"
 #define LB_MAX_FLOWS 262144
+#define LB_FLOWS_NEW_MAP "lb_flows_new"
+#define LB_MAX_FLOWS_NEW 65536
 
 struct lb_flow_key {
 	union lb_addr saddr;
@@ -25,6 +30,8 @@ enum lb_reason {
 	LB_REASON_FAILSAFE = 2,      /* own load information stale */
 	LB_REASON_LEAST = 3,         /* forwarded to the least-loaded peer */
 	LB_REASON_WEIGHTED = 4,      /* forwarded by weighted draw */
+	LB_REASON_HANDOVER = 5,      /* announced by the peer serving it when its
+				      * service address moved here */
 	LB_REASON_MAX,
 };
 

@@ -20,6 +20,7 @@
 	X(PASS_FLOW_LOCAL, "pass_flow_local")                           \
 	X(PASS_LOCAL_SOCKET, "pass_local_socket")                       \
 	X(PASS_ORPHAN, "pass_orphan")                                   \
+	X(DROP_ORPHAN_GRACE, "drop_orphan_grace")                       \
 	X(SYN_LOCAL_BELOW_T1, "syn_local_below_t1")                     \
 	X(SYN_LOCAL_NO_LOWER_PEER, "syn_local_no_lower_peer")           \
 	X(SYN_LOCAL_FAILSAFE, "syn_local_failsafe")                     \

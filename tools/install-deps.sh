@@ -16,7 +16,7 @@ packages=(
     libspdlog-dev libcpp-httplib-dev libnl-route-3-dev
     libgtest-dev
     # tests and demo: namespaces, real servers and clients
-    iproute2 ethtool nginx-light curl wrk util-linux procps python3
+    iproute2 ethtool nftables nginx-light curl wrk util-linux procps python3
 )
 
 export DEBIAN_FRONTEND=noninteractive

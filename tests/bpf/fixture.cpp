@@ -123,6 +123,8 @@ void DataPlaneTest::SetUp()
     fds.node_macs = dup_map_fd((*skel_)->maps.lb_node_macs);
     fds.services = dup_map_fd((*skel_)->maps.lb_services);
     fds.flows = dup_map_fd((*skel_)->maps.lb_flows);
+    fds.flows_new = dup_map_fd((*skel_)->maps.lb_flows_new);
+    fds.grace = dup_map_fd((*skel_)->maps.lb_grace);
     fds.stats = dup_map_fd((*skel_)->maps.lb_stats);
     fds.node_stats = dup_map_fd((*skel_)->maps.lb_node_stats);
     maps_ = std::make_unique<Maps>(std::move(fds));

@@ -19,7 +19,22 @@ require_root "$name"
 CL_PREFIX="plb$$a"
 CL_TMP=$(mktemp -d /tmp/peerlb-agent.XXXXXX)
 CL_INTERVAL_MS=100
-trap 'cl_down; rm -rf "$CL_TMP"' EXIT
+CL_AGENT_MANAGED=1
+# This test is about membership and the fail-safe of a node whose agent died;
+# takeover of a dead node's addresses has its own test (takeover_test.sh).
+CL_CLUSTER_EXTRA="takeover = false"
+cleanup() {
+    local n
+    if ((CHECK_FAILED)); then
+        for n in 1 2 3; do
+            echo "--- agent s$n log (last 40 lines)"
+            tail -n 40 "$CL_TMP/agent-s$n.log" 2>/dev/null
+        done
+    fi
+    cl_down
+    rm -rf "$CL_TMP"
+}
+trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 svc=([1]=${CL_SVC_ADDR[1]} [2]=${CL_SVC_ADDR[2]} [3]=${CL_SVC_ADDR[3]})

@@ -813,5 +813,8 @@ TEST(ConfigValid, ShippedExampleParses)
     EXPECT_EQ(c.update_ms, defaults.update_ms);
     EXPECT_EQ(c.health_timeout_ms, defaults.health_timeout_ms);
     EXPECT_EQ(c.replay_window_ms, defaults.replay_window_ms);
+    EXPECT_EQ(c.hold_down_ms, defaults.hold_down_ms);
+    EXPECT_EQ(c.takeover, defaults.takeover);
+    EXPECT_EQ(c.grace_ms, defaults.grace_ms);
     EXPECT_EQ(c.health_port, 80);
 }

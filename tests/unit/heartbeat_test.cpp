@@ -81,6 +81,8 @@ enum : uint8_t {
     T_ID = 1, T_INCARNATION = 2, T_SEQUENCE = 3, T_SENT = 4, T_INTERVAL = 5,
     T_ADDRESS = 6, T_MAC = 7, T_SERVICE = 8, T_LOAD = 9, T_STATE = 10,
     T_KEPT = 11, T_FORWARDED = 12, // optional
+    T_CLAIM = 13,                  // optional, repeated
+    T_TO = 14, T_SERVICE_ADDRESS = 15, T_FLOW = 16, // flow announcements
 };
 
 struct Tlv {
@@ -110,10 +112,11 @@ Bytes body_of(const std::vector<Tlv>& tlvs)
     return body;
 }
 
-// Header + body + a correct HMAC under kKey.
-Bytes sign(const Bytes& body)
+// Header + body + a correct HMAC under kKey; kind 'H': a heartbeat, 'F': a
+// flow announcement.
+Bytes sign(const Bytes& body, uint8_t kind = 'H')
 {
-    Bytes d = {'P', 'L', 'B', 'H', 1, 0};
+    Bytes d = {'P', 'L', 'B', kind, 1, 0};
     Bytes len = be(body.size(), 2);
     d.insert(d.end(), len.begin(), len.end());
     d.insert(d.end(), body.begin(), body.end());
@@ -529,6 +532,526 @@ TEST(HeartbeatNames, DropReasons)
     EXPECT_STREQ(drop_reason_name(DropReason::own_id), "own_id");
     EXPECT_STREQ(drop_reason_name(DropReason::replayed), "replayed");
     EXPECT_STREQ(drop_reason_name(DropReason::stale), "stale");
+}
+
+// --- claims (takeover) in heartbeats -----------------------------------------
+
+Heartbeat with_claims(Heartbeat hb, size_t claims)
+{
+    for (size_t i = 0; i < claims; i++)
+        hb.claims.push_back(i % 2 ? parse_ip("198.51.100." + std::to_string(i))
+                                  : parse_ip("2001:db8:c::" + std::to_string(i + 1)));
+    return hb;
+}
+
+TEST(HeartbeatCodec, RoundTripClaims)
+{
+    for (size_t n : {size_t{1}, size_t{2}, size_t{7}}) {
+        const Heartbeat hb = with_claims(ipv6_heartbeat(3), n);
+        const Decoded d = decode_heartbeat(encode_heartbeat(hb, kKey), kKey);
+        ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
+        EXPECT_EQ(d.hb, hb);
+        // Claims stay claims, services stay services.
+        EXPECT_EQ(d.hb.services.size(), 3u);
+        ASSERT_EQ(d.hb.claims.size(), n);
+        EXPECT_EQ(format_ip(d.hb.claims[0]), "2001:db8:c::1");
+        if (n > 1) {
+            EXPECT_EQ(format_ip(d.hb.claims[1]), "198.51.100.1");
+        }
+    }
+    // Claims but no services.
+    const Heartbeat hb = with_claims(ipv4_heartbeat(0), 2);
+    const Decoded d = decode_heartbeat(encode_heartbeat(hb, kKey), kKey);
+    ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
+    EXPECT_EQ(d.hb, hb);
+    EXPECT_TRUE(d.hb.services.empty());
+}
+
+TEST(HeartbeatCodec, RoundTripMaxClaims)
+{
+    Heartbeat hb = ipv4_heartbeat(kMaxOwnedServices);
+    for (size_t i = 0; i < kMaxOwnedServices; i++)
+        hb.claims.push_back(parse_ip("203.0.113." + std::to_string(i)));
+    const Bytes d = encode_heartbeat(hb, kKey);
+    EXPECT_LE(d.size(), kMaxHeartbeatSize);
+    const Decoded out = decode_heartbeat(d, kKey);
+    ASSERT_EQ(out.reason, DropReason::none) << drop_reason_name(out.reason);
+    EXPECT_EQ(out.hb, hb);
+}
+
+TEST(HeartbeatCodec, ClaimsAreTlv13)
+{
+    const Heartbeat hb = with_claims(ipv4_heartbeat(1), 2);
+    const Bytes d = encode_heartbeat(hb, kKey);
+    std::vector<Bytes> claims;
+    for (size_t pos = kHeader; pos + 3 <= d.size() - kTag;) {
+        const size_t len = (size_t{d[pos + 1]} << 8) | d[pos + 2];
+        if (d[pos] == T_CLAIM)
+            claims.emplace_back(d.begin() + pos + 3, d.begin() + pos + 3 + len);
+        pos += 3 + len;
+    }
+    ASSERT_EQ(claims.size(), 2u);
+    EXPECT_EQ(claims[0], (Bytes{6, 0x20, 0x01, 0x0d, 0xb8, 0, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}));
+    EXPECT_EQ(claims[1], (Bytes{4, 198, 51, 100, 1}));
+}
+
+TEST(HeartbeatMalformed, ClaimsOptionalAndHandCrafted)
+{
+    // A datagram of before claims existed: no claim TLV, empty claims.
+    const Decoded old = decode_heartbeat(sign(body_of(complete_tlvs())), kKey);
+    ASSERT_EQ(old.reason, DropReason::none) << drop_reason_name(old.reason);
+    EXPECT_TRUE(old.hb.claims.empty());
+
+    std::vector<Tlv> tlvs = complete_tlvs();
+    tlvs.insert(tlvs.begin() + 2, Tlv{T_CLAIM, {4, 198, 51, 100, 7}});
+    tlvs.push_back(Tlv{T_CLAIM, {6, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9}});
+    const Decoded d = decode_heartbeat(sign(body_of(tlvs)), kKey);
+    ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
+    ASSERT_EQ(d.hb.claims.size(), 2u);
+    EXPECT_EQ(format_ip(d.hb.claims[0]), "198.51.100.7");
+    EXPECT_EQ(format_ip(d.hb.claims[1]), "fd00::9");
+    EXPECT_EQ(d.hb.services, ipv4_heartbeat(2).services);
+}
+
+TEST(HeartbeatMalformed, TooManyClaims)
+{
+    std::vector<Tlv> tlvs = complete_tlvs();
+    for (size_t i = 0; i < kMaxOwnedServices; i++)
+        tlvs.push_back(Tlv{T_CLAIM, {4, 203, 0, 113, static_cast<uint8_t>(i)}});
+    const Decoded full = decode_heartbeat(sign(body_of(tlvs)), kKey);
+    ASSERT_EQ(full.reason, DropReason::none) << drop_reason_name(full.reason);
+    EXPECT_EQ(full.hb.claims.size(), kMaxOwnedServices);
+    tlvs.push_back(Tlv{T_CLAIM, {4, 203, 0, 113, 200}}); // the 33rd
+    EXPECT_EQ(decode_reason(sign(body_of(tlvs))), DropReason::malformed);
+}
+
+TEST(HeartbeatMalformed, BadClaimAddress)
+{
+    for (const Bytes& bad : {Bytes{5, 198, 51, 100, 1}, Bytes{4, 198, 51, 100}, Bytes{6, 198, 51, 100, 1},
+                             Bytes{4, 198, 51, 100, 1, 0}, Bytes{}}) {
+        std::vector<Tlv> tlvs = complete_tlvs();
+        tlvs.push_back(Tlv{T_CLAIM, bad});
+        EXPECT_EQ(decode_reason(sign(body_of(tlvs))), DropReason::malformed) << bad.size() << " bytes";
+    }
+}
+
+TEST(HeartbeatEncode, RefusesTooManyOrBadClaims)
+{
+    Heartbeat hb = ipv4_heartbeat();
+    for (size_t i = 0; i <= kMaxOwnedServices; i++)
+        hb.claims.push_back(parse_ip("203.0.113." + std::to_string(i)));
+    EXPECT_THROW(encode_heartbeat(hb, kKey), Error);
+    hb.claims.pop_back();
+    EXPECT_NO_THROW(encode_heartbeat(hb, kKey));
+    hb.claims[3].family = 0;
+    EXPECT_THROW(encode_heartbeat(hb, kKey), Error);
+}
+
+TEST(HeartbeatEncode, OversizeServicesAndClaimsRefused)
+{
+    // 32 IPv6 services and 32 IPv6 claims do not fit in kMaxHeartbeatSize:
+    // the encoder throws rather than send a datagram over the limit.
+    Heartbeat hb = ipv6_heartbeat(0);
+    for (size_t i = 0; i < kMaxOwnedServices; i++) {
+        hb.services.push_back(parse_ip("2001:db8:5::" + std::to_string(i + 1)));
+        hb.claims.push_back(parse_ip("2001:db8:c::" + std::to_string(i + 1)));
+    }
+    EXPECT_THROW(encode_heartbeat(hb, kKey), Error);
+}
+
+// --- flow announcements -------------------------------------------------------
+
+FlowAnnouncement announcement(uint8_t family, size_t flows)
+{
+    FlowAnnouncement a;
+    a.node_id = "node-c";
+    a.incarnation = 0x0a0b0c0d0e0f1011ULL;
+    a.sequence = 0x8877665544332211ULL;
+    a.sent_unix_ms = 1'700'000'900'000ULL;
+    a.to = "node-a";
+    a.service_address = family == LB_FAMILY_IPV4 ? parse_ip("192.0.2.80") : parse_ip("2001:db8:80::1");
+    for (size_t i = 0; i < flows; i++) {
+        FlowAnnouncement::Flow f;
+        f.client = family == LB_FAMILY_IPV4 ? parse_ip("198.51.100." + std::to_string(i + 1))
+                                            : parse_ip("2001:db8:c1:ffff:ffff:ffff:ffff:" + std::to_string(i + 1));
+        f.client_port = static_cast<uint16_t>(0xfff0 - i);
+        f.service_port = i % 2 ? 443 : 80;
+        a.flows.push_back(f);
+    }
+    return a;
+}
+
+// announcement(LB_FAMILY_IPV4, 2) as TLVs, in another order than the encoder's.
+std::vector<Tlv> complete_announcement_tlvs()
+{
+    return {
+        {T_FLOW, {4, 198, 51, 100, 1, 0xff, 0xf0, 0, 80}},
+        {T_TO, str("node-a")},
+        {T_SENT, be(1'700'000'900'000ULL, 8)},
+        {T_SERVICE_ADDRESS, {4, 192, 0, 2, 80}},
+        {T_ID, str("node-c")},
+        {T_SEQUENCE, be(0x8877665544332211ULL, 8)},
+        {T_INCARNATION, be(0x0a0b0c0d0e0f1011ULL, 8)},
+        {T_FLOW, {4, 198, 51, 100, 2, 0xff, 0xef, 0x01, 0xbb}},
+    };
+}
+
+DropReason announcement_reason(const Bytes& d) { return decode_announcement(d, kKey).reason; }
+
+TEST(AnnounceCodec, RoundTripIpv4AndIpv6With0And1And50Flows)
+{
+    for (uint8_t family : {uint8_t{LB_FAMILY_IPV4}, uint8_t{LB_FAMILY_IPV6}}) {
+        for (size_t n : {size_t{0}, size_t{1}, size_t{50}}) {
+            const FlowAnnouncement a = announcement(family, n);
+            const Bytes d = encode_announcement(a, kKey);
+            EXPECT_LE(d.size(), kMaxHeartbeatSize);
+            const DecodedAnnouncement out = decode_announcement(d, kKey);
+            ASSERT_EQ(out.reason, DropReason::none) << drop_reason_name(out.reason) << " family "
+                                                    << int(family) << ", " << n << " flows";
+            EXPECT_EQ(out.announcement, a);
+            ASSERT_EQ(out.announcement.flows.size(), n);
+            if (n) {
+                EXPECT_EQ(out.announcement.flows[0].client_port, 0xfff0);
+                EXPECT_EQ(out.announcement.flows[0].service_port, 80);
+                EXPECT_EQ(format_ip(out.announcement.flows[0].client),
+                          family == LB_FAMILY_IPV4 ? "198.51.100.1" : "2001:db8:c1:ffff:ffff:ffff:ffff:1");
+            }
+        }
+    }
+}
+
+TEST(AnnounceCodec, FullAnnouncementFitsInOneDatagram)
+{
+    FlowAnnouncement a = announcement(LB_FAMILY_IPV6, kMaxFlowsPerAnnouncement);
+    a.node_id = std::string(32, 'n');
+    a.to = std::string(32, 't');
+    a.service_address = parse_ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+    a.incarnation = a.sequence = a.sent_unix_ms = UINT64_MAX;
+    for (auto& f : a.flows)
+        f.client_port = f.service_port = UINT16_MAX;
+    ASSERT_GE(kMaxFlowsPerAnnouncement, 50u);
+    const Bytes d = encode_announcement(a, kKey);
+    EXPECT_LE(d.size(), kMaxHeartbeatSize);
+    const DecodedAnnouncement out = decode_announcement(d, kKey);
+    ASSERT_EQ(out.reason, DropReason::none) << drop_reason_name(out.reason);
+    EXPECT_EQ(out.announcement, a);
+}
+
+TEST(AnnounceCodec, HeaderAndHmac)
+{
+    const Bytes d = encode_announcement(announcement(LB_FAMILY_IPV6, 3), kKey);
+    ASSERT_GE(d.size(), kHeader + kTag);
+    EXPECT_EQ(Bytes(d.begin(), d.begin() + 6), (Bytes{'P', 'L', 'B', 'F', 1, 0}));
+    EXPECT_EQ((size_t{d[6]} << 8) | d[7], d.size() - kHeader - kTag);
+    const Bytes expect = hmac_of(kKey, d.data(), d.size() - kTag);
+    EXPECT_TRUE(std::equal(expect.begin(), expect.end(), d.end() - kTag));
+}
+
+TEST(AnnounceCodec, FlowTlvLayout)
+{
+    // Both flows and every field, found by type in the encoder's output.
+    const Bytes d = encode_announcement(announcement(LB_FAMILY_IPV4, 2), kKey);
+    std::vector<Bytes> flows;
+    Bytes to, service;
+    for (size_t pos = kHeader; pos + 3 <= d.size() - kTag;) {
+        const size_t len = (size_t{d[pos + 1]} << 8) | d[pos + 2];
+        const Bytes value(d.begin() + pos + 3, d.begin() + pos + 3 + len);
+        if (d[pos] == T_FLOW)
+            flows.push_back(value);
+        else if (d[pos] == T_TO)
+            to = value;
+        else if (d[pos] == T_SERVICE_ADDRESS)
+            service = value;
+        pos += 3 + len;
+    }
+    EXPECT_EQ(to, str("node-a"));
+    EXPECT_EQ(service, (Bytes{4, 192, 0, 2, 80}));
+    ASSERT_EQ(flows.size(), 2u);
+    EXPECT_EQ(flows[0], (Bytes{4, 198, 51, 100, 1, 0xff, 0xf0, 0, 80}));
+    EXPECT_EQ(flows[1], (Bytes{4, 198, 51, 100, 2, 0xff, 0xef, 0x01, 0xbb}));
+}
+
+TEST(AnnounceCodec, DecodedDiffersWhenInputDiffers)
+{
+    const FlowAnnouncement a = announcement(LB_FAMILY_IPV4, 2);
+    const FlowAnnouncement got = decode_announcement(encode_announcement(a, kKey), kKey).announcement;
+    FlowAnnouncement b = a;
+    b.flows[1].service_port = 8443;
+    EXPECT_NE(got, b);
+    b = a;
+    b.to = "node-b";
+    EXPECT_NE(got, b);
+    b = a;
+    b.flows.pop_back();
+    EXPECT_NE(got, b);
+}
+
+TEST(AnnounceReject, WrongKeyIsBadMac)
+{
+    const Bytes d = encode_announcement(announcement(LB_FAMILY_IPV6, 2), kKey);
+    EXPECT_EQ(decode_announcement(d, kOtherKey).reason, DropReason::bad_mac);
+    EXPECT_EQ(decode_announcement(d, Bytes{}).reason, DropReason::bad_mac);
+    EXPECT_EQ(decode_announcement(d, kKey).reason, DropReason::none);
+}
+
+TEST(AnnounceReject, EverySingleBitFlip)
+{
+    const Bytes good = encode_announcement(announcement(LB_FAMILY_IPV6, 3), kKey);
+    for (size_t byte = 0; byte < good.size(); byte++) {
+        for (int bit = 0; bit < 8; bit++) {
+            Bytes d = good;
+            d[byte] ^= static_cast<uint8_t>(1u << bit);
+            const DropReason r = announcement_reason(d);
+            ASSERT_NE(r, DropReason::none) << "byte " << byte << " bit " << bit;
+            if (byte < 5) // magic, version
+                EXPECT_EQ(r, DropReason::bad_magic) << "byte " << byte << " bit " << bit;
+            else if (byte == 6 || byte == 7) // body_len
+                EXPECT_EQ(r, DropReason::truncated) << "byte " << byte << " bit " << bit;
+            else // flags, body, tag
+                EXPECT_EQ(r, DropReason::bad_mac) << "byte " << byte << " bit " << bit;
+        }
+    }
+}
+
+TEST(AnnounceReject, EveryTruncation)
+{
+    const Bytes good = encode_announcement(announcement(LB_FAMILY_IPV4, 2), kKey);
+    for (size_t n = 0; n < good.size(); n++) {
+        const Bytes d(good.begin(), good.begin() + n);
+        const DropReason r = announcement_reason(d);
+        EXPECT_NE(r, DropReason::none) << "length " << n;
+        EXPECT_TRUE(r == DropReason::truncated || r == DropReason::bad_magic || r == DropReason::bad_mac)
+            << "length " << n << ": " << drop_reason_name(r);
+    }
+}
+
+TEST(AnnounceReject, RandomGarbageNeverAccepted)
+{
+    std::mt19937 rng(20240607);
+    std::uniform_int_distribution<int> byte(0, 255);
+    std::uniform_int_distribution<size_t> length(0, 300);
+    for (int i = 0; i < 2000; i++) {
+        Bytes d(length(rng));
+        for (auto& b : d)
+            b = static_cast<uint8_t>(byte(rng));
+        if (i % 2 && d.size() >= kHeader + kTag) {
+            const size_t body_len = d.size() - kHeader - kTag;
+            const Bytes h = {'P', 'L', 'B', 'F', 1, 0, static_cast<uint8_t>(body_len >> 8),
+                             static_cast<uint8_t>(body_len)};
+            std::copy(h.begin(), h.end(), d.begin());
+        }
+        ASSERT_NE(announcement_reason(d), DropReason::none) << "datagram " << i;
+    }
+}
+
+TEST(AnnounceMalformed, HandCraftedCompleteDatagramIsAccepted)
+{
+    const DecodedAnnouncement d = decode_announcement(sign(body_of(complete_announcement_tlvs()), 'F'), kKey);
+    ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
+    EXPECT_EQ(d.announcement, announcement(LB_FAMILY_IPV4, 2));
+}
+
+TEST(AnnounceMalformed, EachRequiredTlvMissing)
+{
+    for (uint8_t missing : {T_ID, T_INCARNATION, T_SEQUENCE, T_SENT, T_TO, T_SERVICE_ADDRESS}) {
+        std::vector<Tlv> tlvs = complete_announcement_tlvs();
+        std::erase_if(tlvs, [&](const Tlv& t) { return t.type == missing; });
+        EXPECT_EQ(announcement_reason(sign(body_of(tlvs), 'F')), DropReason::malformed)
+            << "without type " << int(missing);
+    }
+    // Flows may be absent.
+    std::vector<Tlv> tlvs = complete_announcement_tlvs();
+    std::erase_if(tlvs, [](const Tlv& t) { return t.type == T_FLOW; });
+    const DecodedAnnouncement d = decode_announcement(sign(body_of(tlvs), 'F'), kKey);
+    ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
+    EXPECT_EQ(d.announcement, announcement(LB_FAMILY_IPV4, 0));
+}
+
+TEST(AnnounceMalformed, FlowFamilyMismatch)
+{
+    // An IPv6 flow on an IPv4 service address, before or after the address.
+    const Bytes v6_flow = {6, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x9c, 0x40, 0, 80};
+    std::vector<Tlv> tlvs = complete_announcement_tlvs();
+    tlvs.push_back(Tlv{T_FLOW, v6_flow});
+    EXPECT_EQ(announcement_reason(sign(body_of(tlvs), 'F')), DropReason::malformed);
+    tlvs = complete_announcement_tlvs();
+    tlvs.insert(tlvs.begin(), Tlv{T_FLOW, v6_flow});
+    EXPECT_EQ(announcement_reason(sign(body_of(tlvs), 'F')), DropReason::malformed);
+
+    // IPv4 flows (the complete set's) on an IPv6 service address.
+    tlvs = with(complete_announcement_tlvs(), T_SERVICE_ADDRESS,
+                {6, 0x20, 0x01, 0x0d, 0xb8, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1});
+    EXPECT_EQ(announcement_reason(sign(body_of(tlvs), 'F')), DropReason::malformed);
+    // Without the flows, that IPv6 service address is fine: the family check is what failed.
+    std::erase_if(tlvs, [](const Tlv& t) { return t.type == T_FLOW; });
+    tlvs.push_back(Tlv{T_FLOW, v6_flow});
+    const DecodedAnnouncement d = decode_announcement(sign(body_of(tlvs), 'F'), kKey);
+    ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
+    ASSERT_EQ(d.announcement.flows.size(), 1u);
+    EXPECT_EQ(format_ip(d.announcement.flows[0].client), "2001:db8::1");
+    EXPECT_EQ(d.announcement.flows[0].client_port, 40000);
+}
+
+TEST(AnnounceMalformed, BadFlowTlv)
+{
+    for (const Bytes& bad : {
+             Bytes{4, 198, 51, 100, 3, 0xff, 0xf0, 0},          // a port byte short
+             Bytes{4, 198, 51, 100, 3, 0xff, 0xf0, 0, 80, 0},   // a byte too many
+             Bytes{5, 198, 51, 100, 3, 0xff, 0xf0, 0, 80},      // no such family
+             Bytes{6, 198, 51, 100, 3, 0xff, 0xf0, 0, 80},      // IPv6 with 4 address bytes
+             Bytes{0, 80, 0, 80},                               // ports only
+             Bytes{},
+         }) {
+        std::vector<Tlv> tlvs = complete_announcement_tlvs();
+        tlvs.push_back(Tlv{T_FLOW, bad});
+        EXPECT_EQ(announcement_reason(sign(body_of(tlvs), 'F')), DropReason::malformed) << bad.size() << " bytes";
+    }
+}
+
+TEST(AnnounceMalformed, BadFieldValues)
+{
+    const auto reason = [](const std::vector<Tlv>& tlvs) { return announcement_reason(sign(body_of(tlvs), 'F')); };
+    EXPECT_EQ(reason(with(complete_announcement_tlvs(), T_TO, {})), DropReason::malformed);
+    EXPECT_EQ(reason(with(complete_announcement_tlvs(), T_TO, str(std::string(33, 't')))), DropReason::malformed);
+    EXPECT_EQ(reason(with(complete_announcement_tlvs(), T_ID, {})), DropReason::malformed);
+    EXPECT_EQ(reason(with(complete_announcement_tlvs(), T_SEQUENCE, be(1, 4))), DropReason::malformed);
+    EXPECT_EQ(reason(with(complete_announcement_tlvs(), T_SERVICE_ADDRESS, {4, 192, 0, 2})), DropReason::malformed);
+    EXPECT_EQ(reason(with(complete_announcement_tlvs(), T_SERVICE_ADDRESS, {0, 192, 0, 2, 80})),
+              DropReason::malformed);
+    const DecodedAnnouncement d =
+        decode_announcement(sign(body_of(with(complete_announcement_tlvs(), T_TO, str(std::string(32, 't')))), 'F'),
+                            kKey);
+    ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
+    EXPECT_EQ(d.announcement.to, std::string(32, 't'));
+}
+
+TEST(AnnounceMalformed, RepeatedSingleField)
+{
+    for (const Tlv& again : {Tlv{T_TO, str("node-b")}, Tlv{T_SERVICE_ADDRESS, {4, 192, 0, 2, 81}},
+                             Tlv{T_ID, str("node-c")}, Tlv{T_SENT, be(1, 8)}}) {
+        std::vector<Tlv> tlvs = complete_announcement_tlvs();
+        tlvs.push_back(again);
+        EXPECT_EQ(announcement_reason(sign(body_of(tlvs), 'F')), DropReason::malformed) << int(again.type);
+    }
+}
+
+TEST(AnnounceMalformed, TooManyFlows)
+{
+    std::vector<Tlv> tlvs = complete_announcement_tlvs();
+    std::erase_if(tlvs, [](const Tlv& t) { return t.type == T_FLOW; });
+    for (size_t i = 0; i < kMaxFlowsPerAnnouncement; i++)
+        tlvs.push_back(Tlv{T_FLOW, {4, 198, 51, 100, static_cast<uint8_t>(i), 0x9c, 0x40, 0, 80}});
+    const DecodedAnnouncement full = decode_announcement(sign(body_of(tlvs), 'F'), kKey);
+    ASSERT_EQ(full.reason, DropReason::none) << drop_reason_name(full.reason);
+    EXPECT_EQ(full.announcement.flows.size(), kMaxFlowsPerAnnouncement);
+    tlvs.push_back(Tlv{T_FLOW, {4, 198, 51, 100, 250, 0x9c, 0x40, 0, 80}});
+    EXPECT_EQ(announcement_reason(sign(body_of(tlvs), 'F')), DropReason::malformed);
+}
+
+TEST(AnnounceMalformed, UnknownTlvTypeIsSkipped)
+{
+    // Heartbeat-only types mean nothing in an announcement: skipped like any unknown one.
+    std::vector<Tlv> tlvs = complete_announcement_tlvs();
+    tlvs.insert(tlvs.begin() + 1, Tlv{0xc8, Bytes(40, 0xab)});
+    tlvs.push_back(Tlv{T_INTERVAL, be(0, 4)});
+    tlvs.push_back(Tlv{T_CLAIM, {}});
+    tlvs.push_back(Tlv{0, {1}});
+    const DecodedAnnouncement d = decode_announcement(sign(body_of(tlvs), 'F'), kKey);
+    ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
+    EXPECT_EQ(d.announcement, announcement(LB_FAMILY_IPV4, 2));
+    // A TLV cut by the end of the body is not skipped.
+    Bytes body = body_of(complete_announcement_tlvs());
+    body.insert(body.end(), {0xc8, 0x00, 0x05, 1});
+    EXPECT_EQ(announcement_reason(sign(body, 'F')), DropReason::malformed);
+}
+
+TEST(AnnounceEncode, RefusesOutOfRange)
+{
+    FlowAnnouncement a = announcement(LB_FAMILY_IPV4, kMaxFlowsPerAnnouncement + 1);
+    EXPECT_THROW(encode_announcement(a, kKey), Error);
+    a.flows.pop_back();
+    EXPECT_NO_THROW(encode_announcement(a, kKey));
+
+    a = announcement(LB_FAMILY_IPV4, 2);
+    a.flows[1].client = parse_ip("2001:db8::1");
+    EXPECT_THROW(encode_announcement(a, kKey), Error);
+
+    a = announcement(LB_FAMILY_IPV4, 1);
+    a.to = "";
+    EXPECT_THROW(encode_announcement(a, kKey), Error);
+    a.to = std::string(33, 't');
+    EXPECT_THROW(encode_announcement(a, kKey), Error);
+
+    a = announcement(LB_FAMILY_IPV4, 1);
+    a.node_id = "";
+    EXPECT_THROW(encode_announcement(a, kKey), Error);
+    a.node_id = std::string(33, 'n');
+    EXPECT_THROW(encode_announcement(a, kKey), Error);
+
+    a = announcement(LB_FAMILY_IPV4, 0);
+    a.service_address = IpAddress{};
+    EXPECT_THROW(encode_announcement(a, kKey), Error);
+}
+
+// --- telling the kinds apart ------------------------------------------------
+
+TEST(DatagramKinds, OfEncodedDatagrams)
+{
+    EXPECT_EQ(datagram_kind(encode_heartbeat(ipv4_heartbeat(1), kKey)), DatagramKind::heartbeat);
+    EXPECT_EQ(datagram_kind(encode_heartbeat(with_claims(ipv6_heartbeat(1), 2), kKey)), DatagramKind::heartbeat);
+    EXPECT_EQ(datagram_kind(encode_announcement(announcement(LB_FAMILY_IPV4, 0), kKey)), DatagramKind::announcement);
+    EXPECT_EQ(datagram_kind(encode_announcement(announcement(LB_FAMILY_IPV6, 50), kKey)),
+              DatagramKind::announcement);
+}
+
+TEST(DatagramKinds, OnlyTheMagicCounts)
+{
+    EXPECT_EQ(datagram_kind(Bytes{'P', 'L', 'B', 'H'}), DatagramKind::heartbeat);
+    EXPECT_EQ(datagram_kind(Bytes{'P', 'L', 'B', 'F'}), DatagramKind::announcement);
+    EXPECT_EQ(datagram_kind(Bytes{'P', 'L', 'B', 'F', 9, 9}), DatagramKind::announcement);
+}
+
+TEST(DatagramKinds, GarbageAndShort)
+{
+    EXPECT_EQ(datagram_kind(Bytes{}), DatagramKind::unknown);
+    EXPECT_EQ(datagram_kind(Bytes{'P', 'L', 'B'}), DatagramKind::unknown);
+    EXPECT_EQ(datagram_kind(Bytes{'P', 'L', 'B', 'X', 1, 0, 0, 0}), DatagramKind::unknown);
+    EXPECT_EQ(datagram_kind(Bytes{'p', 'l', 'b', 'h', 1, 0, 0, 0}), DatagramKind::unknown);
+    EXPECT_EQ(datagram_kind(Bytes{'X', 'P', 'L', 'B', 'H'}), DatagramKind::unknown);
+    EXPECT_EQ(datagram_kind(Bytes(100, 0)), DatagramKind::unknown);
+    std::mt19937 rng(7);
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (int i = 0; i < 1000; i++) {
+        Bytes d(1 + i % 64);
+        for (auto& b : d)
+            b = static_cast<uint8_t>(byte(rng));
+        d[0] = 'Q'; // keeps the magic away by construction
+        EXPECT_EQ(datagram_kind(d), DatagramKind::unknown);
+    }
+}
+
+TEST(DatagramCrossKind, AnnouncementIsNeverAHeartbeat)
+{
+    for (size_t n : {size_t{0}, size_t{2}}) {
+        const Bytes d = encode_announcement(announcement(LB_FAMILY_IPV4, n), kKey);
+        EXPECT_EQ(decode_heartbeat(d, kKey).reason, DropReason::bad_magic);
+    }
+}
+
+TEST(DatagramCrossKind, HeartbeatIsNeverAnAnnouncement)
+{
+    for (const Heartbeat& hb : {ipv4_heartbeat(0), with_claims(ipv6_heartbeat(2), 2)}) {
+        const Bytes d = encode_heartbeat(hb, kKey);
+        EXPECT_EQ(decode_announcement(d, kKey).reason, DropReason::bad_magic);
+    }
+}
+
+TEST(DatagramCrossKind, OneKindsBodyUnderTheOthersMagicIsMalformed)
+{
+    // Even signed under the right key with the other magic, a body of the
+    // wrong kind lacks required fields.
+    EXPECT_EQ(announcement_reason(sign(body_of(complete_tlvs()), 'F')), DropReason::malformed);
+    EXPECT_EQ(decode_reason(sign(body_of(complete_announcement_tlvs()), 'H')), DropReason::malformed);
 }
 
 // --- replay guard ------------------------------------------------------------

@@ -29,6 +29,8 @@
 #include "metrics.h"
 #include "netconf.h"
 #include "node_table.h"
+#include "ownership.h"
+#include "takeover.h"
 #include "transport.h"
 
 namespace peerlb {
@@ -58,11 +60,20 @@ constexpr uint32_t kSampledSourcePeriodMs = 100;
 
 double percent(uint32_t bp) { return bp / 100.0; }
 
-std::vector<std::string> addresses_text(const std::vector<IpAddress>& addrs)
+// The addresses `id` holds by the last ownership computation; before the
+// first one, its home addresses.
+std::vector<std::string> held_by(const OwnerMap& owners, const std::string& id,
+                                 const std::vector<IpAddress>& home)
 {
     std::vector<std::string> out;
-    for (const auto& a : addrs)
-        out.push_back(format_ip(a));
+    if (owners.empty()) {
+        for (const auto& a : home)
+            out.push_back(format_ip(a));
+        return out;
+    }
+    for (const auto& [address, owner] : owners)
+        if (owner.owner == id)
+            out.push_back(format_ip(address));
     return out;
 }
 
@@ -77,8 +88,12 @@ public:
 private:
     // Main thread.
     void send_heartbeat(AnnouncedState state);
-    void receive_heartbeats();
+    void receive_datagrams();
     void take(const Heartbeat& hb);
+    void take(const FlowAnnouncement& a);
+    void send_announcement(FlowAnnouncement a);
+    void evaluate_ownership(uint64_t now);
+    std::vector<NodeOwnershipView> ownership_views() const;
     void on_peer_event(const PeerEvent& ev);
     void learn_services(const Heartbeat& hb);
     void update_rates(uint64_t now);
@@ -113,7 +128,13 @@ private:
     NodeTable table_; // main thread, except write_self (meter thread)
     HeartbeatSocket socket_;
     ReplayGuard guard_;
+    ReplayGuard announcement_guard_;
     std::set<std::string> known_services_;
+    Takeover takeover_;
+    uint64_t started_ns_;
+    std::map<std::string, uint64_t> came_alive_ns_; // when each peer last joined or came back
+    std::string coordinator_;
+    OwnerMap owners_; // the last ownership computation
 
     std::atomic<uint32_t> load_bp_{0};
     std::atomic<bool> healthy_{true};
@@ -153,12 +174,19 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
       members_(cfg.node_id, cfg.dead_after), control_(opts.run_dir),
       addrs_(), maps_((set_arp_sysctls(cfg.interface), open_dataplane(cfg, opts))),
       mac_(interface_mac(cfg.interface)), table_(maps_, cfg, mac_), socket_(cfg, ifindex_),
-      guard_(cfg.replay_window_ms)
+      guard_(cfg.replay_window_ms), announcement_guard_(cfg.replay_window_ms),
+      takeover_(cfg, addrs_, maps_, ifindex_, mac_,
+                [this](const FlowAnnouncement& a) { send_announcement(a); }),
+      started_ns_(mono_ns())
 {
+    // On lo, every service address, own ones too: whoever holds one on its
+    // NIC, this node can end the connections handed to it. The NIC gets
+    // the addresses this node holds (Takeover).
     for (const auto& a : cfg.owned_services) {
-        if (addrs_.add(a, ifindex_))
-            spdlog::info("added owned service address {} to {}", format_ip(a), cfg.interface);
+        addrs_.add(a, lo_index_);
         known_services_.insert(format_ip(a));
+        if (interface_has_address(cfg.interface, a))
+            takeover_.adopt(a, cfg.node_id, unix_ms());
     }
 }
 
@@ -171,6 +199,7 @@ void Agent::send_heartbeat(AnnouncedState state)
         hb.interval_ms = cfg_.interval_ms;
         hb.node_address = cfg_.node_address;
         hb.services = cfg_.owned_services;
+        hb.claims = takeover_.claims();
         hb.kept_per_s = kept_per_s_;
         hb.forwarded_per_s = forwarded_per_s_;
     }
@@ -190,7 +219,7 @@ void Agent::send_heartbeat(AnnouncedState state)
     last_sent_ns_ = mono_ns();
 }
 
-void Agent::receive_heartbeats()
+void Agent::receive_datagrams()
 {
     std::array<uint8_t, kMaxHeartbeatSize> buf;
     // Bounded per wake-up so a flood cannot starve the other duties.
@@ -198,20 +227,105 @@ void Agent::receive_heartbeats()
         auto n = socket_.receive(buf);
         if (!n)
             return;
-        Decoded d = *n > buf.size() ? Decoded{DropReason::truncated, {}}
-                                    : decode_heartbeat(std::span(buf.data(), *n), key_);
-        if (d.reason == DropReason::none && d.hb.node_id == cfg_.node_id)
-            d.reason = DropReason::own_id;
-        if (d.reason == DropReason::none)
-            d.reason = guard_.check(d.hb, unix_ms());
-        if (d.reason != DropReason::none) {
-            std::lock_guard lock(mu_);
-            drops_[d.reason]++;
-            spdlog::debug("heartbeat dropped: {}", drop_reason_name(d.reason));
-            continue;
+        const auto datagram = std::span(buf.data(), std::min(*n, buf.size()));
+        DropReason reason;
+        if (*n > buf.size()) {
+            reason = DropReason::truncated; // did not fit: never decoded from a part
+        } else if (datagram_kind(datagram) == DatagramKind::announcement) {
+            DecodedAnnouncement d = decode_announcement(datagram, key_);
+            reason = d.reason;
+            if (reason == DropReason::none && d.announcement.node_id == cfg_.node_id)
+                reason = DropReason::own_id;
+            if (reason == DropReason::none) {
+                Heartbeat stamp; // the guard judges id, incarnation, sequence and time
+                stamp.node_id = d.announcement.node_id;
+                stamp.incarnation = d.announcement.incarnation;
+                stamp.sequence = d.announcement.sequence;
+                stamp.sent_unix_ms = d.announcement.sent_unix_ms;
+                reason = announcement_guard_.check(stamp, unix_ms());
+            }
+            if (reason == DropReason::none) {
+                take(d.announcement);
+                continue;
+            }
+        } else {
+            Decoded d = decode_heartbeat(datagram, key_);
+            reason = d.reason;
+            if (reason == DropReason::none && d.hb.node_id == cfg_.node_id)
+                reason = DropReason::own_id;
+            if (reason == DropReason::none)
+                reason = guard_.check(d.hb, unix_ms());
+            if (reason == DropReason::none) {
+                take(d.hb);
+                continue;
+            }
         }
-        take(d.hb);
+        std::lock_guard lock(mu_);
+        drops_[reason]++;
+        spdlog::debug("datagram dropped: {}", drop_reason_name(reason));
     }
+}
+
+void Agent::take(const FlowAnnouncement& a)
+{
+    if (a.to != cfg_.node_id)
+        return; // for another node's takeover
+    std::optional<uint32_t> slot;
+    {
+        std::lock_guard lock(mu_);
+        if (const Peer* p = members_.find(a.node_id))
+            slot = table_.slot_of(p->last.node_address);
+    }
+    if (!slot) {
+        spdlog::warn("{} announced connections but is not a known peer: ignored", a.node_id);
+        return;
+    }
+    takeover_.install_flows(a, *slot, mono_ns());
+}
+
+void Agent::send_announcement(FlowAnnouncement a)
+{
+    a.node_id = cfg_.node_id;
+    a.incarnation = incarnation_;
+    a.sequence = ++sequence_;
+    a.sent_unix_ms = unix_ms();
+    if (int failed = socket_.send(encode_announcement(a, key_)))
+        spdlog::warn("flow announcement to {}: {} send(s) failed", a.to, failed);
+}
+
+std::vector<NodeOwnershipView> Agent::ownership_views() const
+{
+    std::vector<NodeOwnershipView> views;
+    views.push_back({cfg_.node_id, true, started_ns_, cfg_.owned_services, takeover_.claims()});
+    for (const auto& [id, p] : members_.peers()) {
+        auto since = came_alive_ns_.find(id);
+        views.push_back({id, p.state != PeerState::dead,
+                         since == came_alive_ns_.end() ? p.state_since_ns : since->second,
+                         p.last.services, p.last.claims});
+    }
+    return views;
+}
+
+void Agent::evaluate_ownership(uint64_t now)
+{
+    OwnerMap owners;
+    {
+        std::lock_guard lock(mu_);
+        // A starting agent listens first: a peer may hold its address.
+        if (now - started_ns_ < uint64_t(cfg_.dead_after) * cfg_.interval_ms * kMs)
+            return;
+        const auto views = ownership_views();
+        if (cfg_.takeover) {
+            owners = compute_owners(views, cfg_.node_id, now, uint64_t(cfg_.hold_down_ms) * kMs);
+        } else { // each node holds its own addresses, whatever happens to the others
+            for (const auto& v : views)
+                for (const auto& a : v.home)
+                    owners[a] = AddressOwner{v.id, v.id};
+        }
+        coordinator_ = coordinator(views).value_or("");
+        owners_ = owners;
+    }
+    takeover_.apply(owners, now, unix_ms());
 }
 
 void Agent::take(const Heartbeat& hb)
@@ -250,6 +364,9 @@ void Agent::on_peer_event(const PeerEvent& ev)
         std::lock_guard lock(mu_);
         if (const Peer* p = members_.find(ev.node_id))
             peer = *p;
+        // Hold-down counts from a join or a return, not from a suspect blip.
+        if (ev.to == PeerState::alive && (!ev.from || *ev.from == PeerState::dead))
+            came_alive_ns_[ev.node_id] = mono_ns();
     }
     uint32_t slot = table_.write_peer(peer);
     if (!ev.from)
@@ -293,7 +410,7 @@ json Agent::peers_json() const
         {"address", format_ip(cfg_.node_address)},
         {"state", "self"},
         {"load", percent(load_bp_.load())},
-        {"owns", addresses_text(cfg_.owned_services)},
+        {"owns", held_by(owners_, cfg_.node_id, cfg_.owned_services)},
         {"routable", healthy_.load()},
         {"slot", table_.self_slot()},
         {"age_ms", 0},
@@ -308,7 +425,7 @@ json Agent::peers_json() const
             {"address", format_ip(p.last.node_address)},
             {"state", peer_state_name(p.state)},
             {"load", percent(p.last.load_bp)},
-            {"owns", addresses_text(p.last.services)},
+            {"owns", held_by(owners_, id, p.last.services)},
             {"routable", p.routable()},
             {"slot", slot ? json(*slot) : json(nullptr)},
             {"age_ms", (now - p.last_heard_ns) / kMs},
@@ -342,6 +459,12 @@ json Agent::status_json() const
         {"heartbeats_sent", heartbeats_sent_},
         {"heartbeats_taken", heartbeats_taken_},
         {"heartbeat_drops", drops},
+        {"addresses", takeover_.status()},
+        {"coordinator", coordinator_},
+        {"takeovers", takeover_.takeovers()},
+        {"givebacks", takeover_.givebacks()},
+        {"flows_installed", takeover_.flows_installed()},
+        {"flows_announced", takeover_.flows_announced()},
     };
 }
 
@@ -356,6 +479,8 @@ json Agent::handle(const json& req)
         table_.apply_config(next);
         members_.set_dead_after(next.dead_after);
         guard_.set_window(next.replay_window_ms);
+        announcement_guard_.set_window(next.replay_window_ms);
+        takeover_.set_config(next);
         cfg_ = next;
         config_generation_++;
         spdlog::info("set {} = {}", key, value);
@@ -485,6 +610,24 @@ std::string Agent::render_metrics()
         if (auto slot = table_.slot_of(p.last.node_address))
             m.sample("peerlb_redirects_total", {{"node", id}},
                      double(per_slot[*slot].syns_forwarded));
+    m.family("peerlb_takeovers_total", "counter", "Peers' addresses this node took over.")
+        .sample("peerlb_takeovers_total", {}, double(takeover_.takeovers()));
+    m.family("peerlb_givebacks_total", "counter", "Addresses given back to their returning node.")
+        .sample("peerlb_givebacks_total", {}, double(takeover_.givebacks()));
+    m.family("peerlb_handover_flows_total", "counter",
+             "Connections handed over when an address moved, by direction.")
+        .sample("peerlb_handover_flows_total", {{"direction", "installed"}},
+                double(takeover_.flows_installed()))
+        .sample("peerlb_handover_flows_total", {{"direction", "announced"}},
+                double(takeover_.flows_announced()));
+    m.family("peerlb_orphans_total", "counter",
+             "Segments with no flow and no socket, by outcome.");
+    for (const auto& c : counters) {
+        if (c.name == "drop_orphan_grace")
+            m.sample("peerlb_orphans_total", {{"outcome", "dropped_in_grace"}}, double(c.packets));
+        else if (c.name == "pass_orphan")
+            m.sample("peerlb_orphans_total", {{"outcome", "passed"}}, double(c.packets));
+    }
     m.family("peerlb_packets_total", "counter", "Data plane packets, by verdict and reason.");
     for (const auto& c : counters)
         m.sample("peerlb_packets_total", {{"counter", c.name}}, double(c.packets));
@@ -552,6 +695,8 @@ int Agent::run()
         }
         for (const auto& ev : events)
             on_peer_event(ev);
+        evaluate_ownership(now);
+        takeover_.run_timers(now);
         update_rates(now);
 
         pollfd fds[] = {{socket_.fd(), POLLIN, 0}, {control_.fd(), POLLIN, 0},
@@ -561,7 +706,7 @@ int Agent::run()
         if (poll(fds, 3, timeout_ms) < 0 && errno != EINTR)
             throw SystemError("poll", errno);
         if (fds[0].revents & POLLIN)
-            receive_heartbeats();
+            receive_datagrams();
         if (fds[1].revents & POLLIN)
             control_.serve_one([this](const nlohmann::json& req) {
                 return nlohmann::json(handle(req));
@@ -572,7 +717,10 @@ int Agent::run()
                 spdlog::info("signal {}: leaving the cluster; the data plane stays attached",
                              si.ssi_signo);
             // Peers stop choosing this node at once instead of after
-            // dead_after periods.
+            // dead_after periods, and take its addresses over: off the NIC
+            // (without takeover nobody would: they stay).
+            if (cfg_.takeover)
+                takeover_.release_all();
             send_heartbeat(AnnouncedState::leaving);
             return 0;
         }

@@ -435,12 +435,14 @@ void parse_cluster_timing(const Section& s, Config& cfg)
     cfg.dead_after = s.u32("dead_after", 2, 100, cfg.dead_after);
     cfg.load_step = s.u32("load_step", 1, 100, cfg.load_step);
     cfg.replay_window_ms = s.u32("replay_window_ms", 100, 3600000, cfg.replay_window_ms);
+    cfg.hold_down_ms = s.u32("hold_down_ms", 0, 3600000, cfg.hold_down_ms);
+    cfg.grace_ms = s.u32("grace_ms", 0, 600000, cfg.grace_ms);
 }
 
 void parse_cluster(const Section& s, Config& cfg, uint32_t& key_file_line)
 {
     s.allow_only({"group", "peers", "key_file", "interval_ms", "dead_after", "load_step",
-                  "replay_window_ms"});
+                  "replay_window_ms", "takeover", "hold_down_ms", "grace_ms"});
 
     const toml::node* group = s.find("group", toml::node_type::string);
     const toml::node* peers = s.find("peers", toml::node_type::array);
@@ -487,6 +489,7 @@ void parse_cluster(const Section& s, Config& cfg, uint32_t& key_file_line)
         }
     }
 
+    cfg.takeover = s.boolean("takeover", cfg.takeover);
     cfg.key_file = s.required_string("key_file");
     key_file_line = line_of(*s.find("key_file"));
 
@@ -655,6 +658,7 @@ const RuntimeSetting kRuntimeSettings[] = {
     {"cluster.interval_ms", parse_cluster_timing}, {"cluster.dead_after", parse_cluster_timing},
     {"cluster.load_step", parse_cluster_timing},
     {"cluster.replay_window_ms", parse_cluster_timing},
+    {"cluster.hold_down_ms", parse_cluster_timing}, {"cluster.grace_ms", parse_cluster_timing},
     {"load.capacity", parse_load_tuning},      {"load.update_ms", parse_load_tuning},
     {"load.smoothing_ms", parse_load_tuning},
     {"health.enabled", parse_health_timing},   {"health.interval_ms", parse_health_timing},

@@ -43,6 +43,9 @@ struct Config {
     uint32_t dead_after = 3;        // missed periods before a peer is dead, 2..100
     uint32_t load_step = 10;        // % points of load change that trigger an extra heartbeat, 1..100
     uint32_t replay_window_ms = 10000; // heartbeats older/newer than this (wall clock) are dropped
+    bool takeover = true;           // take over dead peers' addresses; false: own ones only
+    uint32_t hold_down_ms = 5000;   // a returning node gets its addresses back after this, 0..3600000
+    uint32_t grace_ms = 2000;       // orphans to a moved address are dropped this long, 0..600000
 
     // [balance]
     uint32_t accept_below = 50;     // T1, % (0..100)

@@ -1,5 +1,10 @@
-// Heartbeat encoding, decoding and replay protection (see heartbeat.h for
-// the datagram layout).
+// Heartbeat and flow announcement encoding and decoding, and replay
+// protection (see heartbeat.h for the datagram layout).
+//
+// Both message kinds share everything but their magic and their TLVs: the
+// framing (header, body_len, HMAC) is in seal() / open(), TLVs are written
+// with put_tlv*() and read with walk_tlvs(), and the fields both carry
+// (node id, incarnation, sequence, sent time) have one encoder and decoder.
 #include "heartbeat.h"
 
 #include <openssl/crypto.h>
@@ -9,7 +14,9 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <initializer_list>
 #include <optional>
+#include <type_traits>
 
 #include "../dataplane/error.h"
 
@@ -17,12 +24,17 @@ namespace peerlb {
 
 namespace {
 
-// TLV types of the body. 0 is reserved (never sent). Types a receiver does
-// not know are skipped, so a later version can add fields; a known type
-// whose length does not fit its value makes the datagram malformed.
-// Every known type but `service` appears at most once (a repeat is malformed).
-// Types 1..10 are required, 8 (service) may appear 0..32 times, 11 and 12
-// are optional.
+// TLV types of the bodies, one numbering for both kinds: a number means the
+// same thing wherever it appears. 0 is reserved (never sent). Types a
+// receiver does not know for the kind it decodes are skipped, so a later
+// version can add fields; a known type whose length does not fit its value
+// makes the datagram malformed. Every known type that is not repeated
+// appears at most once (a repeat is malformed).
+//
+// Heartbeat ("PLBH"): types 1..10 are required; 8 (service) and 13 (claim)
+// may each appear 0..kMaxOwnedServices times; 11 and 12 are optional.
+// Flow announcement ("PLBF"): 1..4, 14 and 15 are required; 16 (flow) may
+// appear 0..kMaxFlowsPerAnnouncement times.
 enum TlvType : uint8_t {
     kTlvNodeId = 1,       // 1..32 bytes of id, no terminator
     kTlvIncarnation = 2,  // u64
@@ -37,72 +49,39 @@ enum TlvType : uint8_t {
     // Optional (absent: 0), for `peerlb top`:
     kTlvKeptPerS = 11,      // u32, new connections the sender kept per second
     kTlvForwardedPerS = 12, // u32, new connections it handed to peers per second
-    kTlvLastKnown = kTlvForwardedPerS,
+    // Optional, repeated (absent: no claims):
+    kTlvClaim = 13,         // family u8 + 4 or 16 bytes; one TLV per claimed address
+    // Flow announcement only:
+    kTlvTo = 14,             // 1..32 bytes: node id of the address's new holder
+    kTlvServiceAddress = 15, // family u8 + 4 or 16 bytes
+    kTlvFlow = 16,           // family u8 + 4 or 16 client address bytes + client_port u16
+                             // + service_port u16; family = the service address's
 };
 
-constexpr uint8_t kMagic[4] = {'P', 'L', 'B', 'H'};
+using Magic = std::array<uint8_t, 4>;
+constexpr Magic kHeartbeatMagic = {'P', 'L', 'B', 'H'};
+constexpr Magic kAnnouncementMagic = {'P', 'L', 'B', 'F'};
 constexpr uint8_t kVersion = 1;
 constexpr size_t kHeaderSize = 8; // magic 4, version 1, flags 1, body_len 2
 constexpr size_t kMacSize = 32;   // HMAC-SHA256
 constexpr size_t kTlvHeaderSize = 3;
 constexpr size_t kMaxNodeIdLen = 32;
+constexpr size_t kPortsSize = 4; // client_port u16 + service_port u16 of a flow
 constexpr uint16_t kMaxLoadBp = 10000;
 
-// --- writing ---------------------------------------------------------------
-
-void put_u8(std::vector<uint8_t>& out, uint8_t v) { out.push_back(v); }
-
-void put_u16(std::vector<uint8_t>& out, uint16_t v)
-{
-    out.push_back(static_cast<uint8_t>(v >> 8));
-    out.push_back(static_cast<uint8_t>(v));
-}
-
-void put_be(std::vector<uint8_t>& out, uint64_t v, int bytes)
-{
-    for (int i = bytes - 1; i >= 0; i--)
-        out.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
+bool valid_family(uint8_t family) { return family == LB_FAMILY_IPV4 || family == LB_FAMILY_IPV6; }
 
 size_t address_len(uint8_t family) { return family == LB_FAMILY_IPV4 ? 4 : 16; }
-
-// The address in network order: lb_addr already holds it that way, so its
-// bytes are copied as they lie in memory.
-void put_address_bytes(std::vector<uint8_t>& out, const IpAddress& ip)
-{
-    uint8_t bytes[16];
-    std::memcpy(bytes, &ip.addr, sizeof(bytes));
-    out.insert(out.end(), bytes, bytes + address_len(ip.family));
-}
-
-void put_tlv(std::vector<uint8_t>& out, uint8_t type, std::span<const uint8_t> value)
-{
-    put_u8(out, type);
-    put_u16(out, static_cast<uint16_t>(value.size()));
-    out.insert(out.end(), value.begin(), value.end());
-}
-
-void put_tlv_uint(std::vector<uint8_t>& out, uint8_t type, uint64_t v, int bytes)
-{
-    std::vector<uint8_t> value;
-    put_be(value, v, bytes);
-    put_tlv(out, type, value);
-}
-
-void put_tlv_address(std::vector<uint8_t>& out, uint8_t type, const IpAddress& ip)
-{
-    std::vector<uint8_t> value;
-    put_u8(value, ip.family);
-    put_address_bytes(value, ip);
-    put_tlv(out, type, value);
-}
-
-bool valid_family(uint8_t family) { return family == LB_FAMILY_IPV4 || family == LB_FAMILY_IPV6; }
 
 bool valid_state(uint8_t state)
 {
     return state >= static_cast<uint8_t>(AnnouncedState::alive) &&
            state <= static_cast<uint8_t>(AnnouncedState::leaving);
+}
+
+bool has_magic(std::span<const uint8_t> datagram, const Magic& magic)
+{
+    return datagram.size() >= magic.size() && std::equal(magic.begin(), magic.end(), datagram.begin());
 }
 
 // HMAC-SHA256 of data under key; false if OpenSSL fails.
@@ -118,7 +97,167 @@ bool hmac_sha256(std::span<const uint8_t> key, std::span<const uint8_t> data,
     return len == kMacSize;
 }
 
+// --- writing ---------------------------------------------------------------
+
+void put_u8(std::vector<uint8_t>& out, uint8_t v) { out.push_back(v); }
+
+void put_be(std::vector<uint8_t>& out, uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--)
+        out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+// Family, then the address in network order: lb_addr already holds it that
+// way, so its bytes are copied as they lie in memory.
+void put_address(std::vector<uint8_t>& out, const IpAddress& ip)
+{
+    put_u8(out, ip.family);
+    uint8_t bytes[16];
+    std::memcpy(bytes, &ip.addr, sizeof(bytes));
+    out.insert(out.end(), bytes, bytes + address_len(ip.family));
+}
+
+void put_tlv(std::vector<uint8_t>& out, uint8_t type, std::span<const uint8_t> value)
+{
+    put_u8(out, type);
+    put_be(out, value.size(), 2);
+    out.insert(out.end(), value.begin(), value.end());
+}
+
+void put_tlv_string(std::vector<uint8_t>& out, uint8_t type, const std::string& s)
+{
+    put_tlv(out, type, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
+}
+
+void put_tlv_uint(std::vector<uint8_t>& out, uint8_t type, uint64_t v, int bytes)
+{
+    std::vector<uint8_t> value;
+    put_be(value, v, bytes);
+    put_tlv(out, type, value);
+}
+
+void put_tlv_address(std::vector<uint8_t>& out, uint8_t type, const IpAddress& ip)
+{
+    std::vector<uint8_t> value;
+    put_address(value, ip);
+    put_tlv(out, type, value);
+}
+
+void check_node_id(const char* what, const char* field, const std::string& id)
+{
+    if (id.empty() || id.size() > kMaxNodeIdLen)
+        throw Error(std::string(what) + ": " + field + " must be 1.." + std::to_string(kMaxNodeIdLen) +
+                    " bytes, not " + std::to_string(id.size()));
+}
+
+void check_addresses(const char* what, const char* field, const std::vector<IpAddress>& list)
+{
+    if (list.size() > kMaxOwnedServices)
+        throw Error(std::string(what) + ": " + std::to_string(list.size()) + " " + field + ", at most " +
+                    std::to_string(kMaxOwnedServices));
+    for (const IpAddress& ip : list)
+        if (!valid_family(ip.family))
+            throw Error(std::string(what) + ": one of the " + field + " has no IPv4/IPv6 family");
+}
+
+// The fields every kind starts with: who sends, and where in its sequence.
+template <class Message>
+void put_identity(std::vector<uint8_t>& body, const Message& m)
+{
+    put_tlv_string(body, kTlvNodeId, m.node_id);
+    put_tlv_uint(body, kTlvIncarnation, m.incarnation, 8);
+    put_tlv_uint(body, kTlvSequence, m.sequence, 8);
+    put_tlv_uint(body, kTlvSentUnixMs, m.sent_unix_ms, 8);
+}
+
+// Header + body + HMAC; throws Error if it would exceed kMaxHeartbeatSize.
+std::vector<uint8_t> seal(const Magic& magic, const std::vector<uint8_t>& body, std::span<const uint8_t> key,
+                          const char* what)
+{
+    const size_t total = kHeaderSize + body.size() + kMacSize;
+    if (total > kMaxHeartbeatSize)
+        throw Error(std::string(what) + ": " + std::to_string(total) + " bytes, over the limit of " +
+                    std::to_string(kMaxHeartbeatSize));
+
+    std::vector<uint8_t> out(magic.begin(), magic.end());
+    out.reserve(total);
+    put_u8(out, kVersion);
+    put_u8(out, 0); // flags
+    put_be(out, body.size(), 2);
+    out.insert(out.end(), body.begin(), body.end());
+
+    std::array<uint8_t, kMacSize> tag;
+    if (!hmac_sha256(key, out, tag))
+        throw Error(std::string(what) + ": HMAC-SHA256 failed");
+    out.insert(out.end(), tag.begin(), tag.end());
+    return out;
+}
+
 // --- reading ---------------------------------------------------------------
+
+// Checks length, magic, version, body_len and the HMAC (constant time), in
+// that order; on none, `body` is the authenticated body.
+DropReason open(std::span<const uint8_t> datagram, const Magic& magic, std::span<const uint8_t> key,
+                std::span<const uint8_t>& body)
+{
+    if (datagram.size() < kHeaderSize + kMacSize)
+        return DropReason::truncated;
+    if (!has_magic(datagram, magic) || datagram[4] != kVersion)
+        return DropReason::bad_magic;
+    // flags (datagram[5]) are covered by the HMAC; version 1 defines none and ignores them.
+    const size_t body_len = (size_t{datagram[6]} << 8) | datagram[7];
+    if (body_len != datagram.size() - kHeaderSize - kMacSize)
+        return DropReason::truncated;
+
+    const std::span<const uint8_t> signed_part = datagram.first(kHeaderSize + body_len);
+    const std::span<const uint8_t> received_tag = datagram.last(kMacSize);
+    std::array<uint8_t, kMacSize> tag;
+    if (!hmac_sha256(key, signed_part, tag) || CRYPTO_memcmp(tag.data(), received_tag.data(), kMacSize) != 0)
+        return DropReason::bad_mac;
+    body = datagram.subspan(kHeaderSize, body_len);
+    return DropReason::none;
+}
+
+// Calls on_tlv(type, value) for every TLV of the body in order; false if a
+// TLV is cut by the end of the body or on_tlv returns false.
+template <class OnTlv>
+bool walk_tlvs(std::span<const uint8_t> body, OnTlv&& on_tlv)
+{
+    size_t pos = 0;
+    while (pos < body.size()) {
+        if (body.size() - pos < kTlvHeaderSize)
+            return false; // a TLV header cut by the end of the body
+        const uint8_t type = body[pos];
+        const size_t len = (size_t{body[pos + 1]} << 8) | body[pos + 2];
+        pos += kTlvHeaderSize;
+        if (body.size() - pos < len)
+            return false; // a value running past the end of the body
+        if (!on_tlv(type, body.subspan(pos, len)))
+            return false;
+        pos += len;
+    }
+    return true;
+}
+
+// Which single-valued TLVs a body has given so far.
+class SeenTypes {
+public:
+    // false if `type` was seen before (a repeat: malformed).
+    bool first(uint8_t type)
+    {
+        if (seen_[type])
+            return false;
+        seen_[type] = true;
+        return true;
+    }
+    bool all(std::initializer_list<uint8_t> types) const
+    {
+        return std::all_of(types.begin(), types.end(), [this](uint8_t t) { return seen_[t]; });
+    }
+
+private:
+    std::array<bool, 256> seen_{};
+};
 
 uint64_t get_be(std::span<const uint8_t> bytes)
 {
@@ -128,6 +267,26 @@ uint64_t get_be(std::span<const uint8_t> bytes)
     return v;
 }
 
+// An unsigned integer of exactly `bytes` bytes.
+template <class T>
+bool get_uint(std::span<const uint8_t> value, size_t bytes, T& out)
+{
+    static_assert(std::is_unsigned_v<T>);
+    if (value.size() != bytes || bytes > sizeof(T))
+        return false;
+    out = static_cast<T>(get_be(value));
+    return true;
+}
+
+bool get_node_id(std::span<const uint8_t> value, std::string& out)
+{
+    if (value.empty() || value.size() > kMaxNodeIdLen)
+        return false;
+    out.assign(value.begin(), value.end());
+    return true;
+}
+
+// Family u8 + 4 or 16 bytes, exactly.
 std::optional<IpAddress> get_address(std::span<const uint8_t> value)
 {
     if (value.empty() || !valid_family(value[0]))
@@ -143,99 +302,142 @@ std::optional<IpAddress> get_address(std::span<const uint8_t> value)
     return ip;
 }
 
-// Parses an authenticated body; false on anything malformed.
-bool parse_body(std::span<const uint8_t> body, Heartbeat& hb)
+// One more address of a repeated address TLV, at most `limit` of them.
+bool add_address(std::span<const uint8_t> value, std::vector<IpAddress>& list, size_t limit)
 {
-    bool have[256] = {};
-    size_t pos = 0;
-    while (pos < body.size()) {
-        if (body.size() - pos < kTlvHeaderSize)
-            return false; // a TLV header cut by the end of the body
-        const uint8_t type = body[pos];
-        const size_t len = (size_t{body[pos + 1]} << 8) | body[pos + 2];
-        pos += kTlvHeaderSize;
-        if (body.size() - pos < len)
-            return false; // a value running past the end of the body
-        const std::span<const uint8_t> value = body.subspan(pos, len);
-        pos += len;
+    if (list.size() >= limit)
+        return false;
+    auto ip = get_address(value);
+    if (!ip)
+        return false;
+    list.push_back(*ip);
+    return true;
+}
 
-        if (type != kTlvService) {
-            if (have[type] && type >= kTlvNodeId && type <= kTlvLastKnown)
-                return false; // a known single-valued field given twice
-            have[type] = true;
-        }
+// A TLV of the fields put_identity() writes; false if it is a repeat or
+// does not fit. Only for the types 1..4.
+template <class Message>
+bool get_identity(uint8_t type, std::span<const uint8_t> value, SeenTypes& seen, Message& m)
+{
+    if (!seen.first(type))
+        return false;
+    switch (type) {
+    case kTlvNodeId: return get_node_id(value, m.node_id);
+    case kTlvIncarnation: return get_uint(value, 8, m.incarnation);
+    case kTlvSequence: return get_uint(value, 8, m.sequence);
+    case kTlvSentUnixMs: return get_uint(value, 8, m.sent_unix_ms);
+    default: return false;
+    }
+}
+
+// Parses an authenticated heartbeat body; false on anything malformed.
+bool parse_heartbeat(std::span<const uint8_t> body, Heartbeat& hb)
+{
+    SeenTypes seen;
+    const bool ok = walk_tlvs(body, [&](uint8_t type, std::span<const uint8_t> value) {
         switch (type) {
         case kTlvNodeId:
-            if (value.empty() || value.size() > kMaxNodeIdLen)
-                return false;
-            hb.node_id.assign(value.begin(), value.end());
-            break;
         case kTlvIncarnation:
         case kTlvSequence:
-        case kTlvSentUnixMs: {
-            if (value.size() != 8)
-                return false;
-            uint64_t& field = type == kTlvIncarnation ? hb.incarnation
-                              : type == kTlvSequence  ? hb.sequence
-                                                      : hb.sent_unix_ms;
-            field = get_be(value);
-            break;
-        }
+        case kTlvSentUnixMs:
+            return get_identity(type, value, seen, hb);
+        case kTlvService:
+            return add_address(value, hb.services, kMaxOwnedServices);
+        case kTlvClaim:
+            return add_address(value, hb.claims, kMaxOwnedServices);
         case kTlvIntervalMs:
-            if (value.size() != 4)
-                return false;
-            hb.interval_ms = static_cast<uint32_t>(get_be(value));
-            if (hb.interval_ms == 0)
-                return false;
-            break;
+            return seen.first(type) && get_uint(value, 4, hb.interval_ms) && hb.interval_ms > 0;
         case kTlvNodeAddress: {
             auto ip = get_address(value);
-            if (!ip)
+            if (!seen.first(type) || !ip)
                 return false;
             hb.node_address = *ip;
-            break;
+            return true;
         }
         case kTlvMac:
-            if (value.size() != hb.mac.size())
+            if (!seen.first(type) || value.size() != hb.mac.size())
                 return false;
             std::copy(value.begin(), value.end(), hb.mac.begin());
-            break;
-        case kTlvService: {
-            if (hb.services.size() >= kMaxOwnedServices)
-                return false;
-            auto ip = get_address(value);
-            if (!ip)
-                return false;
-            hb.services.push_back(*ip);
-            break;
-        }
+            return true;
         case kTlvLoadBp:
-            if (value.size() != 2)
-                return false;
-            hb.load_bp = static_cast<uint16_t>(get_be(value));
-            if (hb.load_bp > kMaxLoadBp)
-                return false;
-            break;
+            return seen.first(type) && get_uint(value, 2, hb.load_bp) && hb.load_bp <= kMaxLoadBp;
         case kTlvState:
-            if (value.size() != 1 || !valid_state(value[0]))
+            if (!seen.first(type) || value.size() != 1 || !valid_state(value[0]))
                 return false;
             hb.state = static_cast<AnnouncedState>(value[0]);
-            break;
+            return true;
         case kTlvKeptPerS:
+            return seen.first(type) && get_uint(value, 4, hb.kept_per_s);
         case kTlvForwardedPerS:
-            if (value.size() != 4)
-                return false;
-            (type == kTlvKeptPerS ? hb.kept_per_s : hb.forwarded_per_s) = static_cast<uint32_t>(get_be(value));
-            break;
+            return seen.first(type) && get_uint(value, 4, hb.forwarded_per_s);
         default:
-            break; // unknown (or reserved 0): skipped
+            return true; // unknown (or reserved 0): skipped
         }
-    }
-    for (uint8_t required : {kTlvNodeId, kTlvIncarnation, kTlvSequence, kTlvSentUnixMs, kTlvIntervalMs,
-                             kTlvNodeAddress, kTlvMac, kTlvLoadBp, kTlvState})
-        if (!have[required])
-            return false;
-    return true;
+    });
+    return ok && seen.all({kTlvNodeId, kTlvIncarnation, kTlvSequence, kTlvSentUnixMs, kTlvIntervalMs,
+                           kTlvNodeAddress, kTlvMac, kTlvLoadBp, kTlvState});
+}
+
+// Parses an authenticated flow announcement body; false on anything malformed.
+bool parse_announcement(std::span<const uint8_t> body, FlowAnnouncement& a)
+{
+    SeenTypes seen;
+    // Flows are checked against the service address's family once both are read.
+    std::vector<uint8_t> flow_families;
+    const bool ok = walk_tlvs(body, [&](uint8_t type, std::span<const uint8_t> value) {
+        switch (type) {
+        case kTlvNodeId:
+        case kTlvIncarnation:
+        case kTlvSequence:
+        case kTlvSentUnixMs:
+            return get_identity(type, value, seen, a);
+        case kTlvTo:
+            return seen.first(type) && get_node_id(value, a.to);
+        case kTlvServiceAddress: {
+            auto ip = get_address(value);
+            if (!seen.first(type) || !ip)
+                return false;
+            a.service_address = *ip;
+            return true;
+        }
+        case kTlvFlow: {
+            if (a.flows.size() >= kMaxFlowsPerAnnouncement || value.size() < kPortsSize)
+                return false;
+            auto client = get_address(value.first(value.size() - kPortsSize));
+            if (!client)
+                return false;
+            const std::span<const uint8_t> ports = value.last(kPortsSize);
+            FlowAnnouncement::Flow flow;
+            flow.client = *client;
+            flow.client_port = static_cast<uint16_t>(get_be(ports.first(2)));
+            flow.service_port = static_cast<uint16_t>(get_be(ports.last(2)));
+            a.flows.push_back(flow);
+            return true;
+        }
+        default:
+            return true; // unknown here (or reserved 0): skipped
+        }
+    });
+    if (!ok || !seen.all({kTlvNodeId, kTlvIncarnation, kTlvSequence, kTlvSentUnixMs, kTlvTo, kTlvServiceAddress}))
+        return false;
+    return std::all_of(a.flows.begin(), a.flows.end(), [&](const FlowAnnouncement::Flow& f) {
+        return f.client.family == a.service_address.family;
+    });
+}
+
+// open() then parse(); the message is left empty unless it is taken.
+template <class Message, class Parse>
+DropReason decode_as(std::span<const uint8_t> datagram, const Magic& magic, std::span<const uint8_t> key,
+                     Parse parse, Message& out)
+{
+    std::span<const uint8_t> body;
+    if (const DropReason r = open(datagram, magic, key, body); r != DropReason::none)
+        return r;
+    Message m;
+    if (!parse(body, m))
+        return DropReason::malformed;
+    out = std::move(m);
+    return DropReason::none;
 }
 
 } // namespace
@@ -257,92 +459,85 @@ const char* drop_reason_name(DropReason r)
 
 std::vector<uint8_t> encode_heartbeat(const Heartbeat& hb, std::span<const uint8_t> key)
 {
-    if (hb.node_id.empty() || hb.node_id.size() > kMaxNodeIdLen)
-        throw Error("heartbeat: node id must be 1.." + std::to_string(kMaxNodeIdLen) + " bytes, not " +
-                    std::to_string(hb.node_id.size()));
-    if (hb.services.size() > kMaxOwnedServices)
-        throw Error("heartbeat: " + std::to_string(hb.services.size()) + " service addresses, at most " +
-                    std::to_string(kMaxOwnedServices));
+    constexpr const char* what = "heartbeat";
+    check_node_id(what, "node id", hb.node_id);
+    check_addresses(what, "service addresses", hb.services);
+    check_addresses(what, "claimed addresses", hb.claims);
     if (hb.load_bp > kMaxLoadBp)
         throw Error("heartbeat: load " + std::to_string(hb.load_bp) + " over " + std::to_string(kMaxLoadBp));
     if (hb.interval_ms == 0)
         throw Error("heartbeat: interval_ms must be > 0");
     if (!valid_family(hb.node_address.family))
         throw Error("heartbeat: node address has no IPv4/IPv6 family");
-    for (const IpAddress& s : hb.services)
-        if (!valid_family(s.family))
-            throw Error("heartbeat: a service address has no IPv4/IPv6 family");
     if (!valid_state(static_cast<uint8_t>(hb.state)))
         throw Error("heartbeat: unknown announced state " + std::to_string(static_cast<int>(hb.state)));
 
     std::vector<uint8_t> body;
-    put_tlv(body, kTlvNodeId,
-            std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(hb.node_id.data()), hb.node_id.size()));
-    put_tlv_uint(body, kTlvIncarnation, hb.incarnation, 8);
-    put_tlv_uint(body, kTlvSequence, hb.sequence, 8);
-    put_tlv_uint(body, kTlvSentUnixMs, hb.sent_unix_ms, 8);
+    put_identity(body, hb);
     put_tlv_uint(body, kTlvIntervalMs, hb.interval_ms, 4);
     put_tlv_address(body, kTlvNodeAddress, hb.node_address);
     put_tlv(body, kTlvMac, hb.mac);
     for (const IpAddress& s : hb.services)
         put_tlv_address(body, kTlvService, s);
+    for (const IpAddress& c : hb.claims)
+        put_tlv_address(body, kTlvClaim, c);
     put_tlv_uint(body, kTlvLoadBp, hb.load_bp, 2);
     put_tlv_uint(body, kTlvState, static_cast<uint8_t>(hb.state), 1);
     put_tlv_uint(body, kTlvKeptPerS, hb.kept_per_s, 4);
     put_tlv_uint(body, kTlvForwardedPerS, hb.forwarded_per_s, 4);
-
-    const size_t total = kHeaderSize + body.size() + kMacSize;
-    if (total > kMaxHeartbeatSize)
-        throw Error("heartbeat: " + std::to_string(total) + " bytes, over the limit of " +
-                    std::to_string(kMaxHeartbeatSize));
-
-    std::vector<uint8_t> out(std::begin(kMagic), std::end(kMagic));
-    out.reserve(total);
-    put_u8(out, kVersion);
-    put_u8(out, 0); // flags
-    put_u16(out, static_cast<uint16_t>(body.size()));
-    out.insert(out.end(), body.begin(), body.end());
-
-    std::array<uint8_t, kMacSize> tag;
-    if (!hmac_sha256(key, out, tag))
-        throw Error("heartbeat: HMAC-SHA256 failed");
-    out.insert(out.end(), tag.begin(), tag.end());
-    return out;
+    return seal(kHeartbeatMagic, body, key, what);
 }
 
 Decoded decode_heartbeat(std::span<const uint8_t> datagram, std::span<const uint8_t> key)
 {
     Decoded d;
-    if (datagram.size() < kHeaderSize + kMacSize) {
-        d.reason = DropReason::truncated;
-        return d;
-    }
-    if (std::memcmp(datagram.data(), kMagic, sizeof(kMagic)) != 0 || datagram[4] != kVersion) {
-        d.reason = DropReason::bad_magic;
-        return d;
-    }
-    // flags (datagram[5]) are covered by the HMAC; version 1 defines none and ignores them.
-    const size_t body_len = (size_t{datagram[6]} << 8) | datagram[7];
-    if (body_len != datagram.size() - kHeaderSize - kMacSize) {
-        d.reason = DropReason::truncated;
-        return d;
-    }
-
-    const std::span<const uint8_t> signed_part = datagram.first(kHeaderSize + body_len);
-    const std::span<const uint8_t> received_tag = datagram.last(kMacSize);
-    std::array<uint8_t, kMacSize> tag;
-    if (!hmac_sha256(key, signed_part, tag) || CRYPTO_memcmp(tag.data(), received_tag.data(), kMacSize) != 0) {
-        d.reason = DropReason::bad_mac;
-        return d;
-    }
-
-    Heartbeat hb;
-    if (!parse_body(datagram.subspan(kHeaderSize, body_len), hb)) {
-        d.reason = DropReason::malformed;
-        return d;
-    }
-    d.hb = std::move(hb);
+    d.reason = decode_as(datagram, kHeartbeatMagic, key, parse_heartbeat, d.hb);
     return d;
+}
+
+std::vector<uint8_t> encode_announcement(const FlowAnnouncement& a, std::span<const uint8_t> key)
+{
+    constexpr const char* what = "flow announcement";
+    check_node_id(what, "node id", a.node_id);
+    check_node_id(what, "`to` node id", a.to);
+    if (!valid_family(a.service_address.family))
+        throw Error("flow announcement: service address has no IPv4/IPv6 family");
+    if (a.flows.size() > kMaxFlowsPerAnnouncement)
+        throw Error("flow announcement: " + std::to_string(a.flows.size()) + " flows, at most " +
+                    std::to_string(kMaxFlowsPerAnnouncement));
+    for (const FlowAnnouncement::Flow& f : a.flows)
+        if (f.client.family != a.service_address.family)
+            throw Error("flow announcement: a client address of another family than the service address " +
+                        format_ip(a.service_address));
+
+    std::vector<uint8_t> body;
+    put_identity(body, a);
+    put_tlv_string(body, kTlvTo, a.to);
+    put_tlv_address(body, kTlvServiceAddress, a.service_address);
+    for (const FlowAnnouncement::Flow& f : a.flows) {
+        std::vector<uint8_t> value;
+        put_address(value, f.client);
+        put_be(value, f.client_port, 2);
+        put_be(value, f.service_port, 2);
+        put_tlv(body, kTlvFlow, value);
+    }
+    return seal(kAnnouncementMagic, body, key, what);
+}
+
+DecodedAnnouncement decode_announcement(std::span<const uint8_t> datagram, std::span<const uint8_t> key)
+{
+    DecodedAnnouncement d;
+    d.reason = decode_as(datagram, kAnnouncementMagic, key, parse_announcement, d.announcement);
+    return d;
+}
+
+DatagramKind datagram_kind(std::span<const uint8_t> datagram)
+{
+    if (has_magic(datagram, kHeartbeatMagic))
+        return DatagramKind::heartbeat;
+    if (has_magic(datagram, kAnnouncementMagic))
+        return DatagramKind::announcement;
+    return DatagramKind::unknown;
 }
 
 DropReason ReplayGuard::check(const Heartbeat& hb, uint64_t now_unix_ms)

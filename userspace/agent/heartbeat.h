@@ -33,7 +33,8 @@ struct Heartbeat {
     uint32_t interval_ms = 0; // the sender's period: receivers judge its silence by it
     IpAddress node_address;
     Mac mac{};
-    std::vector<IpAddress> services; // service addresses the sender holds now
+    std::vector<IpAddress> services; // service addresses the sender owns by configuration
+    std::vector<IpAddress> claims;   // service addresses it holds now, own ones included
     uint16_t load_bp = 0;     // 0..10000
     AnnouncedState state = AnnouncedState::alive;
     uint32_t kept_per_s = 0;      // new connections the sender kept, per second
@@ -41,6 +42,32 @@ struct Heartbeat {
 
     bool operator==(const Heartbeat&) const = default;
 };
+
+// Sent to the new holder of a service address when the address moves
+// (takeover, give-back): the connections on it that the sender serves, so
+// the holder forwards their packets instead of resetting them. Same framing
+// and key as heartbeats, magic "PLBF"; several datagrams when they do not
+// fit in one.
+struct FlowAnnouncement {
+    std::string node_id;      // the sender, which serves these flows
+    uint64_t incarnation = 0;
+    uint64_t sequence = 0;    // the sender's heartbeat sequence space
+    uint64_t sent_unix_ms = 0;
+    std::string to;           // node id of the address's new holder
+    IpAddress service_address;
+    struct Flow {
+        IpAddress client;
+        uint16_t client_port = 0; // host order
+        uint16_t service_port = 0;
+        bool operator==(const Flow&) const = default;
+    };
+    std::vector<Flow> flows;
+
+    bool operator==(const FlowAnnouncement&) const = default;
+};
+
+// Flows per datagram so that one fits in kMaxHeartbeatSize.
+inline constexpr size_t kMaxFlowsPerAnnouncement = 50;
 
 // Why a datagram was not taken; counted by the agent and in metrics.
 enum class DropReason {
@@ -67,6 +94,21 @@ struct Decoded {
     DropReason reason = DropReason::none; // none: hb is valid and authenticated
     Heartbeat hb;
 };
+
+// Encodes and signs; throws Error if a field is out of range or there are
+// more than kMaxFlowsPerAnnouncement flows.
+std::vector<uint8_t> encode_announcement(const FlowAnnouncement& a, std::span<const uint8_t> key);
+
+struct DecodedAnnouncement {
+    DropReason reason = DropReason::none;
+    FlowAnnouncement announcement;
+};
+DecodedAnnouncement decode_announcement(std::span<const uint8_t> datagram,
+                                        std::span<const uint8_t> key);
+
+// What a datagram is, from its magic alone (before any authentication).
+enum class DatagramKind { heartbeat, announcement, unknown };
+DatagramKind datagram_kind(std::span<const uint8_t> datagram);
 
 // Verifies the HMAC (constant time) before looking at any field.
 Decoded decode_heartbeat(std::span<const uint8_t> datagram, std::span<const uint8_t> key);

@@ -1,9 +1,12 @@
 #include "netconf.h"
 
+#include <ifaddrs.h>
 #include <linux/if_addr.h>
+#include <netinet/in.h>
 #include <netlink/route/addr.h>
 #include <sys/socket.h>
 
+#include <cstring>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -22,7 +25,48 @@ void write_sysctl(const std::string& path, const std::string& value)
         throw Error(fmt::format("cannot write {} = {}", path, value));
 }
 
+// The host address (/32 or /128) `address` on `ifindex`, as libnl wants it
+// for RTM_NEWADDR and RTM_DELADDR; the caller puts it.
+rtnl_addr* host_address(const IpAddress& address, unsigned ifindex)
+{
+    const bool v4 = address.family == LB_FAMILY_IPV4;
+    rtnl_addr* addr = rtnl_addr_alloc();
+    nl_addr* local = nl_addr_build(v4 ? AF_INET : AF_INET6,
+                                   v4 ? static_cast<const void*>(&address.addr.v4)
+                                      : static_cast<const void*>(address.addr.v6),
+                                   v4 ? 4 : 16);
+    if (!addr || !local) {
+        rtnl_addr_put(addr);
+        nl_addr_put(local);
+        throw Error("netlink: out of memory");
+    }
+    nl_addr_set_prefixlen(local, v4 ? 32 : 128);
+    rtnl_addr_set_ifindex(addr, static_cast<int>(ifindex));
+    rtnl_addr_set_local(addr, local); // takes its own reference
+    nl_addr_put(local);
+    return addr;
+}
+
 } // namespace
+
+bool interface_has_address(const std::string& iface, const IpAddress& address)
+{
+    ifaddrs* list = nullptr;
+    if (getifaddrs(&list))
+        throw SystemError("list interface addresses", errno);
+    bool found = false;
+    for (ifaddrs* i = list; i && !found; i = i->ifa_next) {
+        if (!i->ifa_addr || iface != i->ifa_name)
+            continue;
+        if (i->ifa_addr->sa_family == AF_INET && address.family == LB_FAMILY_IPV4)
+            found = reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr == address.addr.v4;
+        else if (i->ifa_addr->sa_family == AF_INET6 && address.family == LB_FAMILY_IPV6)
+            found = std::memcmp(&reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr,
+                                address.addr.v6, 16) == 0;
+    }
+    freeifaddrs(list);
+    return found;
+}
 
 void set_arp_sysctls(const std::string& iface)
 {
@@ -50,30 +94,34 @@ AddressManager::~AddressManager()
 
 bool AddressManager::add(const IpAddress& address, unsigned ifindex)
 {
-    const bool v4 = address.family == LB_FAMILY_IPV4;
-    rtnl_addr* addr = rtnl_addr_alloc();
-    nl_addr* local = nl_addr_build(v4 ? AF_INET : AF_INET6,
-                                   v4 ? static_cast<const void*>(&address.addr.v4)
-                                      : static_cast<const void*>(address.addr.v6),
-                                   v4 ? 4 : 16);
-    if (!addr || !local) {
-        rtnl_addr_put(addr);
-        nl_addr_put(local);
-        throw Error("netlink: out of memory");
-    }
-    nl_addr_set_prefixlen(local, v4 ? 32 : 128);
-    rtnl_addr_set_ifindex(addr, static_cast<int>(ifindex));
-    rtnl_addr_set_local(addr, local);
-    if (!v4)
+    rtnl_addr* addr = host_address(address, ifindex);
+    if (address.family != LB_FAMILY_IPV4)
         rtnl_addr_set_flags(addr, IFA_F_NODAD); // usable at once, not after DAD
     int err = rtnl_addr_add(sock_, addr, NLM_F_EXCL);
-    nl_addr_put(local);
     rtnl_addr_put(addr);
     if (err == -NLE_EXIST)
         return false;
     if (err)
         throw Error(fmt::format("add address {} to interface {}: {}", format_ip(address), ifindex,
                                 nl_geterror(err)));
+    return true;
+}
+
+bool AddressManager::remove(const IpAddress& address, unsigned ifindex)
+{
+    rtnl_addr* addr = host_address(address, ifindex);
+    int err = rtnl_addr_delete(sock_, addr, 0);
+    rtnl_addr_put(addr);
+    // The kernel answers EADDRNOTAVAIL (libnl: NLE_NOADDR) when no address
+    // with this local address and prefix length is on the interface, for
+    // IPv4 and IPv6 alike; ENOENT (NLE_OBJ_NOTFOUND) is accepted as well in
+    // case a kernel says it that way. A missing interface (NLE_NODEV) is an
+    // error: the caller named the wrong one.
+    if (err == -NLE_NOADDR || err == -NLE_OBJ_NOTFOUND)
+        return false;
+    if (err)
+        throw Error(fmt::format("remove address {} from interface {}: {}", format_ip(address),
+                                ifindex, nl_geterror(err)));
     return true;
 }
 

@@ -15,6 +15,9 @@ namespace peerlb {
 // net.ipv4.conf.{all,IFACE}.arp_ignore = 1 and arp_announce = 2.
 void set_arp_sysctls(const std::string& iface);
 
+// Whether `address` is configured on `iface` (getifaddrs).
+bool interface_has_address(const std::string& iface, const IpAddress& address);
+
 class AddressManager {
 public:
     AddressManager();
@@ -25,6 +28,8 @@ public:
     // Adds a host address (/32 or /128, no DAD) to the interface; returns
     // false when it was already there. Throws Error on any other failure.
     bool add(const IpAddress& address, unsigned ifindex);
+    // Removes it; returns false when it was not there.
+    bool remove(const IpAddress& address, unsigned ifindex);
 
 private:
     nl_sock* sock_;

@@ -97,6 +97,7 @@ const char* reason_name(uint32_t r)
     case LB_REASON_FAILSAFE: return "failsafe";
     case LB_REASON_LEAST: return "least";
     case LB_REASON_WEIGHTED: return "weighted";
+    case LB_REASON_HANDOVER: return "handover";
     default: return "unknown";
     }
 }
@@ -247,6 +248,7 @@ int cmd_flows(const CommonOptions& o)
             {"node", node},
             {"slot", f.value.node == LB_NODE_LOCAL ? json(nullptr) : json(f.value.node)},
             {"reason", reason_name(f.value.reason)},
+            {"established", f.established},
             {"age_s", now >= f.value.created_ns ? (now - f.value.created_ns) / 1'000'000'000 : 0},
         });
     }
@@ -254,12 +256,13 @@ int cmd_flows(const CommonOptions& o)
         std::cout << rows.dump(2) << "\n";
         return 0;
     }
-    std::cout << fmt::format("{:<47} {:<47} {:<39} {:<14} {:>6}\n", "client", "service", "node",
-                             "reason", "age s");
+    std::cout << fmt::format("{:<47} {:<47} {:<39} {:<14} {:<11} {:>6}\n", "client", "service",
+                             "node", "reason", "state", "age s");
     for (const auto& r : rows)
-        std::cout << fmt::format("{:<47} {:<47} {:<39} {:<14} {:>6}\n",
+        std::cout << fmt::format("{:<47} {:<47} {:<39} {:<14} {:<11} {:>6}\n",
                                  r["client"].get<std::string>(), r["service"].get<std::string>(),
                                  r["node"].get<std::string>(), r["reason"].get<std::string>(),
+                                 r["established"].get<bool>() ? "established" : "half-open",
                                  r["age_s"].get<uint64_t>());
     return 0;
 }

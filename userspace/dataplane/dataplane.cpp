@@ -32,7 +32,8 @@ constexpr uint32_t kTcPriority = 0xb1;
 
 const char* const kPinnedMaps[] = {
     LB_CONFIG_MAP, LB_NODES_MAP, LB_NODE_ADDRS_MAP, LB_NODE_MACS_MAP,
-    LB_SERVICES_MAP, LB_FLOWS_MAP, LB_STATS_MAP, LB_NODE_STATS_MAP,
+    LB_SERVICES_MAP, LB_FLOWS_MAP, LB_FLOWS_NEW_MAP, LB_GRACE_MAP, LB_STATS_MAP,
+    LB_NODE_STATS_MAP,
 };
 
 unsigned ifindex_of(const std::string& iface)

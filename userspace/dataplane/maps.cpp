@@ -86,6 +86,8 @@ Maps Maps::open_pinned(const std::string& pin_dir)
     fds.node_macs = open_pin(pin_dir, LB_NODE_MACS_MAP);
     fds.services = open_pin(pin_dir, LB_SERVICES_MAP);
     fds.flows = open_pin(pin_dir, LB_FLOWS_MAP);
+    fds.flows_new = open_pin(pin_dir, LB_FLOWS_NEW_MAP);
+    fds.grace = open_pin(pin_dir, LB_GRACE_MAP);
     fds.stats = open_pin(pin_dir, LB_STATS_MAP);
     fds.node_stats = open_pin(pin_dir, LB_NODE_STATS_MAP);
     return Maps(std::move(fds));
@@ -172,20 +174,40 @@ std::vector<FlowEntry> Maps::flows() const
 {
     std::vector<FlowEntry> out;
     // Batch reads would be faster; flows are listed by hand, not hot.
-    for_each_key<lb_flow_key>(fds_.flows, [&](const lb_flow_key& k) {
-        lb_flow v{};
-        if (bpf_map_lookup_elem(fds_.flows.get(), &k, &v) == 0)
-            out.push_back({k, v});
-    });
+    for (const Fd* table : {&fds_.flows, &fds_.flows_new}) {
+        const bool established = table == &fds_.flows;
+        for_each_key<lb_flow_key>(*table, [&](const lb_flow_key& k) {
+            lb_flow v{};
+            if (bpf_map_lookup_elem(table->get(), &k, &v) == 0)
+                out.push_back({k, v, established});
+        });
+    }
     return out;
 }
 
 std::optional<lb_flow> Maps::flow(const lb_flow_key& key) const
 {
     lb_flow v{};
-    if (bpf_map_lookup_elem(fds_.flows.get(), &key, &v))
-        return std::nullopt;
-    return v;
+    if (bpf_map_lookup_elem(fds_.flows.get(), &key, &v) == 0 ||
+        bpf_map_lookup_elem(fds_.flows_new.get(), &key, &v) == 0)
+        return v;
+    return std::nullopt;
+}
+
+void Maps::add_flow(const lb_flow_key& key, const lb_flow& flow)
+{
+    update(fds_.flows, &key, &flow, "flow table");
+}
+
+void Maps::set_grace(const IpAddress& address, uint64_t until_ns)
+{
+    lb_grace_key key{};
+    key.addr = address.addr;
+    key.family = address.family;
+    if (until_ns == 0)
+        erase(fds_.grace, &key);
+    else
+        update(fds_.grace, &key, &until_ns, "grace map");
 }
 
 std::vector<CounterTotal> Maps::counters() const

@@ -10,10 +10,12 @@
 #include <vector>
 
 #include "fd.h"
+#include "net.h"
 
 extern "C" {
 #include "../../maps/config.h"
 #include "../../maps/flow.h"
+#include "../../maps/grace.h"
 #include "../../maps/node.h"
 #include "../../maps/service.h"
 #include "../../maps/stats.h"
@@ -29,6 +31,7 @@ static_assert(sizeof(lb_flow) == 16);
 static_assert(sizeof(lb_service_key) == 20);
 static_assert(sizeof(lb_node_addr_key) == 20);
 static_assert(sizeof(lb_node_mac_key) == 8);
+static_assert(sizeof(lb_grace_key) == 20);
 
 // Defaults of DESIGN section 2 (T1 50 %, T2 20 %, weighted, l2).
 lb_config default_config();
@@ -36,6 +39,7 @@ lb_config default_config();
 struct FlowEntry {
     lb_flow_key key;
     lb_flow value;
+    bool established = true; // false: half-open (lb_flows_new)
 };
 
 struct CounterTotal {
@@ -46,7 +50,7 @@ struct CounterTotal {
 
 // Map fds of one data plane, by map name.
 struct MapFds {
-    Fd config, nodes, node_addrs, node_macs, services, flows, stats, node_stats;
+    Fd config, nodes, node_addrs, node_macs, services, flows, flows_new, grace, stats, node_stats;
 };
 
 class Maps {
@@ -70,8 +74,14 @@ public:
     void remove_service(const lb_service_key& key);
     std::vector<std::pair<lb_service_key, lb_service>> services() const;
 
+    // Both tables: established first, then half-open.
     std::vector<FlowEntry> flows() const;
     std::optional<lb_flow> flow(const lb_flow_key& key) const;
+    // An established entry (a connection a peer announced it serves).
+    void add_flow(const lb_flow_key& key, const lb_flow& flow);
+
+    // Orphans to `address` are dropped until until_ns (lb_grace); 0 removes.
+    void set_grace(const IpAddress& address, uint64_t until_ns);
 
     // Per-CPU counters summed over all possible CPUs, in enum order.
     std::vector<CounterTotal> counters() const;

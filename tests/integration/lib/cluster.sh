@@ -12,6 +12,8 @@
 # agent does it in production). Nothing outside these namespaces is touched.
 #
 # Needs: CL_BUILD (build dir), CL_PREFIX (unique, short), CL_TMP (scratch dir).
+# CL_AGENT_MANAGED=1: the service addresses are left to the agents (as in
+# production); otherwise the topology puts them in place itself.
 
 CL_SERVERS=(s1 s2 s3)
 CL_NODE_ADDR=([1]=10.77.0.11 [2]=10.77.0.12 [3]=10.77.0.13)
@@ -55,6 +57,7 @@ cl_topology_up() {
         ns=$(cl_ns "s$n")
         ip -n "$ns" addr add "${CL_NODE_ADDR[$n]}/24" dev eth0
         ip -n "$ns" addr add "${CL_NODE_ADDR6[$n]}/64" dev eth0 nodad
+        [[ ${CL_AGENT_MANAGED:-0} == 1 ]] && continue
         # The owner answers ARP/ND for its service address on the NIC; the
         # others hold every service address on lo (DESIGN 1) and stay quiet.
         ip -n "$ns" addr add "${CL_SVC_ADDR[$n]}/32" dev eth0
@@ -206,6 +209,7 @@ group = "$CL_GROUP"
 key_file = "$CL_TMP/cluster.key"
 interval_ms = ${CL_INTERVAL_MS:-100}
 dead_after = 3
+${CL_CLUSTER_EXTRA:-}
 
 [balance]
 accept_below = 50
@@ -233,6 +237,16 @@ EOF
 }
 
 cl_agent_load() { echo "$2" >"$CL_TMP/load-s$1"; } # cl_agent_load N PCT
+
+# cl_holders ADDR: the servers whose eth0 holds ADDR now ("s2 s3"), in order.
+cl_holders() {
+    local n out=()
+    for n in 1 2 3; do
+        ip -n "$(cl_ns "s$n")" -o addr show dev eth0 2>/dev/null | grep -qw "inet6\? $1/[0-9]*" &&
+            out+=("s$n")
+    done
+    echo "${out[*]}"
+}
 
 cl_agent_start() { # cl_agent_start N: in the background, log in $CL_TMP/agent-sN.log
     local n=$1

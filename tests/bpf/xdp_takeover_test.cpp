@@ -1,0 +1,122 @@
+// The data plane's part of keeping connections alive (DESIGN section 5):
+// half-open and established flows in separate tables (a SYN flood cannot
+// evict an established flow), and orphans dropped while a moved address is
+// in its grace period.
+#include "fixture.h"
+
+namespace peerlb::test {
+namespace {
+
+using namespace tcp_flags;
+
+std::string family_name(const ::testing::TestParamInfo<uint8_t>& info)
+{
+    return info.param == LB_FAMILY_IPV4 ? "ipv4" : "ipv6";
+}
+
+class XdpTakeover : public DataPlaneTest, public ::testing::WithParamInterface<uint8_t> {
+protected:
+    void SetUp() override
+    {
+        DataPlaneTest::SetUp();
+        if (IsSkipped())
+            return;
+        install_cluster(LB_FORWARD_L2, family());
+        set_load(kSelfSlot, 9000); // every SYN is forwarded: to slot 1 (least)
+    }
+    uint8_t family() const { return GetParam(); }
+
+    Bytes client_ack(uint16_t sport = kClientPort) const
+    {
+        Tcp t;
+        t.sport = sport;
+        t.flags = kAck;
+        t.seq = 1001;
+        t.ack = 5001;
+        return client_frame(family(), t);
+    }
+    size_t established() const
+    {
+        size_t n = 0;
+        for (const auto& f : maps().flows())
+            n += f.established;
+        return n;
+    }
+};
+
+INSTANTIATE_TEST_SUITE_P(Family, XdpTakeover,
+                         ::testing::Values(uint8_t(LB_FAMILY_IPV4), uint8_t(LB_FAMILY_IPV6)),
+                         family_name);
+
+TEST_P(XdpTakeover, SynIsHalfOpenUntilTheHandshakeGoesOn)
+{
+    const Bytes syn = client_syn(family());
+    EXPECT_EQ(run_xdp(syn).verdict, uint32_t(XDP_TX));
+    auto flows = maps().flows();
+    ASSERT_EQ(flows.size(), 1u);
+    EXPECT_FALSE(flows[0].established);
+
+    // A retransmitted SYN stays half-open and goes the same way.
+    EXPECT_TRUE(l2_forwarded(run_xdp(syn), syn, 1));
+    EXPECT_EQ(established(), 0u);
+
+    // The handshake's ACK moves the entry to the established table and
+    // follows it.
+    const Bytes ack = client_ack();
+    EXPECT_TRUE(l2_forwarded(run_xdp(ack), ack, 1));
+    flows = maps().flows();
+    ASSERT_EQ(flows.size(), 1u);
+    EXPECT_TRUE(flows[0].established);
+    EXPECT_EQ(flows[0].value.node, 1u);
+    EXPECT_EQ(flows[0].value.reason, LB_REASON_LEAST);
+}
+
+TEST_P(XdpTakeover, SynsNeverTouchTheEstablishedTable)
+{
+    run_xdp(client_syn(family()));
+    run_xdp(client_ack()); // established, to slot 1
+    set_load(1, 9500);     // later SYNs go elsewhere
+    for (uint16_t port = 1; port <= 500; port++)
+        run_xdp(client_syn(family(), uint16_t(kClientPort + port)));
+    EXPECT_EQ(established(), 1u);
+    EXPECT_EQ(maps().flows().size(), 501u);
+    const Bytes ack = client_ack();
+    EXPECT_TRUE(l2_forwarded(run_xdp(ack), ack, 1)) << "the established flow kept its node";
+}
+
+TEST_P(XdpTakeover, AnnouncedFlowIsForwardedToItsNode)
+{
+    // What the agent installs from a peer's announcement after a takeover.
+    lb_flow flow{};
+    flow.node = 2;
+    flow.reason = LB_REASON_HANDOVER;
+    maps().add_flow(client_key(family()), flow);
+    const Bytes ack = client_ack();
+    EXPECT_TRUE(l2_forwarded(run_xdp(ack), ack, 2));
+    EXPECT_EQ(counter_deltas(), (Counts{{"tx_flow_forward", 1}}));
+}
+
+TEST_P(XdpTakeover, OrphansAreDroppedDuringTheGracePeriodOnly)
+{
+    const Bytes ack = client_ack();
+    maps().set_grace(service_addr(family()), monotonic_ns() + 60'000'000'000ull);
+    EXPECT_EQ(run_xdp(ack).verdict, uint32_t(XDP_DROP));
+    EXPECT_EQ(counter_deltas(), (Counts{{"drop_orphan_grace", 1}}));
+
+    // SYNs are decided as always during the grace period.
+    EXPECT_EQ(run_xdp(client_syn(family(), 50000)).verdict, uint32_t(XDP_TX));
+    counter_deltas();
+
+    // Past the deadline the kernel answers orphans again.
+    maps().set_grace(service_addr(family()), monotonic_ns() - 1);
+    EXPECT_TRUE(passed_untouched(run_xdp(ack), ack));
+    EXPECT_EQ(counter_deltas(), (Counts{{"pass_orphan", 1}}));
+
+    // A grace period of another address does not matter here.
+    maps().set_grace(service_addr(family()), 0);
+    maps().set_grace(node_addr(family(), 3), monotonic_ns() + 60'000'000'000ull);
+    EXPECT_TRUE(passed_untouched(run_xdp(ack), ack));
+}
+
+} // namespace
+} // namespace peerlb::test

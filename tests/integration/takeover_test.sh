@@ -1,0 +1,289 @@
+#!/usr/bin/env bash
+# Fault tolerance in namespaces (DESIGN.md sections 3 and 5): three agents,
+# heartbeat 100 ms, dead_after 3, service addresses managed by the agents.
+#  - a SYN flood against a node while long-lived, mostly idle connections
+#    run through its data plane: none breaks;
+#  - node 1 dies (agent and nginx stopped, link down): a new connection to
+#    its address succeeds within 1 s, exactly one live node holds it, and
+#    long-lived connections that nodes 2 and 3 serve keep working;
+#  - node 1 returns, fresh (no data plane, no address): it holds its address
+#    again after the hold-down and nobody else does; the connections still
+#    work through the give-back;
+#  - two nodes that both hold an address after a partition settle it within
+#    one heartbeat period once they hear each other.
+# Usage: takeover_test.sh BUILD_DIR
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib/check.sh"
+source "$here/lib/cluster.sh"
+
+CL_BUILD=$(cd "${1:?usage: takeover_test.sh BUILD_DIR}" && pwd)
+name=takeover_test
+require_root "$name"
+
+CL_PREFIX="plb$$t"
+CL_TMP=$(mktemp -d /tmp/peerlb-takeover.XXXXXX)
+CL_INTERVAL_MS=100
+CL_AGENT_MANAGED=1
+CL_CLUSTER_EXTRA=$'hold_down_ms = 800\ngrace_ms = 3000'
+KEEPER_PIDS=()
+cleanup() {
+    local pid n
+    if ((CHECK_FAILED)); then
+        for n in 1 2 3; do
+            echo "--- agent s$n log (last 40 lines)"
+            tail -n 40 "$CL_TMP/agent-s$n.log" 2>/dev/null
+        done
+    fi
+    for pid in "${KEEPER_PIDS[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+    for n in 2 3; do ip netns exec "$(cl_ns "s$n")" nft delete table inet plbtest 2>/dev/null; done
+    cl_down
+    rm -rf "$CL_TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+svc1=${CL_SVC_ADDR[1]}
+svc2=${CL_SVC_ADDR[2]}
+now_ms() { date +%s%3N; }
+
+# log_ms N PATTERN [AFTER_MS]: epoch ms of the first line of server N's agent
+# log matching PATTERN (Python regex) stamped at or after AFTER_MS.
+log_ms() {
+    python3 -c '
+import datetime, re, sys
+path, pattern, after = sys.argv[1], re.compile(sys.argv[2]), int(sys.argv[3])
+for line in open(path, errors="replace"):
+    m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) ", line)
+    if not m or not pattern.search(line):
+        continue
+    ms = int(datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp() * 1000)
+    if ms >= after:
+        print(ms)
+        break
+' "$CL_TMP/agent-s$1.log" "$2" "${3:-0}"
+}
+
+wait_until() { # wait_until TIMEOUT_MS COMMAND...: prints the ms waited, or "timeout"
+    local limit=$1 start
+    shift
+    start=$(now_ms)
+    while ! "$@" >/dev/null 2>&1; do
+        (($(now_ms) - start > limit)) && { echo timeout; return 1; }
+        sleep 0.02
+    done
+    echo $(($(now_ms) - start))
+}
+
+held_by() { [[ $(cl_holders "$1") == "$2" ]]; } # held_by ADDR "s2": exactly these hold it
+# One of s2 / s3 holds ADDR (s1, down, still has it configured).
+one_live_holder() { [[ $(cl_holders "$1") == "s1 s2" || $(cl_holders "$1") == "s1 s3" ]]; }
+each_holds_its_own() {
+    local n
+    for n in 1 2 3; do
+        held_by "${CL_SVC_ADDR[$n]}" "s$n" && held_by "${CL_SVC_ADDR6[$n]}" "s$n" || return 1
+    done
+}
+all_see_all() {
+    local n
+    for n in 1 2 3; do
+        [[ $(cl_agent_cli "$n" peers --json 2>/dev/null | grep -c '"state": "alive"') == 2 ]] || return 1
+    done
+}
+
+# keeper NAME ADDR COUNT GAP_S: COUNT keep-alive connections to ADDR from
+# the client, a request on each every GAP_S seconds, until $CL_TMP/stop-NAME
+# exists; then one last round, and a JSON summary in $CL_TMP/keeper-NAME.
+keeper() {
+    ip netns exec "$(cl_ns c)" python3 -u -c '
+import http.client, json, os, sys, time
+name, addr, count, gap, stop, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5], sys.argv[6]
+conns = [http.client.HTTPConnection(addr, 80, timeout=10) for _ in range(count)]
+first, ok, failed, moved = [None] * count, 0, [], 0
+def round_trip(last=False):
+    global ok, moved
+    for i, c in enumerate(conns):
+        try:
+            c.request("GET", "/")
+            who = c.getresponse().read().decode().strip()
+        except Exception as e:
+            failed.append(f"conn {i}: {e!r}")
+            continue
+        ok += 1
+        if first[i] is None:
+            first[i] = who
+        elif who != first[i]:
+            moved += 1
+round_trip()
+print("started", " ".join(str(f) for f in first), flush=True)
+while not os.path.exists(stop):
+    time.sleep(gap)
+    round_trip()
+round_trip()
+json.dump({"ok": ok, "failed": failed, "moved": moved, "servers": first}, open(out, "w"))
+' "$1" "$2" "$3" "$4" "$CL_TMP/stop-$1" "$CL_TMP/keeper-$1" >"$CL_TMP/keeper-$1.log" 2>&1 &
+    KEEPER_PIDS+=($!)
+}
+keeper_started() { grep -q started "$CL_TMP/keeper-$1.log"; }
+keeper_summary() { # keeper_summary NAME: stops it, waits, prints the summary
+    touch "$CL_TMP/stop-$1"
+    local i
+    for i in $(seq 200); do [[ -s $CL_TMP/keeper-$1 ]] && break; sleep 0.1; done
+    cat "$CL_TMP/keeper-$1" 2>/dev/null || echo '{"ok": 0, "failed": ["no summary"], "moved": 0, "servers": []}'
+}
+keeper_clean() { # keeper_clean SUMMARY MIN_OK: no failure, nobody moved, enough requests
+    python3 -c '
+import json, sys
+s = json.loads(sys.argv[1])
+assert not s["failed"] and s["moved"] == 0 and s["ok"] >= int(sys.argv[2]), s
+' "$1" "$2"
+}
+
+echo "$name: namespaces $CL_PREFIX*"
+cl_topology_up || { echo "$name: topology failed"; exit 1; }
+for n in 1 2 3; do cl_nginx_start "$n"; done
+cl_wait_ready || exit 1
+for n in 1 2 3; do cl_agent_config "$n" && cl_agent_start "$n"; done
+waited=$(wait_until 5000 all_see_all)
+check "agents see each other" test "$waited" != timeout
+waited=$(wait_until 3000 each_holds_its_own)
+echo "    each agent put its own addresses on its NIC within $waited ms"
+check "each node holds exactly its own service addresses" test "$waited" != timeout
+
+echo "$name: SYN flood while long-lived connections run"
+cl_agent_load 2 90; cl_agent_load 1 10; cl_agent_load 3 10; sleep 0.4
+# Idle for 4 s between requests: an LRU flow table shared with half-open
+# entries would let the flood evict them.
+keeper flood "$svc2" 8 4
+wait_until 5000 keeper_started flood >/dev/null
+echo "    long-lived connections to $svc2 served by: $(sed -n 's/^started //p' "$CL_TMP/keeper-flood.log")"
+flood_start=$(now_ms)
+# 300000 SYNs (more than the whole flow table) from spoofed sources in
+# 10.77.1.0/24, which no namespace routes back to: nothing leaves them.
+ip netns exec "$(cl_ns c)" timeout 30 python3 -c '
+import random, socket, struct, sys
+dst = socket.inet_aton(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+rng = random.Random(7)
+# Checksums are left zero: the flood is aimed at the data plane flow table,
+# which decides at the SYN before any checksum is looked at.
+for i in range(300000):
+    src = bytes([10, 77, 1, rng.randrange(1, 255)])
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, i & 0xffff, 0, 64, 6, 0, src, dst)
+    tcp = struct.pack("!HHIIBBHHH", rng.randrange(1024, 65535), 80, rng.getrandbits(32), 0, 5 << 4, 0x02, 65535, 0, 0)
+    s.sendto(ip + tcp, (sys.argv[1], 0))
+' "$svc2"
+flood_ms=$(($(now_ms) - flood_start))
+flood_counts=$(cl_agent_cli 2 stats --json | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["counters"]
+print(sum(v["packets"] for k, v in c.items() if k.startswith("syn_")))')
+echo "    300000 SYNs sent in $flood_ms ms; s2 decided $flood_counts SYNs"
+check "the flood reached s2's data plane (> 250000 SYN decisions)" test "$flood_counts" -gt 250000
+sleep 4.5 # one more idle gap after the flood
+summary=$(keeper_summary flood)
+echo "    long-lived connections: $summary"
+check "SYN flood: no long-lived connection broke or moved" keeper_clean "$summary" 16
+cl_agent_load 2 10
+
+echo "$name: node 1 dies"
+cl_agent_load 1 90; sleep 0.4 # s1 hands its new connections to s2 and s3
+keeper takeover "$svc1" 8 0.1
+wait_until 5000 keeper_started takeover >/dev/null
+servers=$(sed -n 's/^started //p' "$CL_TMP/keeper-takeover.log")
+echo "    long-lived connections to $svc1 served by: $servers"
+check "long-lived connections are served by s2 and s3" \
+    bash -c '[[ -n $1 && ! " $1 " =~ " s1 " && ! " $1 " =~ None ]]' _ "$servers"
+sleep 0.5
+death=$(now_ms)
+cl_agent_stop 1 KILL
+cl_nginx_stop 1
+ip -n "$(cl_ns s1)" link set eth0 down
+first_ok=timeout
+while (($(now_ms) - death < 5000)); do
+    if who=$(cl_in c curl -s --max-time 0.2 "http://$svc1/") && [[ -n $who ]]; then
+        first_ok=$(($(now_ms) - death))
+        break
+    fi
+done
+echo "    first new connection to $svc1 after node 1's death: $first_ok ms (served by ${who:-none})"
+check "a new connection to the dead node's address succeeds within 1 s" \
+    bash -c '[[ $1 != timeout && $1 -le 1000 ]]' _ "$first_ok"
+holders=$(cl_holders "$svc1")
+echo "    $svc1 held by: $holders (s1 is down)"
+check "exactly one live node holds the address" \
+    bash -c '[[ $1 == "s1 s2" || $1 == "s1 s3" ]]' _ "$holders"
+# (s1's link is down: the kernel dropped its IPv6 addresses with it.) The
+# IPv6 address may be taken by the other survivor a few ms later.
+one_live_holder6() { local h; h=$(cl_holders "$1"); [[ ${h#s1 } == s2 || ${h#s1 } == s3 ]]; }
+wait_until 1000 one_live_holder6 "${CL_SVC_ADDR6[1]}" >/dev/null
+holders6=$(cl_holders "${CL_SVC_ADDR6[1]}")
+check "exactly one live node holds its IPv6 address ($holders6)" one_live_holder6 "${CL_SVC_ADDR6[1]}"
+status=$(cl_agent_cli 2 status --json; cl_agent_cli 3 status --json)
+check "status says who took it over from whom" python3 -c '
+import json, sys
+docs = [json.loads(d) for d in sys.argv[1].replace("}\n{", "}\x00{").split("\x00")]
+taken = [a for d in docs for a in d["agent"]["addresses"] if a["address"] == "10.77.0.111"]
+assert len(taken) == 1 and taken[0]["why"] == "taken over" and taken[0]["from"] == "s1", taken
+' "$status"
+sleep 1.5
+
+echo "$name: node 1 returns (fresh: no data plane, no address)"
+cl_in s1 "$CL_BUILD/peerlb" detach --iface eth0 --pin-root "$(cl_pin_root 1)" >/dev/null
+for a in "$svc1/32" "${CL_SVC_ADDR6[1]}/128"; do
+    ip -n "$(cl_ns s1)" addr del "$a" dev eth0 2>/dev/null
+    ip -n "$(cl_ns s1)" addr del "$a" dev lo 2>/dev/null
+done
+ip -n "$(cl_ns s1)" link set eth0 up
+cl_nginx_start 1
+back=$(now_ms)
+cl_agent_start 1
+waited=$(wait_until 10000 held_by "$svc1" s1)
+echo "    s1 holds $svc1 again $waited ms after its agent started (hold-down 800 ms)"
+check "the returning node holds its address again, and nobody else does" \
+    bash -c '[[ $1 != timeout && $1 -le 3000 ]]' _ "$waited"
+check "its IPv6 address too" held_by "${CL_SVC_ADDR6[1]}" s1
+sleep 3.5 # past the grace period
+summary=$(keeper_summary takeover)
+echo "    long-lived connections through takeover and give-back: $summary"
+check "zero failures through takeover and give-back" keeper_clean "$summary" 200
+given=$(cl_agent_cli 2 status --json | python3 -c 'import json,sys; d=json.load(sys.stdin)["agent"]; print(d["takeovers"], d["givebacks"])')
+metrics=$(cl_in s2 curl -s --max-time 2 http://127.0.0.1:9477/metrics)
+check "metrics count takeovers, give-backs and handed-over flows" \
+    bash -c 'grep -q "^peerlb_takeovers_total [1-9]" <<<"$1" && grep -q "^peerlb_givebacks_total [1-9]" <<<"$1" && grep -q "peerlb_orphans_total{outcome=\"dropped_in_grace\"}" <<<"$1"' _ "$metrics"
+
+echo "$name: two nodes that both hold an address"
+# Partition s2 and s3 (each drops the other's datagrams), then end node 1.
+for pair in "2 ${CL_NODE_ADDR[3]}" "3 ${CL_NODE_ADDR[2]}"; do
+    set -- $pair
+    ip netns exec "$(cl_ns "s$1")" nft -f - <<EOF
+table inet plbtest {
+    chain input {
+        type filter hook input priority 0;
+        ip saddr $2 udp dport 7946 drop
+    }
+}
+EOF
+done
+cl_agent_stop 1 KILL
+ip -n "$(cl_ns s1)" link set eth0 down
+waited=$(wait_until 5000 held_by "$svc1" "s1 s2 s3")
+echo "    partitioned: $svc1 held by $(cl_holders "$svc1") (s1 down)"
+check "the partition makes both s2 and s3 hold node 1's address" test "$waited" != timeout
+heal=$(now_ms)
+for n in 2 3; do ip netns exec "$(cl_ns "s$n")" nft delete table inet plbtest; done
+wait_until 3000 one_live_holder "$svc1" >/dev/null
+released=""
+for n in 2 3; do
+    t=$(log_ms "$n" "released $svc1" "$heal")
+    [[ -n $t ]] && released=$((t - heal))
+done
+echo "    after the partition healed: $svc1 held by $(cl_holders "$svc1"); the loser released it ${released:-never} ms after"
+check "the conflict is settled within one heartbeat period (<= 150 ms incl. 10 ms tick)" \
+    bash -c '[[ -n $1 && $1 -le 150 ]]' _ "$released"
+waited=$(wait_until 1000 held_by "$svc2" s2)
+check "s2's own address, which s3 took in the partition, is back with s2 ($waited ms)" \
+    test "$waited" != timeout
+
+check_summary "$name"

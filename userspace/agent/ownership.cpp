@@ -1,0 +1,161 @@
+#include "ownership.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace peerlb {
+
+namespace {
+
+const void* address_bytes(const IpAddress& a)
+{
+    if (a.family == LB_FAMILY_IPV4)
+        return &a.addr.v4;
+    return a.addr.v6;
+}
+
+// Compares like IpAddress::operator==: IPv4 uses its 4 bytes, anything else
+// the 16 bytes of the union.
+size_t address_size(const IpAddress& a)
+{
+    return a.family == LB_FAMILY_IPV4 ? sizeof(a.addr.v4) : sizeof(a.addr.v6);
+}
+
+struct AddressState {
+    const NodeOwnershipView* home = nullptr;         // nullptr: nobody's home
+    std::vector<const NodeOwnershipView*> claimants; // live, not home; lowest id first
+    bool home_holds = false; // the live home announces it holds it
+};
+
+using Counts = std::map<std::string, size_t>;
+
+// Fewest addresses assigned so far, then lowest id; `candidates` is sorted by id.
+const NodeOwnershipView* least_loaded(const std::vector<const NodeOwnershipView*>& candidates,
+                                      const Counts& counts)
+{
+    const NodeOwnershipView* best = nullptr;
+    size_t best_count = 0;
+    for (const auto* node : candidates) {
+        auto it = counts.find(node->id);
+        size_t count = it == counts.end() ? 0 : it->second;
+        if (!best || count < best_count) {
+            best = node;
+            best_count = count;
+        }
+    }
+    return best;
+}
+
+bool held_down_passed(const NodeOwnershipView& node, uint64_t now_ns, uint64_t hold_down_ns)
+{
+    return now_ns >= node.alive_since_ns && now_ns - node.alive_since_ns >= hold_down_ns;
+}
+
+} // namespace
+
+bool IpAddressLess::operator()(const IpAddress& a, const IpAddress& b) const
+{
+    if (a.family != b.family)
+        return a.family < b.family;
+    return std::memcmp(address_bytes(a), address_bytes(b), address_size(a)) < 0;
+}
+
+OwnerMap compute_owners(const std::vector<NodeOwnershipView>& nodes, const std::string& self_id,
+                        uint64_t now_ns, uint64_t hold_down_ns)
+{
+    std::vector<const NodeOwnershipView*> sorted;
+    sorted.reserve(nodes.size());
+    for (const auto& node : nodes)
+        sorted.push_back(&node);
+    std::stable_sort(sorted.begin(), sorted.end(),
+                     [](const auto* a, const auto* b) { return a->id < b->id; });
+
+    std::vector<const NodeOwnershipView*> live;
+    for (const auto* node : sorted)
+        if (node->live)
+            live.push_back(node);
+
+    // Every service address: the homes first (the lowest id wins a shared
+    // one), then whatever is claimed (a claim on nobody's home included).
+    std::map<IpAddress, AddressState, IpAddressLess> addresses;
+    for (const auto* node : sorted)
+        for (const auto& address : node->home) {
+            auto& state = addresses[address];
+            if (!state.home)
+                state.home = node;
+        }
+    for (const auto* node : sorted)
+        for (const auto& address : node->claims) {
+            auto& state = addresses[address];
+            if (!node->live)
+                continue;
+            if (state.home == node) {
+                state.home_holds = true;
+                continue;
+            }
+            if (std::find(state.claimants.begin(), state.claimants.end(), node) ==
+                state.claimants.end())
+                state.claimants.push_back(node);
+        }
+
+    OwnerMap result;
+    Counts counts;
+    std::vector<IpAddress> give_back; // past the hold-down, still claimed
+    auto assign = [&](const IpAddress& address, const AddressState& state,
+                      const NodeOwnershipView* owner) {
+        AddressOwner& entry = result[address];
+        entry.home = state.home ? state.home->id : std::string();
+        if (owner) {
+            entry.owner = owner->id;
+            counts[owner->id]++;
+        }
+    };
+
+    // 1. Addresses whose home is live and unclaimed stay home; so do those
+    //    the home holds, whoever else claims them (the others release).
+    for (const auto& [address, state] : addresses)
+        if (state.home && state.home->live && (state.claimants.empty() || state.home_holds))
+            assign(address, state, state.home);
+
+    // 2. A live home whose address another node holds: the claim holds (one
+    //    winner if several) until the claimant releases it.
+    for (const auto& [address, state] : addresses)
+        if (state.home && state.home->live && !state.claimants.empty() && !state.home_holds) {
+            assign(address, state, least_loaded(state.claimants, counts));
+            if (held_down_passed(*state.home, now_ns, hold_down_ns))
+                give_back.push_back(address);
+        }
+
+    // 3. Orphans (home dead, absent, or nobody's home), in address order.
+    for (const auto& [address, state] : addresses) {
+        if (state.home && state.home->live)
+            continue;
+        if (state.claimants.size() == 1)
+            assign(address, state, state.claimants.front()); // an existing claim is kept
+        else if (!state.claimants.empty())
+            assign(address, state, least_loaded(state.claimants, counts));
+        else
+            assign(address, state, least_loaded(live, counts)); // nullptr: nobody live
+    }
+
+    // The only view-dependent step, after all the counting: the holder of an
+    // address to give back sees it as the home's and releases it; every other
+    // node (the home included) sees the holder until the claim disappears.
+    for (const auto& address : give_back) {
+        AddressOwner& entry = result[address];
+        if (!self_id.empty() && entry.owner == self_id)
+            entry.owner = entry.home;
+    }
+    return result;
+}
+
+std::optional<std::string> coordinator(const std::vector<NodeOwnershipView>& nodes)
+{
+    std::optional<std::string> lowest;
+    for (const auto& node : nodes)
+        if (node.live && (!lowest || node.id < *lowest))
+            lowest = node.id;
+    return lowest;
+}
+
+} // namespace peerlb

@@ -1,0 +1,220 @@
+#include "takeover.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+#include "announce.h"
+
+namespace peerlb {
+namespace {
+
+constexpr uint64_t kMs = 1'000'000;
+// Neighbour announcements after a move: at once, then again, since one frame
+// may be lost and a neighbour entry updated within its locktime (1 s by
+// default) ignores a new one.
+constexpr uint64_t kNeighbourRepeatsMs[] = {200, 1100, 2500};
+// Flow announcements go again after these delays: one lost datagram must
+// not reset the connections it carried.
+constexpr uint64_t kAnnounceRepeatsMs[] = {300, 1000};
+
+} // namespace
+
+Takeover::Takeover(const Config& cfg, AddressManager& addrs, Maps& maps, unsigned nic_ifindex,
+                   const Mac& nic_mac, SendAnnouncement send)
+    : cfg_(cfg), addrs_(addrs), maps_(maps), ifindex_(nic_ifindex), mac_(nic_mac),
+      send_(std::move(send))
+{
+}
+
+void Takeover::apply(const OwnerMap& owners, uint64_t now_ns, uint64_t now_unix_ms)
+{
+    for (const auto& [address, owner] : owners) {
+        const bool mine = owner.owner == cfg_.node_id;
+        const bool held = held_.count(address) > 0;
+        if (mine && !held)
+            take(address, owner, now_ns, now_unix_ms);
+        else if (!mine && held)
+            release(address, owner);
+
+        // The holder changed: it gets the connections this node serves on
+        // the address, so it forwards their packets here.
+        auto& last = last_owner_[address];
+        if (owner.owner != last && !owner.owner.empty() && !mine) {
+            announce_flows(address, owner.owner);
+            for (uint64_t delay : kAnnounceRepeatsMs)
+                pending_.push_back({now_ns + delay * kMs, address, owner.owner});
+        }
+        last = owner.owner;
+    }
+}
+
+void Takeover::take(const IpAddress& a, const AddressOwner& o, uint64_t now_ns,
+                    uint64_t now_unix_ms)
+{
+    try {
+        // Until peers have announced what they serve on it, unknown
+        // segments are dropped rather than reset.
+        maps_.set_grace(a, now_ns + uint64_t(cfg_.grace_ms) * kMs);
+        addrs_.add(a, ifindex_);
+    } catch (const std::exception& e) {
+        spdlog::error("cannot take {}: {} (trying again)", format_ip(a), e.what());
+        return;
+    }
+    held_[a] = Held{o.home, now_unix_ms};
+    if (o.taken_over()) {
+        takeovers_++;
+        spdlog::warn("took over {} from {}", format_ip(a), o.home.empty() ? "nobody" : o.home);
+    } else {
+        spdlog::info("holding own address {}", format_ip(a));
+    }
+    announce_neighbours(a);
+    for (uint64_t delay : kNeighbourRepeatsMs)
+        pending_.push_back({now_ns + delay * kMs, a, ""});
+}
+
+void Takeover::release(const IpAddress& a, const AddressOwner& o)
+{
+    const Held held = held_[a];
+    held_.erase(a);
+    try {
+        // Off the NIC only: it stays on lo, so connections handed here
+        // still end here.
+        addrs_.remove(a, ifindex_);
+        maps_.set_grace(a, 0);
+    } catch (const std::exception& e) {
+        spdlog::error("releasing {}: {}", format_ip(a), e.what());
+    }
+    std::erase_if(pending_, [&](const Pending& p) { return p.to.empty() && p.address == a; });
+    if (held.home != cfg_.node_id && o.owner == held.home) {
+        givebacks_++;
+        spdlog::info("gave {} back to {}", format_ip(a), held.home);
+    } else {
+        spdlog::warn("released {}: {} holds it", format_ip(a),
+                     o.owner.empty() ? "nobody" : o.owner);
+    }
+}
+
+void Takeover::adopt(const IpAddress& a, const std::string& home, uint64_t now_unix_ms)
+{
+    held_[a] = Held{home, now_unix_ms};
+}
+
+void Takeover::release_all()
+{
+    for (const auto& [address, held] : held_) {
+        try {
+            addrs_.remove(address, ifindex_);
+        } catch (const std::exception& e) {
+            spdlog::error("releasing {}: {}", format_ip(address), e.what());
+        }
+    }
+    held_.clear();
+}
+
+void Takeover::announce_neighbours(const IpAddress& a)
+{
+    try {
+        announce_address(a, ifindex_, mac_);
+    } catch (const std::exception& e) {
+        spdlog::error("announcing {}: {}", format_ip(a), e.what());
+    }
+}
+
+void Takeover::announce_flows(const IpAddress& a, const std::string& to)
+{
+    std::vector<LocalConnection> conns;
+    try {
+        conns = established_on(a);
+    } catch (const std::exception& e) {
+        spdlog::error("listing connections on {}: {}", format_ip(a), e.what());
+        return;
+    }
+    // One datagram even when empty: the holder learns we have none.
+    FlowAnnouncement msg;
+    msg.to = to;
+    msg.service_address = a;
+    size_t sent = 0;
+    do {
+        msg.flows.clear();
+        for (size_t i = sent; i < conns.size() && msg.flows.size() < kMaxFlowsPerAnnouncement; i++)
+            msg.flows.push_back({conns[i].client, conns[i].client_port, conns[i].local_port});
+        sent += msg.flows.size();
+        send_(msg);
+    } while (sent < conns.size());
+    flows_announced_ += conns.size();
+    if (!conns.empty())
+        spdlog::info("announced {} connection(s) on {} to {}", conns.size(), format_ip(a), to);
+}
+
+void Takeover::run_timers(uint64_t now_ns)
+{
+    std::vector<Pending> due;
+    std::erase_if(pending_, [&](const Pending& p) {
+        if (p.at_ns > now_ns)
+            return false;
+        due.push_back(p);
+        return true;
+    });
+    for (const auto& p : due) {
+        if (p.to.empty()) {
+            if (held_.count(p.address))
+                announce_neighbours(p.address);
+        } else if (last_owner_[p.address] == p.to) {
+            announce_flows(p.address, p.to);
+        }
+    }
+}
+
+size_t Takeover::install_flows(const FlowAnnouncement& a, uint32_t sender_slot, uint64_t now_ns)
+{
+    size_t n = 0;
+    for (const auto& f : a.flows) {
+        if (f.client.family != a.service_address.family)
+            continue;
+        lb_flow_key key{};
+        key.saddr = f.client.addr;
+        key.daddr = a.service_address.addr;
+        key.sport = htons(f.client_port);
+        key.dport = htons(f.service_port);
+        key.family = f.client.family;
+        key.protocol = IPPROTO_TCP;
+        lb_flow flow{};
+        flow.node = sender_slot;
+        flow.reason = LB_REASON_HANDOVER;
+        flow.created_ns = now_ns;
+        maps_.add_flow(key, flow);
+        n++;
+    }
+    flows_installed_ += n;
+    if (n)
+        spdlog::info("{} serves {} connection(s) on {}: flows installed", a.node_id, n,
+                     format_ip(a.service_address));
+    return n;
+}
+
+std::vector<IpAddress> Takeover::claims() const
+{
+    std::vector<IpAddress> out;
+    for (const auto& [address, held] : held_)
+        out.push_back(address);
+    return out;
+}
+
+nlohmann::json Takeover::status() const
+{
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& [address, held] : held_) {
+        const bool own = held.home == cfg_.node_id;
+        out.push_back({{"address", format_ip(address)},
+                       {"why", own ? "own" : "taken over"},
+                       {"from", own ? nlohmann::json(nullptr) : nlohmann::json(held.home)},
+                       {"since_unix_ms", held.since_unix_ms}});
+    }
+    return out;
+}
+
+} // namespace peerlb

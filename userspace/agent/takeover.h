@@ -1,0 +1,89 @@
+// Address takeover and give-back on this node (DESIGN.md sections 3 and 5):
+// acts on the owners compute_owners() gives, keeps the NIC's addresses, the
+// data plane's grace periods and the neighbours' caches in step, and hands
+// the connections this node serves on a moved address to its new holder.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "../dataplane/maps.h"
+#include "config.h"
+#include "heartbeat.h"
+#include "netconf.h"
+#include "ownership.h"
+
+namespace peerlb {
+
+class Takeover {
+public:
+    // Sends one announcement datagram (signed by the caller's codec).
+    using SendAnnouncement = std::function<void(const FlowAnnouncement&)>;
+
+    Takeover(const Config& cfg, AddressManager& addrs, Maps& maps, unsigned nic_ifindex,
+             const Mac& nic_mac, SendAnnouncement send);
+
+    void set_config(const Config& cfg) { cfg_ = cfg; }
+
+    // Takes, releases and announces as `owners` (this node's computation)
+    // says. now_ns: CLOCK_MONOTONIC; now_unix_ms for status.
+    void apply(const OwnerMap& owners, uint64_t now_ns, uint64_t now_unix_ms);
+
+    // An address found on the NIC at start (this agent restarted): held, so
+    // the first computation keeps or releases it like any other.
+    void adopt(const IpAddress& a, const std::string& home, uint64_t now_unix_ms);
+    // Off the NIC with everything held (leaving the cluster: peers take over).
+    void release_all();
+
+    // Repeats gratuitous ARP / NA and announcements on their schedule.
+    void run_timers(uint64_t now_ns);
+
+    // A peer announces the connections it serves on an address that moved
+    // here: each becomes an established flow towards `sender_slot`.
+    size_t install_flows(const FlowAnnouncement& a, uint32_t sender_slot, uint64_t now_ns);
+
+    // Every service address this node holds now, own ones included (for
+    // the heartbeat: a home node that holds its address wins it).
+    std::vector<IpAddress> claims() const;
+    // What this node holds and why, for `peerlb status`.
+    nlohmann::json status() const;
+
+    uint64_t takeovers() const { return takeovers_; }
+    uint64_t givebacks() const { return givebacks_; }
+    uint64_t flows_installed() const { return flows_installed_; }
+    uint64_t flows_announced() const { return flows_announced_; }
+
+private:
+    struct Held {
+        std::string home;          // node id that owns it by configuration
+        uint64_t since_unix_ms = 0;
+    };
+    struct Pending {               // something to repeat at `at_ns`
+        uint64_t at_ns;
+        IpAddress address;
+        std::string to;            // announcement: the holder; empty: a neighbour announcement
+    };
+
+    void take(const IpAddress& a, const AddressOwner& o, uint64_t now_ns, uint64_t now_unix_ms);
+    void release(const IpAddress& a, const AddressOwner& o);
+    void announce_flows(const IpAddress& a, const std::string& to);
+    void announce_neighbours(const IpAddress& a);
+
+    Config cfg_;
+    AddressManager& addrs_;
+    Maps& maps_;
+    unsigned ifindex_;
+    Mac mac_;
+    SendAnnouncement send_;
+    std::map<IpAddress, Held, IpAddressLess> held_;
+    std::map<IpAddress, std::string, IpAddressLess> last_owner_;
+    std::vector<Pending> pending_;
+    uint64_t takeovers_ = 0, givebacks_ = 0, flows_installed_ = 0, flows_announced_ = 0;
+};
+
+} // namespace peerlb
