@@ -211,6 +211,18 @@ int cmd_status(const CommonOptions& o)
               : fmt::format("NOT running (nothing answers under {}); the data plane keeps "
                             "working on its own",
                             o.run_dir));
+    if (agent) {
+        for (const auto& a : (*agent)["addresses"]) {
+            const time_t since = a["since_unix_ms"].get<uint64_t>() / 1000;
+            char when[32];
+            std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", std::localtime(&since));
+            std::cout << fmt::format(
+                "holds       {} ({}, since {})\n", a["address"].get<std::string>(),
+                a["why"] == "own" ? "own" : "taken over from " + a["from"].get<std::string>(),
+                when);
+        }
+        std::cout << fmt::format("coordinator {}\n", (*agent)["coordinator"].get<std::string>());
+    }
     std::cout << fmt::format("balance     accept_below {} %, min_difference {} %, pick {}, "
                              "forward {}\n",
                              load_pct(cfg.accept_below_bp), load_pct(cfg.min_difference_bp),
