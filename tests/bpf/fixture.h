@@ -50,6 +50,12 @@ Bytes l2_forward_of(const Bytes& in, uint32_t slot);
 // XDP_TX with exactly l2_forward_of(in, slot).
 ::testing::AssertionResult l2_forwarded(const RunResult& r, const Bytes& in, uint32_t slot);
 
+// Names the cases of tests parameterized by address family: "ipv4", "ipv6".
+inline std::string family_param_name(const ::testing::TestParamInfo<uint8_t>& info)
+{
+    return info.param == LB_FAMILY_IPV4 ? "ipv4" : "ipv6";
+}
+
 // Packets per counter name; only counters that moved.
 using Counts = std::map<std::string, uint64_t>;
 

@@ -9,11 +9,6 @@ namespace {
 
 using namespace tcp_flags;
 
-std::string family_name(const ::testing::TestParamInfo<uint8_t>& info)
-{
-    return info.param == LB_FAMILY_IPV4 ? "ipv4" : "ipv6";
-}
-
 class XdpTakeover : public DataPlaneTest, public ::testing::WithParamInterface<uint8_t> {
 protected:
     void SetUp() override
@@ -46,7 +41,7 @@ protected:
 
 INSTANTIATE_TEST_SUITE_P(Family, XdpTakeover,
                          ::testing::Values(uint8_t(LB_FAMILY_IPV4), uint8_t(LB_FAMILY_IPV6)),
-                         family_name);
+                         family_param_name);
 
 TEST_P(XdpTakeover, SynIsHalfOpenUntilTheHandshakeGoesOn)
 {

@@ -15,11 +15,6 @@ namespace {
 
 using namespace tcp_flags;
 
-std::string family_name(const ::testing::TestParamInfo<uint8_t>& info)
-{
-    return info.param == LB_FAMILY_IPV4 ? "ipv4" : "ipv6";
-}
-
 // This node is 90 % loaded and every peer far lower: a packet that reached
 // the SYN decision would be forwarded, so a pass proves the path taken.
 class XdpVerdict : public DataPlaneTest, public ::testing::WithParamInterface<uint8_t> {
@@ -40,7 +35,7 @@ protected:
 
 INSTANTIATE_TEST_SUITE_P(Family, XdpVerdict,
                          ::testing::Values(uint8_t(LB_FAMILY_IPV4), uint8_t(LB_FAMILY_IPV6)),
-                         family_name);
+                         family_param_name);
 
 // Paths that do not depend on the client's family.
 class Xdp : public DataPlaneTest {};
@@ -304,7 +299,7 @@ protected:
 
 INSTANTIATE_TEST_SUITE_P(Family, XdpDecap,
                          ::testing::Values(uint8_t(LB_FAMILY_IPV4), uint8_t(LB_FAMILY_IPV6)),
-                         family_name);
+                         family_param_name);
 
 TEST_P(XdpDecap, FromAKnownNodeIsDecapsulatedAndPassed)
 {

@@ -24,13 +24,7 @@ CL_AGENT_MANAGED=1
 # takeover of a dead node's addresses has its own test (takeover_test.sh).
 CL_CLUSTER_EXTRA="takeover = false"
 cleanup() {
-    local n
-    if ((CHECK_FAILED)); then
-        for n in 1 2 3; do
-            echo "--- agent s$n log (last 40 lines)"
-            tail -n 40 "$CL_TMP/agent-s$n.log" 2>/dev/null
-        done
-    fi
+    ((CHECK_FAILED)) && cl_agent_logs
     cl_down
     rm -rf "$CL_TMP"
 }
@@ -38,8 +32,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 svc=([1]=${CL_SVC_ADDR[1]} [2]=${CL_SVC_ADDR[2]} [3]=${CL_SVC_ADDR[3]})
-
-now_ms() { date +%s%3N; }
 
 # peers_json N: server N's agent's view (JSON array), "[]" if it does not answer.
 peers_json() { cl_agent_cli "$1" peers --json 2>/dev/null || echo '[]'; }
@@ -54,34 +46,7 @@ for p in json.load(sys.stdin):
 ' "$2" "$3"
 }
 
-# wait_until TIMEOUT_MS COMMAND...: polls COMMAND; prints the wait in ms.
-wait_until() {
-    local limit=$1 start
-    shift
-    start=$(now_ms)
-    while ! "$@" >/dev/null 2>&1; do
-        (($(now_ms) - start > limit)) && { echo "timeout"; return 1; }
-        sleep 0.02
-    done
-    echo $(($(now_ms) - start))
-}
 
-# log_ms N PATTERN [AFTER_MS]: epoch ms of the first line of server N's agent
-# log matching PATTERN (Python regex) stamped at or after AFTER_MS.
-log_ms() {
-    python3 -c '
-import datetime, re, sys
-path, pattern, after = sys.argv[1], re.compile(sys.argv[2]), int(sys.argv[3])
-for line in open(path, errors="replace"):
-    m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) ", line)
-    if not m or not pattern.search(line):
-        continue
-    ms = int(datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp() * 1000)
-    if ms >= after:
-        print(ms)
-        break
-' "$CL_TMP/agent-s$1.log" "$2" "${3:-0}"
-}
 
 peer_load_is() { [[ $(peer_field "$1" "$2" load) == "$3" ]]; }    # peer_load_is N ID PCT
 routable_is() { [[ $(peer_field "$1" "$2" routable) == "$3" ]]; } # routable_is N ID True|False
@@ -123,18 +88,18 @@ check "invalid config: nothing attached" bash -c "! ip -n $(cl_ns s1) -d link sh
 
 echo "$name: discovery"
 for n in 1 2 3; do cl_agent_start "$n"; done
-for n in 1 2 3; do wait_until 10000 agent_up "$n" >/dev/null; done
-wait_until 3000 all_see_all >/dev/null
+for n in 1 2 3; do cl_wait_until 10000 agent_up "$n" >/dev/null; done
+cl_wait_until 3000 all_see_all >/dev/null
 # From the agents' own logs: when the last one was up, and when the last
 # peer joined anywhere.
 last_up=0
 last_join=0
 for n in 1 2 3; do
-    up=$(log_ms "$n" "agent s$n up")
+    up=$(cl_log_ms "$n" "agent s$n up")
     ((${up:-0} > last_up)) && last_up=$up
     for m in 1 2 3; do
         [[ $m == "$n" ]] && continue
-        join=$(log_ms "$n" "peer s$m .* joined")
+        join=$(cl_log_ms "$n" "peer s$m .* joined")
         join=${join:-999999999999999}
         ((join > last_join)) && last_join=$join
     done
@@ -189,7 +154,7 @@ sleep 0.6 # over a second since s1's last heartbeat: 3 of s2's own periods
 got=$(served_by 2 10)
 check "a peer on a 2 s period stays a candidate between its heartbeats" only_from "s1" "$got"
 cl_agent_load 1 90
-waited=$(wait_until 1500 peer_load_is 2 s1 90.0)
+waited=$(cl_wait_until 1500 peer_load_is 2 s1 90.0)
 echo "    s2 saw s1's load jump to 90 % after $waited ms (s1's heartbeat period: 2000 ms)"
 check "load jump beyond load_step: extra heartbeat well before the period" \
     bash -c '[[ $1 != timeout && $1 -lt 1000 ]]' _ "$waited"
@@ -254,7 +219,7 @@ check "s2's entry is not overwritten by a forgery (load 45, not 0)" \
 
 echo "$name: unhealthy service"
 cl_nginx_stop 2
-waited=$(wait_until 3000 routable_is 1 s2 False)
+waited=$(cl_wait_until 3000 routable_is 1 s2 False)
 echo "    s1 saw s2 not routable ${waited} ms after its nginx stopped"
 check "s2 announces itself not routable when its service fails" test "$waited" != timeout
 got=$(served_by 1 20)
@@ -263,7 +228,7 @@ got=$(served_by 2 10)
 echo "    10 connections to ${svc[2]} (s2 unhealthy) served by $(tally <<<"$got")"
 check "s2 unhealthy: its own new connections go to its peers" only_from "s1 s3" "$got"
 cl_nginx_start 2
-waited=$(wait_until 5000 routable_is 1 s2 True)
+waited=$(cl_wait_until 5000 routable_is 1 s2 True)
 check "s2 routable again once nginx is back" test "$waited" != timeout
 
 echo "$name: a killed agent"
@@ -289,10 +254,10 @@ check "long-lived connections both on s3" test "${first:-}" == "s3 s3"
 flows_before=$(cl_agent_cli 3 flows --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 prog_before=$(cl_agent_cli 3 status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["prog_id"])')
 
-kill_ms=$(now_ms)
+kill_ms=$(cl_now_ms)
 cl_agent_stop 3 KILL
-wait_until 2000 state_is 1 s3 dead >/dev/null
-waited=$(($(log_ms 1 "peer s3 .*-> dead" "$kill_ms") - kill_ms))
+cl_wait_until 2000 state_is 1 s3 dead >/dev/null
+waited=$(($(cl_log_ms 1 "peer s3 .*-> dead" "$kill_ms") - kill_ms))
 echo "    s1 marked s3 dead $waited ms after its agent was killed (dead_after 3 x 100 ms)"
 check "peers mark a killed agent dead after dead_after periods (200..450 ms)" \
     bash -c '[[ $1 -ge 200 && $1 -le 450 ]]' _ "$waited"
@@ -312,9 +277,8 @@ check "long-lived connections work while s3's agent is dead" test "${during:-}" 
 
 echo "$name: the agent restarts"
 cl_agent_load 3 10
-restart_ms=$(now_ms)
 cl_agent_start 3
-waited=$(wait_until 5000 state_is 1 s3 alive)
+waited=$(cl_wait_until 5000 state_is 1 s3 alive)
 echo "    s1 saw s3 alive again $waited ms after the restart began"
 check "restarted agent is alive again for its peers" test "$waited" != timeout
 echo >&"${KEEP[1]}"
@@ -329,10 +293,10 @@ check "restart kept the flow table ($flows_before -> $flows_after entries)" test
 check "restarted agent reused the pinned data plane" grep -q "already attached" "$CL_TMP/agent-s3.log"
 
 echo "$name: a stopped agent leaves at once"
-stop_ms=$(now_ms)
+stop_ms=$(cl_now_ms)
 cl_agent_stop 2 TERM
-wait_until 1000 state_is 1 s2 dead >/dev/null
-waited=$(($(log_ms 1 "peer s2 .*-> dead" "$stop_ms") - $(log_ms 2 "signal 15" "$stop_ms")))
+cl_wait_until 1000 state_is 1 s2 dead >/dev/null
+waited=$(($(cl_log_ms 1 "peer s2 .*-> dead" "$stop_ms") - $(cl_log_ms 2 "signal 15" "$stop_ms")))
 echo "    s1 marked s2 dead $waited ms after s2's agent took SIGTERM"
 check "SIGTERM: the agent announces it leaves; peers mark it dead at once (< 50 ms)" \
     bash -c '[[ $1 -ge 0 && $1 -lt 50 ]]' _ "$waited"

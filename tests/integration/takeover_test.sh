@@ -30,12 +30,7 @@ CL_CLUSTER_EXTRA=$'hold_down_ms = 800\ngrace_ms = 3000'
 KEEPER_PIDS=()
 cleanup() {
     local pid n
-    if ((CHECK_FAILED)); then
-        for n in 1 2 3; do
-            echo "--- agent s$n log (last 40 lines)"
-            tail -n 40 "$CL_TMP/agent-s$n.log" 2>/dev/null
-        done
-    fi
+    ((CHECK_FAILED)) && cl_agent_logs
     for pid in "${KEEPER_PIDS[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
     for n in 2 3; do ip netns exec "$(cl_ns "s$n")" nft delete table inet plbtest 2>/dev/null; done
     cl_down
@@ -46,35 +41,7 @@ trap 'exit 130' INT TERM
 
 svc1=${CL_SVC_ADDR[1]}
 svc2=${CL_SVC_ADDR[2]}
-now_ms() { date +%s%3N; }
 
-# log_ms N PATTERN [AFTER_MS]: epoch ms of the first line of server N's agent
-# log matching PATTERN (Python regex) stamped at or after AFTER_MS.
-log_ms() {
-    python3 -c '
-import datetime, re, sys
-path, pattern, after = sys.argv[1], re.compile(sys.argv[2]), int(sys.argv[3])
-for line in open(path, errors="replace"):
-    m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) ", line)
-    if not m or not pattern.search(line):
-        continue
-    ms = int(datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp() * 1000)
-    if ms >= after:
-        print(ms)
-        break
-' "$CL_TMP/agent-s$1.log" "$2" "${3:-0}"
-}
-
-wait_until() { # wait_until TIMEOUT_MS COMMAND...: prints the ms waited, or "timeout"
-    local limit=$1 start
-    shift
-    start=$(now_ms)
-    while ! "$@" >/dev/null 2>&1; do
-        (($(now_ms) - start > limit)) && { echo timeout; return 1; }
-        sleep 0.02
-    done
-    echo $(($(now_ms) - start))
-}
 
 held_by() { [[ $(cl_holders "$1") == "$2" ]]; } # held_by ADDR "s2": exactly these hold it
 # One of s2 / s3 holds ADDR (s1, down, still has it configured).
@@ -145,9 +112,9 @@ cl_topology_up || { echo "$name: topology failed"; exit 1; }
 for n in 1 2 3; do cl_nginx_start "$n"; done
 cl_wait_ready || exit 1
 for n in 1 2 3; do cl_agent_config "$n" && cl_agent_start "$n"; done
-waited=$(wait_until 5000 all_see_all)
+waited=$(cl_wait_until 5000 all_see_all)
 check "agents see each other" test "$waited" != timeout
-waited=$(wait_until 3000 each_holds_its_own)
+waited=$(cl_wait_until 3000 each_holds_its_own)
 echo "    each agent put its own addresses on its NIC within $waited ms"
 check "each node holds exactly its own service addresses" test "$waited" != timeout
 
@@ -156,9 +123,9 @@ cl_agent_load 2 90; cl_agent_load 1 10; cl_agent_load 3 10; sleep 0.4
 # Idle for 4 s between requests: an LRU flow table shared with half-open
 # entries would let the flood evict them.
 keeper flood "$svc2" 8 4
-wait_until 5000 keeper_started flood >/dev/null
+cl_wait_until 5000 keeper_started flood >/dev/null
 echo "    long-lived connections to $svc2 served by: $(sed -n 's/^started //p' "$CL_TMP/keeper-flood.log")"
-flood_start=$(now_ms)
+flood_start=$(cl_now_ms)
 # 290000 distinct SYNs (more than the whole flow table) from spoofed sources
 # in 10.77.1.0/23, which no namespace routes back to: nothing leaves them.
 ip netns exec "$(cl_ns c)" timeout 30 python3 -c '
@@ -177,7 +144,7 @@ for i in range(290000):
     s.sendto(ip + tcp, (sys.argv[1], 0))
     s.sendto(ip + tcp, (sys.argv[1], 0))
 ' "$svc2"
-flood_ms=$(($(now_ms) - flood_start))
+flood_ms=$(($(cl_now_ms) - flood_start))
 flood_counts=$(cl_agent_cli 2 stats --json | python3 -c '
 import json, sys
 c = json.load(sys.stdin)["counters"]
@@ -193,20 +160,20 @@ cl_agent_load 2 10
 echo "$name: node 1 dies"
 cl_agent_load 1 90; sleep 0.4 # s1 hands its new connections to s2 and s3
 keeper takeover "$svc1" 8 0.1
-wait_until 5000 keeper_started takeover >/dev/null
+cl_wait_until 5000 keeper_started takeover >/dev/null
 servers=$(sed -n 's/^started //p' "$CL_TMP/keeper-takeover.log")
 echo "    long-lived connections to $svc1 served by: $servers"
 check "long-lived connections are served by s2 and s3" \
     bash -c '[[ -n $1 && ! " $1 " =~ " s1 " && ! " $1 " =~ None ]]' _ "$servers"
 sleep 0.5
-death=$(now_ms)
+death=$(cl_now_ms)
 cl_agent_stop 1 KILL
 cl_nginx_stop 1
 ip -n "$(cl_ns s1)" link set eth0 down
 first_ok=timeout
-while (($(now_ms) - death < 5000)); do
+while (($(cl_now_ms) - death < 5000)); do
     if who=$(cl_in c curl -s --max-time 0.2 "http://$svc1/") && [[ -n $who ]]; then
-        first_ok=$(($(now_ms) - death))
+        first_ok=$(($(cl_now_ms) - death))
         break
     fi
 done
@@ -220,7 +187,7 @@ check "exactly one live node holds the address" \
 # (s1's link is down: the kernel dropped its IPv6 addresses with it.) The
 # IPv6 address may be taken by the other survivor a few ms later.
 one_live_holder6() { local h; h=$(cl_holders "$1"); [[ ${h#s1 } == s2 || ${h#s1 } == s3 ]]; }
-wait_until 1000 one_live_holder6 "${CL_SVC_ADDR6[1]}" >/dev/null
+cl_wait_until 1000 one_live_holder6 "${CL_SVC_ADDR6[1]}" >/dev/null
 holders6=$(cl_holders "${CL_SVC_ADDR6[1]}")
 check "exactly one live node holds its IPv6 address ($holders6)" one_live_holder6 "${CL_SVC_ADDR6[1]}"
 status=$(cl_agent_cli 2 status --json; cl_agent_cli 3 status --json)
@@ -240,9 +207,8 @@ for a in "$svc1/32" "${CL_SVC_ADDR6[1]}/128"; do
 done
 ip -n "$(cl_ns s1)" link set eth0 up
 cl_nginx_start 1
-back=$(now_ms)
 cl_agent_start 1
-waited=$(wait_until 10000 held_by "$svc1" s1)
+waited=$(cl_wait_until 10000 held_by "$svc1" s1)
 echo "    s1 holds $svc1 again $waited ms after its agent started (hold-down 800 ms)"
 check "the returning node holds its address again, and nobody else does" \
     bash -c '[[ $1 != timeout && $1 -le 3000 ]]' _ "$waited"
@@ -271,21 +237,21 @@ EOF
 done
 cl_agent_stop 1 KILL
 ip -n "$(cl_ns s1)" link set eth0 down
-waited=$(wait_until 5000 held_by "$svc1" "s1 s2 s3")
+waited=$(cl_wait_until 5000 held_by "$svc1" "s1 s2 s3")
 echo "    partitioned: $svc1 held by $(cl_holders "$svc1") (s1 down)"
 check "the partition makes both s2 and s3 hold node 1's address" test "$waited" != timeout
-heal=$(now_ms)
+heal=$(cl_now_ms)
 for n in 2 3; do ip netns exec "$(cl_ns "s$n")" nft delete table inet plbtest; done
-wait_until 3000 one_live_holder "$svc1" >/dev/null
+cl_wait_until 3000 one_live_holder "$svc1" >/dev/null
 released=""
 for n in 2 3; do
-    t=$(log_ms "$n" "released $svc1" "$heal")
+    t=$(cl_log_ms "$n" "released $svc1" "$heal")
     [[ -n $t ]] && released=$((t - heal))
 done
 echo "    after the partition healed: $svc1 held by $(cl_holders "$svc1"); the loser released it ${released:-never} ms after"
 check "the conflict is settled within one heartbeat period (<= 150 ms incl. 10 ms tick)" \
     bash -c '[[ -n $1 && $1 -le 150 ]]' _ "$released"
-waited=$(wait_until 1000 held_by "$svc2" s2)
+waited=$(cl_wait_until 1000 held_by "$svc2" s2)
 check "s2's own address, which s3 took in the partition, is back with s2 ($waited ms)" \
     test "$waited" != timeout
 

@@ -2,6 +2,7 @@
 // that moved here, and the established connections on an address
 // (DESIGN.md sections 3 and 5).
 #include "announce.h"
+#include "sock_diag.h"
 
 #include <arpa/inet.h>
 #include <linux/inet_diag.h>
@@ -151,76 +152,6 @@ void unsolicited_na(const IpAddress& address, unsigned ifindex, const Mac& mac)
     send_all(sock.get(), &msg, sizeof(msg), reinterpret_cast<sockaddr*>(&dst), sizeof(dst), what);
 }
 
-// ---- sock_diag ----------------------------------------------------------
-
-// Calls `each` for every established TCP socket of `family` in this network
-// namespace. Returns false when the kernel has no such family (IPv6
-// disabled or not built).
-bool dump_established(int sock, int family, uint32_t seq,
-                      const std::function<void(const inet_diag_msg&)>& each)
-{
-    const char* fam = family == AF_INET ? "IPv4" : "IPv6";
-    struct {
-        nlmsghdr nlh;
-        inet_diag_req_v2 req;
-    } r{};
-    static_assert(sizeof(r) == NLMSG_LENGTH(sizeof(inet_diag_req_v2)));
-    r.nlh.nlmsg_len = sizeof(r);
-    r.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-    r.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-    r.nlh.nlmsg_seq = seq;
-    r.req.sdiag_family = uint8_t(family);
-    r.req.sdiag_protocol = IPPROTO_TCP;
-    r.req.idiag_states = 1u << TCP_ESTABLISHED;
-
-    sockaddr_nl kernel{};
-    kernel.nl_family = AF_NETLINK;
-    ssize_t sent;
-    do
-        sent = ::sendto(sock, &r, sizeof(r), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel));
-    while (sent < 0 && errno == EINTR);
-    if (sent < 0)
-        throw SystemError(fmt::format("sock_diag {} dump: sendto", fam), errno);
-
-    // Netlink messages are 4-byte aligned; so is this buffer.
-    std::vector<uint32_t> words(64 * 1024 / 4);
-    char* buf = reinterpret_cast<char*>(words.data());
-    const size_t size = words.size() * 4;
-    for (;;) {
-        ssize_t n = ::recv(sock, buf, size, MSG_TRUNC);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            throw SystemError(fmt::format("sock_diag {} dump: recv", fam), errno);
-        }
-        if (size_t(n) > size)
-            throw Error(fmt::format("sock_diag {} dump: reply of {} bytes truncated", fam, n));
-        int len = int(n);
-        for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
-            if (h->nlmsg_seq != seq)
-                continue; // from the other family's dump, cut short by an error
-            if (h->nlmsg_type == NLMSG_DONE)
-                return true;
-            if (h->nlmsg_type == NLMSG_ERROR) {
-                if (h->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr)))
-                    throw Error(fmt::format("sock_diag {} dump: short error message", fam));
-                auto* err = static_cast<nlmsgerr*>(NLMSG_DATA(h));
-                if (err->error == 0)
-                    continue;
-                if (family == AF_INET6 && (err->error == -ENOENT || err->error == -EAFNOSUPPORT))
-                    return false;
-                throw SystemError(fmt::format("sock_diag {} dump", fam), -err->error);
-            }
-            if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
-                h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg)))
-                continue;
-            auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
-            if (m->idiag_state == TCP_ESTABLISHED)
-                each(*m);
-        }
-    }
-}
-
 // ::ffff:a.b.c.d, as an IPv4 connection to a dual-stack socket shows.
 bool is_v4_mapped(const __be32 a[4])
 {
@@ -244,16 +175,10 @@ std::vector<LocalConnection> established_on(const IpAddress& local)
     if (local.family != LB_FAMILY_IPV4 && local.family != LB_FAMILY_IPV6)
         throw Error(fmt::format("established_on: address family {} is not IPv4 or IPv6", local.family));
 
-    Fd sock(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
-    if (!sock)
-        throw SystemError("socket(NETLINK_SOCK_DIAG)", errno);
-    timeval tv{1, 0}; // a kernel that never answers must not hang the agent
-    if (::setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
-        throw SystemError("sock_diag: setsockopt(SO_RCVTIMEO)", errno);
-
+    SockDiag diag;
     std::vector<LocalConnection> out;
     if (local.family == LB_FAMILY_IPV4) {
-        dump_established(sock.get(), AF_INET, 1, [&](const inet_diag_msg& m) {
+        diag.established(AF_INET, {}, [&](const inet_diag_msg& m) {
             if (m.id.idiag_src[0] != local.addr.v4)
                 return;
             LocalConnection c;
@@ -266,7 +191,7 @@ std::vector<LocalConnection> established_on(const IpAddress& local)
         // An IPv4 connection accepted by a dual-stack (AF_INET6, not
         // V6ONLY) listener is an AF_INET6 socket with mapped addresses; the
         // IPv4 dump does not list it, yet its packets are IPv4.
-        dump_established(sock.get(), AF_INET6, 2, [&](const inet_diag_msg& m) {
+        diag.established(AF_INET6, {}, [&](const inet_diag_msg& m) {
             if (!is_v4_mapped(m.id.idiag_src) || m.id.idiag_src[3] != local.addr.v4 ||
                 !is_v4_mapped(m.id.idiag_dst))
                 return;
@@ -278,7 +203,7 @@ std::vector<LocalConnection> established_on(const IpAddress& local)
             out.push_back(c);
         });
     } else {
-        dump_established(sock.get(), AF_INET6, 1, [&](const inet_diag_msg& m) {
+        diag.established(AF_INET6, {}, [&](const inet_diag_msg& m) {
             if (std::memcmp(m.id.idiag_src, local.addr.v6, 16) != 0)
                 return;
             LocalConnection c;

@@ -1,6 +1,7 @@
 // The load meter: five sources of the local load, the EWMA smoother and the
 // local health probe (DESIGN.md section 3).
 #include "load.h"
+#include "sock_diag.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -177,21 +178,22 @@ uint32_t clamp_bp(double bp)
 class ConnectionsSource : public LoadSourceReader {
 public:
     ConnectionsSource(std::vector<uint16_t> ports, uint32_t capacity)
-        : ports_(std::move(ports)), capacity_(std::max<uint32_t>(capacity, 1)), buf_(64 * 1024)
+        : ports_(std::move(ports)), capacity_(std::max<uint32_t>(capacity, 1)),
+          filter_(local_port_filter(ports_))
     {
-        sock_ = Fd(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
-        if (!sock_)
-            throw SystemError("socket(NETLINK_SOCK_DIAG)", errno);
-        // A kernel that never answers must not hang the agent.
-        timeval tv{1, 0};
-        if (::setsockopt(sock_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
-            throw SystemError("setsockopt(SO_RCVTIMEO)", errno);
-        bytecode_ = port_filter(ports_);
     }
 
     uint32_t read_bp(uint64_t) override
     {
-        uint64_t count = dump(AF_INET) + dump(AF_INET6);
+        uint64_t count = 0;
+        auto on_our_port = [&](const inet_diag_msg& m) {
+            // The kernel filtered already; check again on the local port
+            // (idiag_sport; idiag_dport is the peer's).
+            if (std::find(ports_.begin(), ports_.end(), ntohs(m.id.idiag_sport)) != ports_.end())
+                count++;
+        };
+        diag_.established(AF_INET, filter_, on_our_port);
+        diag_.established(AF_INET6, filter_, on_our_port);
         return uint32_t(std::min<uint64_t>(kFullBp, count * kFullBp / capacity_));
     }
 
@@ -204,120 +206,10 @@ public:
     }
 
 private:
-    // inet_diag bytecode "sport == p1 || sport == p2 || ...", evaluated by
-    // the kernel on each socket. Each test either falls through to the next
-    // instruction when true or jumps `no` bytes when false; falling off the
-    // end accepts, landing 4 bytes past it rejects. For an OR, a true test
-    // lands on a JMP to the end; a false one skips the JMP to the next test.
-    static std::vector<inet_diag_bc_op> port_filter(const std::vector<uint16_t>& ports)
-    {
-        std::vector<inet_diag_bc_op> bc;
-        if (ports.size() > 4000)
-            return bc; // jumps would not fit in 16 bits: filter in userspace only
-        for (size_t i = 0; i < ports.size(); i++) {
-            bc.push_back({INET_DIAG_BC_S_EQ, 8, 12});
-            bc.push_back({0, 0, ports[i]});
-            if (i + 1 < ports.size()) {
-                // Past this JMP: the other tests (8 bytes) and their JMPs
-                // (4 bytes, all but the last test's).
-                size_t rest = (ports.size() - i - 1) * 12 - 4;
-                bc.push_back({INET_DIAG_BC_JMP, 4, uint16_t(rest + 4)});
-            }
-        }
-        return bc;
-    }
-
-    // Established sockets of one family on our ports.
-    uint64_t dump(int family)
-    {
-        struct Request {
-            nlmsghdr nlh;
-            inet_diag_req_v2 req;
-        };
-        uint32_t seq = ++seq_;
-        size_t bc_bytes = bytecode_.size() * sizeof(inet_diag_bc_op);
-        nlattr attr{};
-        attr.nla_type = INET_DIAG_REQ_BYTECODE;
-        attr.nla_len = uint16_t(NLA_HDRLEN + bc_bytes);
-
-        Request r{};
-        r.nlh.nlmsg_len = uint32_t(NLMSG_LENGTH(sizeof(inet_diag_req_v2)) + (bc_bytes ? NLA_ALIGN(attr.nla_len) : 0));
-        r.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-        r.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-        r.nlh.nlmsg_seq = seq;
-        r.req.sdiag_family = uint8_t(family);
-        r.req.sdiag_protocol = IPPROTO_TCP;
-        r.req.idiag_states = 1u << TCP_ESTABLISHED;
-        static_assert(sizeof(Request) == NLMSG_LENGTH(sizeof(inet_diag_req_v2)));
-
-        iovec iov[3] = {{&r, sizeof(r)}, {&attr, NLA_HDRLEN}, {bytecode_.data(), bc_bytes}};
-        sockaddr_nl kernel{};
-        kernel.nl_family = AF_NETLINK;
-        msghdr msg{};
-        msg.msg_name = &kernel;
-        msg.msg_namelen = sizeof(kernel);
-        msg.msg_iov = iov;
-        msg.msg_iovlen = bc_bytes ? 3 : 1;
-        const char* fam = family == AF_INET ? "IPv4" : "IPv6";
-        ssize_t sent;
-        do
-            sent = ::sendmsg(sock_.get(), &msg, 0);
-        while (sent < 0 && errno == EINTR);
-        if (sent < 0)
-            throw SystemError(fmt::format("sock_diag {} dump: sendmsg", fam), errno);
-
-        uint64_t count = 0;
-        for (;;) {
-            ssize_t n = ::recv(sock_.get(), buf_.data(), buf_.size(), MSG_TRUNC);
-            if (n < 0) {
-                if (errno == EINTR)
-                    continue;
-                throw SystemError(fmt::format("sock_diag {} dump: recv", fam), errno);
-            }
-            if (size_t(n) > buf_.size())
-                throw Error(fmt::format("sock_diag {} dump: reply of {} bytes truncated", fam, n));
-            int len = int(n);
-            for (auto* h = reinterpret_cast<nlmsghdr*>(buf_.data()); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
-                if (h->nlmsg_seq != seq)
-                    continue; // left over from a dump an earlier error cut short
-                if (h->nlmsg_type == NLMSG_DONE)
-                    return count;
-                if (h->nlmsg_type == NLMSG_ERROR) {
-                    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr)))
-                        throw Error(fmt::format("sock_diag {} dump: short error message", fam));
-                    auto* err = static_cast<nlmsgerr*>(NLMSG_DATA(h));
-                    if (err->error == 0)
-                        continue; // an acknowledgement
-                    // No IPv6 in this kernel: no IPv6 sockets either.
-                    if (family == AF_INET6 && (err->error == -ENOENT || err->error == -EAFNOSUPPORT))
-                        return count;
-                    throw SystemError(fmt::format("sock_diag {} dump", fam), -err->error);
-                }
-                if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg)))
-                    continue;
-                auto* m = static_cast<inet_diag_msg*>(NLMSG_DATA(h));
-                // The kernel filtered already; check again on the local port
-                // (idiag_sport; idiag_dport is the peer's).
-                if (m->idiag_state != TCP_ESTABLISHED)
-                    continue;
-                uint16_t sport = ntohs(m->id.idiag_sport);
-                if (std::find(ports_.begin(), ports_.end(), sport) != ports_.end())
-                    count++;
-            }
-        }
-    }
-
     std::vector<uint16_t> ports_;
     uint32_t capacity_;
-    Fd sock_;
-    std::vector<inet_diag_bc_op> bytecode_;
-    struct AlignedBuf {
-        explicit AlignedBuf(size_t n) : words((n + 3) / 4) {}
-        char* data() { return reinterpret_cast<char*>(words.data()); }
-        size_t size() const { return words.size() * 4; }
-        std::vector<uint32_t> words;
-    } buf_;
-    uint32_t seq_ = 0;
+    std::vector<inet_diag_bc_op> filter_;
+    SockDiag diag_;
 };
 
 // ---- cpu ----------------------------------------------------------------

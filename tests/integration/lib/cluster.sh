@@ -275,6 +275,47 @@ cl_agent_cli() { # cl_agent_cli N ARGS...: the CLI against server N's agent
     cl_in "s$n" "$CL_BUILD/peerlb" "$@" --pin-root "$(cl_pin_root "$n")" --run-dir "$CL_TMP/run-s$n"
 }
 
+cl_now_ms() { date +%s%3N; }
+
+# cl_wait_until TIMEOUT_MS COMMAND...: polls COMMAND every 20 ms; prints the
+# ms waited, or "timeout" (and fails).
+cl_wait_until() {
+    local limit=$1 start
+    shift
+    start=$(cl_now_ms)
+    while ! "$@" >/dev/null 2>&1; do
+        (($(cl_now_ms) - start > limit)) && { echo timeout; return 1; }
+        sleep 0.02
+    done
+    echo $(($(cl_now_ms) - start))
+}
+
+# cl_log_ms N PATTERN [AFTER_MS]: epoch ms of the first line of server N's
+# agent log that matches PATTERN (Python regex) and is stamped at or after
+# AFTER_MS: timings measured by the agents themselves, not by polling.
+cl_log_ms() {
+    python3 -c '
+import datetime, re, sys
+path, pattern, after = sys.argv[1], re.compile(sys.argv[2]), int(sys.argv[3])
+for line in open(path, errors="replace"):
+    m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) ", line)
+    if not m or not pattern.search(line):
+        continue
+    ms = int(datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp() * 1000)
+    if ms >= after:
+        print(ms)
+        break
+' "$CL_TMP/agent-s$1.log" "$2" "${3:-0}"
+}
+
+cl_agent_logs() { # the end of every agent's log, for a failing test's output
+    local n
+    for n in 1 2 3; do
+        echo "--- agent s$n log (last 40 lines)"
+        tail -n 40 "$CL_TMP/agent-s$n.log" 2>/dev/null
+    done
+}
+
 cl_peerlb_down() {
     local n
     for n in 1 2 3; do
