@@ -41,9 +41,10 @@ void Takeover::apply(const OwnerMap& owners, uint64_t now_ns, uint64_t now_unix_
             release(address, owner);
 
         // The holder changed: it gets the connections this node serves on
-        // the address, so it forwards their packets here.
+        // the address, so it forwards their packets here. (Not at the first
+        // computation: nothing moved, this agent just started.)
         auto& last = last_owner_[address];
-        if (owner.owner != last && !owner.owner.empty() && !mine) {
+        if (!last.empty() && owner.owner != last && !owner.owner.empty() && !mine) {
             announce_flows(address, owner.owner);
             for (uint64_t delay : kAnnounceRepeatsMs)
                 pending_.push_back({now_ns + delay * kMs, address, owner.owner});
