@@ -172,13 +172,16 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
     : opts_(opts), key_(std::move(key)), ifindex_(interface_index(cfg.interface)),
       lo_index_(interface_index("lo")), incarnation_(clock_ns(CLOCK_REALTIME)), cfg_(cfg),
       members_(cfg.node_id, cfg.dead_after), control_(opts.run_dir),
-      addrs_(), maps_((set_arp_sysctls(cfg.interface), open_dataplane(cfg, opts))),
+      addrs_(), maps_(open_dataplane(cfg, opts)),
       mac_(interface_mac(cfg.interface)), table_(maps_, cfg, mac_), socket_(cfg, ifindex_),
       guard_(cfg.replay_window_ms), announcement_guard_(cfg.replay_window_ms),
       takeover_(cfg, addrs_, maps_, ifindex_, mac_,
                 [this](const FlowAnnouncement& a) { send_announcement(a); }),
       started_ns_(mono_ns())
 {
+    // Only once the data plane is in place: an agent that cannot attach
+    // (pin root off bpffs, another XDP program) leaves the host as it was.
+    set_arp_sysctls(cfg.interface);
     // On lo, every service address, own ones too: whoever holds one on its
     // NIC, this node can end the connections handed to it. The NIC gets
     // the addresses this node holds (Takeover).

@@ -70,14 +70,18 @@ bool write_all(int fd, const std::string& text)
     return true;
 }
 
-Fd connect_to(const std::string& path)
+// An unconnected Fd when nothing answers; `error` (if given) gets connect's errno.
+Fd connect_to(const std::string& path, int* error = nullptr)
 {
     Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd)
         throw SystemError("control socket", errno);
     sockaddr_un a = unix_address(path);
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)))
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a))) {
+        if (error)
+            *error = errno;
         return Fd();
+    }
     return fd;
 }
 
@@ -144,7 +148,11 @@ void ControlServer::serve_one(const Handler& handler)
 nlohmann::json control_request(const std::string& run_dir, const nlohmann::json& request)
 {
     const std::string path = control_socket_path(run_dir);
-    Fd fd = connect_to(path);
+    int err = 0;
+    Fd fd = connect_to(path, &err);
+    // The socket is root's (mode 0600): not being allowed is not "not running".
+    if (!fd && (err == EACCES || err == EPERM))
+        throw Error(fmt::format("permission denied on {}: only root talks to the agent", path));
     if (!fd)
         throw Error(fmt::format("the agent is not running (nothing answers on {})", path));
     set_timeouts(fd.get());
