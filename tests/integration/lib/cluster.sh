@@ -240,10 +240,12 @@ cl_agent_load() { echo "$2" >"$CL_TMP/load-s$1"; } # cl_agent_load N PCT
 
 # cl_holders ADDR: the servers whose eth0 holds ADDR now ("s2 s3"), in order.
 cl_holders() {
-    local n out=()
+    local n addrs out=()
     for n in 1 2 3; do
-        ip -n "$(cl_ns "s$n")" -o addr show dev eth0 2>/dev/null | grep -qw "inet6\? $1/[0-9]*" &&
-            out+=("s$n")
+        # Read whole before matching: `ip | grep -q` under pipefail fails
+        # whenever grep stops reading before ip is done writing.
+        addrs=$(ip -n "$(cl_ns "s$n")" -o addr show dev eth0 2>/dev/null)
+        grep -qw "inet6\? $1/[0-9]*" <<<"$addrs" && out+=("s$n")
     done
     echo "${out[*]}"
 }
