@@ -104,21 +104,10 @@ import json, sys
 assert sum(p["state"] == "alive" for p in json.load(sys.stdin)) == 2' || return 1
     done
 }
-# holders ADDR: the servers whose eth0 holds ADDR now ("s2 s3"). Not
-# cl_holders: under pipefail its `ip | grep -q` fails whenever grep exits
-# before ip has written its last line (SIGPIPE), i.e. it misses holders.
-holders() {
-    local n text out=()
-    for n in 1 2 3; do
-        text=$(ip -n "$(cl_ns "s$n")" -o addr show dev eth0 2>/dev/null)
-        grep -qE "inet6? ${1//./\\.}/[0-9]+ " <<<"$text" && out+=("s$n")
-    done
-    echo "${out[*]}"
-}
 holds_own() { # every node's eth0 holds exactly its own addresses (v4 and v6)
     local n
     for n in 1 2 3; do
-        [[ $(holders "${CL_SVC_ADDR[$n]}") == "s$n" && $(holders "${CL_SVC_ADDR6[$n]}") == "s$n" ]] || return 1
+        [[ $(cl_holders "${CL_SVC_ADDR[$n]}") == "s$n" && $(cl_holders "${CL_SVC_ADDR6[$n]}") == "s$n" ]] || return 1
     done
 }
 
@@ -269,7 +258,7 @@ assert sum(expect.values()) - sum(got.values()) <= kdrops
             bash -c '[[ $1 -ge 15 ]] && ! grep -v suspect "$2" | grep . && ! grep dead "$2"' \
             _ "$samples" "$CL_TMP/watch.log"
     fi
-    holds_own || for a in "${CL_SVC_ADDR[@]}" "${CL_SVC_ADDR6[@]}"; do echo "      $a held by: $(holders "$a")"; done
+    holds_own || for a in "${CL_SVC_ADDR[@]}" "${CL_SVC_ADDR6[@]}"; do echo "      $a held by: $(cl_holders "$a")"; done
     check "$label: each node still holds its own addresses" holds_own
 }
 

@@ -245,7 +245,7 @@ cl_holders() {
         # Read whole before matching: `ip | grep -q` under pipefail fails
         # whenever grep stops reading before ip is done writing.
         addrs=$(ip -n "$(cl_ns "s$n")" -o addr show dev eth0 2>/dev/null)
-        grep -qw "inet6\? $1/[0-9]*" <<<"$addrs" && out+=("s$n")
+        grep -qE "inet6? ${1//./\\.}/[0-9]+ " <<<"$addrs" && out+=("s$n")
     done
     echo "${out[*]}"
 }
