@@ -818,3 +818,13 @@ TEST(ConfigValid, ShippedExampleParses)
     EXPECT_EQ(c.grace_ms, defaults.grace_ms);
     EXPECT_EQ(c.health_port, 80);
 }
+
+// Found by the config fuzzer: a value that smuggles in a second key.
+TEST(ConfigSet, ValueCannotSetASecondKey)
+{
+    EXPECT_THAT(set_error("balance.pick", "\"least\"\nforward = \"ipip\""),
+                HasSubstr("is not a single value"));
+    EXPECT_THAT(set_error("balance.accept_below", "40\nmin_difference = 0"),
+                HasSubstr("is not a single value"));
+    EXPECT_EQ(peerlb::apply_setting(minimal(), "balance.accept_below", "40").min_difference, 20u);
+}

@@ -703,6 +703,9 @@ Config apply_setting(const Config& cfg, const std::string& key, const std::strin
             throw Error(fmt::format("{}: '{}' is not a value", key, value));
         root = toml::parse(fmt::format("{} = \"{}\"", name, value));
     }
+    // One value for one key: "least\nforward = ..." must not set a second one.
+    if (root.size() != 1 || !root.contains(name) || root.get(name)->is_table())
+        throw Error(fmt::format("{}: '{}' is not a single value", key, value));
     // The file's checks, with the file's messages less their "FILE:LINE: ".
     const std::string where = "set";
     Config next = cfg;

@@ -13,8 +13,8 @@ extern "C" {
 namespace peerlb {
 
 struct IpAddress {
-    lb_addr addr{};
-    uint8_t family = 0; // LB_FAMILY_IPV4 / LB_FAMILY_IPV6
+    lb_addr addr{.v6 = {}}; // all 16 bytes zero: `{}` would zero only v4
+    uint8_t family = 0;     // LB_FAMILY_IPV4 / LB_FAMILY_IPV6
 
     // IPv4 compares only v4: the rest of the union is not part of it.
     bool operator==(const IpAddress& o) const
