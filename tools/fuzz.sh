@@ -97,16 +97,16 @@ for t in "${targets[@]}"; do
     rc=0
     wait "${pids[$t]}" || rc=$?
     log=$work/$t/log
-    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-    speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-    cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+' "$log" | tail -1 || true)
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" 2>/dev/null | tail -1 || true)
+    speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" 2>/dev/null | tail -1 || true)
+    cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+' "$log" 2>/dev/null | tail -1 || true)
     printf 'fuzz: %-10s %10s runs  %7s exec/s  %s  %s\n' "$t" "${runs:-?}" "${speed:-?}" \
         "${cov:-}" "$( ((rc)) && echo "FAILED (exit $rc)" || echo ok)"
     if ((rc)); then
         failed+=("$t")
         echo "---- fuzz_$t: the finding (full log: $log)"
         # From the first report line to the end: the message, the stack, the input.
-        awk '/\*\*\* peerlb fuzz finding|==ERROR|runtime error|ERROR: libFuzzer|Sanitizer:/ {p=1} p' "$log" | head -120
+        awk '/\*\*\* peerlb fuzz finding|==ERROR|runtime error|ERROR: libFuzzer|Sanitizer:/ {p=1} p' "$log" "$work/$t/seeds.log" 2>/dev/null | head -120 || true
         ls "$work/$t"/{crash,leak,timeout,oom,slow-unit}-* 2>/dev/null | sed 's/^/fuzz: reproducer: /' || true
         echo "----"
     fi
