@@ -110,6 +110,20 @@ Bytes l2_forward_of(const Bytes& in, uint32_t slot)
     return ::testing::AssertionSuccess();
 }
 
+lb_node test_node(uint8_t family, uint32_t slot, uint32_t load_bp, uint64_t now_ns)
+{
+    lb_node n{};
+    IpAddress addr = node_addr(family, slot);
+    n.addr = addr.addr;
+    n.family = addr.family;
+    Mac mac = node_mac(slot);
+    std::copy(mac.begin(), mac.end(), n.mac);
+    n.state = LB_NODE_ALIVE;
+    n.load_bp = load_bp;
+    n.updated_ns = now_ns;
+    return n;
+}
+
 void DataPlaneTest::SetUp()
 {
     if (geteuid() != 0)
@@ -145,18 +159,8 @@ void DataPlaneTest::install_cluster(uint32_t forward, uint8_t node_family)
     maps_->set_config(cfg);
 
     const uint64_t now = monotonic_ns();
-    for (uint32_t slot = 0; slot < kNodeSlots; slot++) {
-        lb_node n{};
-        IpAddress addr = node_addr(node_family, slot);
-        n.addr = addr.addr;
-        n.family = addr.family;
-        Mac mac = node_mac(slot);
-        std::copy(mac.begin(), mac.end(), n.mac);
-        n.state = LB_NODE_ALIVE;
-        n.load_bp = kInitialLoad[slot];
-        n.updated_ns = now;
-        maps_->set_node(slot, n);
-    }
+    for (uint32_t slot = 0; slot < kNodeSlots; slot++)
+        maps_->set_node(slot, test_node(node_family, slot, kInitialLoad[slot], now));
     for (uint8_t family : {LB_FAMILY_IPV4, LB_FAMILY_IPV6}) {
         lb_service_key key{};
         key.addr = service_addr(family).addr;

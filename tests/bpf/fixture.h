@@ -50,6 +50,9 @@ Bytes l2_forward_of(const Bytes& in, uint32_t slot);
 // XDP_TX with exactly l2_forward_of(in, slot).
 ::testing::AssertionResult l2_forwarded(const RunResult& r, const Bytes& in, uint32_t slot);
 
+// An alive test node in `slot`: its address and MAC, load, fresh as of now_ns.
+lb_node test_node(uint8_t family, uint32_t slot, uint32_t load_bp, uint64_t now_ns);
+
 // Names the cases of tests parameterized by address family: "ipv4", "ipv6".
 inline std::string family_param_name(const ::testing::TestParamInfo<uint8_t>& info)
 {

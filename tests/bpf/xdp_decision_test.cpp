@@ -192,17 +192,8 @@ TEST_F(XdpDecision, UnusablePeersAreNeverChosen)
     change_config([](lb_config& c) { c.peer_stale_ns = c.self_stale_ns = kShortStaleNs; });
     const uint64_t now = monotonic_ns();
     ASSERT_GT(now, kShortStaleNs + kSecondNs) << "uptime too short for a stale timestamp";
-    for (uint32_t slot = kNodeSlots; slot < slots; slot++) {
-        lb_node n{};
-        IpAddress addr = node_addr(LB_FAMILY_IPV4, slot);
-        n.addr = addr.addr;
-        n.family = addr.family;
-        Mac mac = node_mac(slot);
-        std::copy(mac.begin(), mac.end(), n.mac);
-        n.state = LB_NODE_ALIVE;
-        n.updated_ns = now;
-        maps().set_node(slot, n);
-    }
+    for (uint32_t slot = kNodeSlots; slot < slots; slot++)
+        maps().set_node(slot, test_node(LB_FAMILY_IPV4, slot, 0, now));
     set_loads({9000, 6999, 0, 0, 0, 0, 0, 0});
     set_load_at(2, 0, now - kShortStaleNs - kSecondNs); // stale
     set_state(3, LB_NODE_DEAD);
