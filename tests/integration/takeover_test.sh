@@ -214,7 +214,8 @@ waited=$(cl_wait_until 10000 held_by "$svc1" s1)
 echo "    s1 holds $svc1 again $waited ms after its agent started (hold-down 800 ms)"
 check "the returning node holds its address again, and nobody else does" \
     bash -c '[[ $1 != timeout && $1 -le 3000 ]]' _ "$waited"
-check "its IPv6 address too" held_by "${CL_SVC_ADDR6[1]}" s1
+# Its IPv6 address is released by another holder, possibly a tick later.
+check "its IPv6 address too" cl_wait_until 3000 held_by "${CL_SVC_ADDR6[1]}" s1
 sleep 3.5 # past the grace period
 summary=$(keeper_summary takeover)
 echo "    long-lived connections through takeover and give-back: $summary"
