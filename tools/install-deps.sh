@@ -15,10 +15,8 @@ packages=(
     libfmt-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libssl-dev
     libspdlog-dev libcpp-httplib-dev libnl-route-3-dev
     libgtest-dev
-    # sanitizers and fuzzing (tools/sanitize.sh, tools/fuzz.sh): libFuzzer and
-    # the sanitizer runtimes; clang 16 because clang 14 cannot compile
-    # userspace/agent/config.cpp (a lambda capturing a structured binding)
-    libclang-rt-14-dev clang-16 libclang-rt-16-dev
+    # fuzzing (tools/fuzz.sh): clang's libFuzzer and sanitizer runtimes
+    libclang-rt-14-dev
     # tests and demo: namespaces, real servers and clients
     iproute2 ethtool nftables nginx-light curl wrk util-linux procps python3
 )

@@ -13,8 +13,7 @@
 # some 55 s to run under ASan, the rest is compiling them).
 #
 # BUILD_DIR_ASAN overrides build-asan/; SANITIZE_CXX / SANITIZE_CC the
-# compilers (default g++ / gcc, the project's compiler; clang 14 cannot
-# compile config.cpp, see tests/fuzz/README.md).
+# compilers (default g++ / gcc, the project's compiler).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -201,7 +201,7 @@ agent_config() {
         "${3:-}" >"$1"
 }
 # Everything an agent would change: XDP programs and TC filters, addresses,
-# ARP sysctls, pin roots on the bpffs, the control socket.
+# ARP sysctls, pin roots on the bpffs, the run directory and its control socket.
 host_state() {
     local i
     ip -n "$ns" -d link show | grep -oE '^[0-9]+: [^:]+|prog/xdp id [0-9]+'
@@ -211,7 +211,8 @@ host_state() {
     done
     for i in va vb; do ip netns exec "$ns" tc filter show dev "$i" egress; done
     ls -A "$bpffs"
-    find "$tmp/agent-run" -name agent.sock 2>/dev/null
+    # The run directory itself: an agent that fails to start leaves none.
+    find "$tmp/agent-run" 2>/dev/null
 }
 agent_root=$bpffs/agent
 run_agent_with() { # run_agent_with CONFIG [PIN_ROOT]: a foreground agent that must fail at once

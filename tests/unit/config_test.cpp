@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <unistd.h>
 
 #include <cmath>
@@ -827,4 +829,24 @@ TEST(ConfigSet, ValueCannotSetASecondKey)
     EXPECT_THAT(set_error("balance.accept_below", "40\nmin_difference = 0"),
                 HasSubstr("is not a single value"));
     EXPECT_EQ(peerlb::apply_setting(minimal(), "balance.accept_below", "40").min_difference, 20u);
+}
+
+// A node owns at most kMaxOwnedServices addresses: the most a heartbeat
+// carries. 32 IPv6 ones with the longest id still make a valid file.
+TEST(ConfigInvalid, MoreServiceAddressesThanAHeartbeatCarries)
+{
+    auto services_line = [](size_t n, const char* prefix) {
+        std::string line = "services = [";
+        for (size_t i = 0; i < n; i++)
+            line += fmt::format("{}\"{}{:x}\"", i ? ", " : "", prefix, i + 1);
+        return line + "]";
+    };
+    EXPECT_THAT(error_of(with_line(5, services_line(33, "10.0.9."))),
+                HasSubstr("t.toml:5: node.services: 33 service addresses; a node owns at most 32"));
+
+    std::string longest = with_line(5, services_line(32, "fd00:9::"));
+    longest.replace(longest.find("id = \"s1\""), 9, "id = \"" + std::string(32, 'n') + "\"");
+    const Config c = parse_config(longest, "t.toml");
+    EXPECT_EQ(c.node_id.size(), 32u);
+    EXPECT_EQ(c.owned_services.size(), 32u);
 }

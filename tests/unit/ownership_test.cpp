@@ -7,6 +7,8 @@
 #include <random>
 #include <tuple>
 
+#include <fmt/format.h>
+
 #include "userspace/agent/ownership.h"
 
 using namespace peerlb;
@@ -423,4 +425,52 @@ TEST(Ownership, HomeHoldingItsAddressWinsAgainstAClaimant)
         EXPECT_EQ(owners.at(peerlb::parse_ip("10.0.0.2")).owner, "s2") << "view of " << self;
         EXPECT_EQ(owners.at(peerlb::parse_ip("10.0.0.3")).owner, "s3") << "view of " << self;
     }
+}
+
+// No node is given more addresses than a heartbeat can list as claims.
+TEST(Ownership, NoNodeHoldsMoreThanItsLimit)
+{
+    std::vector<NodeOwnershipView> nodes = {
+        node("a", false, {"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"}),
+        node("b", true, {"10.0.1.1"}),
+        node("c", true, {"10.0.2.1"}),
+    };
+    // Room for 2 each: b and c take one orphan each, then nobody has room.
+    auto owners = compute_owners(nodes, "b", 0, kHoldDown, 2);
+    EXPECT_EQ(owner_of(owners, "10.0.0.1"), "b");
+    EXPECT_EQ(owner_of(owners, "10.0.0.2"), "c");
+    EXPECT_EQ(owner_of(owners, "10.0.0.3"), "");
+    EXPECT_EQ(owner_of(owners, "10.0.0.4"), "");
+    EXPECT_EQ(rows(compute_owners(nodes, "c", 0, kHoldDown, 2)), rows(owners));
+
+    // At the default limit (kMaxClaims) every orphan has a holder, and none
+    // holds more than kMaxClaims even when a dead node owned that many.
+    std::vector<NodeOwnershipView> full = {node("a", false, {}), node("b", true, {})};
+    for (size_t i = 0; i < kMaxOwnedServices; i++) {
+        full[0].home.push_back(ip(fmt::format("10.0.0.{}", i + 1).c_str()));
+        full[1].home.push_back(ip(fmt::format("10.0.1.{}", i + 1).c_str()));
+    }
+    auto big = compute_owners(full, "b", 0, kHoldDown);
+    size_t held_by_b = 0, held_by_nobody = 0;
+    for (const auto& [address, owner] : big) {
+        held_by_b += owner.owner == "b";
+        held_by_nobody += owner.owner.empty();
+    }
+    EXPECT_EQ(held_by_b, kMaxClaims);
+    EXPECT_EQ(held_by_nobody, 2 * kMaxOwnedServices - kMaxClaims);
+}
+
+// A claimant at its limit is passed over: the live home takes its address
+// back instead of the claimant keeping more than it may list.
+TEST(Ownership, FullClaimantLeavesALiveHomeItsAddress)
+{
+    std::vector<NodeOwnershipView> nodes = {
+        node("a", true, {"10.0.0.1"}, {}, 0),
+        node("b", true, {"10.0.1.1", "10.0.1.2"}, {"10.0.1.1", "10.0.1.2", "10.0.0.1"}),
+    };
+    auto owners = compute_owners(nodes, "a", 1, kHoldDown, 2);
+    EXPECT_EQ(owner_of(owners, "10.0.0.1"), "a");
+    EXPECT_EQ(rows(owners), rows(compute_owners(nodes, "b", 1, kHoldDown, 2)));
+    // With room, the claim holds within the hold-down.
+    EXPECT_EQ(owner_of(compute_owners(nodes, "a", 1, kHoldDown, 3), "10.0.0.1"), "b");
 }

@@ -52,6 +52,8 @@ uint64_t unix_ms() { return clock_ns(CLOCK_REALTIME) / 1'000'000; }
 constexpr uint64_t kMs = 1'000'000;
 // Main loop granularity: load-step heartbeats and membership ticks.
 constexpr uint64_t kTickNs = 10 * kMs;
+// Longest one wake-up spends receiving datagrams (~2 us each when forged).
+constexpr uint64_t kReceiveBudgetNs = 20 * kMs;
 // Costly sources are not read at update_ms: a process, a /proc read or a
 // sock_diag dump (~3 ms of kernel time for its hash walk) every 10 ms would
 // be load of its own.
@@ -225,8 +227,13 @@ void Agent::send_heartbeat(AnnouncedState state)
 void Agent::receive_datagrams()
 {
     std::array<uint8_t, kMaxHeartbeatSize> buf;
-    // Bounded per wake-up so a flood cannot starve the other duties.
-    for (int i = 0; i < 256; i++) {
+    // Until the socket is empty, so that the membership tick that follows
+    // never judges a peer silent while its heartbeat waits behind a flood;
+    // bounded in time so that a flood cannot starve the other duties.
+    const uint64_t deadline = mono_ns() + kReceiveBudgetNs;
+    for (unsigned i = 0;; i++) {
+        if (i % 64 == 63 && mono_ns() >= deadline)
+            return;
         auto n = socket_.receive(buf);
         if (!n)
             return;

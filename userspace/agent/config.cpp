@@ -24,12 +24,13 @@
 
 #include "../dataplane/error.h"
 #include "../dataplane/fd.h"
+#include "heartbeat.h"
 
 namespace peerlb {
 namespace {
 
 constexpr size_t kMinKeyBytes = 16;
-constexpr size_t kMaxNodeIdLength = 32;
+constexpr size_t kMaxNodeIdLength = kMaxNodeIdLen;
 constexpr size_t kMaxInterfaceName = 15; // IFNAMSIZ - 1
 
 // ---------------------------------------------------------------------------
@@ -412,6 +413,12 @@ void parse_node(const Section& s, Config& cfg)
     auto services = s.strings("services");
     if (!services)
         s.missing("services", "is required (it may be an empty list)");
+    // What a heartbeat can carry (and, with as many held for a dead peer,
+    // still fit in one datagram).
+    if (services->size() > kMaxOwnedServices)
+        s.fail(*s.find("services"), "services",
+               fmt::format("{} service addresses; a node owns at most {}", services->size(),
+                           kMaxOwnedServices));
     for (size_t i = 0; i < services->size(); i++) {
         const auto& [text, node] = (*services)[i];
         const std::string k = s.key(fmt::format("services[{}]", i));
@@ -477,7 +484,9 @@ void parse_cluster(const Section& s, Config& cfg, uint32_t& key_file_line)
         for (size_t i = 0; i < list->size(); i++) {
             const auto& [text, node] = (*list)[i];
             const std::string k = s.key(fmt::format("peers[{}]", i));
-            Endpoint ep = s.located(*node, k, [&] { return parse_endpoint(text, kHeartbeatPort); });
+            // Captured by name: clang before 16 cannot capture a structured binding.
+            const std::string& peer_text = text;
+            Endpoint ep = s.located(*node, k, [&] { return parse_endpoint(peer_text, kHeartbeatPort); });
             if (is_multicast(ep.address) || is_unspecified(ep.address))
                 s.fail_at(line_of(*node), k, fmt::format("'{}' is not a unicast address", text));
             check_family(*node, k, ep);

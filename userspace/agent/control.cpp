@@ -95,7 +95,8 @@ std::string control_socket_path(const std::string& run_dir)
 ControlServer::ControlServer(const std::string& run_dir) : path_(control_socket_path(run_dir))
 {
     std::error_code ec;
-    std::filesystem::create_directories(run_dir, ec);
+    if (std::filesystem::create_directories(run_dir, ec))
+        created_dir_ = run_dir;
     if (ec)
         throw Error(fmt::format("create run directory {}: {}", run_dir, ec.message()));
     if (std::filesystem::exists(path_)) {
@@ -121,6 +122,10 @@ ControlServer::~ControlServer()
 {
     std::error_code ec;
     std::filesystem::remove(path_, ec);
+    // Also when the agent failed to start after this: nothing of it is left.
+    // remove() takes only an empty directory.
+    if (!created_dir_.empty())
+        std::filesystem::remove(created_dir_, ec);
 }
 
 void ControlServer::serve_one(const Handler& handler)

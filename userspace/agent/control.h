@@ -32,6 +32,7 @@ public:
 
 private:
     std::string path_;
+    std::string created_dir_; // the run directory, when this server made it (removed if empty)
     Fd listen_;
 };
 

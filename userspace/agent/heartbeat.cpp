@@ -32,7 +32,7 @@ namespace {
 // appears at most once (a repeat is malformed).
 //
 // Heartbeat ("PLBH"): types 1..10 are required; 8 (service) and 13 (claim)
-// may each appear 0..kMaxOwnedServices times; 11 and 12 are optional.
+// may appear 0..kMaxOwnedServices and 0..kMaxClaims times; 11 and 12 are optional.
 // Flow announcement ("PLBF"): 1..4, 14 and 15 are required; 16 (flow) may
 // appear 0..kMaxFlowsPerAnnouncement times.
 enum TlvType : uint8_t {
@@ -65,9 +65,19 @@ constexpr uint8_t kVersion = 1;
 constexpr size_t kHeaderSize = 8; // magic 4, version 1, flags 1, body_len 2
 constexpr size_t kMacSize = 32;   // HMAC-SHA256
 constexpr size_t kTlvHeaderSize = 3;
-constexpr size_t kMaxNodeIdLen = 32;
 constexpr size_t kPortsSize = 4; // client_port u16 + service_port u16 of a flow
 constexpr uint16_t kMaxLoadBp = 10000;
+
+// The largest heartbeat: every field at its limit, every address IPv6.
+constexpr size_t kIpv6AddressValue = 1 + 16;
+constexpr size_t kWorstHeartbeat =
+    kHeaderSize + kMacSize +
+    (kTlvHeaderSize + kMaxNodeIdLen) + 3 * (kTlvHeaderSize + 8) /* incarnation, sequence, sent */ +
+    (kTlvHeaderSize + 4) /* interval */ + (kTlvHeaderSize + kIpv6AddressValue) /* node address */ +
+    (kTlvHeaderSize + 6) /* mac */ + (kMaxOwnedServices + kMaxClaims) * (kTlvHeaderSize + kIpv6AddressValue) +
+    (kTlvHeaderSize + 2) /* load */ + (kTlvHeaderSize + 1) /* state */ + 2 * (kTlvHeaderSize + 4) /* rates */;
+static_assert(kWorstHeartbeat <= kMaxHeartbeatSize,
+              "a heartbeat at the field limits must fit in one datagram");
 
 bool valid_family(uint8_t family) { return family == LB_FAMILY_IPV4 || family == LB_FAMILY_IPV6; }
 
@@ -150,11 +160,12 @@ void check_node_id(const char* what, const char* field, const std::string& id)
                     " bytes, not " + std::to_string(id.size()));
 }
 
-void check_addresses(const char* what, const char* field, const std::vector<IpAddress>& list)
+void check_addresses(const char* what, const char* field, const std::vector<IpAddress>& list,
+                     size_t limit)
 {
-    if (list.size() > kMaxOwnedServices)
+    if (list.size() > limit)
         throw Error(std::string(what) + ": " + std::to_string(list.size()) + " " + field + ", at most " +
-                    std::to_string(kMaxOwnedServices));
+                    std::to_string(limit));
     for (const IpAddress& ip : list)
         if (!valid_family(ip.family))
             throw Error(std::string(what) + ": one of the " + field + " has no IPv4/IPv6 family");
@@ -344,7 +355,7 @@ bool parse_heartbeat(std::span<const uint8_t> body, Heartbeat& hb)
         case kTlvService:
             return add_address(value, hb.services, kMaxOwnedServices);
         case kTlvClaim:
-            return add_address(value, hb.claims, kMaxOwnedServices);
+            return add_address(value, hb.claims, kMaxClaims);
         case kTlvIntervalMs:
             return seen.first(type) && get_uint(value, 4, hb.interval_ms) && hb.interval_ms > 0;
         case kTlvNodeAddress: {
@@ -461,8 +472,8 @@ std::vector<uint8_t> encode_heartbeat(const Heartbeat& hb, std::span<const uint8
 {
     constexpr const char* what = "heartbeat";
     check_node_id(what, "node id", hb.node_id);
-    check_addresses(what, "service addresses", hb.services);
-    check_addresses(what, "claimed addresses", hb.claims);
+    check_addresses(what, "service addresses", hb.services, kMaxOwnedServices);
+    check_addresses(what, "claimed addresses", hb.claims, kMaxClaims);
     if (hb.load_bp > kMaxLoadBp)
         throw Error("heartbeat: load " + std::to_string(hb.load_bp) + " over " + std::to_string(kMaxLoadBp));
     if (hb.interval_ms == 0)

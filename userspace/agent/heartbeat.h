@@ -20,8 +20,16 @@
 
 namespace peerlb {
 
-inline constexpr size_t kMaxHeartbeatSize = 1400;
+// 1500-byte Ethernet MTU less IPv6 (40) and UDP (8) headers: one datagram is
+// never fragmented on a standard LAN, whichever family carries it. A
+// heartbeat at every field's limit (a 32-byte id, 32 IPv6 services and 32
+// IPv6 claims) fits: heartbeat.cpp checks it at compile time.
+inline constexpr size_t kMaxHeartbeatSize = 1452;
+inline constexpr size_t kMaxNodeIdLen = 32;
+// Service addresses a node owns by configuration, and addresses it holds at
+// once (its own and a dead peer's): compute_owners never gives a node more.
 inline constexpr size_t kMaxOwnedServices = 32;
+inline constexpr size_t kMaxClaims = 32;
 
 enum class AnnouncedState : uint8_t { alive = 1, unroutable = 2, leaving = 3 };
 

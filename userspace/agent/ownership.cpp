@@ -29,15 +29,23 @@ struct AddressState {
 
 using Counts = std::map<std::string, size_t>;
 
-// Fewest addresses assigned so far, then lowest id; `candidates` is sorted by id.
+size_t count_of(const Counts& counts, const NodeOwnershipView* node)
+{
+    auto it = counts.find(node->id);
+    return it == counts.end() ? 0 : it->second;
+}
+
+// Fewest addresses assigned so far, then lowest id, among those below
+// `max_held`; `candidates` is sorted by id. nullptr when none has room.
 const NodeOwnershipView* least_loaded(const std::vector<const NodeOwnershipView*>& candidates,
-                                      const Counts& counts)
+                                      const Counts& counts, size_t max_held)
 {
     const NodeOwnershipView* best = nullptr;
     size_t best_count = 0;
     for (const auto* node : candidates) {
-        auto it = counts.find(node->id);
-        size_t count = it == counts.end() ? 0 : it->second;
+        size_t count = count_of(counts, node);
+        if (count >= max_held)
+            continue;
         if (!best || count < best_count) {
             best = node;
             best_count = count;
@@ -61,7 +69,7 @@ bool IpAddressLess::operator()(const IpAddress& a, const IpAddress& b) const
 }
 
 OwnerMap compute_owners(const std::vector<NodeOwnershipView>& nodes, const std::string& self_id,
-                        uint64_t now_ns, uint64_t hold_down_ns)
+                        uint64_t now_ns, uint64_t hold_down_ns, size_t max_held)
 {
     std::vector<const NodeOwnershipView*> sorted;
     sorted.reserve(nodes.size());
@@ -121,7 +129,14 @@ OwnerMap compute_owners(const std::vector<NodeOwnershipView>& nodes, const std::
     //    winner if several) until the claimant releases it.
     for (const auto& [address, state] : addresses)
         if (state.home && state.home->live && !state.claimants.empty() && !state.home_holds) {
-            assign(address, state, least_loaded(state.claimants, counts));
+            const NodeOwnershipView* claimant = least_loaded(state.claimants, counts, max_held);
+            if (!claimant) {
+                // Every claimant is full: the home, which has room for its
+                // own (it owns at most max_held), takes it back.
+                assign(address, state, state.home);
+                continue;
+            }
+            assign(address, state, claimant);
             if (held_down_passed(*state.home, now_ns, hold_down_ns))
                 give_back.push_back(address);
         }
@@ -130,12 +145,10 @@ OwnerMap compute_owners(const std::vector<NodeOwnershipView>& nodes, const std::
     for (const auto& [address, state] : addresses) {
         if (state.home && state.home->live)
             continue;
-        if (state.claimants.size() == 1)
-            assign(address, state, state.claimants.front()); // an existing claim is kept
-        else if (!state.claimants.empty())
-            assign(address, state, least_loaded(state.claimants, counts));
-        else
-            assign(address, state, least_loaded(live, counts)); // nullptr: nobody live
+        // An existing claim is kept (the least loaded claimant if several),
+        // unless the claimants are full; nullptr: no live node has room.
+        const NodeOwnershipView* owner = least_loaded(state.claimants, counts, max_held);
+        assign(address, state, owner ? owner : least_loaded(live, counts, max_held));
     }
 
     // The only view-dependent step, after all the counting: the holder of an

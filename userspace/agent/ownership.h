@@ -32,6 +32,10 @@
 //   Claims of dead nodes are ignored (except for listing an address nobody
 //   homes); a live node's claim on its own home means it holds it.
 //   With no live node, every owner is "". Node ids are unique.
+// - Capacity: no node is given more than `max_held` addresses (a heartbeat
+//   lists at most kMaxClaims). A claimant or candidate at its limit is
+//   passed over: a live home takes back its own address instead, and an
+//   orphan that no live node has room for is held by nobody ("").
 // - The coordinator is the lowest live id (reported; every node computes
 //   the same result, so nobody waits for it).
 #pragma once
@@ -43,6 +47,7 @@
 #include <vector>
 
 #include "../dataplane/net.h"
+#include "heartbeat.h"
 
 namespace peerlb {
 
@@ -71,7 +76,7 @@ using OwnerMap = std::map<IpAddress, AddressOwner, IpAddressLess>;
 // seen by node `self_id` (matters only for give-back, see above). Same input,
 // in any order, gives the same result; alive_since_ns and now_ns share a clock.
 OwnerMap compute_owners(const std::vector<NodeOwnershipView>& nodes, const std::string& self_id,
-                        uint64_t now_ns, uint64_t hold_down_ns);
+                        uint64_t now_ns, uint64_t hold_down_ns, size_t max_held = kMaxClaims);
 
 // The lowest live id, or nullopt when no node is live.
 std::optional<std::string> coordinator(const std::vector<NodeOwnershipView>& nodes);

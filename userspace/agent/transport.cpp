@@ -66,6 +66,12 @@ HeartbeatSocket::HeartbeatSocket(const Config& cfg, unsigned ifindex)
         throw SystemError("heartbeat socket", errno);
     const int one = 1, zero = 0, ttl = 1;
     setopt(fd_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one), "SO_REUSEADDR");
+    // Room for a burst of forged datagrams (~2000 small ones) besides the
+    // peers' heartbeats, beyond net.core.rmem_max (the agent runs as root);
+    // best effort: the default buffer still works.
+    const int rcvbuf = 2 << 20;
+    if (setsockopt(fd_.get(), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)))
+        (void)setsockopt(fd_.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 
     socklen_t len = 0;
     SockAddr local = sockaddr_of(bind_ip, port, len);
