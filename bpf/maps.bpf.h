@@ -8,11 +8,13 @@
 #include <bpf/bpf_helpers.h>
 
 #include "../maps/config.h"
+#include "../maps/cookie.h"
 #include "../maps/flow.h"
 #include "../maps/grace.h"
 #include "../maps/node.h"
 #include "../maps/service.h"
 #include "../maps/stats.h"
+#include "../maps/uri.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -93,6 +95,22 @@ struct {
 	__type(value, struct lb_node_counters);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_node_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_COOKIE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct lb_cookie_key);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_cookie_keys SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_MAX_URI_RULES);
+	__type(key, __u32);
+	__type(value, struct lb_uri_rule);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_uri_rules SEC(".maps");
 
 /* Per-CPU scratch for the SYN decision: too large for the 512-byte stack. */
 struct lb_scratch {

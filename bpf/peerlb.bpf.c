@@ -376,6 +376,74 @@ static __always_inline int lb_handle_syn(struct xdp_md *ctx, struct lb_packet *p
 	return lb_forward(ctx, p, cfg, d.node, bytes);
 }
 
+#include "syncookie.bpf.h"
+
+/* Bytes of TCP payload in the segment, from the IP header's length. */
+static __always_inline __u32 lb_payload_len(const struct lb_packet *p)
+{
+	__u32 l3_total, headers = p->l3_len + p->tcp->doff * 4;
+
+	if (p->key.family == LB_FAMILY_IPV4) {
+		struct iphdr *ip = p->l3;
+
+		if ((void *)(ip + 1) > p->data_end)
+			return 0;
+		l3_total = bpf_ntohs(ip->tot_len);
+	} else {
+		struct ipv6hdr *ip6 = p->l3;
+
+		if ((void *)(ip6 + 1) > p->data_end)
+			return 0;
+		l3_total = bpf_ntohs(ip6->payload_len) + sizeof(*ip6);
+	}
+	return l3_total > headers ? l3_total - headers : 0;
+}
+
+/* The first segment of an "http" connection after its cookie handshake:
+ * the decision is made here, recorded in the established table, and the
+ * serving node's TC ingress creates the connection from the cookie.
+ * Returns -1 when the segment carries no cookie of ours (the l4 path
+ * handles it: a local connection, or an orphan the kernel resets). */
+static __always_inline int lb_http_first_segment(struct xdp_md *ctx, struct lb_packet *p,
+						 const struct lb_config *cfg, __u64 bytes)
+{
+	struct lb_decision d;
+	struct lb_flow flow;
+	struct lb_node_counters *nc;
+	struct lb_node *n;
+	__u32 cookie, slot;
+
+	if (!lb_cookie_of_segment(p, &cookie))
+		return -1;
+	/* The handshake's own ACK: nothing to decide on yet, and the client
+	 * thinks it is connected; its first request carries the same ACK. */
+	if (lb_payload_len(p) == 0 && !p->tcp->fin) {
+		lb_count(LB_C_DROP_HANDSHAKE_ACK, bytes);
+		return XDP_DROP;
+	}
+
+	d = lb_decide_syn(cfg);
+	flow = (struct lb_flow){
+		.node = d.node,
+		.reason = d.reason,
+		.created_ns = bpf_ktime_get_ns(),
+	};
+	slot = d.node == LB_NODE_LOCAL ? cfg->self_slot : d.node;
+	n = bpf_map_lookup_elem(&lb_nodes, &slot);
+	if (n)
+		__sync_fetch_and_add(&n->pending, 1);
+	bpf_map_update_elem(&lb_flows, &p->key, &flow, BPF_ANY);
+	if (d.node == LB_NODE_LOCAL) {
+		lb_count(LB_C_HTTP_LOCAL, bytes);
+		return XDP_PASS;
+	}
+	lb_count(LB_C_HTTP_FORWARD, bytes);
+	nc = bpf_map_lookup_elem(&lb_node_stats, &slot);
+	if (nc)
+		nc->syns_forwarded++;
+	return lb_forward(ctx, p, cfg, d.node, bytes);
+}
+
 /* The flow's entry: established first, else half-open. A half-open entry
  * hit by anything but a SYN moves to the established table, out of reach
  * of SYN floods; *copy then holds it. */
@@ -434,9 +502,10 @@ int xdp_peerlb(struct xdp_md *ctx)
 	__u64 bytes = p.data_end - p.data;
 	struct lb_service_key skey = {};
 	struct lb_flow found, *flow;
+	struct lb_service *svc;
 	struct lb_config *cfg;
 	__u32 zero = 0;
-	int ret;
+	int ret, http;
 
 	switch (lb_parse(&p)) {
 	case LB_PARSE_TCP:
@@ -473,10 +542,12 @@ int xdp_peerlb(struct xdp_md *ctx)
 	skey.port = p.key.dport;
 	skey.family = p.key.family;
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
-	if (!cfg || !bpf_map_lookup_elem(&lb_services, &skey)) {
+	svc = bpf_map_lookup_elem(&lb_services, &skey);
+	if (!cfg || !svc) {
 		lb_count(LB_C_PASS_NOT_SERVICE, bytes);
 		return XDP_PASS;
 	}
+	http = svc->mode == LB_MODE_HTTP;
 
 	if (cfg->forward == LB_FORWARD_L2 && lb_steered_by_mac(&p)) {
 		lb_count(LB_C_PASS_STEERED_IN, bytes);
@@ -498,7 +569,12 @@ int xdp_peerlb(struct xdp_md *ctx)
 	}
 
 	if (p.tcp->syn && !p.tcp->ack)
-		return lb_handle_syn(ctx, &p, cfg, bytes);
+		return http ? lb_syn_cookie_reply(ctx, &p, cfg, bytes) : lb_handle_syn(ctx, &p, cfg, bytes);
+	if (http) {
+		ret = lb_http_first_segment(ctx, &p, cfg, bytes);
+		if (ret >= 0)
+			return ret;
+	}
 
 	if (lb_has_local_socket(ctx, &p.key)) {
 		lb_count(LB_C_PASS_LOCAL_SOCKET, bytes);
@@ -629,6 +705,33 @@ int tc_mss_clamp(struct __sk_buff *skb)
 			    sizeof(new_mss), 0);
 	lb_count(LB_C_TC_MSS_CLAMPED, skb->len);
 	return TC_ACT_OK;
+}
+
+/* Ingress of every node: the first segment of an "http" connection that
+ * this node serves becomes a connection from its cookie
+ * (syncookie.bpf.h). Everything else passes untouched. */
+SEC("tc")
+int tc_ingress(struct __sk_buff *skb)
+{
+	struct lb_packet p = {
+		.data = (void *)(long)skb->data,
+		.data_end = (void *)(long)skb->data_end,
+	};
+	struct lb_service_key skey = {};
+	struct lb_service *svc;
+	struct lb_config *cfg;
+	__u32 zero = 0;
+
+	if (lb_parse(&p) != LB_PARSE_TCP || p.tcp->syn || !p.tcp->ack || p.tcp->rst)
+		return TC_ACT_OK;
+	skey.addr = p.key.daddr;
+	skey.port = p.key.dport;
+	skey.family = p.key.family;
+	svc = bpf_map_lookup_elem(&lb_services, &skey);
+	cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	if (!svc || !cfg || svc->mode != LB_MODE_HTTP)
+		return TC_ACT_OK;
+	return lb_tc_cookie_ingress(skb, &p, cfg);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -30,6 +30,11 @@ struct lb_config {
 	__u32 mtu;               /* of the interface, for the MSS clamp */
 	__u64 peer_stale_ns;     /* older peer information: not a candidate */
 	__u64 self_stale_ns;     /* older own information: keep everything */
+	/* "http" mode (DESIGN.md section 4). */
+	__u32 cookie_slot;       /* epoch % LB_COOKIE_SLOTS: the key SYN-ACKs use */
+	__u32 http_wscale;       /* the window scale every node announces */
+	__u32 uri_rules;         /* rules in use: lb_uri_rules[0 .. uri_rules) */
+	__u32 pad;
 };
 
 #endif

@@ -9,7 +9,9 @@
 #define LB_MAX_SERVICES 1024
 
 enum lb_service_mode {
-	LB_MODE_L4 = 0, /* decide at the SYN */
+	LB_MODE_L4 = 0,   /* decide at the SYN */
+	LB_MODE_HTTP = 1, /* answer the SYN with a cluster cookie, decide at
+			   * the first request (DESIGN.md section 4) */
 };
 
 struct lb_service_key {

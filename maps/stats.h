@@ -28,7 +28,18 @@
 	X(SYN_FORWARD_WEIGHTED, "syn_forward_weighted")                 \
 	X(TX_FLOW_FORWARD, "tx_flow_forward")                           \
 	X(DROP_FORWARD_ERROR, "drop_forward_error")                     \
-	X(TC_MSS_CLAMPED, "tc_mss_clamped")
+	X(TC_MSS_CLAMPED, "tc_mss_clamped")                             \
+	X(TX_SYN_COOKIE, "tx_syn_cookie")                               \
+	X(PASS_SYN_NO_COOKIE_KEY, "pass_syn_no_cookie_key")             \
+	X(DROP_HANDSHAKE_ACK, "drop_handshake_ack")                     \
+	X(PASS_BAD_COOKIE, "pass_bad_cookie")                           \
+	X(HTTP_LOCAL, "http_local")                                     \
+	X(HTTP_FORWARD, "http_forward")                                 \
+	X(HTTP_NOT_HTTP, "http_not_http")                               \
+	X(HTTP_INCOMPLETE, "http_incomplete")                           \
+	X(TC_COOKIE_ASSIGNED, "tc_cookie_assigned")                     \
+	X(TC_COOKIE_INVALID, "tc_cookie_invalid")                       \
+	X(TC_COOKIE_ASSIGN_FAILED, "tc_cookie_assign_failed")
 
 enum lb_counter {
 #define LB_COUNTER_ENUM(name, text) LB_C_##name,

@@ -7,6 +7,7 @@
 //   peerlb-mapctl ... service ADDR PORT
 //   peerlb-mapctl ... config KEY VALUE         # accept_below, min_difference,
 //                 pick, forward, conn_cost_bp, peer_stale_ms, self_stale_ms
+#include <algorithm>
 #include <arpa/inet.h>
 
 #include <ctime>
@@ -69,6 +70,10 @@ void set_config_key(lb_config& cfg, const std::string& key, const std::string& v
         cfg.peer_stale_ns = number() * 1'000'000ull;
     else if (key == "self_stale_ms")
         cfg.self_stale_ns = number() * 1'000'000ull;
+    else if (key == "cookie_slot")
+        cfg.cookie_slot = static_cast<uint32_t>(number());
+    else if (key == "http_wscale")
+        cfg.http_wscale = static_cast<uint32_t>(number());
     else
         throw Error(fmt::format("unknown config key or value: {} {}", key, value));
 }
@@ -105,6 +110,16 @@ int main(int argc, char** argv)
     auto* service_cmd = app.add_subcommand("service", "add a balanced service");
     service_cmd->add_option("address", svc_addr)->required();
     service_cmd->add_option("port", port)->required();
+
+    std::string mode = "l4";
+    service_cmd->add_option("--mode", mode, "l4 or http")->capture_default_str();
+
+    // Test keys: slot s gets k0 = seed + s, k1 = ~(seed + s).
+    uint64_t seed = 0;
+    std::vector<uint32_t> key_slots;
+    auto* cookie_cmd = app.add_subcommand("cookie-keys", "install cluster SYN cookie keys");
+    cookie_cmd->add_option("--seed", seed)->required();
+    cookie_cmd->add_option("slots", key_slots, "valid slots (others are cleared)")->required();
 
     std::string key, value;
     auto* config_cmd = app.add_subcommand("config", "change one setting");
@@ -146,7 +161,18 @@ int main(int argc, char** argv)
             k.addr = ip.addr;
             k.family = ip.family;
             k.port = htons(port);
-            maps.add_service(k, lb_service{LB_MODE_L4, 0});
+            if (mode != "l4" && mode != "http")
+                throw Error(fmt::format("--mode {}: l4 or http", mode));
+            maps.add_service(k, lb_service{mode == "http" ? LB_MODE_HTTP : LB_MODE_L4, 0});
+        } else if (*cookie_cmd) {
+            for (uint32_t s = 0; s < LB_COOKIE_SLOTS; s++) {
+                lb_cookie_key ck{};
+                ck.k0 = seed + s;
+                ck.k1 = ~(seed + s);
+                ck.epoch = s;
+                ck.valid = std::find(key_slots.begin(), key_slots.end(), s) != key_slots.end();
+                maps.set_cookie_key(s, ck);
+            }
         } else if (*config_cmd) {
             lb_config cfg = maps.config();
             set_config_key(cfg, key, value);

@@ -141,6 +141,8 @@ void DataPlaneTest::SetUp()
     fds.grace = dup_map_fd((*skel_)->maps.lb_grace);
     fds.stats = dup_map_fd((*skel_)->maps.lb_stats);
     fds.node_stats = dup_map_fd((*skel_)->maps.lb_node_stats);
+    fds.cookie_keys = dup_map_fd((*skel_)->maps.lb_cookie_keys);
+    fds.uri_rules = dup_map_fd((*skel_)->maps.lb_uri_rules);
     maps_ = std::make_unique<Maps>(std::move(fds));
     install_cluster(LB_FORWARD_L2);
 }

@@ -33,7 +33,7 @@ constexpr uint32_t kTcPriority = 0xb1;
 const char* const kPinnedMaps[] = {
     LB_CONFIG_MAP, LB_NODES_MAP, LB_NODE_ADDRS_MAP, LB_NODE_MACS_MAP,
     LB_SERVICES_MAP, LB_FLOWS_MAP, LB_FLOWS_NEW_MAP, LB_GRACE_MAP, LB_STATS_MAP,
-    LB_NODE_STATS_MAP,
+    LB_NODE_STATS_MAP, LB_COOKIE_KEYS_MAP, LB_URI_RULES_MAP,
 };
 
 unsigned ifindex_of(const std::string& iface)
@@ -72,20 +72,30 @@ private:
     Fd fd_;
 };
 
-bpf_tc_hook egress_hook(unsigned ifindex)
+bpf_tc_hook tc_hook(unsigned ifindex, bpf_tc_attach_point where)
 {
     bpf_tc_hook hook{};
     hook.sz = sizeof(hook);
     hook.ifindex = static_cast<int>(ifindex);
-    hook.attach_point = BPF_TC_EGRESS;
+    hook.attach_point = where;
     return hook;
 }
 
+// Both TC programs: tc_mss_clamp on egress, tc_ingress on ingress.
 void tc_detach(unsigned ifindex)
 {
-    bpf_tc_hook hook = egress_hook(ifindex);
+    for (auto where : {BPF_TC_EGRESS, BPF_TC_INGRESS}) {
+        bpf_tc_hook hook = tc_hook(ifindex, where);
+        LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
+        bpf_tc_detach(&hook, &opts); // absent already: nothing to undo
+    }
+}
+
+bool tc_attached(unsigned ifindex, bpf_tc_attach_point where)
+{
+    bpf_tc_hook hook = tc_hook(ifindex, where);
     LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
-    bpf_tc_detach(&hook, &opts); // absent already: nothing to undo
+    return bpf_tc_query(&hook, &opts) == 0;
 }
 
 // Undoes a partial attach unless dismissed.
@@ -201,15 +211,27 @@ void attach(const AttachOptions& opts)
     if (bpf_obj_pin(link.get(), link_pin.c_str()))
         throw SystemError(fmt::format("pin XDP link at {}", link_pin), errno);
 
-    bpf_tc_hook hook = egress_hook(ifindex);
+    // One clsact qdisc holds both hooks; creating it for egress makes both.
+    bpf_tc_hook hook = tc_hook(ifindex, BPF_TC_EGRESS);
     int err = bpf_tc_hook_create(&hook);
     if (err && err != -EEXIST)
         throw SystemError(fmt::format("create clsact on {}", opts.iface), err);
-    LIBBPF_OPTS(bpf_tc_opts, tc_opts, .prog_fd = bpf_program__fd(skel->progs.tc_mss_clamp),
-                .flags = BPF_TC_F_REPLACE, .handle = kTcHandle, .priority = kTcPriority);
-    if ((err = bpf_tc_attach(&hook, &tc_opts)))
-        throw SystemError(fmt::format("attach TC egress to {}", opts.iface), err);
     rollback.attached_tc();
+    const struct {
+        bpf_tc_attach_point where;
+        int prog_fd;
+        const char* name;
+    } tc_programs[] = {
+        {BPF_TC_EGRESS, bpf_program__fd(skel->progs.tc_mss_clamp), "egress"},
+        {BPF_TC_INGRESS, bpf_program__fd(skel->progs.tc_ingress), "ingress"},
+    };
+    for (const auto& t : tc_programs) {
+        bpf_tc_hook h = tc_hook(ifindex, t.where);
+        LIBBPF_OPTS(bpf_tc_opts, tc_opts, .prog_fd = t.prog_fd, .flags = BPF_TC_F_REPLACE,
+                    .handle = kTcHandle, .priority = kTcPriority);
+        if ((err = bpf_tc_attach(&h, &tc_opts)))
+            throw SystemError(fmt::format("attach TC {} to {}", t.name, opts.iface), err);
+    }
     rollback.dismiss();
     // The link fd closes here; the pin keeps the program attached.
 }
@@ -274,9 +296,8 @@ AttachState query(const std::string& pin_root, const std::string& iface)
             st.mode = q.attach_mode == XDP_ATTACHED_SKB ? "skb"
                       : q.attach_mode == XDP_ATTACHED_DRV ? "native"
                                                           : "unknown";
-        bpf_tc_hook hook = egress_hook(info.xdp.ifindex);
-        LIBBPF_OPTS(bpf_tc_opts, tc_opts, .handle = kTcHandle, .priority = kTcPriority);
-        st.tc_attached = bpf_tc_query(&hook, &tc_opts) == 0;
+        st.tc_attached = tc_attached(info.xdp.ifindex, BPF_TC_EGRESS) &&
+                         tc_attached(info.xdp.ifindex, BPF_TC_INGRESS);
     }
     return st;
 }

@@ -90,7 +90,33 @@ Maps Maps::open_pinned(const std::string& pin_dir)
     fds.grace = open_pin(pin_dir, LB_GRACE_MAP);
     fds.stats = open_pin(pin_dir, LB_STATS_MAP);
     fds.node_stats = open_pin(pin_dir, LB_NODE_STATS_MAP);
+    fds.cookie_keys = open_pin(pin_dir, LB_COOKIE_KEYS_MAP);
+    fds.uri_rules = open_pin(pin_dir, LB_URI_RULES_MAP);
     return Maps(std::move(fds));
+}
+
+lb_cookie_key Maps::cookie_key(uint32_t slot) const
+{
+    lb_cookie_key k{};
+    lookup(fds_.cookie_keys, &slot, &k, "cookie key");
+    return k;
+}
+
+void Maps::set_cookie_key(uint32_t slot, const lb_cookie_key& key)
+{
+    update(fds_.cookie_keys, &slot, &key, "cookie key");
+}
+
+lb_uri_rule Maps::uri_rule(uint32_t index) const
+{
+    lb_uri_rule r{};
+    lookup(fds_.uri_rules, &index, &r, "URI rule");
+    return r;
+}
+
+void Maps::set_uri_rule(uint32_t index, const lb_uri_rule& rule)
+{
+    update(fds_.uri_rules, &index, &rule, "URI rule");
 }
 
 lb_config Maps::config() const

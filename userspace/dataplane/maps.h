@@ -14,17 +14,19 @@
 
 extern "C" {
 #include "../../maps/config.h"
+#include "../../maps/cookie.h"
 #include "../../maps/flow.h"
 #include "../../maps/grace.h"
 #include "../../maps/node.h"
 #include "../../maps/service.h"
 #include "../../maps/stats.h"
+#include "../../maps/uri.h"
 }
 
 namespace peerlb {
 
 // Layouts are part of the pinned-map contract: a change needs a new map name.
-static_assert(sizeof(lb_config) == 48);
+static_assert(sizeof(lb_config) == 64);
 static_assert(sizeof(lb_node) == 40 && offsetof(lb_node, updated_ns) == 32);
 static_assert(sizeof(lb_flow_key) == 40 && offsetof(lb_flow_key, family) == 36);
 static_assert(sizeof(lb_flow) == 16);
@@ -32,6 +34,8 @@ static_assert(sizeof(lb_service_key) == 20);
 static_assert(sizeof(lb_node_addr_key) == 20);
 static_assert(sizeof(lb_node_mac_key) == 8);
 static_assert(sizeof(lb_grace_key) == 20);
+static_assert(sizeof(lb_cookie_key) == 32);
+static_assert(sizeof(lb_uri_rule) == 216);
 
 // Defaults of DESIGN section 2 (T1 50 %, T2 20 %, weighted, l2).
 lb_config default_config();
@@ -50,7 +54,8 @@ struct CounterTotal {
 
 // Map fds of one data plane, by map name.
 struct MapFds {
-    Fd config, nodes, node_addrs, node_macs, services, flows, flows_new, grace, stats, node_stats;
+    Fd config, nodes, node_addrs, node_macs, services, flows, flows_new, grace, stats, node_stats,
+        cookie_keys, uri_rules;
 };
 
 class Maps {
@@ -82,6 +87,15 @@ public:
 
     // Orphans to `address` are dropped until until_ns (lb_grace); 0 removes.
     void set_grace(const IpAddress& address, uint64_t until_ns);
+
+    // Cluster SYN cookie key of one slot (epoch % LB_COOKIE_SLOTS).
+    lb_cookie_key cookie_key(uint32_t slot) const;
+    void set_cookie_key(uint32_t slot, const lb_cookie_key& key);
+
+    // URI rule `index` (< LB_MAX_URI_RULES); lb_config.uri_rules says how
+    // many are in use.
+    lb_uri_rule uri_rule(uint32_t index) const;
+    void set_uri_rule(uint32_t index, const lb_uri_rule& rule);
 
     // Per-CPU counters summed over all possible CPUs, in enum order.
     std::vector<CounterTotal> counters() const;

@@ -161,8 +161,9 @@ cl_wait_ready() {
 }
 
 # cl_peerlb_up MODE: attaches peerlb (l2 or ipip) on every server and fills
-# its maps: the three nodes, the three services (v4 and v6, port 80), loads
-# that stay fresh for the whole test (no agent rewrites them).
+# its maps: the three nodes, the three services (v4 and v6, port 80, mode
+# CL_SERVICE_MODE: l4 by default, or http with cookie keys), loads that stay
+# fresh for the whole test (no agent rewrites them).
 cl_peerlb_up() {
     local mode=$1 n m
     mkdir -p "$CL_TMP/bpffs"
@@ -174,9 +175,16 @@ cl_peerlb_up() {
             [[ $m == "$n" ]] && self=(--self)
             cl_mapctl "$n" node $((m - 1)) --addr "${CL_NODE_ADDR[$m]}" --mac "$(cl_mac "$m")" \
                 --load 10 "${self[@]}" || return 1
-            cl_mapctl "$n" service "${CL_SVC_ADDR[$m]}" 80 || return 1
-            cl_mapctl "$n" service "${CL_SVC_ADDR6[$m]}" 80 || return 1
+            cl_mapctl "$n" service "${CL_SVC_ADDR[$m]}" 80 --mode "${CL_SERVICE_MODE:-l4}" || return 1
+            cl_mapctl "$n" service "${CL_SVC_ADDR6[$m]}" 80 --mode "${CL_SERVICE_MODE:-l4}" || return 1
         done
+        if [[ ${CL_SERVICE_MODE:-l4} == http ]]; then
+            # The same cookie keys on every node (the agents derive them from
+            # the cluster key); slot 1 signs, 0 and 2 still validate.
+            cl_mapctl "$n" cookie-keys --seed 7 0 1 2 || return 1
+            cl_mapctl "$n" config cookie_slot 1 || return 1
+            cl_mapctl "$n" config http_wscale 7 || return 1
+        fi
         cl_mapctl "$n" config peer_stale_ms 3600000 || return 1
         cl_mapctl "$n" config self_stale_ms 3600000 || return 1
     done
