@@ -35,7 +35,9 @@ struct lb_syn_options {
 };
 
 /* Client MSS values a cookie can carry (those most seen: the minimum,
- * IPv6 minimum-MTU, common tunnels, Ethernet); rounded down. */
+ * IPv6 minimum-MTU, common tunnels, Ethernet): the client's MSS rounded
+ * down to one of them, and anything below 536 taken as 536 (as Linux's own
+ * cookies do: no TCP peer may announce less). */
 static inline __u16 lb_cookie_mss_value(__u32 index)
 {
 	switch (index & 3) {
@@ -161,8 +163,6 @@ static inline int lb_cookie_valid(const struct lb_cookie_key *k, const struct lb
 {
 	__u32 low = cookie & ~LB_COOKIE_HASH_MASK;
 
-	if (((cookie >> 4) & 15) > LB_COOKIE_MAX_WSCALE && ((cookie >> 4) & 15) != LB_COOKIE_NO_WSCALE)
-		return 0;
 	return (lb_cookie_hash(k, key, client_isn, low) & LB_COOKIE_HASH_MASK) ==
 	       (cookie & LB_COOKIE_HASH_MASK);
 }

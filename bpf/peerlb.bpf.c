@@ -262,20 +262,48 @@ struct lb_peer_loop {
 	struct lb_scratch *scratch;
 	struct lb_scan scan;
 	__u64 now;
+	__u64 mask;   /* slots that may be chosen (a URI rule's nodes); 0: all */
+	__u32 min_bp; /* least effective load among them (lb_min_cb) */
+	__u32 pad;
 };
+
+/* A slot's effective load, or LB_LOAD_UNUSABLE when it may not be chosen. */
+static __always_inline __u32 lb_slot_load(const struct lb_peer_loop *l, __u32 i)
+{
+	__u32 slot = i;
+	struct lb_node *n;
+
+	if (i >= LB_MAX_NODES || i == l->cfg->self_slot)
+		return LB_LOAD_UNUSABLE;
+	if (l->mask && !(l->mask & (1ull << i)))
+		return LB_LOAD_UNUSABLE;
+	n = bpf_map_lookup_elem(&lb_nodes, &slot);
+	if (!n || !lb_node_usable(n->state, n->updated_ns, l->now, l->cfg->peer_stale_ns))
+		return LB_LOAD_UNUSABLE;
+	return lb_effective_load(n->load_bp, n->pending, l->cfg->conn_cost_bp);
+}
+
+static long lb_min_cb(__u32 i, void *arg)
+{
+	struct lb_peer_loop *l = arg;
+	__u32 bp;
+
+	if (i >= LB_MAX_NODES)
+		return 1;
+	bp = lb_slot_load(l, i);
+	if (bp < l->min_bp)
+		l->min_bp = bp;
+	return 0;
+}
 
 static long lb_scan_cb(__u32 i, void *arg)
 {
 	struct lb_peer_loop *l = arg;
-	__u32 slot = i, bp = LB_LOAD_UNUSABLE;
-	struct lb_node *n;
+	__u32 bp;
 
 	if (i >= LB_MAX_NODES)
 		return 1;
-	n = bpf_map_lookup_elem(&lb_nodes, &slot);
-	if (n && i != l->cfg->self_slot &&
-	    lb_node_usable(n->state, n->updated_ns, l->now, l->cfg->peer_stale_ns))
-		bp = lb_effective_load(n->load_bp, n->pending, l->cfg->conn_cost_bp);
+	bp = lb_slot_load(l, i);
 	l->scratch->load_bp[i] = bp;
 	lb_scan_peer(&l->scan, i, bp);
 	return 0;
@@ -292,9 +320,9 @@ static long lb_pick_cb(__u32 i, void *arg)
 }
 
 static __always_inline void lb_compare_peers(const struct lb_config *cfg, __u32 local_bp,
-					     struct lb_decision *d)
+					     struct lb_decision *d, __u64 mask)
 {
-	struct lb_peer_loop l = { .cfg = cfg, .now = bpf_ktime_get_ns() };
+	struct lb_peer_loop l = { .cfg = cfg, .now = bpf_ktime_get_ns(), .mask = mask };
 	__u32 zero = 0, slots = cfg->node_slots;
 
 	if (lb_decide_begin(cfg, local_bp, d, &l.scan))
@@ -311,24 +339,74 @@ static __always_inline void lb_compare_peers(const struct lb_config *cfg, __u32 
 	lb_decide_finish(&l.scan, d);
 }
 
+/* This node's load for the decision; 0 when its own information is stale
+ * (the fail-safe: keep everything). */
+static __always_inline int lb_self_load(const struct lb_config *cfg, __u32 *local_bp)
+{
+	__u32 self_slot = cfg->self_slot;
+	struct lb_node *self;
+
+	self = bpf_map_lookup_elem(&lb_nodes, &self_slot);
+	if (!self || self->updated_ns == 0 ||
+	    !lb_node_usable(LB_NODE_ALIVE, self->updated_ns, bpf_ktime_get_ns(), cfg->self_stale_ns))
+		return 0;
+	*local_bp = lb_local_load(self->state,
+				  lb_effective_load(self->load_bp, self->pending, cfg->conn_cost_bp), cfg);
+	return 1;
+}
+
 /* The SYN decision: fail-safe and threshold T1 here, peers if needed. */
 static __always_inline struct lb_decision lb_decide_syn(const struct lb_config *cfg)
 {
 	struct lb_decision d = { LB_NODE_LOCAL, LB_REASON_FAILSAFE };
-	__u32 self_slot = cfg->self_slot;
-	__u64 now = bpf_ktime_get_ns();
-	struct lb_node *self;
 	__u32 local_bp;
 
-	self = bpf_map_lookup_elem(&lb_nodes, &self_slot);
-	if (!self || self->updated_ns == 0 ||
-	    !lb_node_usable(LB_NODE_ALIVE, self->updated_ns, now, cfg->self_stale_ns))
-		return d;
-
-	local_bp = lb_local_load(self->state,
-				 lb_effective_load(self->load_bp, self->pending, cfg->conn_cost_bp), cfg);
-	lb_compare_peers(cfg, local_bp, &d);
+	if (lb_self_load(cfg, &local_bp))
+		lb_compare_peers(cfg, local_bp, &d, 0);
 	return d;
+}
+
+/* A URI rule's scope (WO 99/18534, third embodiment): the decision runs
+ * among the rule's nodes only (this node keeps a request only if it is one
+ * of them); when all of them are at or above T1, among every node
+ * (*spilled). Sets *mask and *local_bp for lb_compare_peers; returns 1 when
+ * *d is final already. One lb_compare_peers call site for every http
+ * decision: each inlined copy costs the verifier the whole peer walk. */
+static __always_inline int lb_rule_scope(const struct lb_config *cfg, const struct lb_uri_rule *rule,
+					 __u32 *local_bp, __u64 *mask, int *spilled,
+					 struct lb_decision *d)
+{
+	struct lb_peer_loop l = { .cfg = cfg, .now = bpf_ktime_get_ns(), .min_bp = LB_LOAD_UNUSABLE };
+	__u32 members_min = LB_LOAD_UNUSABLE, slots = cfg->node_slots;
+	int self_in = rule->flags & LB_URI_SELF;
+
+	l.mask = rule->nodes;
+	if (cfg->self_slot < LB_MAX_NODES)
+		l.mask &= ~(1ull << cfg->self_slot);
+	if (slots > LB_MAX_NODES)
+		slots = LB_MAX_NODES;
+	if (l.mask) {
+		bpf_loop(slots, lb_min_cb, &l, 0);
+		members_min = l.min_bp;
+	}
+	if (self_in && *local_bp < members_min)
+		members_min = *local_bp;
+	if (members_min >= cfg->accept_below_bp) {
+		*spilled = 1;
+		*mask = 0;
+		return 0;
+	}
+	if (!l.mask) { /* this node alone, below T1 */
+		d->node = LB_NODE_LOCAL;
+		d->reason = LB_REASON_BELOW_T1;
+		return 1;
+	}
+	/* Not one of the rule's nodes: compares as full plus T2, so it never
+	 * keeps the request and every member is a candidate. */
+	if (!self_in)
+		*local_bp = LB_LOAD_FULL + cfg->min_difference_bp;
+	*mask = l.mask;
+	return 0;
 }
 
 static __always_inline __u32 lb_syn_counter(__u32 reason)
@@ -376,6 +454,7 @@ static __always_inline int lb_handle_syn(struct xdp_md *ctx, struct lb_packet *p
 	return lb_forward(ctx, p, cfg, d.node, bytes);
 }
 
+#include "http.bpf.h"
 #include "syncookie.bpf.h"
 
 /* Bytes of TCP payload in the segment, from the IP header's length. */
@@ -399,35 +478,194 @@ static __always_inline __u32 lb_payload_len(const struct lb_packet *p)
 	return l3_total > headers ? l3_total - headers : 0;
 }
 
+struct lb_rule_search {
+	const struct lb_http_request *req;
+	__be16 port;
+	__u16 pad;
+	__s32 matched;
+};
+
+static long lb_rule_cb(__u32 i, void *arg)
+{
+	struct lb_rule_search *r = arg;
+	struct lb_uri_rule *rule;
+	__u32 index = i;
+
+	rule = bpf_map_lookup_elem(&lb_uri_rules, &index);
+	if (!rule || (rule->port && rule->port != r->port))
+		return 0;
+	if (!lb_uri_rule_matches(rule, LB_URI_ENTRY, r->req))
+		return 0;
+	r->matched = (__s32)i;
+	return 1;
+}
+
+/* The first URI rule (of this service's port) the request matches; -1 if
+ * none. Rules are tried by bpf_loop(): inline, 16 of them with their own
+ * loops inside ran past the verifier's budget. */
+static __always_inline int lb_match_rule(const struct lb_config *cfg, const struct lb_packet *p,
+					 const struct lb_http_request *req)
+{
+	struct lb_rule_search r = { .req = req, .port = p->key.dport, .matched = -1 };
+	__u32 n = cfg->uri_rules;
+
+	if (req->status != LB_HTTP_COMPLETE || n == 0)
+		return -1;
+	if (n > LB_MAX_URI_RULES)
+		n = LB_MAX_URI_RULES;
+	bpf_loop(n, lb_rule_cb, &r, 0);
+	return r.matched;
+}
+
+static __always_inline void lb_pin_event(const struct lb_pin_key *key, __u32 op, __u32 node,
+					 __u32 rule, __u32 timeout_s)
+{
+	struct lb_pin_event *ev = bpf_ringbuf_reserve(&lb_pin_events, sizeof(*ev), 0);
+
+	if (!ev)
+		return; /* the agent is behind: the pin stays local to this node */
+	ev->key = *key;
+	ev->op = op;
+	ev->node = node;
+	ev->rule = rule;
+	ev->timeout_s = timeout_s;
+	bpf_ringbuf_submit(ev, 0);
+}
+
+static __always_inline void lb_pin_client(const struct lb_packet *p, __u32 node, __u32 rule,
+					  __u32 timeout_s)
+{
+	struct lb_pin_key key = { .family = p->key.family };
+	struct lb_pin pin = {
+		.node = node,
+		.rule = rule,
+		.expires_ns = bpf_ktime_get_ns() + (__u64)timeout_s * 1000000000ull,
+	};
+
+	key.client = p->key.saddr;
+	bpf_map_update_elem(&lb_pins, &key, &pin, BPF_ANY);
+	lb_pin_event(&key, LB_PIN_SET, node, rule, timeout_s);
+}
+
+/* A pinned client's request goes to its node (while that node is usable);
+ * its stateful rule's exit request goes there too and ends the pin.
+ * Returns 1 with *d and flow->rule set when the client is pinned. */
+static __always_inline int lb_pinned(const struct lb_config *cfg, const struct lb_packet *p,
+				     const struct lb_http_request *req, struct lb_decision *d,
+				     struct lb_flow *flow)
+{
+	struct lb_pin_key key = { .family = p->key.family };
+	struct lb_uri_rule *rule;
+	struct lb_pin *pin;
+	struct lb_node *n;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 node, index;
+
+	key.client = p->key.saddr;
+	pin = bpf_map_lookup_elem(&lb_pins, &key);
+	if (!pin)
+		return 0;
+	node = pin->node;
+	index = pin->rule;
+	if (now >= pin->expires_ns)
+		goto drop;
+	if (node != LB_NODE_LOCAL) {
+		n = bpf_map_lookup_elem(&lb_nodes, &node);
+		if (!n || !lb_node_usable(n->state, n->updated_ns, now, cfg->peer_stale_ns))
+			goto drop; /* its node is gone: decided afresh (and pinned again) */
+	}
+	d->node = node;
+	d->reason = LB_REASON_PINNED;
+	flow->rule = (__u8)(index + 1);
+	flow->http |= LB_FLOW_PINNED;
+	rule = bpf_map_lookup_elem(&lb_uri_rules, &index);
+	if (rule && (rule->flags & LB_URI_STATEFUL) && lb_uri_rule_matches(rule, LB_URI_EXIT, req)) {
+		bpf_map_delete_elem(&lb_pins, &key);
+		lb_pin_event(&key, LB_PIN_ENDED, node, index, 0);
+		flow->http |= LB_FLOW_PIN_ENDED;
+	}
+	return 1;
+drop:
+	bpf_map_delete_elem(&lb_pins, &key);
+	return 0;
+}
+
 /* The first segment of an "http" connection after its cookie handshake:
- * the decision is made here, recorded in the established table, and the
- * serving node's TC ingress creates the connection from the cookie.
- * Returns -1 when the segment carries no cookie of ours (the l4 path
- * handles it: a local connection, or an orphan the kernel resets). */
+ * the request line picks a URI rule (or none), the decision is made here
+ * and recorded in the established table, and the serving node's TC ingress
+ * creates the connection from the cookie. Returns -1 when the segment
+ * carries no cookie of ours (the l4 path handles it: a local connection,
+ * or an orphan the kernel resets). */
 static __always_inline int lb_http_first_segment(struct xdp_md *ctx, struct lb_packet *p,
 						 const struct lb_config *cfg, __u64 bytes)
 {
+	struct lb_http_request req = {};
+	struct lb_rule_counters *rc;
+	struct lb_node_counters *nc;
+	struct lb_uri_rule *rule = NULL;
 	struct lb_decision d;
 	struct lb_flow flow;
-	struct lb_node_counters *nc;
 	struct lb_node *n;
-	__u32 cookie, slot;
+	__u32 cookie, slot, payload, off, local_bp, rule_index = 0;
+	int matched = -1, spilled = 0;
+	__u64 mask = 0;
 
 	if (!lb_cookie_of_segment(p, &cookie))
 		return -1;
+	payload = lb_payload_len(p);
 	/* The handshake's own ACK: nothing to decide on yet, and the client
 	 * thinks it is connected; its first request carries the same ACK. */
-	if (lb_payload_len(p) == 0 && !p->tcp->fin) {
+	if (payload == 0 && !p->tcp->fin) {
 		lb_count(LB_C_DROP_HANDSHAKE_ACK, bytes);
 		return XDP_DROP;
 	}
 
-	d = lb_decide_syn(cfg);
+	/* From the parsed lengths: pointer differences end up as 32-bit
+	 * pointer arithmetic, which the verifier refuses. */
+	off = p->l2_len + p->l3_len + p->tcp->doff * 4;
+	if (payload)
+		lb_http_read(ctx, off, payload, &req);
 	flow = (struct lb_flow){
-		.node = d.node,
-		.reason = d.reason,
+		.http = LB_FLOW_HTTP | (req.status == LB_HTTP_NOT_HTTP ? LB_FLOW_NOT_HTTP : 0) |
+			(req.status == LB_HTTP_INCOMPLETE ? LB_FLOW_INCOMPLETE : 0),
 		.created_ns = bpf_ktime_get_ns(),
 	};
+
+	if (lb_pinned(cfg, p, &req, &d, &flow)) {
+		rule_index = flow.rule - 1u;
+		rule = bpf_map_lookup_elem(&lb_uri_rules, &rule_index);
+	} else {
+		matched = lb_match_rule(cfg, p, &req);
+		if (matched >= 0) {
+			rule_index = (__u32)matched;
+			rule = bpf_map_lookup_elem(&lb_uri_rules, &rule_index);
+		}
+		d.node = LB_NODE_LOCAL;
+		d.reason = LB_REASON_FAILSAFE;
+		if (lb_self_load(cfg, &local_bp) &&
+		    !(rule && lb_rule_scope(cfg, rule, &local_bp, &mask, &spilled, &d)))
+			lb_compare_peers(cfg, local_bp, &d, mask);
+		flow.rule = rule ? (__u8)(rule_index + 1) : 0;
+		flow.http |= spilled ? LB_FLOW_SPILLED : 0;
+		if (rule && (rule->flags & LB_URI_STATEFUL)) {
+			lb_pin_client(p, d.node, rule_index, rule->pin_timeout_s);
+			flow.http |= LB_FLOW_PIN_SET;
+		}
+	}
+	flow.node = d.node;
+	flow.reason = d.reason;
+	if (req.status == LB_HTTP_NOT_HTTP)
+		lb_count(LB_C_HTTP_NOT_HTTP, bytes);
+	else if (req.status == LB_HTTP_INCOMPLETE)
+		lb_count(LB_C_HTTP_INCOMPLETE, bytes);
+	if (rule) {
+		rc = bpf_map_lookup_elem(&lb_rule_stats, &rule_index);
+		if (rc) {
+			rc->hits++;
+			rc->spilled += spilled;
+		}
+	}
+
 	slot = d.node == LB_NODE_LOCAL ? cfg->self_slot : d.node;
 	n = bpf_map_lookup_elem(&lb_nodes, &slot);
 	if (n)

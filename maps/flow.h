@@ -32,14 +32,29 @@ enum lb_reason {
 	LB_REASON_WEIGHTED = 4,      /* forwarded by weighted draw */
 	LB_REASON_HANDOVER = 5,      /* announced by the peer serving it when its
 				      * service address moved here */
+	LB_REASON_PINNED = 6,        /* its client is pinned to the node by a
+				      * stateful URI rule */
 	LB_REASON_MAX,
+};
+
+/* How an "http" connection's first request was routed (lb_flow.http). */
+enum lb_flow_http {
+	LB_FLOW_HTTP = 1 << 0,       /* decided at its first request (http mode) */
+	LB_FLOW_SPILLED = 1 << 1,    /* its rule's nodes were all above T1 */
+	LB_FLOW_NOT_HTTP = 1 << 2,   /* no request line: decided by load */
+	LB_FLOW_INCOMPLETE = 1 << 3, /* request line cut: decided by load */
+	LB_FLOW_PINNED = 1 << 4,     /* its client was pinned (stateful rule) */
+	LB_FLOW_PIN_SET = 1 << 5,    /* it pinned its client (entry request) */
+	LB_FLOW_PIN_ENDED = 1 << 6,  /* it ended its client's pin (exit request) */
 };
 
 struct lb_flow {
 	__u32 node;       /* node slot, or LB_NODE_LOCAL */
 	__u8 reason;      /* enum lb_reason */
-	__u8 pad[3];
-	__u64 created_ns; /* bpf_ktime_get_ns at the SYN */
+	__u8 rule;        /* URI rule index + 1 that routed it; 0: none */
+	__u8 http;        /* enum lb_flow_http bits */
+	__u8 pad;
+	__u64 created_ns; /* bpf_ktime_get_ns at the SYN (first request in http mode) */
 };
 
 #endif

@@ -34,4 +34,11 @@ struct lb_uri_rule {
 	__u32 pin_timeout_s; /* stateful: how long a pin lasts without exit */
 };
 
+/* lb_rule_stats: per-CPU array indexed by rule. */
+#define LB_RULE_STATS_MAP "lb_rule_stats"
+struct lb_rule_counters {
+	__u64 hits;    /* first requests that matched it */
+	__u64 spilled; /* of those, sent anywhere: its nodes were all above T1 */
+};
+
 #endif

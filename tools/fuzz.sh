@@ -28,11 +28,8 @@ for arg in "$@"; do
 done
 seconds=${seconds:-$( ((ci)) && echo 15 || echo 60)}
 
-# Targets: one per input parser of the agent.
-#   http_request_line: no target yet. The HTTP request-line parser (service
-#   mode "http") does not exist; add fuzz_http_request_line with it (see
-#   tests/fuzz/CMakeLists.txt).
-targets=(heartbeat config)
+# Targets: one per input parser (the agent's, and bpf/http.h's).
+targets=(heartbeat config http_request_line)
 
 # The newest clang installed (Debian 12's clang is 14, enough).
 pick() {
@@ -76,6 +73,10 @@ run_target() {
         config)
             extra+=(-max_len=4096 "-dict=$root/tests/fuzz/config.dict")
             ;;
+        http_request_line)
+            # Past LB_HTTP_SCAN (512): the parser must stop there.
+            extra+=(-max_len=1024)
+            ;;
     esac
     if ((ci)); then
         extra+=(-seed=20240601)
@@ -99,7 +100,7 @@ for t in "${targets[@]}"; do
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" 2>/dev/null | tail -1 || true)
     speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" 2>/dev/null | tail -1 || true)
     cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+' "$log" 2>/dev/null | tail -1 || true)
-    printf 'fuzz: %-10s %10s runs  %7s exec/s  %s  %s\n' "$t" "${runs:-?}" "${speed:-?}" \
+    printf 'fuzz: %-17s %10s runs  %7s exec/s  %s  %s\n' "$t" "${runs:-?}" "${speed:-?}" \
         "${cov:-}" "$( ((rc)) && echo "FAILED (exit $rc)" || echo ok)"
     if ((rc)); then
         failed+=("$t")

@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <vector>
+
+#include <fmt/format.h>
 #include <ctime>
 
 #include "userspace/dataplane/error.h"
@@ -25,6 +28,42 @@ Fd dup_map_fd(const bpf_map* map)
 // Staleness limits far above any test's run time: a test that wants stale
 // information sets an old timestamp instead.
 constexpr uint64_t kFreshForNs = 600'000'000'000ull;
+
+// Empties one map of the shared skeleton: arrays back to zeros, hash
+// tables without entries. (The ring buffer is left as it is.)
+void reset_map(const bpf_map* map)
+{
+    const int fd = bpf_map__fd(map);
+    const bpf_map_type type = bpf_map__type(map);
+    const uint32_t key_size = bpf_map__key_size(map), max = bpf_map__max_entries(map);
+    size_t value_size = bpf_map__value_size(map);
+    if (type == BPF_MAP_TYPE_PERCPU_ARRAY || type == BPF_MAP_TYPE_PERCPU_HASH ||
+        type == BPF_MAP_TYPE_LRU_PERCPU_HASH)
+        value_size = ((value_size + 7) / 8 * 8) * static_cast<size_t>(libbpf_num_possible_cpus());
+    if (type == BPF_MAP_TYPE_ARRAY || type == BPF_MAP_TYPE_PERCPU_ARRAY) {
+        std::vector<uint8_t> zeros(value_size);
+        for (uint32_t i = 0; i < max; i++)
+            if (bpf_map_update_elem(fd, &i, zeros.data(), BPF_ANY))
+                throw SystemError(fmt::format("reset map {}", bpf_map__name(map)), errno);
+        return;
+    }
+    if (type != BPF_MAP_TYPE_HASH && type != BPF_MAP_TYPE_LRU_HASH)
+        return;
+    std::vector<uint8_t> key(key_size), next(key_size);
+    while (bpf_map_get_next_key(fd, nullptr, next.data()) == 0)
+        if (bpf_map_delete_elem(fd, next.data()))
+            throw SystemError(fmt::format("reset map {}", bpf_map__name(map)), errno);
+}
+
+Skeleton& shared_skeleton()
+{
+    static std::unique_ptr<Skeleton> skel = [] {
+        auto s = std::make_unique<Skeleton>(std::nullopt);
+        s->load();
+        return s;
+    }();
+    return *skel;
+}
 
 } // namespace
 
@@ -128,8 +167,12 @@ void DataPlaneTest::SetUp()
 {
     if (geteuid() != 0)
         GTEST_SKIP() << "needs root to load BPF programs (BPF_PROG_TEST_RUN)";
-    skel_ = std::make_unique<Skeleton>(std::nullopt);
-    skel_->load();
+    skel_ = &shared_skeleton();
+    bpf_map* map;
+    bpf_object__for_each_map(map, (*skel_)->obj)
+    {
+        reset_map(map);
+    }
     MapFds fds;
     fds.config = dup_map_fd((*skel_)->maps.lb_config);
     fds.nodes = dup_map_fd((*skel_)->maps.lb_nodes);
@@ -143,6 +186,9 @@ void DataPlaneTest::SetUp()
     fds.node_stats = dup_map_fd((*skel_)->maps.lb_node_stats);
     fds.cookie_keys = dup_map_fd((*skel_)->maps.lb_cookie_keys);
     fds.uri_rules = dup_map_fd((*skel_)->maps.lb_uri_rules);
+    fds.rule_stats = dup_map_fd((*skel_)->maps.lb_rule_stats);
+    fds.pins = dup_map_fd((*skel_)->maps.lb_pins);
+    fds.pin_events = dup_map_fd((*skel_)->maps.lb_pin_events);
     maps_ = std::make_unique<Maps>(std::move(fds));
     install_cluster(LB_FORWARD_L2);
 }

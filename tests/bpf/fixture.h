@@ -108,7 +108,9 @@ protected:
     Skeleton& skeleton() { return *skel_; }
 
 private:
-    std::unique_ptr<Skeleton> skel_;
+    // Loaded once per process and shared: verifying the programs takes
+    // seconds. Every map is emptied at SetUp, so each test starts afresh.
+    Skeleton* skel_ = nullptr;
     std::unique_ptr<Maps> maps_;
     std::map<std::string, uint64_t> last_counts_;
 };

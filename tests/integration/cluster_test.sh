@@ -4,7 +4,10 @@
 # are served by servers 2 and 3; transfers through a handed-off flow arrive
 # intact; a keep-alive connection stays where it started; an idle server 1
 # serves its own traffic.
-# Usage: cluster_test.sh BUILD_DIR l2|ipip
+# With SERVICE_MODE http the services are in "http" mode (DESIGN.md section
+# 4): the receiving node answers SYNs with cluster cookies and decides at the
+# first request; the same checks hold, plus the cookie path's counters.
+# Usage: cluster_test.sh BUILD_DIR l2|ipip [l4|http]
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,11 +17,13 @@ source "$here/lib/cluster.sh"
 CL_BUILD=${1:?usage: cluster_test.sh BUILD_DIR l2|ipip}
 mode=${2:?usage: cluster_test.sh BUILD_DIR l2|ipip}
 [[ $mode == l2 || $mode == ipip ]] || { echo "mode must be l2 or ipip" >&2; exit 2; }
+CL_SERVICE_MODE=${3:-l4}
+[[ $CL_SERVICE_MODE == l4 || $CL_SERVICE_MODE == http ]] || { echo "service mode must be l4 or http" >&2; exit 2; }
 CL_BUILD=$(cd "$CL_BUILD" && pwd)
-name="cluster_test[$mode]"
+name="cluster_test[$mode,$CL_SERVICE_MODE]"
 require_root "$name"
 
-CL_PREFIX="plb$$${mode:0:1}"
+CL_PREFIX="plb$$${mode:0:1}${CL_SERVICE_MODE:0:1}"
 CL_TMP=$(mktemp -d /tmp/peerlb-cluster.XXXXXX)
 trap 'cl_down; rm -rf "$CL_TMP"' EXIT
 trap 'exit 130' INT TERM
@@ -85,11 +90,11 @@ check "5 MiB download through a handed-off flow is intact" \
 check "5 MiB download was handed off (served by s2 or s3)" only_from "s2 s3" "$server"
 
 server=$(cl_in c curl -s --max-time 30 -T "$CL_TMP/blob" -o /dev/null -D - \
-    "http://$svc1/up/upload-$mode" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-server" {print $2}')
+    "http://$svc1/up/upload-$mode-$CL_SERVICE_MODE" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-server" {print $2}')
 echo "    5 MiB upload stored by ${server:-nobody}"
 check "5 MiB upload was handed off (served by s2 or s3)" only_from "s2 s3" "$server"
 check "5 MiB upload arrived intact" \
-    test "$(sha256sum <"$CL_TMP/www/$server/root/up/upload-$mode" 2>/dev/null | cut -d' ' -f1)" \
+    test "$(sha256sum <"$CL_TMP/www/$server/root/up/upload-$mode-$CL_SERVICE_MODE" 2>/dev/null | cut -d' ' -f1)" \
     == "$blob_sum"
 
 # Keep-alive: one connection, loads flipped in the middle of it (s1 idle,
@@ -156,10 +161,28 @@ check "idle s1 serves its own traffic" only_from "s1" "$got"
 counter() { # counter N NAME: packets of counter NAME on server N
     cl_peerlb "$1" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"][sys.argv[1]]["packets"])' "$2"
 }
+if [[ $CL_SERVICE_MODE == http ]]; then
+    # Every connection was answered by s1's XDP and created from its cookie
+    # by the kernel of the node that served it.
+    check "s1 answered SYNs with cookies ($(counter 1 tx_syn_cookie))" \
+        test "$(counter 1 tx_syn_cookie)" -gt 100
+    check "s1 dropped the handshake ACKs ($(counter 1 drop_handshake_ack))" \
+        test "$(counter 1 drop_handshake_ack)" -gt 100
+    check "s1 never let the kernel answer a SYN ($(counter 1 syn_local_below_t1) l4 decisions)" \
+        test "$(( $(counter 1 syn_local_below_t1) + $(counter 1 syn_forward_weighted) ))" -eq 0
+    for n in 1 2 3; do
+        check "s$n created connections from cookies ($(counter $n tc_cookie_assigned))" \
+            test "$(counter $n tc_cookie_assigned)" -gt 10
+        check "s$n: no cookie refused or failed ($(counter $n tc_cookie_invalid), $(counter $n tc_cookie_assign_failed))" \
+            test "$(( $(counter $n tc_cookie_invalid) + $(counter $n tc_cookie_assign_failed) ))" -eq 0
+    done
+fi
 if [[ $mode == ipip ]]; then
     for n in 2 3; do
         check "s$n decapsulated steered-in packets ($(counter $n pass_decapsulated))" \
             test "$(counter $n pass_decapsulated)" -gt 1000
+        # In http mode, s1's XDP announces the reduced MSS itself.
+        [[ $CL_SERVICE_MODE == http ]] && continue
         check "s$n clamped the MSS of its SYN-ACKs ($(counter $n tc_mss_clamped))" \
             test "$(counter $n tc_mss_clamped)" -gt 10
     done

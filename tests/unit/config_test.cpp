@@ -84,7 +84,7 @@ TEST(ConfigValid, MinimalFileParses)
 
 TEST(ConfigValid, DesignSampleParses)
 {
-    // DESIGN.md section 6, without its [[uri_rule]] (a later feature).
+    // DESIGN.md section 6 (its [[uri_rule]] needs an "http" service: ConfigHttp).
     const std::string text = R"(
 [node]
 id = "s1"                      # unique in the cluster
@@ -593,16 +593,116 @@ TEST(ConfigErrors, BadHealthPath)
                 StartsWith("t.toml:12: health.http_path: "));
 }
 
-TEST(ConfigErrors, HttpModeRefused)
+// kMinimal with its service in "http" mode.
+std::string http_minimal(const std::string& extra = "")
 {
-    EXPECT_EQ(error_of(kMinimal + "[[service]]\nport = 8080\nmode = \"http\"\n"),
-              "t.toml:13: service[1].mode: \"http\" is not supported by this version (use \"l4\")");
+    std::string text = kMinimal;
+    text.replace(text.find("port = 80\n"), 10, "port = 80\nmode = \"http\"\n");
+    return text + extra;
 }
 
-TEST(ConfigErrors, UriRuleRefused)
+TEST(ConfigHttp, ModeRulesAndDefaults)
 {
-    EXPECT_EQ(error_of(kMinimal + "[[uri_rule]]\nprefix = \"/banking/\"\nnodes = [\"s2\"]\n"),
-              "t.toml:11: uri_rule: not supported by this version");
+    const Config c = parse_config(http_minimal(R"([http]
+cookie_epoch_s = 30
+window_scale = 9
+[[uri_rule]]
+prefix = "/banking/"
+nodes = ["s2"]
+stateful = true
+exit = "/banking/logout"
+[[uri_rule]]
+path = "/img/*.PNG"
+host = "Shop.Example"
+port = 80
+nodes = ["s3", "s1"]
+)"),
+                                  "t.toml");
+    ASSERT_EQ(c.services.size(), 1u);
+    EXPECT_EQ(c.services[0].mode, peerlb::ServiceMode::http);
+    EXPECT_TRUE(c.has_http_service());
+    EXPECT_EQ(c.cookie_epoch_s, 30u);
+    EXPECT_EQ(c.window_scale, 9u);
+    ASSERT_EQ(c.uri_rules.size(), 2u);
+    const auto& bank = c.uri_rules[0];
+    EXPECT_EQ(bank.pattern, "/banking/");
+    EXPECT_FALSE(bank.glob);
+    EXPECT_TRUE(bank.stateful);
+    EXPECT_EQ(bank.exit, "/banking/logout");
+    EXPECT_EQ(bank.timeout_s, 600u); // [http].pin_timeout_s
+    EXPECT_EQ(bank.nodes, std::vector<std::string>{"s2"});
+    const auto& img = c.uri_rules[1];
+    EXPECT_TRUE(img.glob);
+    EXPECT_EQ(img.pattern, "/img/*.PNG"); // paths are case-sensitive
+    EXPECT_EQ(img.host, "shop.example");  // host names are not
+    EXPECT_EQ(img.port, 80);
+    EXPECT_EQ(img.nodes, (std::vector<std::string>{"s3", "s1"}));
+
+    const Config d = parse_config(http_minimal(), "t.toml");
+    EXPECT_EQ(d.cookie_epoch_s, 64u);
+    EXPECT_EQ(d.window_scale, 7u);
+    EXPECT_TRUE(d.uri_rules.empty());
+}
+
+TEST(ConfigHttp, ServerSpeaksFirstPortsRefused)
+{
+    EXPECT_EQ(error_of(kMinimal + "[[service]]\nport = 22\nmode = \"http\"\n"),
+              "t.toml:13: service[1].mode: port 22 is SSH, whose server speaks first; \"http\" "
+              "waits for the client's first request (use \"l4\")");
+    EXPECT_EQ(error_of(kMinimal + "[[service]]\nport = 25\nmode = \"l4\"\n"), "no error");
+}
+
+TEST(ConfigHttp, BadRules)
+{
+    const std::string rule = "[[uri_rule]]\n";
+    struct Case {
+        std::string text, expect;
+    } cases[] = {
+        {kMinimal + rule + "prefix = \"/a/\"\nnodes = [\"s2\"]\n",
+         "t.toml:11: uri_rule: URI rules apply to services with mode = \"http\"; there is none"},
+        {http_minimal(rule + "nodes = [\"s2\"]\n"),
+         "t.toml:12: uri_rule[0].prefix: is required (or path, a glob with '*')"},
+        {http_minimal(rule + "prefix = \"/a\"\npath = \"/b*\"\nnodes = [\"s2\"]\n"),
+         "t.toml:14: uri_rule[0].path: give either prefix or path, not both"},
+        {http_minimal(rule + "prefix = \"a/\"\nnodes = [\"s2\"]\n"),
+         "t.toml:13: uri_rule[0].prefix: \"a/\" must start with '/' (or '*')"},
+        {http_minimal(rule + "prefix = \"/a*\"\nnodes = [\"s2\"]\n"),
+         "t.toml:13: uri_rule[0].prefix: a prefix has no '*' (use path = \"...*...\")"},
+        {http_minimal(rule + "prefix = \"/a b\"\nnodes = [\"s2\"]\n"),
+         "t.toml:13: uri_rule[0].prefix: \"/a b\": a path holds no spaces, control bytes, '?' or '#'"},
+        {http_minimal(rule + "prefix = \"/" + std::string(64, 'x') + "\"\nnodes = [\"s2\"]\n"),
+         "t.toml:13: uri_rule[0].prefix: must be 1..64 bytes"},
+        {http_minimal(rule + "prefix = \"/a\"\nnodes = []\n"),
+         "t.toml:12: uri_rule[0].nodes: must list at least one node id"},
+        {http_minimal(rule + "prefix = \"/a\"\nnodes = [\"s2\", \"s2\"]\n"),
+         "t.toml:14: uri_rule[0].nodes[1]: \"s2\" is listed twice"},
+        {http_minimal(rule + "prefix = \"/a\"\nnodes = [\"s 2\"]\n"),
+         "t.toml:14: uri_rule[0].nodes[0]: \"s 2\" is not a node id"},
+        {http_minimal(rule + "prefix = \"/a\"\nnodes = [\"s2\"]\nstateful = true\n"),
+         "t.toml:12: uri_rule[0].exit: is required when stateful = true (the request that ends the pin)"},
+        {http_minimal(rule + "prefix = \"/a\"\nnodes = [\"s2\"]\nexit = \"/b\"\n"),
+         "t.toml:15: uri_rule[0].exit: only a stateful rule has an exit"},
+        {http_minimal(rule + "prefix = \"/a\"\nnodes = [\"s2\"]\nport = 81\n"),
+         "t.toml:15: uri_rule[0].port: 81 is not the port of a service with mode = \"http\""},
+        {http_minimal(rule + "prefix = \"/a\"\nnodes = [\"s2\"]\nhost = \"a b\"\n"),
+         "t.toml:15: uri_rule[0].host: \"a b\" is not a host name"},
+        {http_minimal(rule + "prefix = \"/a\"\nnodes = [\"s2\"]\ncolour = 1\n"),
+         "t.toml:15: uri_rule[0].colour: unknown key (expected one of: prefix, path, host, port, "
+         "nodes, stateful, exit, timeout_s)"},
+        {http_minimal("[http]\nwindow_scale = 15\n"),
+         "t.toml:13: http.window_scale: 15 is out of range 0..14"},
+        {http_minimal("[http]\ncookie_epoch_s = 1\n"),
+         "t.toml:13: http.cookie_epoch_s: 1 is out of range 8..3600"},
+        {"uri_rule = 1\n" + http_minimal(),
+         "t.toml:1: uri_rule: expected an array of tables ([[uri_rule]]), got an integer"},
+    };
+    for (const auto& c : cases)
+        EXPECT_EQ(error_of(c.text), c.expect) << c.text;
+
+    std::string seventeen;
+    for (int i = 0; i < 17; i++)
+        seventeen += rule + "prefix = \"/a\"\nnodes = [\"s2\"]\n";
+    EXPECT_THAT(error_of(http_minimal(seventeen)), HasSubstr("uri_rule: at most 16 rules"));
 }
 
 // ---------------------------------------------------------------------------

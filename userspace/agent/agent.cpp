@@ -1,6 +1,7 @@
 #include "agent.h"
 
 #include <net/if.h>
+#include <bpf/libbpf.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -23,6 +24,7 @@
 #include "../dataplane/error.h"
 #include "../dataplane/maps.h"
 #include "control.h"
+#include "cookies.h"
 #include "heartbeat.h"
 #include "load.h"
 #include "membership.h"
@@ -94,9 +96,14 @@ private:
     void take(const Heartbeat& hb);
     void take(const FlowAnnouncement& a);
     void send_announcement(FlowAnnouncement a);
+    void take(const PinAnnouncement& a);
+    void announce_pin(const lb_pin_event& ev);
+    std::optional<std::string> node_id_of_slot(uint32_t slot) const;
+    std::optional<uint32_t> slot_of_node_id(const std::string& id) const;
     void evaluate_ownership(uint64_t now);
     std::vector<NodeOwnershipView> ownership_views() const;
     void on_peer_event(const PeerEvent& ev);
+    void install_uri_rules();
     void learn_services(const Heartbeat& hb);
     void update_rates(uint64_t now);
     json handle(const json& req);
@@ -126,11 +133,15 @@ private:
     ControlServer control_;
     AddressManager addrs_;
     Maps maps_;
+    std::optional<CookieRotation> cookies_; // with "http" services only
     Mac mac_;
     NodeTable table_; // main thread, except write_self (meter thread)
     HeartbeatSocket socket_;
     ReplayGuard guard_;
     ReplayGuard announcement_guard_;
+    ReplayGuard pin_guard_;
+    // The data plane's pin events (stateful URI rules), told to the peers.
+    std::unique_ptr<ring_buffer, void (*)(ring_buffer*)> pin_events_{nullptr, ring_buffer__free};
     std::set<std::string> known_services_;
     Takeover takeover_;
     uint64_t started_ns_;
@@ -177,6 +188,7 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
       addrs_(), maps_(open_dataplane(cfg, opts)),
       mac_(interface_mac(cfg.interface)), table_(maps_, cfg, mac_), socket_(cfg, ifindex_),
       guard_(cfg.replay_window_ms), announcement_guard_(cfg.replay_window_ms),
+      pin_guard_(cfg.replay_window_ms),
       takeover_(cfg, addrs_, maps_, ifindex_, mac_,
                 [this](const FlowAnnouncement& a) { send_announcement(a); }),
       started_ns_(mono_ns())
@@ -184,6 +196,25 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
     // Only once the data plane is in place: an agent that cannot attach
     // (pin root off bpffs, another XDP program) leaves the host as it was.
     set_arp_sysctls(cfg.interface);
+    if (cfg.has_http_service()) {
+        set_http_sysctls();
+        cookies_.emplace(maps_, key_, cfg.cookie_epoch_s);
+        cookies_->update(unix_ms() / 1000);
+    }
+    install_uri_rules();
+    if (cfg.has_http_service()) {
+        ring_buffer* rb = ring_buffer__new(
+            maps_.fds().pin_events.get(),
+            [](void* ctx, void* data, size_t size) {
+                if (size >= sizeof(lb_pin_event))
+                    static_cast<Agent*>(ctx)->announce_pin(*static_cast<const lb_pin_event*>(data));
+                return 0;
+            },
+            this, nullptr);
+        if (!rb)
+            throw SystemError("open the pin event ring buffer", errno);
+        pin_events_.reset(rb);
+    }
     // On lo, every service address, own ones too: whoever holds one on its
     // NIC, this node can end the connections handed to it. The NIC gets
     // the addresses this node holds (Takeover).
@@ -241,6 +272,23 @@ void Agent::receive_datagrams()
         DropReason reason;
         if (*n > buf.size()) {
             reason = DropReason::truncated; // did not fit: never decoded from a part
+        } else if (datagram_kind(datagram) == DatagramKind::pin) {
+            DecodedPin d = decode_pin(datagram, key_);
+            reason = d.reason;
+            if (reason == DropReason::none && d.pin.node_id == cfg_.node_id)
+                reason = DropReason::own_id;
+            if (reason == DropReason::none) {
+                Heartbeat stamp;
+                stamp.node_id = d.pin.node_id;
+                stamp.incarnation = d.pin.incarnation;
+                stamp.sequence = d.pin.sequence;
+                stamp.sent_unix_ms = d.pin.sent_unix_ms;
+                reason = pin_guard_.check(stamp, unix_ms());
+            }
+            if (reason == DropReason::none) {
+                take(d.pin);
+                continue;
+            }
         } else if (datagram_kind(datagram) == DatagramKind::announcement) {
             DecodedAnnouncement d = decode_announcement(datagram, key_);
             reason = d.reason;
@@ -291,6 +339,75 @@ void Agent::take(const FlowAnnouncement& a)
         return;
     }
     takeover_.install_flows(a, *slot, mono_ns());
+}
+
+std::optional<std::string> Agent::node_id_of_slot(uint32_t slot) const
+{
+    if (slot == LB_NODE_LOCAL)
+        return cfg_.node_id;
+    std::lock_guard lock(mu_);
+    for (const auto& [id, p] : members_.peers())
+        if (table_.slot_of(p.last.node_address) == slot)
+            return id;
+    return std::nullopt;
+}
+
+std::optional<uint32_t> Agent::slot_of_node_id(const std::string& id) const
+{
+    if (id == cfg_.node_id)
+        return LB_NODE_LOCAL;
+    std::lock_guard lock(mu_);
+    if (const Peer* p = members_.find(id))
+        return table_.slot_of(p->last.node_address);
+    return std::nullopt;
+}
+
+// This node's data plane pinned a client (or ended its pin): every peer
+// installs the same pin, naming the serving node by id.
+void Agent::announce_pin(const lb_pin_event& ev)
+{
+    PinAnnouncement a;
+    auto serving = node_id_of_slot(ev.node);
+    if (!serving) {
+        spdlog::warn("pin of a client to slot {}: no known node there, not announced", ev.node);
+        return;
+    }
+    a.node_id = cfg_.node_id;
+    a.incarnation = incarnation_;
+    a.sequence = ++sequence_;
+    a.sent_unix_ms = unix_ms();
+    a.pinned = ev.op == LB_PIN_SET;
+    a.client.family = ev.key.family;
+    a.client.addr = ev.key.client;
+    a.serving = *serving;
+    a.rule = static_cast<uint8_t>(ev.rule);
+    a.ttl_ms = ev.timeout_s * 1000;
+    if (int failed = socket_.send(encode_pin(a, key_)))
+        spdlog::warn("pin announcement: {} send(s) failed", failed);
+    spdlog::debug("{} client {} to {} (rule {})", a.pinned ? "pinned" : "unpinned",
+                  format_ip(a.client), a.serving, a.rule);
+}
+
+void Agent::take(const PinAnnouncement& a)
+{
+    lb_pin_key key{};
+    key.client = a.client.addr;
+    key.family = a.client.family;
+    if (!a.pinned) {
+        maps_.delete_pin(key);
+        return;
+    }
+    auto slot = slot_of_node_id(a.serving);
+    if (!slot) {
+        spdlog::warn("{} pinned {} to {}, a node not known here: ignored", a.node_id,
+                     format_ip(a.client), a.serving);
+        return;
+    }
+    lb_pin pin{};
+    pin.node = *slot;
+    pin.rule = a.rule;
+    pin.expires_ns = mono_ns() + uint64_t(a.ttl_ms) * kMs;
+    maps_.set_pin(key, pin);
 }
 
 void Agent::send_announcement(FlowAnnouncement a)
@@ -367,6 +484,19 @@ void Agent::learn_services(const Heartbeat& hb)
     }
 }
 
+// The rules with node ids turned into this node's slots; a node not heard
+// from yet has no slot, and is added when it joins.
+void Agent::install_uri_rules()
+{
+    std::map<std::string, IpAddress> addresses{{cfg_.node_id, cfg_.node_address}};
+    {
+        std::lock_guard lock(mu_);
+        for (const auto& [id, p] : members_.peers())
+            addresses[id] = p.last.node_address;
+    }
+    table_.write_uri_rules(cfg_.uri_rules, addresses);
+}
+
 void Agent::on_peer_event(const PeerEvent& ev)
 {
     Peer peer;
@@ -379,6 +509,8 @@ void Agent::on_peer_event(const PeerEvent& ev)
             came_alive_ns_[ev.node_id] = mono_ns();
     }
     uint32_t slot = table_.write_peer(peer);
+    if (!ev.from)
+        install_uri_rules(); // a rule may name the newcomer
     if (!ev.from)
         spdlog::info("peer {} ({}) joined: {} in slot {}", ev.node_id,
                      format_ip(peer.last.node_address), peer_state_name(ev.to), slot);
@@ -490,6 +622,7 @@ json Agent::handle(const json& req)
         members_.set_dead_after(next.dead_after);
         guard_.set_window(next.replay_window_ms);
         announcement_guard_.set_window(next.replay_window_ms);
+        pin_guard_.set_window(next.replay_window_ms);
         takeover_.set_config(next);
         cfg_ = next;
         config_generation_++;
@@ -707,14 +840,19 @@ int Agent::run()
             on_peer_event(ev);
         evaluate_ownership(now);
         takeover_.run_timers(now);
+        if (cookies_ && cookies_->update(unix_ms() / 1000))
+            spdlog::debug("cookie keys: new epoch");
         update_rates(now);
 
         pollfd fds[] = {{socket_.fd(), POLLIN, 0}, {control_.fd(), POLLIN, 0},
-                        {sigfd.get(), POLLIN, 0}};
+                        {sigfd.get(), POLLIN, 0},
+                        {pin_events_ ? ring_buffer__epoll_fd(pin_events_.get()) : -1, POLLIN, 0}};
         const uint64_t until = std::min(next_heartbeat, now + kTickNs);
         const int timeout_ms = int((until > now ? until - now : 0) / kMs) + 1;
-        if (poll(fds, 3, timeout_ms) < 0 && errno != EINTR)
+        if (poll(fds, 4, timeout_ms) < 0 && errno != EINTR)
             throw SystemError("poll", errno);
+        if (fds[3].revents & POLLIN)
+            ring_buffer__consume(pin_events_.get());
         if (fds[0].revents & POLLIN)
             receive_datagrams();
         if (fds[1].revents & POLLIN)

@@ -26,6 +26,11 @@
 #include "../dataplane/fd.h"
 #include "heartbeat.h"
 
+extern "C" {
+#include "../../maps/common.h"
+#include "../../maps/uri.h"
+}
+
 namespace peerlb {
 namespace {
 
@@ -337,15 +342,13 @@ private:
 void check_top_level(const std::string& path, const toml::table& root)
 {
     static constexpr std::string_view kTables[] = {"node", "cluster", "balance", "load",
-                                                   "health", "metrics", "log"}; // + [[service]]
+                                                   "health", "metrics", "log", "http"};
     for (auto&& [k, node] : root) {
         const std::string_view name = k.str();
-        if (name == "uri_rule") // content-aware routing (DESIGN.md section 4) comes later
-            refuse(path, line_of(node), name, "not supported by this version");
-        if (name == "service") {
+        if (name == "service" || name == "uri_rule") {
             if (!node.is_array_of_tables())
                 refuse(path, line_of(node), name,
-                       fmt::format("expected an array of tables ([[service]]), got {}",
+                       fmt::format("expected an array of tables ([[{}]]), got {}", name,
                                    type_name(node.type())));
             continue;
         }
@@ -356,7 +359,7 @@ void check_top_level(const std::string& path, const toml::table& root)
                    fmt::format("expected a table, got {}", type_name(node.type())));
         if (!known)
             refuse(path, line_of(node), name,
-                   fmt::format("unknown {} (expected one of: {}, service)",
+                   fmt::format("unknown {} (expected one of: {}, service, uri_rule)",
                                node.is_table() || node.is_array_of_tables() ? "table" : "key",
                                fmt::join(kTables, ", ")));
     }
@@ -553,6 +556,25 @@ void parse_load(const Section& s, Config& cfg)
     }
 }
 
+// Well-known ports of protocols where the server sends first (a greeting):
+// a connection that waits for the client's request would never start.
+const char* server_speaks_first(uint16_t port)
+{
+    switch (port) {
+    case 21: return "FTP";
+    case 22: return "SSH";
+    case 23: return "Telnet";
+    case 25: return "SMTP";
+    case 110: return "POP3";
+    case 119: return "NNTP";
+    case 143: return "IMAP";
+    case 587: return "SMTP submission";
+    case 3306: return "MySQL";
+    case 5900: return "VNC";
+    default: return nullptr;
+    }
+}
+
 void parse_services(const std::string& path, const toml::table& root, Config& cfg)
 {
     const toml::node* node = root.get("service");
@@ -571,8 +593,11 @@ void parse_services(const std::string& path, const toml::table& root, Config& cf
         service.mode = s.choice<ServiceMode>(
             "mode", {{"l4", ServiceMode::l4}, {"http", ServiceMode::http}}, service.mode);
         if (service.mode == ServiceMode::http)
-            s.fail(*s.find("mode"), "mode",
-                   "\"http\" is not supported by this version (use \"l4\")");
+            if (const char* protocol = server_speaks_first(service.port))
+                s.fail(*s.find("mode"), "mode",
+                       fmt::format("port {} is {}, whose server speaks first; \"http\" waits for "
+                                   "the client's first request (use \"l4\")",
+                                   service.port, protocol));
         for (size_t j = 0; j < cfg.services.size(); j++)
             if (cfg.services[j].port == service.port)
                 s.fail(*s.find("port"), "port",
@@ -628,6 +653,119 @@ void parse_log(const Section& s, Config& cfg)
                                                cfg.log_level);
 }
 
+void parse_http(const Section& s, Config& cfg)
+{
+    s.allow_only({"cookie_epoch_s", "window_scale", "pin_timeout_s"});
+    cfg.cookie_epoch_s = s.u32("cookie_epoch_s", 8, 3600, cfg.cookie_epoch_s);
+    cfg.window_scale = s.u32("window_scale", 0, 14, cfg.window_scale);
+    cfg.pin_timeout_s = s.u32("pin_timeout_s", 1, 86400, cfg.pin_timeout_s);
+}
+
+// A path pattern of a rule: bytes a request line can hold, within the data
+// plane's limit (maps/uri.h); a '*' makes it a glob.
+std::string path_pattern(const Section& s, std::string_view k, const std::string& text, bool& glob)
+{
+    const toml::node& node = *s.find(k);
+    if (text.empty() || text.size() > LB_URI_PATTERN_MAX)
+        s.fail(node, k, fmt::format("must be 1..{} bytes", LB_URI_PATTERN_MAX));
+    if (text[0] != '/' && text[0] != '*')
+        s.fail(node, k, fmt::format("\"{}\" must start with '/' (or '*')", text));
+    for (char c : text)
+        if (static_cast<unsigned char>(c) <= ' ' || static_cast<unsigned char>(c) >= 0x7f ||
+            c == '?' || c == '#')
+            s.fail(node, k, fmt::format("\"{}\": a path holds no spaces, control bytes, '?' or '#'",
+                                        text));
+    glob = text.find('*') != std::string::npos;
+    return text;
+}
+
+void parse_uri_rules(const std::string& path, const toml::table& root, Config& cfg)
+{
+    const toml::node* node = root.get("uri_rule");
+    if (!node)
+        return;
+    const toml::array& array = *node->as_array();
+    if (!cfg.has_http_service())
+        refuse(path, line_of(*node), "uri_rule",
+               "URI rules apply to services with mode = \"http\"; there is none");
+    if (array.size() > LB_MAX_URI_RULES)
+        refuse(path, line_of(*array.get(LB_MAX_URI_RULES)), "uri_rule",
+               fmt::format("at most {} rules", LB_MAX_URI_RULES));
+    for (size_t i = 0; i < array.size(); i++) {
+        Section s(path, fmt::format("uri_rule[{}]", i), array.get(i)->as_table());
+        s.allow_only({"prefix", "path", "host", "port", "nodes", "stateful", "exit", "timeout_s"});
+        UriRuleConfig rule;
+        rule.line = s.line();
+        auto prefix = s.string("prefix");
+        auto glob = s.string("path");
+        if (prefix && glob)
+            s.fail(*s.find("path"), "path", "give either prefix or path, not both");
+        if (!prefix && !glob)
+            s.missing("prefix", "is required (or path, a glob with '*')");
+        if (prefix) {
+            bool has_star = false;
+            rule.pattern = path_pattern(s, "prefix", *prefix, has_star);
+            if (has_star)
+                s.fail(*s.find("prefix"), "prefix", "a prefix has no '*' (use path = \"...*...\")");
+        } else {
+            rule.pattern = path_pattern(s, "path", *glob, rule.glob);
+            rule.glob = true;
+        }
+        if (auto host = s.string("host")) {
+            if (host->empty() || host->size() > LB_URI_HOST_MAX)
+                s.fail(*s.find("host"), "host", fmt::format("must be 1..{} bytes", LB_URI_HOST_MAX));
+            for (char c : *host)
+                if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != ':' &&
+                    c != '[' && c != ']')
+                    s.fail(*s.find("host"), "host", fmt::format("\"{}\" is not a host name", *host));
+            rule.host = *host;
+            std::transform(rule.host.begin(), rule.host.end(), rule.host.begin(),
+                           [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        }
+        if (auto port = s.integer("port", 1, 65535)) {
+            rule.port = static_cast<uint16_t>(*port);
+            const bool http_port = std::any_of(cfg.services.begin(), cfg.services.end(), [&](auto& sv) {
+                return sv.port == rule.port && sv.mode == ServiceMode::http;
+            });
+            if (!http_port)
+                s.fail(*s.find("port"), "port",
+                       fmt::format("{} is not the port of a service with mode = \"http\"", rule.port));
+        }
+        auto nodes = s.strings("nodes");
+        if (!nodes || nodes->empty())
+            s.missing("nodes", "must list at least one node id");
+        if (nodes->size() > LB_MAX_NODES)
+            s.fail(*s.find("nodes"), "nodes", fmt::format("at most {} nodes", LB_MAX_NODES));
+        for (size_t j = 0; j < nodes->size(); j++) {
+            const auto& [id, item] = (*nodes)[j];
+            const bool id_ok = !id.empty() && id.size() <= kMaxNodeIdLength &&
+                               std::all_of(id.begin(), id.end(), [](char c) {
+                                   return std::isalnum(static_cast<unsigned char>(c)) || c == '_' ||
+                                          c == '.' || c == '-';
+                               });
+            if (!id_ok)
+                s.fail_at(line_of(*item), s.key(fmt::format("nodes[{}]", j)),
+                          fmt::format("\"{}\" is not a node id", id));
+            if (std::find(rule.nodes.begin(), rule.nodes.end(), id) != rule.nodes.end())
+                s.fail_at(line_of(*item), s.key(fmt::format("nodes[{}]", j)),
+                          fmt::format("\"{}\" is listed twice", id));
+            rule.nodes.push_back(id);
+        }
+        rule.stateful = s.boolean("stateful", false);
+        auto exit = s.string("exit");
+        if (rule.stateful && !exit)
+            s.missing("exit", "is required when stateful = true (the request that ends the pin)");
+        if (!rule.stateful && exit)
+            s.fail(*s.find("exit"), "exit", "only a stateful rule has an exit");
+        if (exit)
+            rule.exit = path_pattern(s, "exit", *exit, rule.exit_glob);
+        if (!rule.stateful && s.find("timeout_s"))
+            s.fail(*s.find("timeout_s"), "timeout_s", "only a stateful rule has a timeout");
+        rule.timeout_s = s.u32("timeout_s", 1, 86400, cfg.pin_timeout_s);
+        cfg.uri_rules.push_back(rule);
+    }
+}
+
 // parse_config, also telling load_config where key_file was.
 Config parse(const std::string& text, const std::string& path, uint32_t& key_file_line)
 {
@@ -650,6 +788,8 @@ Config parse(const std::string& text, const std::string& path, uint32_t& key_fil
     parse_health(Section(path, "health", table_at(root, "health")), cfg);
     parse_metrics(Section(path, "metrics", table_at(root, "metrics")), cfg);
     parse_log(Section(path, "log", table_at(root, "log")), cfg);
+    parse_http(Section(path, "http", table_at(root, "http")), cfg);
+    parse_uri_rules(path, root, cfg);
     return cfg;
 }
 
@@ -676,6 +816,12 @@ const RuntimeSetting kRuntimeSettings[] = {
 };
 
 } // namespace
+
+bool Config::has_http_service() const
+{
+    return std::any_of(services.begin(), services.end(),
+                       [](const ServiceConfig& s) { return s.mode == ServiceMode::http; });
+}
 
 const std::vector<std::string>& runtime_settings()
 {

@@ -26,6 +26,22 @@ struct ServiceConfig {
     ServiceMode mode = ServiceMode::l4;
 };
 
+// [[uri_rule]] (DESIGN.md section 4): requests of "http" services whose
+// path matches go to `nodes` (still balanced among them, spilling over to
+// every node when all of them are above accept_below).
+struct UriRuleConfig {
+    std::string pattern;            // prefix, or glob ('*') when `glob`
+    bool glob = false;              // from `path`; `prefix` otherwise
+    std::string host;               // lower case; empty: any Host
+    uint16_t port = 0;              // one "http" service's port; 0: all of them
+    std::vector<std::string> nodes; // node ids (any known or future node)
+    bool stateful = false;          // an entry point: pins the client to its node
+    std::string exit;               // stateful: the request ending the pin
+    bool exit_glob = false;
+    uint32_t timeout_s = 0;         // stateful: pin lifetime without exit
+    uint32_t line = 0;              // where it is in the file (for messages)
+};
+
 struct Config {
     std::string path; // the file this came from
 
@@ -80,6 +96,16 @@ struct Config {
 
     // [[service]]: at least one, ports unique
     std::vector<ServiceConfig> services;
+
+    // [http] (services with mode = "http")
+    uint32_t cookie_epoch_s = 64;   // cookie key rotation; a cookie lives 1..2 epochs
+    uint32_t window_scale = 7;      // the window scale every node announces, 0..14
+    uint32_t pin_timeout_s = 600;   // default lifetime of a stateful rule's pin
+
+    // [[uri_rule]], tried in order
+    std::vector<UriRuleConfig> uri_rules;
+
+    bool has_http_service() const;
 };
 
 inline constexpr uint16_t kHeartbeatPort = 7946;

@@ -56,11 +56,18 @@ enum TlvType : uint8_t {
     kTlvServiceAddress = 15, // family u8 + 4 or 16 bytes
     kTlvFlow = 16,           // family u8 + 4 or 16 client address bytes + client_port u16
                              // + service_port u16; family = the service address's
+    // Pin announcement only (all required):
+    kTlvPinOp = 17,          // u8: 1 pinned, 2 ended
+    kTlvPinClient = 18,      // family u8 + 4 or 16 bytes
+    kTlvPinServing = 19,     // 1..32 bytes: node id the client is pinned to
+    kTlvPinRule = 20,        // u8: rule index
+    kTlvPinTtlMs = 21,       // u32
 };
 
 using Magic = std::array<uint8_t, 4>;
 constexpr Magic kHeartbeatMagic = {'P', 'L', 'B', 'H'};
 constexpr Magic kAnnouncementMagic = {'P', 'L', 'B', 'F'};
+constexpr Magic kPinMagic = {'P', 'L', 'B', 'P'};
 constexpr uint8_t kVersion = 1;
 constexpr size_t kHeaderSize = 8; // magic 4, version 1, flags 1, body_len 2
 constexpr size_t kMacSize = 32;   // HMAC-SHA256
@@ -542,12 +549,78 @@ DecodedAnnouncement decode_announcement(std::span<const uint8_t> datagram, std::
     return d;
 }
 
+namespace {
+
+bool parse_pin(std::span<const uint8_t> body, PinAnnouncement& p)
+{
+    SeenTypes seen;
+    const bool ok = walk_tlvs(body, [&](uint8_t type, std::span<const uint8_t> value) {
+        switch (type) {
+        case kTlvNodeId:
+        case kTlvIncarnation:
+        case kTlvSequence:
+        case kTlvSentUnixMs:
+            return get_identity(type, value, seen, p);
+        case kTlvPinOp:
+            if (!seen.first(type) || value.size() != 1 || (value[0] != 1 && value[0] != 2))
+                return false;
+            p.pinned = value[0] == 1;
+            return true;
+        case kTlvPinClient: {
+            auto ip = get_address(value);
+            if (!seen.first(type) || !ip)
+                return false;
+            p.client = *ip;
+            return true;
+        }
+        case kTlvPinServing:
+            return seen.first(type) && get_node_id(value, p.serving);
+        case kTlvPinRule:
+            return seen.first(type) && get_uint(value, 1, p.rule);
+        case kTlvPinTtlMs:
+            return seen.first(type) && get_uint(value, 4, p.ttl_ms);
+        default:
+            return true;
+        }
+    });
+    return ok && seen.all({kTlvNodeId, kTlvIncarnation, kTlvSequence, kTlvSentUnixMs, kTlvPinOp,
+                           kTlvPinClient, kTlvPinServing, kTlvPinRule, kTlvPinTtlMs});
+}
+
+} // namespace
+
+std::vector<uint8_t> encode_pin(const PinAnnouncement& p, std::span<const uint8_t> key)
+{
+    constexpr const char* what = "pin announcement";
+    check_node_id(what, "node id", p.node_id);
+    check_node_id(what, "serving node id", p.serving);
+    if (!valid_family(p.client.family))
+        throw Error("pin announcement: client address has no IPv4/IPv6 family");
+    std::vector<uint8_t> body;
+    put_identity(body, p);
+    put_tlv_uint(body, kTlvPinOp, p.pinned ? 1 : 2, 1);
+    put_tlv_address(body, kTlvPinClient, p.client);
+    put_tlv_string(body, kTlvPinServing, p.serving);
+    put_tlv_uint(body, kTlvPinRule, p.rule, 1);
+    put_tlv_uint(body, kTlvPinTtlMs, p.ttl_ms, 4);
+    return seal(kPinMagic, body, key, what);
+}
+
+DecodedPin decode_pin(std::span<const uint8_t> datagram, std::span<const uint8_t> key)
+{
+    DecodedPin d;
+    d.reason = decode_as(datagram, kPinMagic, key, parse_pin, d.pin);
+    return d;
+}
+
 DatagramKind datagram_kind(std::span<const uint8_t> datagram)
 {
     if (has_magic(datagram, kHeartbeatMagic))
         return DatagramKind::heartbeat;
     if (has_magic(datagram, kAnnouncementMagic))
         return DatagramKind::announcement;
+    if (has_magic(datagram, kPinMagic))
+        return DatagramKind::pin;
     return DatagramKind::unknown;
 }
 

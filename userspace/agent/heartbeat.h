@@ -74,6 +74,24 @@ struct FlowAnnouncement {
     bool operator==(const FlowAnnouncement&) const = default;
 };
 
+// A stateful URI rule pinned a client to a node, or the pin ended (its exit
+// request): told to every peer at once so that the client's next
+// connection goes to that node whichever node receives it. Same framing and
+// key as heartbeats, magic "PLBP".
+struct PinAnnouncement {
+    std::string node_id;      // the sender, whose data plane saw the request
+    uint64_t incarnation = 0;
+    uint64_t sequence = 0;    // the sender's heartbeat sequence space
+    uint64_t sent_unix_ms = 0;
+    bool pinned = true;       // false: the pin ended
+    IpAddress client;
+    std::string serving;      // node id the client is pinned to
+    uint8_t rule = 0;         // index of the stateful rule
+    uint32_t ttl_ms = 0;      // how long the pin lasts from now (pinned only)
+
+    bool operator==(const PinAnnouncement&) const = default;
+};
+
 // Flows per datagram so that one fits in kMaxHeartbeatSize.
 inline constexpr size_t kMaxFlowsPerAnnouncement = 50;
 
@@ -114,8 +132,17 @@ struct DecodedAnnouncement {
 DecodedAnnouncement decode_announcement(std::span<const uint8_t> datagram,
                                         std::span<const uint8_t> key);
 
+std::vector<uint8_t> encode_pin(const PinAnnouncement& p, std::span<const uint8_t> key);
+
+struct DecodedPin {
+    DropReason reason = DropReason::none;
+    PinAnnouncement pin;
+};
+DecodedPin decode_pin(std::span<const uint8_t> datagram, std::span<const uint8_t> key);
+
+
 // What a datagram is, from its magic alone (before any authentication).
-enum class DatagramKind { heartbeat, announcement, unknown };
+enum class DatagramKind { heartbeat, announcement, pin, unknown };
 DatagramKind datagram_kind(std::span<const uint8_t> datagram);
 
 // Verifies the HMAC (constant time) before looking at any field.

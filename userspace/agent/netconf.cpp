@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "../dataplane/error.h"
 
@@ -23,6 +24,15 @@ void write_sysctl(const std::string& path, const std::string& value)
     f.flush();
     if (!f)
         throw Error(fmt::format("cannot write {} = {}", path, value));
+}
+
+std::string read_sysctl(const std::string& path)
+{
+    std::ifstream f(path);
+    std::string value;
+    if (!(f >> value))
+        throw Error(fmt::format("cannot read {}", path));
+    return value;
 }
 
 // The host address (/32 or /128) `address` on `ifindex`, as libnl wants it
@@ -74,6 +84,22 @@ void set_arp_sysctls(const std::string& iface)
         const std::string dir = "/proc/sys/net/ipv4/conf/" + dev + "/";
         write_sysctl(dir + "arp_ignore", "1");
         write_sysctl(dir + "arp_announce", "2");
+    }
+}
+
+void set_http_sysctls()
+{
+    // tcp_syncookies: the kernel takes a BPF-made request socket only then
+    // (1 is enough: its own cookies stay for overflows). The options are
+    // per namespace and must be on for what cookies promise clients.
+    const char* const needed[] = {"tcp_syncookies", "tcp_window_scaling", "tcp_sack",
+                                  "tcp_timestamps"};
+    for (const char* name : needed) {
+        const std::string path = std::string("/proc/sys/net/ipv4/") + name;
+        if (read_sysctl(path) == "0") {
+            write_sysctl(path, "1");
+            spdlog::info("http mode: set net.ipv4.{} = 1 (was 0)", name);
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -62,6 +63,7 @@ lb_config dataplane_config(const Config& cfg, const lb_config& base, uint32_t se
     out.peer_stale_ns =
         uint64_t(cfg.dead_after) * std::max(cfg.interval_ms, peer_interval_ms) * 1'000'000ull;
     out.self_stale_ns = uint64_t(cfg.failsafe_after_ms) * 1'000'000ull;
+    out.http_wscale = cfg.window_scale;
     return out;
 }
 
@@ -167,8 +169,42 @@ void NodeTable::add_service_address(const IpAddress& address)
         key.addr = address.addr;
         key.family = address.family;
         key.port = htons(svc.port);
-        maps_.add_service(key, lb_service{LB_MODE_L4, 0});
+        maps_.add_service(key, lb_service{svc.mode == ServiceMode::http ? LB_MODE_HTTP : LB_MODE_L4, 0});
     }
+}
+
+void NodeTable::write_uri_rules(const std::vector<UriRuleConfig>& rules,
+                                const std::map<std::string, IpAddress>& addresses)
+{
+    auto copy_bytes = [](uint8_t* to, size_t room, const std::string& from) {
+        std::memset(to, 0, room);
+        std::memcpy(to, from.data(), std::min(room, from.size()));
+        return static_cast<uint16_t>(std::min(room, from.size()));
+    };
+    for (uint32_t i = 0; i < rules.size() && i < LB_MAX_URI_RULES; i++) {
+        const UriRuleConfig& r = rules[i];
+        lb_uri_rule out{};
+        out.pattern_len = copy_bytes(out.pattern, sizeof(out.pattern), r.pattern);
+        out.exit_len = copy_bytes(out.exit_pattern, sizeof(out.exit_pattern), r.exit);
+        out.host_len = copy_bytes(out.host, sizeof(out.host), r.host);
+        out.port = htons(r.port);
+        out.flags = (r.glob ? LB_URI_GLOB : 0) | (r.exit_glob ? LB_URI_EXIT_GLOB : 0) |
+                    (r.stateful ? LB_URI_STATEFUL : 0);
+        out.pin_timeout_s = r.timeout_s;
+        for (const auto& id : r.nodes) {
+            auto it = addresses.find(id);
+            if (it == addresses.end())
+                continue;
+            if (it->second == self_address_)
+                out.flags |= LB_URI_SELF;
+            if (auto slot = slot_of(it->second))
+                out.nodes |= 1ull << *slot;
+        }
+        maps_.set_uri_rule(i, out);
+    }
+    lb_config cfg = maps_.config();
+    cfg.uri_rules = static_cast<uint32_t>(std::min<size_t>(rules.size(), LB_MAX_URI_RULES));
+    maps_.set_config(cfg);
 }
 
 } // namespace peerlb

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -52,6 +53,11 @@ public:
     uint32_t write_peer(const Peer& p);
     // (address, port) for every service port, so the data plane balances it.
     void add_service_address(const IpAddress& address);
+    // lb_uri_rules and lb_config.uri_rules from the config's rules; node
+    // ids resolve through `addresses` (self included) to slots, ids without
+    // an address (not heard from yet) are left out.
+    void write_uri_rules(const std::vector<UriRuleConfig>& rules,
+                         const std::map<std::string, IpAddress>& addresses);
     std::optional<uint32_t> slot_of(const IpAddress& node_address) const
     {
         return slots_.find(node_address);

@@ -98,6 +98,7 @@ const char* reason_name(uint32_t r)
     case LB_REASON_LEAST: return "least";
     case LB_REASON_WEIGHTED: return "weighted";
     case LB_REASON_HANDOVER: return "handover";
+    case LB_REASON_PINNED: return "pinned";
     default: return "unknown";
     }
 }
@@ -167,7 +168,9 @@ int cmd_status(const CommonOptions& o)
     json services = json::array();
     for (const auto& [k, v] : maps.services())
         services.push_back({{"service", endpoint(k.addr, k.family, k.port)},
-                            {"mode", v.mode == LB_MODE_L4 ? "l4" : "unknown"}});
+                            {"mode", v.mode == LB_MODE_L4     ? "l4"
+                                     : v.mode == LB_MODE_HTTP ? "http"
+                                                              : "unknown"}});
     json doc = {
         {"interface", iface},
         {"pin_dir", pin_dir(o.pin_root, iface)},
@@ -242,6 +245,90 @@ int cmd_status(const CommonOptions& o)
     return 0;
 }
 
+std::string rule_pattern(const lb_uri_rule& r)
+{
+    return std::string(reinterpret_cast<const char*>(r.pattern),
+                       std::min<size_t>(r.pattern_len, sizeof(r.pattern)));
+}
+
+// How an http-mode flow's first request was routed, beside its reason.
+std::string http_route(const lb_flow& f, const Maps& maps)
+{
+    if (!(f.http & LB_FLOW_HTTP))
+        return "";
+    if (f.http & LB_FLOW_NOT_HTTP)
+        return "not http: by load";
+    if (f.http & LB_FLOW_INCOMPLETE)
+        return "request line cut: by load";
+    if (!f.rule)
+        return "no rule: by load";
+    const std::string pattern = rule_pattern(maps.uri_rule(f.rule - 1u));
+    if (f.http & LB_FLOW_PIN_ENDED)
+        return "pinned by " + pattern + ", exit: pin ended";
+    if (f.http & LB_FLOW_PINNED)
+        return "pinned by " + pattern;
+    if (f.http & LB_FLOW_PIN_SET)
+        return "rule " + pattern + ": client pinned";
+    return (f.http & LB_FLOW_SPILLED) ? "rule " + pattern + " (nodes busy: by load)"
+                                      : "rule " + pattern;
+}
+
+int cmd_rules(const CommonOptions& o)
+{
+    std::string iface;
+    Maps maps = open_maps(o, iface);
+    const lb_config cfg = maps.config();
+    const auto counters = maps.rule_counters();
+    json rows = json::array();
+    for (uint32_t i = 0; i < cfg.uri_rules && i < LB_MAX_URI_RULES; i++) {
+        const lb_uri_rule r = maps.uri_rule(i);
+        json nodes = json::array();
+        if (r.flags & LB_URI_SELF)
+            nodes.push_back("local");
+        for (uint32_t slot = 0; slot < LB_MAX_NODES; slot++) {
+            if (!(r.nodes >> slot & 1) || slot == cfg.self_slot)
+                continue;
+            lb_node n = maps.node(slot);
+            nodes.push_back(format_ip(n.addr, n.family));
+        }
+        auto text = [](const uint8_t* b, uint16_t len, size_t room) {
+            return std::string(reinterpret_cast<const char*>(b), std::min<size_t>(len, room));
+        };
+        rows.push_back({
+            {"index", i},
+            {"pattern", rule_pattern(r)},
+            {"match", (r.flags & LB_URI_GLOB) ? "glob" : "prefix"},
+            {"host", r.host_len ? json(text(r.host, r.host_len, sizeof(r.host))) : json(nullptr)},
+            {"port", r.port ? json(ntohs(r.port)) : json(nullptr)},
+            {"nodes", nodes},
+            {"stateful", bool(r.flags & LB_URI_STATEFUL)},
+            {"exit", (r.flags & LB_URI_STATEFUL) ? json(text(r.exit_pattern, r.exit_len,
+                                                             sizeof(r.exit_pattern)))
+                                                 : json(nullptr)},
+            {"hits", counters[i].hits},
+            {"spilled", counters[i].spilled},
+        });
+    }
+    if (o.json) {
+        std::cout << rows.dump(2) << "\n";
+        return 0;
+    }
+    if (rows.empty()) {
+        std::cout << "no URI rules (services in mode \"http\" route by load only)\n";
+        return 0;
+    }
+    std::cout << fmt::format("{:<3} {:<24} {:<7} {:<40} {:>10} {:>10}\n", "#", "pattern", "match",
+                             "nodes", "hits", "spilled");
+    for (const auto& r : rows) {
+        std::vector<std::string> nodes = r["nodes"].get<std::vector<std::string>>();
+        std::cout << fmt::format("{:<3} {:<24} {:<7} {:<40} {:>10} {:>10}\n",
+                                 r["index"].get<uint32_t>(), r["pattern"].get<std::string>(),
+                                 r["match"].get<std::string>(), fmt::format("{}", fmt::join(nodes, ",")),
+                                 r["hits"].get<uint64_t>(), r["spilled"].get<uint64_t>());
+    }
+    return 0;
+}
+
 int cmd_flows(const CommonOptions& o)
 {
     std::string iface;
@@ -260,6 +347,9 @@ int cmd_flows(const CommonOptions& o)
             {"node", node},
             {"slot", f.value.node == LB_NODE_LOCAL ? json(nullptr) : json(f.value.node)},
             {"reason", reason_name(f.value.reason)},
+            {"rule", f.value.rule ? json(rule_pattern(maps.uri_rule(f.value.rule - 1u)))
+                                  : json(nullptr)},
+            {"route", http_route(f.value, maps)},
             {"established", f.established},
             {"age_s", now >= f.value.created_ns ? (now - f.value.created_ns) / 1'000'000'000 : 0},
         });
@@ -268,14 +358,14 @@ int cmd_flows(const CommonOptions& o)
         std::cout << rows.dump(2) << "\n";
         return 0;
     }
-    std::cout << fmt::format("{:<47} {:<47} {:<39} {:<14} {:<11} {:>6}\n", "client", "service",
-                             "node", "reason", "state", "age s");
+    std::cout << fmt::format("{:<47} {:<47} {:<39} {:<14} {:<11} {:>6}  {}\n", "client", "service",
+                             "node", "reason", "state", "age s", "http route");
     for (const auto& r : rows)
-        std::cout << fmt::format("{:<47} {:<47} {:<39} {:<14} {:<11} {:>6}\n",
+        std::cout << fmt::format("{:<47} {:<47} {:<39} {:<14} {:<11} {:>6}  {}\n",
                                  r["client"].get<std::string>(), r["service"].get<std::string>(),
                                  r["node"].get<std::string>(), r["reason"].get<std::string>(),
                                  r["established"].get<bool>() ? "established" : "half-open",
-                                 r["age_s"].get<uint64_t>());
+                                 r["age_s"].get<uint64_t>(), r["route"].get<std::string>());
     return 0;
 }
 
@@ -347,6 +437,8 @@ int main(int argc, char** argv)
     add_common(flows_cmd, common, true);
     auto* stats_cmd = app.add_subcommand("stats", "counters summed over CPUs");
     add_common(stats_cmd, common, true);
+    auto* rules_cmd = app.add_subcommand("rules", "URI rules of the http mode, with hit counters");
+    add_common(rules_cmd, common, true);
 
     std::string config_path;
     auto* agent_cmd = app.add_subcommand("agent", "run this node's agent in the foreground");
@@ -390,6 +482,8 @@ int main(int argc, char** argv)
             return cmd_flows(common);
         if (*stats_cmd)
             return cmd_stats(common);
+        if (*rules_cmd)
+            return cmd_rules(common);
         if (*agent_cmd)
             return cli::cmd_agent(config_path, common.pin_root, common.run_dir, g_verbose);
         if (*peers_cmd)

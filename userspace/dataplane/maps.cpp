@@ -92,6 +92,9 @@ Maps Maps::open_pinned(const std::string& pin_dir)
     fds.node_stats = open_pin(pin_dir, LB_NODE_STATS_MAP);
     fds.cookie_keys = open_pin(pin_dir, LB_COOKIE_KEYS_MAP);
     fds.uri_rules = open_pin(pin_dir, LB_URI_RULES_MAP);
+    fds.rule_stats = open_pin(pin_dir, LB_RULE_STATS_MAP);
+    fds.pins = open_pin(pin_dir, LB_PINS_MAP);
+    fds.pin_events = open_pin(pin_dir, LB_PIN_EVENTS_MAP);
     return Maps(std::move(fds));
 }
 
@@ -270,6 +273,45 @@ std::vector<lb_node_counters> Maps::node_counters() const
             out[slot].packets_forwarded += c.packets_forwarded;
             out[slot].bytes_forwarded += c.bytes_forwarded;
         }
+    }
+    return out;
+}
+
+std::vector<lb_rule_counters> Maps::rule_counters() const
+{
+    std::vector<lb_rule_counters> per_cpu(possible_cpus());
+    std::vector<lb_rule_counters> out(LB_MAX_URI_RULES);
+    for (uint32_t i = 0; i < LB_MAX_URI_RULES; i++) {
+        lookup(fds_.rule_stats, &i, per_cpu.data(), "rule counters");
+        for (const auto& c : per_cpu) {
+            out[i].hits += c.hits;
+            out[i].spilled += c.spilled;
+        }
+    }
+    return out;
+}
+
+void Maps::set_pin(const lb_pin_key& key, const lb_pin& pin)
+{
+    update(fds_.pins, &key, &pin, "pin");
+}
+
+void Maps::delete_pin(const lb_pin_key& key)
+{
+    bpf_map_delete_elem(fds_.pins.get(), &key); // gone already: nothing to end
+}
+
+std::vector<std::pair<lb_pin_key, lb_pin>> Maps::pins() const
+{
+    std::vector<std::pair<lb_pin_key, lb_pin>> out;
+    lb_pin_key key{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fds_.pins.get(), prev, &next) == 0) {
+        lb_pin pin{};
+        if (bpf_map_lookup_elem(fds_.pins.get(), &next, &pin) == 0)
+            out.emplace_back(next, pin);
+        key = next;
+        prev = &key;
     }
     return out;
 }

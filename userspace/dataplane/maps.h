@@ -18,6 +18,7 @@ extern "C" {
 #include "../../maps/flow.h"
 #include "../../maps/grace.h"
 #include "../../maps/node.h"
+#include "../../maps/pin.h"
 #include "../../maps/service.h"
 #include "../../maps/stats.h"
 #include "../../maps/uri.h"
@@ -29,12 +30,13 @@ namespace peerlb {
 static_assert(sizeof(lb_config) == 64);
 static_assert(sizeof(lb_node) == 40 && offsetof(lb_node, updated_ns) == 32);
 static_assert(sizeof(lb_flow_key) == 40 && offsetof(lb_flow_key, family) == 36);
-static_assert(sizeof(lb_flow) == 16);
+static_assert(sizeof(lb_flow) == 16 && offsetof(lb_flow, rule) == 5);
 static_assert(sizeof(lb_service_key) == 20);
 static_assert(sizeof(lb_node_addr_key) == 20);
 static_assert(sizeof(lb_node_mac_key) == 8);
 static_assert(sizeof(lb_grace_key) == 20);
 static_assert(sizeof(lb_cookie_key) == 32);
+static_assert(sizeof(lb_pin_key) == 20 && sizeof(lb_pin) == 16 && sizeof(lb_pin_event) == 36);
 static_assert(sizeof(lb_uri_rule) == 216);
 
 // Defaults of DESIGN section 2 (T1 50 %, T2 20 %, weighted, l2).
@@ -55,7 +57,7 @@ struct CounterTotal {
 // Map fds of one data plane, by map name.
 struct MapFds {
     Fd config, nodes, node_addrs, node_macs, services, flows, flows_new, grace, stats, node_stats,
-        cookie_keys, uri_rules;
+        cookie_keys, uri_rules, rule_stats, pins, pin_events;
 };
 
 class Maps {
@@ -96,6 +98,14 @@ public:
     // many are in use.
     lb_uri_rule uri_rule(uint32_t index) const;
     void set_uri_rule(uint32_t index, const lb_uri_rule& rule);
+
+    // Stateful rules' pins (lb_pins): set or end one; all of them.
+    void set_pin(const lb_pin_key& key, const lb_pin& pin);
+    void delete_pin(const lb_pin_key& key);
+    std::vector<std::pair<lb_pin_key, lb_pin>> pins() const;
+
+    // Hit counters of every rule slot (LB_MAX_URI_RULES), summed over CPUs.
+    std::vector<lb_rule_counters> rule_counters() const;
 
     // Per-CPU counters summed over all possible CPUs, in enum order.
     std::vector<CounterTotal> counters() const;
