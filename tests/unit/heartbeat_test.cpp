@@ -1169,5 +1169,69 @@ TEST(ReplayGuard, SetWindow)
     EXPECT_EQ(g.check(at("a", 1, 3, kNow - 1000), kNow), DropReason::none);
 }
 
+// --- pin announcements (stateful URI rules) ----------------------------------
+
+PinAnnouncement pin_announcement(uint8_t family, bool pinned)
+{
+    PinAnnouncement p;
+    p.node_id = "node-a";
+    p.incarnation = 0x0102030405060708ULL;
+    p.sequence = 77;
+    p.sent_unix_ms = 1'700'000'123'000ULL;
+    p.pinned = pinned;
+    p.client = family == LB_FAMILY_IPV4 ? parse_ip("198.51.100.9") : parse_ip("2001:db8:c1::9");
+    p.serving = std::string(32, 's');
+    p.rule = 15;
+    p.ttl_ms = pinned ? 600'000 : 0;
+    return p;
+}
+
+TEST(PinCodec, RoundTripBothFamiliesAndOps)
+{
+    for (uint8_t family : {LB_FAMILY_IPV4, LB_FAMILY_IPV6})
+        for (bool pinned : {true, false}) {
+            const PinAnnouncement p = pin_announcement(family, pinned);
+            const Bytes d = encode_pin(p, kKey);
+            EXPECT_EQ(datagram_kind(d), DatagramKind::pin);
+            EXPECT_EQ(std::string(d.begin(), d.begin() + 4), "PLBP");
+            const DecodedPin out = decode_pin(d, kKey);
+            ASSERT_EQ(out.reason, DropReason::none) << drop_reason_name(out.reason);
+            EXPECT_EQ(out.pin, p);
+            // Another kind's decoder refuses it by its magic.
+            EXPECT_EQ(decode_heartbeat(d, kKey).reason, DropReason::bad_magic);
+            EXPECT_EQ(decode_announcement(d, kKey).reason, DropReason::bad_magic);
+        }
+}
+
+TEST(PinReject, WrongKeyBitFlipsAndTruncations)
+{
+    const Bytes good = encode_pin(pin_announcement(LB_FAMILY_IPV6, true), kKey);
+    const std::vector<uint8_t> other(32, 0x5a);
+    EXPECT_EQ(decode_pin(good, other).reason, DropReason::bad_mac);
+    for (size_t bit = 0; bit < good.size() * 8; bit++) {
+        Bytes d = good;
+        d[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
+        const DecodedPin out = decode_pin(d, kKey);
+        EXPECT_NE(out.reason, DropReason::none) << "bit " << bit;
+        EXPECT_EQ(out.pin, PinAnnouncement{}) << "a refused pin leaves nothing set";
+    }
+    for (size_t n = 0; n < good.size(); n++)
+        EXPECT_NE(decode_pin(Bytes(good.begin(), good.begin() + n), kKey).reason, DropReason::none)
+            << "length " << n;
+}
+
+TEST(PinEncode, RefusesBadFields)
+{
+    PinAnnouncement p = pin_announcement(LB_FAMILY_IPV4, true);
+    p.serving = "";
+    EXPECT_THROW(encode_pin(p, kKey), Error);
+    p = pin_announcement(LB_FAMILY_IPV4, true);
+    p.node_id = std::string(33, 'n');
+    EXPECT_THROW(encode_pin(p, kKey), Error);
+    p = pin_announcement(LB_FAMILY_IPV4, true);
+    p.client.family = 0;
+    EXPECT_THROW(encode_pin(p, kKey), Error);
+}
+
 } // namespace
 } // namespace peerlb
