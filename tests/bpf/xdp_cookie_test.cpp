@@ -713,5 +713,89 @@ TEST_F(XdpCookie, DecidedFlowIsForwardedAndFollowed)
     });
 }
 
+// --- per-packet cost (a benchmark, not a test: tools/bench-xdp.sh) ----------
+
+// Kernel-measured run time of one BPF_PROG_TEST_RUN (repeat 1: the program
+// rewrites its packet), ns; prepare() runs before each, untimed.
+template <typename Prepare>
+std::vector<uint32_t> time_runs(int prog_fd, const Bytes& frame, int runs, Prepare&& prepare)
+{
+    std::vector<uint32_t> ns;
+    Bytes out(frame.size() + 64);
+    for (int i = 0; i < runs; i++) {
+        prepare();
+        LIBBPF_OPTS(bpf_test_run_opts, opts);
+        opts.data_in = frame.data();
+        opts.data_size_in = uint32_t(frame.size());
+        opts.data_out = out.data();
+        opts.data_size_out = uint32_t(out.size());
+        opts.repeat = 1;
+        if (bpf_prog_test_run_opts(prog_fd, &opts) == 0)
+            ns.push_back(opts.duration);
+    }
+    std::sort(ns.begin(), ns.end());
+    return ns;
+}
+
+// Disabled: run by tools/bench-xdp.sh (--gtest_also_run_disabled_tests).
+// Prints ns/packet (min / median / p99) of the http mode's paths next to
+// the cheapest path of the same program (a packet for no service), measured
+// in the same run. BENCH_RUNS sets the runs per path (default 20000).
+TEST_F(XdpCookie, DISABLED_PerPacketCost)
+{
+    const int runs = std::getenv("BENCH_RUNS") ? std::atoi(std::getenv("BENCH_RUNS")) : 20000;
+    const int prog = bpf_program__fd(skeleton()->progs.xdp_peerlb);
+    use_http(LB_FORWARD_L2);
+    const uint16_t sport = 41000;
+    const uint32_t isn = 0x11223344;
+    const uint32_t cookie = handshake(sport, isn);
+    ASSERT_NE(cookie, 0u);
+
+    Tcp other;
+    other.sport = sport;
+    other.dport = 8080; // no service there
+    const Bytes not_service = client_frame(family(), other);
+    const Bytes first = segment(sport, isn, cookie);
+    const lb_flow_key key = client_key(family(), sport);
+    auto no_flow = [&] { bpf_map_delete_elem(maps().fds().flows.get(), &key); };
+    auto nothing = [] {};
+
+    struct Row {
+        const char* path;
+        std::vector<uint32_t> ns;
+    };
+    std::vector<Row> rows;
+    rows.push_back({"pass, not a service (baseline)", time_runs(prog, not_service, runs, nothing)});
+    rows.push_back({"http SYN -> cookie SYN-ACK", time_runs(prog, syn(sport, isn), runs, nothing)});
+    rows.push_back({"http handshake ACK dropped", time_runs(prog, segment(sport, isn, cookie, {}, kAck), runs, nothing)});
+    rows.push_back({"http first request, kept (no rule)", time_runs(prog, first, runs, no_flow)});
+    rows.push_back({"http first request, flow then follows", time_runs(prog, first, runs, nothing)});
+    // The same first request with a rule to check (prefix, no match) and
+    // this node busy: decided among peers and forwarded (l2).
+    lb_uri_rule rule{};
+    std::memcpy(rule.pattern, "/nomatch/", 9);
+    rule.pattern_len = 9;
+    rule.nodes = 0b10;
+    maps().set_uri_rule(0, rule);
+    change_config([](lb_config& cfg) { cfg.uri_rules = 1; });
+    maps().set_node(kSelfSlot, test_node(family(), kSelfSlot, 9000, monotonic_ns()));
+    rows.push_back({"http first request, 1 rule, forwarded", time_runs(prog, first, runs, no_flow)});
+    std::memcpy(rule.pattern, "/", 1);
+    rule.pattern_len = 1;
+    maps().set_uri_rule(0, rule);
+    rows.push_back({"http first request, rule match, forwarded", time_runs(prog, first, runs, no_flow)});
+
+    const double base = rows[0].ns.empty() ? 1 : rows[0].ns[rows[0].ns.size() / 2];
+    std::printf("\nxdp_peerlb per-packet cost, BPF_PROG_TEST_RUN, %d runs per path (%s):\n", runs,
+                v4() ? "IPv4" : "IPv6");
+    std::printf("  %-44s %8s %8s %8s %8s\n", "path", "min ns", "median", "p99", "x base");
+    for (const Row& r : rows) {
+        ASSERT_FALSE(r.ns.empty()) << r.path;
+        const double median = r.ns[r.ns.size() / 2];
+        std::printf("  %-44s %8u %8.0f %8u %8.2f\n", r.path, r.ns.front(), median,
+                    r.ns[r.ns.size() * 99 / 100], median / base);
+    }
+}
+
 } // namespace
 } // namespace peerlb::test
