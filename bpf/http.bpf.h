@@ -32,6 +32,10 @@ struct lb_http_scratch {
 	__u32 pat_len;
 	__u32 glob_result;
 	__u32 host_bad;              /* a byte of the host did not fit */
+	/* The caller's result may live here too (lb_http_first_segment): the
+	 * verifier then knows nothing of its values, and the ways the parse
+	 * ended do not each walk the caller's code again. */
+	struct lb_http_request req;
 };
 
 struct {

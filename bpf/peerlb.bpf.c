@@ -599,14 +599,15 @@ drop:
 static __always_inline int lb_http_first_segment(struct xdp_md *ctx, struct lb_packet *p,
 						 const struct lb_config *cfg, __u64 bytes)
 {
-	struct lb_http_request req = {};
+	struct lb_http_request *req;
+	struct lb_http_scratch *hs;
 	struct lb_rule_counters *rc;
 	struct lb_node_counters *nc;
 	struct lb_uri_rule *rule = NULL;
 	struct lb_decision d;
 	struct lb_flow flow;
 	struct lb_node *n;
-	__u32 cookie, slot, payload, off, local_bp, rule_index = 0;
+	__u32 cookie, slot, payload, off, local_bp, rule_index = 0, zero = 0;
 	int matched = -1, spilled = 0;
 	__u64 mask = 0;
 
@@ -623,19 +624,24 @@ static __always_inline int lb_http_first_segment(struct xdp_md *ctx, struct lb_p
 	/* From the parsed lengths: pointer differences end up as 32-bit
 	 * pointer arithmetic, which the verifier refuses. */
 	off = p->l2_len + p->l3_len + p->tcp->doff * 4;
+	hs = bpf_map_lookup_elem(&lb_http_scratch, &zero);
+	if (!hs)
+		return -1;
+	req = &hs->req;
+	__builtin_memset(req, 0, sizeof(*req));
 	if (payload)
-		lb_http_read(ctx, off, payload, &req);
+		lb_http_read(ctx, off, payload, req);
 	flow = (struct lb_flow){
-		.http = LB_FLOW_HTTP | (req.status == LB_HTTP_NOT_HTTP ? LB_FLOW_NOT_HTTP : 0) |
-			(req.status == LB_HTTP_INCOMPLETE ? LB_FLOW_INCOMPLETE : 0),
+		.http = LB_FLOW_HTTP | (req->status == LB_HTTP_NOT_HTTP ? LB_FLOW_NOT_HTTP : 0) |
+			(req->status == LB_HTTP_INCOMPLETE ? LB_FLOW_INCOMPLETE : 0),
 		.created_ns = bpf_ktime_get_ns(),
 	};
 
-	if (lb_pinned(cfg, p, &req, &d, &flow)) {
+	if (lb_pinned(cfg, p, req, &d, &flow)) {
 		rule_index = flow.rule - 1u;
 		rule = bpf_map_lookup_elem(&lb_uri_rules, &rule_index);
 	} else {
-		matched = lb_match_rule(cfg, p, &req);
+		matched = lb_match_rule(cfg, p, req);
 		if (matched >= 0) {
 			rule_index = (__u32)matched;
 			rule = bpf_map_lookup_elem(&lb_uri_rules, &rule_index);
@@ -654,9 +660,9 @@ static __always_inline int lb_http_first_segment(struct xdp_md *ctx, struct lb_p
 	}
 	flow.node = d.node;
 	flow.reason = d.reason;
-	if (req.status == LB_HTTP_NOT_HTTP)
+	if (req->status == LB_HTTP_NOT_HTTP)
 		lb_count(LB_C_HTTP_NOT_HTTP, bytes);
-	else if (req.status == LB_HTTP_INCOMPLETE)
+	else if (req->status == LB_HTTP_INCOMPLETE)
 		lb_count(LB_C_HTTP_INCOMPLETE, bytes);
 	if (rule) {
 		rc = bpf_map_lookup_elem(&lb_rule_stats, &rule_index);
