@@ -32,7 +32,7 @@ CL_INTERVAL_MS=200
 CL_FORWARD=$mode
 for n in 1 2 3; do cl_agent_config "$n" && cl_agent_start "$n"; done
 echo "== agents started (heartbeat every 200 ms); waiting until they see each other"
-for try in $(seq 100); do
+for try in $(seq 300); do # a fresh attach first verifies the programs (seconds)
     alive=$(cl_agent_cli 1 peers --json 2>/dev/null | grep -c '"state": "alive"')
     [[ $alive == 2 ]] && break
     sleep 0.1
