@@ -1,5 +1,5 @@
-// libFuzzer target: the heartbeat / flow announcement decoders
-// (decode_heartbeat, decode_announcement, datagram_kind in
+// libFuzzer target: the heartbeat / flow announcement / pin announcement
+// decoders (decode_heartbeat, decode_announcement, decode_pin, datagram_kind in
 // userspace/agent/heartbeat.h), under the fixed key of fuzz_common.h.
 //
 // Input: a mode byte, then the payload. Only the low two bits of the mode
@@ -12,7 +12,8 @@
 //   2  framed  the payload is a heartbeat body (TLVs); the harness writes
 //              the header ("PLBH", version 1, flags 0, body_len) and the tag
 //   3  framed  the same for a flow announcement ("PLBF")
-// Modes 1..3 are harness-only ways past the MAC; they change nothing in
+// Pin announcements ("PLBP") are reached through modes 0 and 1 (their seeds
+// are written in both). Modes 1..3 are harness-only ways past the MAC; they change nothing in
 // what the decoders are given to check.
 //
 // Properties (a violation aborts, libFuzzer keeps the input):
@@ -119,6 +120,14 @@ std::string describe(const FlowAnnouncement& a)
            " service=" + format_ip(a.service_address) + " flows=" + std::to_string(a.flows.size());
 }
 
+std::string describe(const PinAnnouncement& a)
+{
+    return "id=" + a.node_id + " inc=" + std::to_string(a.incarnation) + " seq=" + std::to_string(a.sequence) +
+           " sent=" + std::to_string(a.sent_unix_ms) + " pinned=" + std::to_string(a.pinned) +
+           " client=" + format_ip(a.client) + " serving=" + a.serving + " rule=" + std::to_string(a.rule) +
+           " ttl=" + std::to_string(a.ttl_ms);
+}
+
 // A refused datagram leaves the message as default-constructed. Not
 // `== Heartbeat{}`: a default IpAddress has only 4 of its 16 address bytes
 // initialized (tests/fuzz/README.md, known findings), and family 0
@@ -131,6 +140,11 @@ bool untouched(const Heartbeat& hb)
            hb.interval_ms == 0 && untouched(hb.node_address) && hb.mac == empty.mac && hb.services.empty() &&
            hb.claims.empty() && hb.load_bp == 0 && hb.state == empty.state && hb.kept_per_s == 0 &&
            hb.forwarded_per_s == 0;
+}
+bool untouched(const PinAnnouncement& a)
+{
+    return a.node_id.empty() && a.incarnation == 0 && a.sequence == 0 && a.sent_unix_ms == 0 && a.pinned &&
+           untouched(a.client) && a.serving.empty() && a.rule == 0 && a.ttl_ms == 0;
 }
 bool untouched(const FlowAnnouncement& a)
 {
@@ -183,6 +197,22 @@ void check(const Bytes& datagram)
     } else {
         FUZZ_CHECK(untouched(hb.hb), std::string("a refused heartbeat (") + drop_reason_name(hb.reason) +
                                          ") left fields set: " + describe(hb.hb) + "\ndatagram: " + hex(datagram));
+    }
+
+    const DecodedPin pin = decode_pin(datagram, kKey);
+    if (pin.reason == DropReason::none) {
+        FUZZ_CHECK(kind == DatagramKind::pin, "pin taken without the pin magic: " + hex(datagram));
+        FUZZ_CHECK(decode_pin(datagram, other_key).reason == DropReason::bad_mac,
+                   "pin taken under another key: " + hex(datagram));
+        check_round_trip(
+            "pin", datagram, pin.pin, [](const PinAnnouncement& m) { return encode_pin(m, kKey); },
+            [](const Bytes& d) {
+                DecodedPin r = decode_pin(d, kKey);
+                return std::pair(r.reason, r.pin);
+            });
+    } else {
+        FUZZ_CHECK(untouched(pin.pin), std::string("a refused pin (") + drop_reason_name(pin.reason) +
+                                           ") left fields set: " + describe(pin.pin) + "\ndatagram: " + hex(datagram));
     }
 
     const DecodedAnnouncement an = decode_announcement(datagram, kKey);
@@ -283,6 +313,29 @@ std::vector<std::pair<std::string, FlowAnnouncement>> seed_announcements()
     return out;
 }
 
+std::vector<std::pair<std::string, PinAnnouncement>> seed_pins()
+{
+    std::vector<std::pair<std::string, PinAnnouncement>> out;
+    PinAnnouncement p;
+    p.node_id = "s1";
+    p.incarnation = 1'700'000'000'000'000'002ULL;
+    p.sequence = 9;
+    p.sent_unix_ms = 1'700'000'000'200ULL;
+    p.client = ip("192.0.2.77");
+    p.serving = "s2";
+    p.rule = 0;
+    p.ttl_ms = 600'000;
+    out.emplace_back("pin-v4", p);
+    PinAnnouncement v6 = p;
+    v6.pinned = false;
+    v6.client = ip("2001:db8::77");
+    v6.serving = std::string(32, 's');
+    v6.rule = 15;
+    v6.ttl_ms = 0;
+    out.emplace_back("pin-v6-ended", v6);
+    return out;
+}
+
 void write_file(const std::string& path, uint8_t mode, std::span<const uint8_t> payload)
 {
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
@@ -307,6 +360,11 @@ void write_seeds(const std::string& dir)
         write_seed(dir, name, encode_heartbeat(hb, kKey), kFramedHeartbeat);
     for (const auto& [name, a] : seed_announcements())
         write_seed(dir, name, encode_announcement(a, kKey), kFramedAnnouncement);
+    for (const auto& [name, p] : seed_pins()) { // no framed mode of their own
+        const Bytes d = encode_pin(p, kKey);
+        write_file(dir + "/" + name + ".raw", kRaw, d);
+        write_file(dir + "/" + name + ".signed", kSigned, std::span<const uint8_t>(d).first(d.size() - kTagSize));
+    }
     std::fprintf(stderr, "fuzz_heartbeat: seeds written to %s\n", dir.c_str());
 }
 
