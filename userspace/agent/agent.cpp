@@ -93,6 +93,8 @@ private:
     // Main thread.
     void send_heartbeat(AnnouncedState state);
     void receive_datagrams();
+    template <class Message>
+    DropReason admit(DropReason decoded, const Message& m, ReplayGuard& guard);
     void take(const Heartbeat& hb);
     void take(const FlowAnnouncement& a);
     void send_announcement(FlowAnnouncement a);
@@ -274,45 +276,21 @@ void Agent::receive_datagrams()
             reason = DropReason::truncated; // did not fit: never decoded from a part
         } else if (datagram_kind(datagram) == DatagramKind::pin) {
             DecodedPin d = decode_pin(datagram, key_);
-            reason = d.reason;
-            if (reason == DropReason::none && d.pin.node_id == cfg_.node_id)
-                reason = DropReason::own_id;
-            if (reason == DropReason::none) {
-                Heartbeat stamp;
-                stamp.node_id = d.pin.node_id;
-                stamp.incarnation = d.pin.incarnation;
-                stamp.sequence = d.pin.sequence;
-                stamp.sent_unix_ms = d.pin.sent_unix_ms;
-                reason = pin_guard_.check(stamp, unix_ms());
-            }
+            reason = admit(d.reason, d.pin, pin_guard_);
             if (reason == DropReason::none) {
                 take(d.pin);
                 continue;
             }
         } else if (datagram_kind(datagram) == DatagramKind::announcement) {
             DecodedAnnouncement d = decode_announcement(datagram, key_);
-            reason = d.reason;
-            if (reason == DropReason::none && d.announcement.node_id == cfg_.node_id)
-                reason = DropReason::own_id;
-            if (reason == DropReason::none) {
-                Heartbeat stamp; // the guard judges id, incarnation, sequence and time
-                stamp.node_id = d.announcement.node_id;
-                stamp.incarnation = d.announcement.incarnation;
-                stamp.sequence = d.announcement.sequence;
-                stamp.sent_unix_ms = d.announcement.sent_unix_ms;
-                reason = announcement_guard_.check(stamp, unix_ms());
-            }
+            reason = admit(d.reason, d.announcement, announcement_guard_);
             if (reason == DropReason::none) {
                 take(d.announcement);
                 continue;
             }
         } else {
             Decoded d = decode_heartbeat(datagram, key_);
-            reason = d.reason;
-            if (reason == DropReason::none && d.hb.node_id == cfg_.node_id)
-                reason = DropReason::own_id;
-            if (reason == DropReason::none)
-                reason = guard_.check(d.hb, unix_ms());
+            reason = admit(d.reason, d.hb, guard_);
             if (reason == DropReason::none) {
                 take(d.hb);
                 continue;
@@ -322,6 +300,18 @@ void Agent::receive_datagrams()
         drops_[reason]++;
         spdlog::debug("datagram dropped: {}", drop_reason_name(reason));
     }
+}
+
+// What every kind of authenticated datagram passes before it is taken: not
+// our own id, and not a replay (each kind has its guard).
+template <class Message>
+DropReason Agent::admit(DropReason decoded, const Message& m, ReplayGuard& guard)
+{
+    if (decoded != DropReason::none)
+        return decoded;
+    if (m.node_id == cfg_.node_id)
+        return DropReason::own_id;
+    return guard.check(m, unix_ms());
 }
 
 void Agent::take(const FlowAnnouncement& a)

@@ -624,22 +624,23 @@ DatagramKind datagram_kind(std::span<const uint8_t> datagram)
     return DatagramKind::unknown;
 }
 
-DropReason ReplayGuard::check(const Heartbeat& hb, uint64_t now_unix_ms)
+DropReason ReplayGuard::check(const std::string& node_id, uint64_t incarnation, uint64_t sequence,
+                              uint64_t sent_unix_ms, uint64_t now_unix_ms)
 {
-    const uint64_t skew = hb.sent_unix_ms > now_unix_ms ? hb.sent_unix_ms - now_unix_ms : now_unix_ms - hb.sent_unix_ms;
+    const uint64_t skew = sent_unix_ms > now_unix_ms ? sent_unix_ms - now_unix_ms : now_unix_ms - sent_unix_ms;
     if (skew > window_ms_)
         return DropReason::stale;
 
-    auto it = seen_.find(hb.node_id);
+    auto it = seen_.find(node_id);
     if (it != seen_.end()) {
         const Seen& s = it->second;
-        if (hb.incarnation < s.incarnation)
+        if (incarnation < s.incarnation)
             return DropReason::replayed;
-        if (hb.incarnation == s.incarnation && hb.sequence <= s.sequence)
+        if (incarnation == s.incarnation && sequence <= s.sequence)
             return DropReason::replayed;
-        it->second = Seen{hb.incarnation, hb.sequence};
+        it->second = Seen{incarnation, sequence};
     } else {
-        seen_.emplace(hb.node_id, Seen{hb.incarnation, hb.sequence});
+        seen_.emplace(node_id, Seen{incarnation, sequence});
     }
     return DropReason::none;
 }

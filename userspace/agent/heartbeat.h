@@ -155,10 +155,18 @@ class ReplayGuard {
 public:
     explicit ReplayGuard(uint64_t window_ms) : window_ms_(window_ms) {}
     // none: accepted and recorded; replayed / stale: dropped, nothing recorded.
-    DropReason check(const Heartbeat& hb, uint64_t now_unix_ms);
+    // Any kind of datagram: it judges the sender's id, incarnation, sequence
+    // and send time.
+    template <class Message>
+    DropReason check(const Message& m, uint64_t now_unix_ms)
+    {
+        return check(m.node_id, m.incarnation, m.sequence, m.sent_unix_ms, now_unix_ms);
+    }
     void set_window(uint64_t window_ms) { window_ms_ = window_ms; }
 
 private:
+    DropReason check(const std::string& node_id, uint64_t incarnation, uint64_t sequence,
+                     uint64_t sent_unix_ms, uint64_t now_unix_ms);
     struct Seen {
         uint64_t incarnation;
         uint64_t sequence;
