@@ -249,7 +249,7 @@ void DataPlaneTest::add_flow(const lb_flow_key& key, uint32_t node)
         throw SystemError("write flow", errno);
 }
 
-RunResult DataPlaneTest::try_run(int prog_fd, const Bytes& frame)
+RunResult try_run(int prog_fd, const Bytes& frame)
 {
     RunResult r;
     // Room for an outer IPv6 header and then some.
@@ -268,6 +268,7 @@ RunResult DataPlaneTest::try_run(int prog_fd, const Bytes& frame)
     }
     r.verdict = opts.retval;
     r.out.resize(opts.data_size_out);
+    r.duration_ns = opts.duration;
     return r;
 }
 

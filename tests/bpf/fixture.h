@@ -41,7 +41,11 @@ struct RunResult {
     int error = 0;        // of bpf_prog_test_run_opts
     uint32_t verdict = 0; // the program's return value
     Bytes out;
+    uint32_t duration_ns = 0; // the program's run time, as the kernel measured it
 };
+
+// One BPF_PROG_TEST_RUN (repeat = 1) of any program.
+RunResult try_run(int prog_fd, const Bytes& frame);
 
 // XDP_PASS with the frame exactly as it came in.
 ::testing::AssertionResult passed_untouched(const RunResult& r, const Bytes& in);
@@ -86,8 +90,7 @@ protected:
     // A flow entry as a SYN before would have left it.
     void add_flow(const lb_flow_key& key, uint32_t node);
 
-    // One run (repeat = 1). The run_* forms fail the test on a syscall error.
-    RunResult try_run(int prog_fd, const Bytes& frame);
+    // One run (repeat = 1), failing the test on a syscall error.
     RunResult run_xdp(const Bytes& frame);
     RunResult run_tc(const Bytes& frame);
 

@@ -25,6 +25,7 @@
 extern "C" {
 #include "bpf/http.h"
 }
+#include "fixture.h"
 #include "http_probe.skel.h"
 #include "packet.h"
 
@@ -173,17 +174,11 @@ protected:
     Outcome run(const Bytes& payload)
     {
         const Bytes frame = ethernet_frame(Ethernet{}, kEthIpv4, payload);
-        Bytes out(frame.size());
-        LIBBPF_OPTS(bpf_test_run_opts, opts);
-        opts.data_in = frame.data();
-        opts.data_size_in = uint32_t(frame.size());
-        opts.data_out = out.data();
-        opts.data_size_out = uint32_t(out.size());
-        opts.repeat = 1;
         const uint32_t runs = skel_->bss->probe_runs;
-        const int err = bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.http_probe), &opts);
-        EXPECT_EQ(err, 0) << "BPF_PROG_TEST_RUN: " << std::strerror(errno);
-        EXPECT_EQ(opts.retval, uint32_t(XDP_PASS));
+        const RunResult r =
+            try_run(bpf_program__fd(skel_->progs.http_probe), frame);
+        EXPECT_EQ(r.error, 0) << "BPF_PROG_TEST_RUN: " << std::strerror(r.error);
+        EXPECT_EQ(r.verdict, uint32_t(XDP_PASS));
         EXPECT_EQ(skel_->bss->probe_runs, runs + 1);
         Outcome o;
         o.req = skel_->bss->probe_req;

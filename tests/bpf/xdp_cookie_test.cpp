@@ -721,17 +721,11 @@ template <typename Prepare>
 std::vector<uint32_t> time_runs(int prog_fd, const Bytes& frame, int runs, Prepare&& prepare)
 {
     std::vector<uint32_t> ns;
-    Bytes out(frame.size() + 64);
     for (int i = 0; i < runs; i++) {
         prepare();
-        LIBBPF_OPTS(bpf_test_run_opts, opts);
-        opts.data_in = frame.data();
-        opts.data_size_in = uint32_t(frame.size());
-        opts.data_out = out.data();
-        opts.data_size_out = uint32_t(out.size());
-        opts.repeat = 1;
-        if (bpf_prog_test_run_opts(prog_fd, &opts) == 0)
-            ns.push_back(opts.duration);
+        const RunResult r = try_run(prog_fd, frame);
+        if (r.error == 0)
+            ns.push_back(r.duration_ns);
     }
     std::sort(ns.begin(), ns.end());
     return ns;
