@@ -11,18 +11,12 @@
 #include "decision.h"
 #include "maps.bpf.h"
 #include "parse.bpf.h"
+#include "tcp_options.bpf.h"
 
 #define LB_TCP_LISTEN 10 /* include/net/tcp_states.h */
 #define LB_TTL 64
 #define LB_IP_DF 0x4000
 
-#define lb_barrier_var(var) asm volatile("" : "+r"(var))
-
-/* TCP option kinds (include/net/tcp.h is not UAPI). */
-#define TCPOPT_EOL 0
-#define TCPOPT_NOP 1
-#define TCPOPT_MSS 2
-#define TCPOLEN_MSS 4
 
 /* A copy of the Ethernet header and VLAN tags, moved as a block when an
  * outer IP header is pushed or popped behind it. */
@@ -840,43 +834,6 @@ static __always_inline __u16 lb_swab16(__u16 x)
 	return (__u16)(x << 8 | x >> 8);
 }
 
-/* TCP options of a SYN-ACK, copied out of the skb and walked by bpf_loop()
- * (a walk over packet pointers ran past the verifier's budget). */
-struct lb_mss_walk {
-	__u8 opts[40];
-	__u32 len;
-	__u32 pos;
-	__u32 mss_at; /* offset of the MSS option in opts, or ~0 */
-};
-
-static long lb_mss_cb(__u32 i, void *arg)
-{
-	struct lb_mss_walk *w = arg;
-	__u32 pos = w->pos;
-	__u8 kind, len;
-
-	if (pos >= w->len || pos >= sizeof(w->opts))
-		return 1;
-	kind = w->opts[pos];
-	if (kind == TCPOPT_EOL)
-		return 1;
-	if (kind == TCPOPT_NOP) {
-		w->pos = pos + 1;
-		return 0;
-	}
-	if (pos + 1 >= sizeof(w->opts))
-		return 1;
-	len = w->opts[pos + 1];
-	if (len < 2 || pos + len > w->len)
-		return 1; /* malformed: leave the segment alone */
-	if (kind == TCPOPT_MSS && len == TCPOLEN_MSS) {
-		w->mss_at = pos;
-		return 1;
-	}
-	w->pos = pos + len;
-	return 0;
-}
-
 /* Clients send their segments at most MSS long; with ipip forwarding they
  * cross one more header, so every SYN-ACK of a service announces an MSS that
  * leaves room for it (XDP cannot fragment). */
@@ -887,9 +844,9 @@ int tc_mss_clamp(struct __sk_buff *skb)
 		.data = (void *)(long)skb->data,
 		.data_end = (void *)(long)skb->data_end,
 	};
-	struct lb_mss_walk w = { .mss_at = ~0u };
+	struct lb_opt_walk w;
 	struct lb_service_key skey = {};
-	__u32 zero = 0, self_slot, limit, tcp_off, optlen;
+	__u32 zero = 0, self_slot, limit, tcp_off;
 	__u16 old_mss, new_mss, csum_old, csum_new;
 	struct lb_config *cfg;
 	struct lb_node *self;
@@ -914,20 +871,7 @@ int tc_mss_clamp(struct __sk_buff *skb)
 		(self->family == LB_FAMILY_IPV4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr));
 
 	tcp_off = (void *)p.tcp - p.data;
-	optlen = p.tcp->doff * 4 - sizeof(struct tcphdr);
-	/* The barrier keeps clang from fusing the two bounds checks into one
-	 * "optlen - 1 > 39" on a copy, which leaves the verifier with "R4
-	 * invalid zero-sized read" on the load below. */
-	if (optlen > sizeof(w.opts))
-		return TC_ACT_OK;
-	lb_barrier_var(optlen);
-	if (optlen == 0)
-		return TC_ACT_OK;
-	w.len = optlen;
-	if (bpf_skb_load_bytes(skb, tcp_off + sizeof(struct tcphdr), w.opts, optlen))
-		return TC_ACT_OK;
-	bpf_loop(sizeof(w.opts), lb_mss_cb, &w, 0);
-	if (w.mss_at > sizeof(w.opts) - TCPOLEN_MSS)
+	if (lb_opt_walk(skb, 1, &p, &w) || w.mss_at > sizeof(w.opts) - TCPOLEN_MSS)
 		return TC_ACT_OK;
 
 	__builtin_memcpy(&old_mss, &w.opts[w.mss_at + 2], sizeof(old_mss));

@@ -15,20 +15,9 @@
 #include "cookie.h"
 #include "maps.bpf.h"
 #include "parse.bpf.h"
-
-#ifndef TCPOPT_NOP
-#define TCPOPT_EOL 0
-#define TCPOPT_NOP 1
-#define TCPOPT_MSS 2
-#define TCPOLEN_MSS 4
-#endif
-#define TCPOPT_WINDOW 3
-#define TCPOPT_SACK_PERM 4
-#define TCPOPT_TIMESTAMP 8
-#define TCPOLEN_TIMESTAMP 10
+#include "tcp_options.bpf.h"
 
 #define LB_SYNACK_WINDOW 65535 /* unscaled, as in any SYN-ACK */
-#define LB_DEFAULT_CLIENT_MSS 536 /* RFC 9293: no MSS option */
 
 /* The kernel's struct bpf_tcp_req_attrs (include/net/tcp.h, 6.9+); the
  * kfunc checks its size. */
@@ -57,107 +46,6 @@ struct lb_kernel_sock {
 
 extern int bpf_sk_assign_tcp_reqsk(struct __sk_buff *skb, struct lb_kernel_sock *sk,
 				   struct bpf_tcp_req_attrs *attrs, int attrs__sz) __ksym;
-
-/* A segment's TCP options, copied out of the packet and walked by
- * bpf_loop() (the walk over packet pointers exceeds the verifier budget). */
-struct lb_opt_walk {
-	__u8 opts[40];
-	__u32 len;
-	__u32 pos;
-	__u16 mss;
-	__u8 wscale; /* LB_COOKIE_NO_WSCALE: absent */
-	__u8 sack_ok;
-	__u8 ts_ok;
-	__u8 pad[3];
-	__u32 tsval;
-	__u32 tsecr;
-};
-
-static __always_inline __u32 lb_load_be32(const __u8 *b)
-{
-	return (__u32)b[0] << 24 | (__u32)b[1] << 16 | (__u32)b[2] << 8 | b[3];
-}
-
-static long lb_opt_cb(__u32 i, void *arg)
-{
-	struct lb_opt_walk *w = arg;
-	__u32 pos = w->pos;
-	__u8 kind, len;
-
-	if (pos >= w->len || pos >= sizeof(w->opts) - 1)
-		return 1;
-	kind = w->opts[pos];
-	if (kind == TCPOPT_EOL)
-		return 1;
-	if (kind == TCPOPT_NOP) {
-		w->pos = pos + 1;
-		return 0;
-	}
-	len = w->opts[pos + 1];
-	if (len < 2 || pos + len > w->len)
-		return 1; /* malformed: what was read so far stands */
-	if (kind == TCPOPT_MSS && len == TCPOLEN_MSS && pos + 3 < sizeof(w->opts))
-		w->mss = (__u16)(w->opts[pos + 2] << 8 | w->opts[pos + 3]);
-	else if (kind == TCPOPT_WINDOW && len == 3 && pos + 2 < sizeof(w->opts))
-		w->wscale = w->opts[pos + 2] > LB_COOKIE_MAX_WSCALE ? LB_COOKIE_MAX_WSCALE
-								   : w->opts[pos + 2];
-	else if (kind == TCPOPT_SACK_PERM && len == 2)
-		w->sack_ok = 1;
-	else if (kind == TCPOPT_TIMESTAMP && len == TCPOLEN_TIMESTAMP &&
-		 pos + 9 < sizeof(w->opts)) {
-		w->ts_ok = 1;
-		w->tsval = lb_load_be32(&w->opts[pos + 2]);
-		w->tsecr = lb_load_be32(&w->opts[pos + 6]);
-	}
-	w->pos = pos + len;
-	return 0;
-}
-
-static __always_inline void lb_opt_walk_init(struct lb_opt_walk *w)
-{
-	__builtin_memset(w, 0, sizeof(*w));
-	w->mss = LB_DEFAULT_CLIENT_MSS;
-	w->wscale = LB_COOKIE_NO_WSCALE;
-}
-
-/* 0 when the options could be read (none is fine). */
-static __always_inline int lb_opt_walk_xdp(struct xdp_md *ctx, const struct lb_packet *p,
-					   struct lb_opt_walk *w)
-{
-	__u32 off = (void *)p->tcp - p->data + sizeof(struct tcphdr);
-	__u32 len = p->tcp->doff * 4 - sizeof(struct tcphdr);
-
-	lb_opt_walk_init(w);
-	if (len > sizeof(w->opts))
-		return -1;
-	lb_barrier_var(len);
-	if (len == 0)
-		return 0;
-	w->len = len;
-	if (bpf_xdp_load_bytes(ctx, off, w->opts, len))
-		return -1;
-	bpf_loop(sizeof(w->opts), lb_opt_cb, w, 0);
-	return 0;
-}
-
-static __always_inline int lb_opt_walk_skb(struct __sk_buff *skb, const struct lb_packet *p,
-					   struct lb_opt_walk *w)
-{
-	__u32 off = (void *)p->tcp - p->data + sizeof(struct tcphdr);
-	__u32 len = p->tcp->doff * 4 - sizeof(struct tcphdr);
-
-	lb_opt_walk_init(w);
-	if (len > sizeof(w->opts))
-		return -1;
-	lb_barrier_var(len);
-	if (len == 0)
-		return 0;
-	w->len = len;
-	if (bpf_skb_load_bytes(skb, off, w->opts, len))
-		return -1;
-	bpf_loop(sizeof(w->opts), lb_opt_cb, w, 0);
-	return 0;
-}
 
 /* The MSS this node announces: what fits the interface, less the outer
  * header when peers get packets by ipip (XDP cannot fragment). */
@@ -276,7 +164,7 @@ static __always_inline int lb_syn_cookie_reply(struct xdp_md *ctx, struct lb_pac
 	__u64 sum;
 
 	key = bpf_map_lookup_elem(&lb_cookie_keys, &slot);
-	if (!key || !key->valid || lb_opt_walk_xdp(ctx, p, &w)) {
+	if (!key || !key->valid || lb_opt_walk(ctx, 0, p, &w)) {
 		lb_count(LB_C_PASS_SYN_NO_COOKIE_KEY, bytes);
 		return XDP_PASS;
 	}
@@ -442,7 +330,7 @@ static __always_inline int lb_tc_cookie_ingress(struct __sk_buff *skb, struct lb
 		goto out;
 	}
 	lb_cookie_options(cookie, &so);
-	if (lb_opt_walk_skb(skb, p, &w) || (so.ts_ok && !w.ts_ok)) {
+	if (lb_opt_walk(skb, 1, p, &w) || (so.ts_ok && !w.ts_ok)) {
 		lb_count(LB_C_TC_COOKIE_INVALID, skb->len);
 		goto out;
 	}
