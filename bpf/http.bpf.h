@@ -10,10 +10,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "http.h"
-
-/* Hides a value from clang's range reasoning, so that the bounds check after
- * it stays as written (see the uses). */
-#define lb_http_barrier_var(var) asm volatile("" : "+r"(var))
+#include "parse.bpf.h" /* lb_barrier_var */
 
 /* Per-CPU: too large for the 512-byte stack. lb_http_read fills it and
  * lb_uri_rule_matches reads it, in the same program run (XDP runs with
@@ -75,7 +72,7 @@ static __always_inline int lb_http_read(struct xdp_md *ctx, __u32 payload_off,
 		/* The check again, behind a barrier: inlined into xdp_peerlb,
 		 * the register passed did not carry the checks above and the
 		 * verifier said "R4 invalid zero-sized read: u64=[0,511]". */
-		lb_http_barrier_var(len);
+		lb_barrier_var(len);
 		if (len == 0 || len > LB_HTTP_SCAN)
 			return -1;
 		if (bpf_xdp_load_bytes(ctx, payload_off, s->data, len))
@@ -89,7 +86,7 @@ static __always_inline int lb_http_read(struct xdp_md *ctx, __u32 payload_off,
 	path_len = out->path_len < LB_HTTP_PATH_MAX ? out->path_len : LB_HTTP_PATH_MAX;
 	if (out->status != LB_HTTP_COMPLETE || path_len == 0)
 		return 0;
-	lb_http_barrier_var(path_len); /* as for len above */
+	lb_barrier_var(path_len); /* as for len above */
 	if (path_len == 0 || path_len > LB_HTTP_PATH_MAX ||
 	    bpf_xdp_load_bytes(ctx, payload_off + out->path_off, s->path, path_len)) {
 		__builtin_memset(out, 0, sizeof(*out));

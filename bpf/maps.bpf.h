@@ -135,21 +135,9 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_pin_events SEC(".maps");
 
-/* How the first request of an http connection is to be routed: written by
- * lb_http_classify, read back by the decision. Through a map on purpose:
- * the verifier knows nothing of what it reads there, so the many ways a
- * request is classified do not each walk the decision again. */
-struct lb_http_route {
-	__u32 http;   /* lb_flow.http bits so far */
-	__u32 rule;   /* matched rule index + 1; 0: none */
-	__u32 pinned; /* 1: the client is pinned to `node` */
-	__u32 node;
-};
-
 /* Per-CPU scratch for the SYN decision: too large for the 512-byte stack. */
 struct lb_scratch {
 	__u32 load_bp[LB_MAX_NODES];
-	struct lb_http_route route;
 };
 
 struct {

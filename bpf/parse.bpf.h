@@ -14,6 +14,11 @@
 
 #include "../maps/flow.h"
 
+/* Keeps clang from merging or reordering bounds checks on var, which can
+ * leave the verifier unable to prove an access (e.g. a length checked
+ * against 0 and against its maximum turned into one "len - 1 > max"). */
+#define lb_barrier_var(var) asm volatile("" : "+r"(var))
+
 #define LB_MAX_VLAN_TAGS 2
 #define LB_MAX_IPV6_EXT_HDRS 4
 

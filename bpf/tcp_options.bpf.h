@@ -22,8 +22,6 @@
 
 #define LB_DEFAULT_CLIENT_MSS 536 /* RFC 9293: no MSS option */
 
-#define lb_barrier_var(var) asm volatile("" : "+r"(var))
-
 /* A segment's TCP options, copied out of the packet and walked by
  * bpf_loop() (the walk over packet pointers exceeds the verifier budget). */
 struct lb_opt_walk {
