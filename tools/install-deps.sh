@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything peerlb needs to build, test and run its demo on Debian 12.
 # Idempotent: apt-get skips what is already there.
+#   --bench   also the benchmark suite's baselines and plotting (tools/bench/)
 set -euo pipefail
+
+bench=0
+case ${1:-} in
+"") ;;
+--bench) bench=1 ;;
+*) echo "usage: install-deps.sh [--bench]" >&2; exit 2 ;;
+esac
 
 if [[ $EUID -ne 0 ]]; then
     echo "install-deps: run as root (apt-get needs it)" >&2
@@ -20,6 +28,10 @@ packages=(
     # tests and demo: namespaces, real servers and clients
     iproute2 ethtool nftables nginx-light curl wrk util-linux procps python3
 )
+# The benchmarks' baselines (a central HAProxy, keepalived's VRRP) and plots.
+# The suite runs its own instances inside namespaces; the packages' own
+# services are not used.
+((bench)) && packages+=(haproxy keepalived gnuplot-nox)
 
 export DEBIAN_FRONTEND=noninteractive
 missing=()

@@ -12,9 +12,8 @@
 #include <cstring>
 #include <optional>
 #include <random>
-#include <string_view>
 
-#include "fixture.h"
+#include "http_fixture.h"
 
 extern "C" {
 #include "bpf/cookie.h"
@@ -25,22 +24,9 @@ namespace {
 
 using namespace tcp_flags;
 
-// The window scale this cluster announces: unlike any client's below.
-constexpr uint32_t kHttpWscale = 9;
 // The peer a forwarded connection goes to: the least loaded (pick = least).
 constexpr uint32_t kLeastPeer = 1;
 constexpr uint32_t kSynackWindow = 65535;
-
-// Slot s's key; valid only where a test says so.
-lb_cookie_key cookie_key_of(uint32_t slot, bool valid)
-{
-    lb_cookie_key k{};
-    k.k0 = 0x6b65'7930'0000'0000ull + slot;
-    k.k1 = ~k.k0 * 0x9e37'79b9'7f4a'7c15ull;
-    k.epoch = 1000 + slot;
-    k.valid = valid;
-    return k;
-}
 
 Bytes be32(uint32_t v)
 {
@@ -55,12 +41,6 @@ Bytes ts_option(uint32_t tsval, uint32_t tsecr)
 Bytes ws_option(uint8_t shift)
 {
     return {1, 3, 3, shift}; // NOP, window scale
-}
-
-Bytes request()
-{
-    constexpr std::string_view r = "GET /index.html HTTP/1.1\r\nHost: www.example.com\r\n\r\n";
-    return Bytes(r.begin(), r.end());
 }
 
 // A client SYN's options and what the cookie must keep of them.
@@ -138,7 +118,7 @@ uint16_t announced_mss(uint8_t family, uint32_t forward, uint32_t mtu)
 // Each test runs for IPv4 and then IPv6 clients (for_each_family) rather
 // than being parameterized: the verifier takes about a second per program
 // load, and one load per test keeps the file within its time budget.
-class XdpCookie : public DataPlaneTest {
+class XdpCookie : public HttpDataPlaneTest {
 protected:
     // Runs `body` once per client family, each time on a fresh http cluster
     // (use_http(LB_FORWARD_L2)) of that family with no flows.
@@ -147,7 +127,7 @@ protected:
     {
         for (uint8_t f : {uint8_t(LB_FAMILY_IPV4), uint8_t(LB_FAMILY_IPV6)}) {
             SCOPED_TRACE(f == LB_FAMILY_IPV4 ? "ipv4" : "ipv6");
-            family_ = f;
+            set_family(f);
             use_http(LB_FORWARD_L2);
             for (const FlowEntry& flow : maps().flows())
                 bpf_map_delete_elem(flow.established ? maps().fds().flows.get()
@@ -158,57 +138,9 @@ protected:
         }
     }
 
-    // The test cluster (install_cluster, this node idle) with both services
-    // in http mode, the window scale kHttpWscale and SYN-ACKs made with
-    // slot 1, the only valid key.
-    void use_http(uint32_t forward)
-    {
-        install_cluster(forward, family());
-        for (uint8_t f : {LB_FAMILY_IPV4, LB_FAMILY_IPV6}) {
-            lb_service_key key{};
-            key.addr = service_addr(f).addr;
-            key.port = htons(kServicePort);
-            key.family = f;
-            maps().add_service(key, lb_service{LB_MODE_HTTP, 1});
-        }
-        for (uint32_t slot = 0; slot < LB_COOKIE_SLOTS; slot++)
-            maps().set_cookie_key(slot, cookie_key_of(slot, slot == 1));
-        change_config([](lb_config& cfg) {
-            cfg.cookie_slot = 1;
-            cfg.http_wscale = kHttpWscale;
-        });
-    }
     void set_key_valid(uint32_t slot, bool valid)
     {
         maps().set_cookie_key(slot, cookie_key_of(slot, valid));
-    }
-
-    uint8_t family() const { return family_; }
-    bool v4() const { return family() == LB_FAMILY_IPV4; }
-    IpAddress client() const { return client_addr(family()); }
-    IpAddress service() const { return service_addr(family()); }
-
-    Bytes syn(uint16_t sport, uint32_t isn, const Bytes& options = linux_syn_options(),
-              std::vector<VlanTag> vlans = {}) const
-    {
-        Tcp t;
-        t.sport = sport;
-        t.seq = isn;
-        t.options = options;
-        return client_frame(family(), t, std::move(vlans));
-    }
-
-    // The client's next segment after the SYN-ACK with `cookie`.
-    Bytes segment(uint16_t sport, uint32_t isn, uint32_t cookie, const Bytes& payload = request(),
-                  uint8_t flags = kAck | kPsh, std::vector<VlanTag> vlans = {}) const
-    {
-        Tcp t;
-        t.sport = sport;
-        t.flags = flags;
-        t.seq = isn + 1;
-        t.ack = cookie + 1;
-        t.payload = payload;
-        return client_frame(family(), t, std::move(vlans));
     }
 
     uint32_t expected_cookie(uint16_t sport, uint32_t isn, uint32_t slot,
@@ -227,19 +159,6 @@ protected:
     uint32_t expect_synack(const Bytes& in, const std::vector<VlanTag>& vlans, uint16_t sport,
                            uint32_t isn, const ClientOptions& c, uint16_t mss, uint32_t slot = 1);
 
-    // A SYN with Linux's options through XDP: the SYN-ACK's cookie.
-    uint32_t handshake(uint16_t sport, uint32_t isn, std::vector<VlanTag> vlans = {})
-    {
-        const Bytes in = syn(sport, isn, linux_syn_options(), vlans);
-        RunResult r = run_xdp(in);
-        const size_t t = kEthHeaderLen + kVlanTagLen * vlans.size() +
-                         (v4() ? kIpv4HeaderLen : kIpv6HeaderLen);
-        EXPECT_EQ(r.verdict, uint32_t(XDP_TX)) << "SYN not answered";
-        if (r.verdict != XDP_TX || r.out.size() < t + kTcpHeaderLen)
-            return 0;
-        return read32(r.out, t + 4);
-    }
-
     std::optional<FlowEntry> find_flow(uint16_t sport) const
     {
         const lb_flow_key key = client_key(family(), sport);
@@ -253,9 +172,6 @@ protected:
         const lb_flow_key key = client_key(family(), sport);
         ASSERT_EQ(bpf_map_delete_elem(maps().fds().flows.get(), &key), 0);
     }
-
-private:
-    uint8_t family_ = LB_FAMILY_IPV4;
 };
 
 
@@ -353,30 +269,6 @@ uint32_t XdpCookie::expect_synack(const Bytes& in, const std::vector<VlanTag>& v
 
 const std::vector<std::vector<VlanTag>> kTagSets{
     {}, {{kEthVlan, 3}}, {{kEthQinQ, 30}, {kEthVlan, 3}}};
-
-// XDP_TX of `in` pushed in an outer header (of the nodes' family, the
-// client's here) from this node to `peer`.
-::testing::AssertionResult ipip_forwarded(const RunResult& r, const Bytes& in, uint32_t peer,
-                                          uint8_t family, const std::vector<VlanTag>& vlans)
-{
-    if (r.error || r.verdict != XDP_TX)
-        return ::testing::AssertionFailure() << "verdict " << r.verdict << ", not XDP_TX";
-    const Bytes inner = slice(in, l3_offset(in));
-    const IpAddress self = node_addr(family, kSelfSlot), to = node_addr(family, peer);
-    const uint8_t proto = family == LB_FAMILY_IPV4 ? kProtoIpip : kProtoIpv6;
-    Ipv4Fields outer;
-    outer.id = 0;
-    const Ethernet eth{node_mac(peer), node_mac(kSelfSlot), vlans};
-    const Bytes expected =
-        family == LB_FAMILY_IPV4
-            ? ethernet_frame(eth, kEthIpv4, ipv4_packet(self, to, proto, inner, outer))
-            : ethernet_frame(eth, kEthIpv6, ipv6_packet(self, to, proto, inner));
-    if (r.out != expected)
-        return ::testing::AssertionFailure() << "frame:\n"
-                                             << hex(r.out) << "\nexpected:\n"
-                                             << hex(expected);
-    return ::testing::AssertionSuccess();
-}
 
 TEST_F(XdpCookie, SynAckForEachSetOfClientOptions)
 {
@@ -711,84 +603,6 @@ TEST_F(XdpCookie, DecidedFlowIsForwardedAndFollowed)
         }
         EXPECT_EQ(maps().flows().size(), 6u);
     });
-}
-
-// --- per-packet cost (a benchmark, not a test: tools/bench-xdp.sh) ----------
-
-// Kernel-measured run time of one BPF_PROG_TEST_RUN (repeat 1: the program
-// rewrites its packet), ns; prepare() runs before each, untimed.
-template <typename Prepare>
-std::vector<uint32_t> time_runs(int prog_fd, const Bytes& frame, int runs, Prepare&& prepare)
-{
-    std::vector<uint32_t> ns;
-    for (int i = 0; i < runs; i++) {
-        prepare();
-        const RunResult r = try_run(prog_fd, frame);
-        if (r.error == 0)
-            ns.push_back(r.duration_ns);
-    }
-    std::sort(ns.begin(), ns.end());
-    return ns;
-}
-
-// Disabled: run by tools/bench-xdp.sh (--gtest_also_run_disabled_tests).
-// Prints ns/packet (min / median / p99) of the http mode's paths next to
-// the cheapest path of the same program (a packet for no service), measured
-// in the same run. BENCH_RUNS sets the runs per path (default 20000).
-TEST_F(XdpCookie, DISABLED_PerPacketCost)
-{
-    const int runs = std::getenv("BENCH_RUNS") ? std::atoi(std::getenv("BENCH_RUNS")) : 20000;
-    const int prog = bpf_program__fd(skeleton()->progs.xdp_peerlb);
-    use_http(LB_FORWARD_L2);
-    const uint16_t sport = 41000;
-    const uint32_t isn = 0x11223344;
-    const uint32_t cookie = handshake(sport, isn);
-    ASSERT_NE(cookie, 0u);
-
-    Tcp other;
-    other.sport = sport;
-    other.dport = 8080; // no service there
-    const Bytes not_service = client_frame(family(), other);
-    const Bytes first = segment(sport, isn, cookie);
-    const lb_flow_key key = client_key(family(), sport);
-    auto no_flow = [&] { bpf_map_delete_elem(maps().fds().flows.get(), &key); };
-    auto nothing = [] {};
-
-    struct Row {
-        const char* path;
-        std::vector<uint32_t> ns;
-    };
-    std::vector<Row> rows;
-    rows.push_back({"pass, not a service (baseline)", time_runs(prog, not_service, runs, nothing)});
-    rows.push_back({"http SYN -> cookie SYN-ACK", time_runs(prog, syn(sport, isn), runs, nothing)});
-    rows.push_back({"http handshake ACK dropped", time_runs(prog, segment(sport, isn, cookie, {}, kAck), runs, nothing)});
-    rows.push_back({"http first request, kept (no rule)", time_runs(prog, first, runs, no_flow)});
-    rows.push_back({"http first request, flow then follows", time_runs(prog, first, runs, nothing)});
-    // The same first request with a rule to check (prefix, no match) and
-    // this node busy: decided among peers and forwarded (l2).
-    lb_uri_rule rule{};
-    std::memcpy(rule.pattern, "/nomatch/", 9);
-    rule.pattern_len = 9;
-    rule.nodes = 0b10;
-    maps().set_uri_rule(0, rule);
-    change_config([](lb_config& cfg) { cfg.uri_rules = 1; });
-    maps().set_node(kSelfSlot, test_node(family(), kSelfSlot, 9000, monotonic_ns()));
-    rows.push_back({"http first request, 1 rule, forwarded", time_runs(prog, first, runs, no_flow)});
-    std::memcpy(rule.pattern, "/", 1);
-    rule.pattern_len = 1;
-    maps().set_uri_rule(0, rule);
-    rows.push_back({"http first request, rule match, forwarded", time_runs(prog, first, runs, no_flow)});
-
-    const double base = rows[0].ns.empty() ? 1 : rows[0].ns[rows[0].ns.size() / 2];
-    std::printf("\nxdp_peerlb per-packet cost, BPF_PROG_TEST_RUN, %d runs per path (%s):\n", runs,
-                v4() ? "IPv4" : "IPv6");
-    std::printf("  %-44s %8s %8s %8s %8s\n", "path", "min ns", "median", "p99", "x base");
-    for (const Row& r : rows) {
-        ASSERT_FALSE(r.ns.empty()) << r.path;
-        const double median = r.ns[r.ns.size() / 2];
-        std::printf("  %-44s %8u %8.0f %8u %8.2f\n", r.path, r.ns.front(), median,
-                    r.ns[r.ns.size() * 99 / 100], median / base);
-    }
 }
 
 } // namespace

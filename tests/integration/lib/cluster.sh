@@ -200,7 +200,9 @@ cl_set_load() {
 
 # cl_agent_config N [EXTRA-TOML]: server N's agent configuration, load read
 # from $CL_TMP/load-sN (written with cl_agent_load), heartbeat every
-# ${CL_INTERVAL_MS:-100} ms, forwarding ${CL_FORWARD:-l2}.
+# ${CL_INTERVAL_MS:-100} ms, forwarding ${CL_FORWARD:-l2}. The benchmarks
+# change more: CL_PICK (weighted), CL_BALANCE_EXTRA (more [balance] keys),
+# CL_LOAD_TOML (the whole [load] body), CL_HEALTH_PATH (/).
 cl_agent_config() {
     local n=$1 extra=${2:-}
     [[ -f $CL_TMP/cluster.key ]] || head -c 32 /dev/urandom >"$CL_TMP/cluster.key"
@@ -222,16 +224,17 @@ ${CL_CLUSTER_EXTRA:-}
 [balance]
 accept_below = 50
 min_difference = 20
-pick = "weighted"
+pick = "${CL_PICK:-weighted}"
 forward = "${CL_FORWARD:-l2}"
 failsafe_after_ms = 500
+${CL_BALANCE_EXTRA:-}
 
 [load]
-source = "file"
-file = "$CL_TMP/load-s$n"
+${CL_LOAD_TOML:-source = "file"
+file = "$CL_TMP/load-s$n"}
 
 [health]
-http_path = "/"
+http_path = "${CL_HEALTH_PATH:-/}"
 interval_ms = 200
 timeout_ms = 200
 

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# End-to-end overhead (benchmark part 3): wrk against nginx in the cluster
+# topology, to s1's service address, in one run:
+#   direct        no XDP program on the servers
+#   xdp-pass      an XDP program that only passes, on every server: what any
+#                 native XDP program costs on veth, apart from peerlb's work
+#   kept          peerlb attached, s1 idle: it keeps every connection
+#   forward-l2    peerlb, s1 busy: every connection handed to s2/s3 (MAC rewrite)
+#   forward-ipip  the same, IP-in-IP encapsulated
+#   haproxy       a central HAProxy (TCP mode, leastconn) in its own namespace
+# each with keep-alive connections (the established-flow path) and with one
+# connection per request (the SYN path every time). Loads are written with
+# peerlb-mapctl, no agents, so nothing changes during a measurement.
+#
+# Usage: overhead.sh BUILD_DIR OUT_DIR
+# Env: BENCH_WRK_SECONDS (default 5), BENCH_WRK_CONNS (32).
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+source "$root/tests/integration/lib/cluster.sh"
+source "$here/lib.sh"
+
+CL_BUILD=$(cd "${1:?usage: overhead.sh BUILD_DIR OUT_DIR}" && pwd)
+out=${2:?usage: overhead.sh BUILD_DIR OUT_DIR}
+mkdir -p "$out/overhead"
+out=$(cd "$out/overhead" && pwd)
+
+wrk_seconds=${BENCH_WRK_SECONDS:-5}
+wrk_conns=${BENCH_WRK_CONNS:-32}
+CL_PREFIX="plb$$o"
+CL_TMP=$(mktemp -d /tmp/peerlb-bench-overhead.XXXXXX)
+cleanup() {
+    bench_haproxy_stop
+    cl_down
+    ip netns del "$(cl_ns lb)" 2>/dev/null
+    rm -rf "$CL_TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+svc1=${CL_SVC_ADDR[1]}
+
+# served_by ADDR: the server that answers a new connection to ADDR.
+served_by() { cl_in c curl -s --max-time 2 "http://$1/"; }
+
+# expect_route CONFIG ADDR WANT...: the path is what the row claims to measure
+# (a mislabeled row would be a lie), checked on a few new connections.
+expect_route() {
+    local config=$1 addr=$2 i who
+    shift 2
+    for i in 1 2 3 4 5 6; do
+        who=$(served_by "$addr")
+        [[ " $* " == *" $who "* ]] || {
+            echo "overhead: $config: a connection to $addr was served by '$who', expected $*" >&2
+            return 1
+        }
+    done
+}
+
+# fresh_peerlb MODE: peerlb attached with empty maps. Flow entries outlive
+# their connections (LRU), and a new connection on a reused client port
+# follows its tuple's old decision: without this, the forwarded rows would
+# partly measure the kept path of the row before.
+fresh_peerlb() {
+    local n
+    cl_peerlb_down
+    for n in 1 2 3; do rm -rf "$(cl_pin_root "$n")"; done
+    cl_peerlb_up "$1"
+}
+
+# measure CONFIG ADDR: wrk with keep-alive, then one connection per request.
+measure() {
+    local config=$1 addr=$2
+    bench_log "overhead: $config"
+    cl_in c wrk -t2 -c"$wrk_conns" -d"${wrk_seconds}s" --latency "http://$addr/" \
+        >"$out/$config-keepalive.txt" 2>&1 || return 1
+    cl_in c wrk -t2 -c"$wrk_conns" -d"${wrk_seconds}s" --latency -H "Connection: close" \
+        "http://$addr/" >"$out/$config-close.txt" 2>&1 || return 1
+}
+
+cl_topology_up || exit 1
+bench_lb_up || exit 1
+for n in 1 2 3; do cl_nginx_start "$n"; done
+cl_wait_ready || exit 1
+echo "wrk_seconds=$wrk_seconds wrk_conns=$wrk_conns wrk_threads=2" >"$out/params"
+
+expect_route direct "$svc1" s1 && measure direct "$svc1" || exit 1
+
+for n in 1 2 3; do
+    ip -n "$(cl_ns "s$n")" link set eth0 xdp obj "$CL_BUILD/bpf/xdp_pass.bpf.o" sec xdp || exit 1
+done
+expect_route xdp-pass "$svc1" s1 && measure xdp-pass "$svc1" || exit 1
+for n in 1 2 3; do ip -n "$(cl_ns "s$n")" link set eth0 xdp off; done
+
+fresh_peerlb l2 || exit 1
+expect_route kept "$svc1" s1 && measure kept "$svc1" || exit 1
+fresh_peerlb l2 && cl_set_load 1 90 || exit 1
+expect_route forward-l2 "$svc1" s2 s3 && measure forward-l2 "$svc1" || exit 1
+
+fresh_peerlb ipip && cl_set_load 1 90 || exit 1
+expect_route forward-ipip "$svc1" s2 s3 && measure forward-ipip "$svc1" || exit 1
+cl_peerlb_down
+
+bench_haproxy_start || exit 1
+expect_route haproxy "$BENCH_LB_ADDR" s1 s2 s3 && measure haproxy "$BENCH_LB_ADDR" || exit 1
+bench_haproxy_stop
+bench_log "overhead: done, results in $out"

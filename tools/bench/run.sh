@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The benchmark suite: builds peerlb (as tools/test.sh does), runs every part
+# and writes tables, plots (PNG, gnuplot) and a markdown summary. Figures are
+# ratios or comparisons measured in this run on this machine; nothing here
+# passes or fails on a time. Needs root; touches only namespaces it creates.
+#
+#   tools/bench/run.sh [--out DIR] [--parts xdp,balance,overhead,failover]
+#
+#   xdp       per-packet cost of the XDP program beside floor programs
+#   balance   balancing quality: peerlb least / weighted vs none vs HAProxy
+#   overhead  wrk against nginx: direct, kept, forwarded (l2, ipip), HAProxy
+#   failover  node death to first new connection: peerlb vs keepalived
+#
+# DIR defaults to bench-results/ in the repository (the summary the README
+# links). BUILD_DIR overrides build/. Dependencies: tools/install-deps.sh --bench.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+here=$root/tools/bench
+build=${BUILD_DIR:-$root/build}
+out=$root/bench-results
+parts=xdp,balance,overhead,failover
+
+usage() { sed -n '7,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+while (($#)); do
+    case $1 in
+    --out) out=${2:?--out needs a directory}; shift 2 ;;
+    --parts) parts=${2:?--parts needs a list}; shift 2 ;;
+    -h | --help) usage ;;
+    *) echo "bench: unknown argument '$1'" >&2; usage ;;
+    esac
+done
+for p in ${parts//,/ }; do
+    [[ $p =~ ^(xdp|balance|overhead|failover)$ ]] || { echo "bench: unknown part '$p'" >&2; exit 2; }
+done
+if [[ $EUID -ne 0 ]]; then
+    echo "bench: needs root (BPF programs, network namespaces)" >&2
+    exit 1
+fi
+for tool in haproxy keepalived gnuplot wrk nginx; do
+    command -v "$tool" >/dev/null || { echo "bench: $tool missing: run tools/install-deps.sh --bench" >&2; exit 1; }
+done
+
+started=$(date +%s)
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j "$(nproc)" >/dev/null
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+{
+    echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(
+        [[ -n $(git -C "$root" status --porcelain 2>/dev/null) ]] && echo '+changes')"
+    echo "kernel=$(uname -r)"
+    echo "cpus=$(nproc)"
+    echo "cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
+} >"$out/machine"
+
+failed=()
+run_part() {
+    local part=$1
+    shift
+    echo "== bench: $part" >&2
+    local t0=$SECONDS
+    "$@" || failed+=("$part")
+    echo "$part=$((SECONDS - t0))" >>"$out/durations"
+}
+rm -f "$out/durations"
+for p in ${parts//,/ }; do
+    case $p in
+    xdp)
+        mkdir -p "$out/xdp"
+        run_part xdp "$build/tests/bench_xdp" --csv "$out/xdp/xdp_cost.csv"
+        ;;
+    balance) run_part balance "$here/balance.sh" "$build" "$out" ;;
+    overhead) run_part overhead "$here/overhead.sh" "$build" "$out" ;;
+    failover) run_part failover "$here/failover.sh" "$build" "$out" ;;
+    esac
+done
+echo "total=$(($(date +%s) - started))" >>"$out/durations"
+python3 "$here/report.py" "$out" || failed+=(report)
+if ((${#failed[@]})); then
+    echo "bench: FAILED: ${failed[*]} (the summary shows what did run)" >&2
+    exit 1
+fi
+echo "bench: summary in $out/summary.md" >&2
