@@ -61,12 +61,38 @@ expect_route() {
 # fresh_peerlb MODE: peerlb attached with empty maps. Flow entries outlive
 # their connections (LRU), and a new connection on a reused client port
 # follows its tuple's old decision: without this, the forwarded rows would
-# partly measure the kept path of the row before.
+# partly measure the kept path of the row before. No per-connection charge
+# (conn_cost_bp 0): without an agent to reset it at each load update, it
+# would pile up over thousands of connections and flip the decision.
 fresh_peerlb() {
     local n
     cl_peerlb_down
     for n in 1 2 3; do rm -rf "$(cl_pin_root "$n")"; done
-    cl_peerlb_up "$1"
+    cl_peerlb_up "$1" || return 1
+    for n in 1 2 3; do cl_mapctl "$n" config conn_cost_bp 0 || return 1; done
+}
+
+# syn_counts: s1's SYN decisions so far, "kept forwarded".
+syn_counts() {
+    cl_peerlb 1 stats --json | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["counters"]
+print(sum(v["packets"] for k, v in c.items() if k.startswith("syn_local")),
+      sum(v["packets"] for k, v in c.items() if k.startswith("syn_forward")))'
+}
+
+# expect_decisions CONFIG kept|forwarded: every SYN s1 decided during the
+# measurement went the way the row says.
+expect_decisions() {
+    local counts
+    counts=($(syn_counts)) || return 1
+    case $2 in
+    kept) ((counts[1] == 0)) ;;
+    forwarded) ((counts[0] == 0)) ;;
+    esac || {
+        echo "overhead: $1: s1 kept ${counts[0]} and forwarded ${counts[1]} new connections" >&2
+        return 1
+    }
 }
 
 # measure CONFIG ADDR: wrk with keep-alive, then one connection per request.
@@ -79,30 +105,44 @@ measure() {
         "http://$addr/" >"$out/$config-close.txt" 2>&1 || return 1
 }
 
-cl_topology_up || exit 1
-bench_lb_up || exit 1
-for n in 1 2 3; do cl_nginx_start "$n"; done
-cl_wait_ready || exit 1
+# topology_up: a fresh cluster for each row. A single client opening
+# connections at this rate degrades the namespaces' TCP state after ~100 000
+# connections (seen with no XDP program at all): rows sharing one topology
+# would measure their place in the run more than their path.
+topology_up() {
+    bench_haproxy_stop
+    cl_down
+    ip netns del "$(cl_ns lb)" 2>/dev/null
+    cl_topology_up && bench_lb_up || return 1
+    for n in 1 2 3; do cl_nginx_start "$n"; done
+    cl_wait_ready
+}
+
+fresh_peerlb_row() { topology_up && fresh_peerlb "$1"; } # a fresh cluster, peerlb MODE
+
 echo "wrk_seconds=$wrk_seconds wrk_conns=$wrk_conns wrk_threads=2" >"$out/params"
 
+topology_up || exit 1
 expect_route direct "$svc1" s1 && measure direct "$svc1" || exit 1
 
+topology_up || exit 1
 for n in 1 2 3; do
     ip -n "$(cl_ns "s$n")" link set eth0 xdp obj "$CL_BUILD/bpf/xdp_pass.bpf.o" sec xdp || exit 1
 done
 expect_route xdp-pass "$svc1" s1 && measure xdp-pass "$svc1" || exit 1
-for n in 1 2 3; do ip -n "$(cl_ns "s$n")" link set eth0 xdp off; done
 
-fresh_peerlb l2 || exit 1
-expect_route kept "$svc1" s1 && measure kept "$svc1" || exit 1
-fresh_peerlb l2 && cl_set_load 1 90 || exit 1
-expect_route forward-l2 "$svc1" s2 s3 && measure forward-l2 "$svc1" || exit 1
+fresh_peerlb_row l2 || exit 1
+expect_route kept "$svc1" s1 && measure kept "$svc1" && expect_decisions kept kept || exit 1
 
-fresh_peerlb ipip && cl_set_load 1 90 || exit 1
-expect_route forward-ipip "$svc1" s2 s3 && measure forward-ipip "$svc1" || exit 1
-cl_peerlb_down
+fresh_peerlb_row l2 && cl_set_load 1 90 || exit 1
+expect_route forward-l2 "$svc1" s2 s3 && measure forward-l2 "$svc1" &&
+    expect_decisions forward-l2 forwarded || exit 1
 
+fresh_peerlb_row ipip && cl_set_load 1 90 || exit 1
+expect_route forward-ipip "$svc1" s2 s3 && measure forward-ipip "$svc1" &&
+    expect_decisions forward-ipip forwarded || exit 1
+
+topology_up || exit 1
 bench_haproxy_start || exit 1
 expect_route haproxy "$BENCH_LB_ADDR" s1 s2 s3 && measure haproxy "$BENCH_LB_ADDR" || exit 1
-bench_haproxy_stop
 bench_log "overhead: done, results in $out"

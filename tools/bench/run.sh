@@ -73,7 +73,7 @@ for p in ${parts//,/ }; do
         ;;
     balance) run_part balance "$here/balance.sh" "$build" "$out" ;;
     overhead) run_part overhead "$here/overhead.sh" "$build" "$out" ;;
-    failover) run_part failover "$here/failover.sh" "$build" "$out" ;;
+    failover) run_part failover "$here/failover.sh" "$build" "$out/failover" ;;
     esac
 done
 echo "total=$(($(date +%s) - started))" >>"$out/durations"

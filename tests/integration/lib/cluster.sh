@@ -207,6 +207,8 @@ cl_agent_config() {
     local n=$1 extra=${2:-}
     [[ -f $CL_TMP/cluster.key ]] || head -c 32 /dev/urandom >"$CL_TMP/cluster.key"
     [[ -f $CL_TMP/load-s$n ]] || echo 10 >"$CL_TMP/load-s$n"
+    local load_toml=${CL_LOAD_TOML:-}
+    [[ -n $load_toml ]] || printf -v load_toml 'source = "file"\nfile = "%s"' "$CL_TMP/load-s$n"
     cat >"$CL_TMP/s$n.toml" <<EOF
 [node]
 id = "s$n"
@@ -230,8 +232,7 @@ failsafe_after_ms = 500
 ${CL_BALANCE_EXTRA:-}
 
 [load]
-${CL_LOAD_TOML:-source = "file"
-file = "$CL_TMP/load-s$n"}
+$load_toml
 
 [health]
 http_path = "${CL_HEALTH_PATH:-/}"
