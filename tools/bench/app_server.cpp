@@ -5,11 +5,15 @@
 //
 //   peerlb-bench-app --port 80 --workers 4 --service-ms 10 --name s1
 //                    [--stats FILE [--stats-interval-ms 100]]
+//                    [--load-file FILE [--load-interval-ms 5]]
 //
 // The stats file gets one line per interval:
 //   unix_ms inflight busy queued completed_total
 // inflight: connections accepted and not yet answered (still reading, queued
 // or served); busy: workers serving; queued: full requests waiting for one.
+// The load file (for the agent's `load.source = "file"`: an application that
+// publishes its own load) holds inflight / workers in %, at most 100,
+// replaced whole (rename) so that a reader never sees half a number.
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -32,6 +36,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <algorithm>
+#include <chrono>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -193,7 +199,25 @@ struct Options {
     std::string stats;
     unsigned stats_interval_ms = 100;
     unsigned read_timeout_ms = 10000;
+    std::string load_file;
+    unsigned load_interval_ms = 5;
 };
+
+// Publishes the load until `stop`: inflight over the workers, in %.
+void publish_load(const Options& opt, const Counters& counters, const std::atomic<bool>& stop)
+{
+    const std::string tmp = opt.load_file + ".tmp";
+    while (!stop) {
+        const int64_t inflight = std::max<int64_t>(0, counters.inflight.load());
+        const int64_t pct = std::min<int64_t>(100, inflight * 100 / opt.workers);
+        if (std::FILE* f = std::fopen(tmp.c_str(), "we")) {
+            std::fprintf(f, "%lld\n", static_cast<long long>(pct));
+            std::fclose(f);
+            std::rename(tmp.c_str(), opt.load_file.c_str());
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(opt.load_interval_ms));
+    }
+}
 
 void worker(WorkQueue& queue, Counters& counters, const std::string& reply, unsigned service_ms)
 {
@@ -524,6 +548,10 @@ int main(int argc, char** argv)
     app.add_option("--stats-interval-ms", opt.stats_interval_ms)
         ->capture_default_str()
         ->check(CLI::Range(1u, 3'600'000u));
+    app.add_option("--load-file", opt.load_file, "publish the load (inflight / workers, %) here");
+    app.add_option("--load-interval-ms", opt.load_interval_ms)
+        ->capture_default_str()
+        ->check(CLI::Range(1u, 60'000u));
     app.add_option("--read-timeout-ms", opt.read_timeout_ms,
                    "close connections whose request is not whole by then")
         ->capture_default_str()
@@ -559,6 +587,14 @@ int main(int argc, char** argv)
         for (unsigned i = 0; i < opt.workers; i++)
             workers.emplace_back(worker, std::ref(queue), std::ref(counters), std::cref(reply),
                                  opt.service_ms);
+        std::atomic<bool> stop_publishing{false};
+        std::jthread publisher;
+        if (!opt.load_file.empty())
+            publisher = std::jthread([&] { publish_load(opt, counters, stop_publishing); });
+        struct StopPublishing {
+            std::atomic<bool>& flag;
+            ~StopPublishing() { flag = true; }
+        } stop_on_exit{stop_publishing};
         std::cerr << fmt::format("peerlb-bench-app: {} on port {}, {} workers x {} ms ({:.0f} req/s)\n",
                                  opt.name, opt.port, opt.workers, opt.service_ms,
                                  opt.service_ms ? opt.workers * 1000.0 / opt.service_ms : 0.0);

@@ -8,12 +8,18 @@
 #   haproxy   a central HAProxy, leastconn, in its own namespace
 #   least     peerlb agents, pick = least
 #   weighted  peerlb agents, pick = weighted (the default)
+#             both with load.source = "connections" (the default source)
+#   least-published, weighted-published
+#             the same with load.source = "file": the application publishes
+#             its load (requests in flight over its workers) every 5 ms
 # Per configuration: the client's JSON summary (completed rate, latency
 # percentiles) and each server's in-flight requests every 100 ms.
 #
 # Usage: balance.sh BUILD_DIR OUT_DIR
 # Env: BENCH_RATE (req/s, default 600), BENCH_SECONDS (measured, default 20),
-#      BENCH_WORKERS (8), BENCH_SERVICE_MS (20), BENCH_CONFIGS (all four).
+#      BENCH_WORKERS (8), BENCH_SERVICE_MS (20), BENCH_CONFIGS (all four),
+#      BENCH_INTERVAL_MS (heartbeat, 500), BENCH_LOAD_EXTRA / BENCH_BALANCE_EXTRA
+#      (more TOML lines for the agents' [load] / [balance], to try settings).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,15 +37,17 @@ seconds=${BENCH_SECONDS:-20}
 workers=${BENCH_WORKERS:-8}
 service_ms=${BENCH_SERVICE_MS:-20}
 warmup=3
-configs=(${BENCH_CONFIGS:-none haproxy least weighted})
+configs=(${BENCH_CONFIGS:-none haproxy least weighted least-published weighted-published})
 
 CL_PREFIX="plb$$b"
 CL_TMP=$(mktemp -d /tmp/peerlb-bench-balance.XXXXXX)
 # Load = established connections on port 80 over the workers: 100 % when
 # every worker is busy. conn_cost: one new connection is one worker's share.
-CL_LOAD_TOML="source = \"connections\"
-capacity = $workers"
-CL_BALANCE_EXTRA="conn_cost = $(awk -v w="$workers" 'BEGIN { printf "%.2f", 100 / w }')"
+CONNECTIONS_LOAD_TOML="source = \"connections\"
+capacity = $workers
+${BENCH_LOAD_EXTRA:-}"
+CL_BALANCE_EXTRA="conn_cost = ${BENCH_CONN_COST:-$(awk -v w="$workers" 'BEGIN { printf "%.2f", 100 / w }')}
+${BENCH_BALANCE_EXTRA:-}"
 CL_HEALTH_PATH=/health
 CL_INTERVAL_MS=${BENCH_INTERVAL_MS:-500}
 APP_PIDS=()
@@ -66,7 +74,7 @@ start_apps() {
         rm -f "$out/$config-s$n.stats"
         ip netns exec "$(cl_ns "s$n")" "$CL_BUILD/peerlb-bench-app" --port 80 --workers "$workers" \
             --service-ms "$service_ms" --name "s$n" --stats "$out/$config-s$n.stats" \
-            --stats-interval-ms 100 2>>"$CL_TMP/app-s$n.log" &
+            --stats-interval-ms 100 --load-file "$CL_TMP/load-s$n" 2>>"$CL_TMP/app-s$n.log" &
         APP_PIDS+=($!)
     done
     cl_wait_ready || return 1
@@ -87,14 +95,16 @@ run_client() {
 
 skewed=("${CL_SVC_ADDR[1]}:80:80" "${CL_SVC_ADDR[2]}:80:10" "${CL_SVC_ADDR[3]}:80:10")
 
-# agents_up PICK: three agents on fresh maps (flow entries outlive their
+# agents_up CONFIG: three agents on fresh maps (flow entries outlive their
 # connections, and a reused client port would follow the previous run's
 # decision).
 agents_up() {
     local n
     for n in 1 2 3; do
         rm -rf "$(cl_pin_root "$n")" "$CL_TMP/run-s$n"
-        CL_PICK=$1 cl_agent_config "$n"
+        # *-published: the library's default, the file the application writes.
+        CL_PICK=${1%%-*} CL_LOAD_TOML=$([[ $1 == *-published ]] || echo "$CONNECTIONS_LOAD_TOML") \
+            cl_agent_config "$n"
         cl_agent_start "$n" || return 1
     done
     # Every agent sees both peers alive and its data plane is attached.
@@ -133,7 +143,7 @@ for config in "${configs[@]}"; do
         run_client haproxy "$BENCH_LB_ADDR:80:100" || exit 1
         bench_haproxy_stop
         ;;
-    least | weighted)
+    least | weighted | least-published | weighted-published)
         agents_up "$config" || exit 1
         run_client "$config" "${skewed[@]}" || exit 1
         for n in 1 2 3; do cl_agent_cli "$n" stats --json >"$out/$config-s$n.counters.json" 2>/dev/null; done

@@ -52,10 +52,10 @@ def kv_file(path):
     return values
 
 
-def gnuplot(name, script):
+def gnuplot(name, script, size="1000,600"):
     """Runs a gnuplot script that writes OUT/name.png; keeps the script."""
     path = PLOTS / f"{name}.gp"
-    path.write_text(f'set terminal pngcairo size 1000,600 font "sans,10"\n'
+    path.write_text(f'set terminal pngcairo size {size} font "sans,10"\n'
                     f'set output "{OUT / (name + ".png")}"\n' + script)
     result = subprocess.run(["gnuplot", str(path)], capture_output=True, text=True)
     if result.returncode != 0:
@@ -154,7 +154,11 @@ emit("## 2. Balancing quality")
 emit()
 bal = OUT / "balance"
 CONFIG_NAMES = {"none": "no balancing", "haproxy": "HAProxy leastconn (central)",
-                "least": "peerlb, pick = least", "weighted": "peerlb, pick = weighted"}
+                "least": "peerlb, pick = least",
+                "weighted": "peerlb, pick = weighted",
+                "least-published": "peerlb, least, load published by the app",
+                "weighted-published": "peerlb, weighted, load published by the app"}
+PEERLB_CONFIGS = [c for c in CONFIG_NAMES if c not in ("none", "haproxy")]
 
 
 def stats_series(path):
@@ -182,12 +186,15 @@ else:
          "all on its one address). Latency is measured from each request's scheduled arrival, "
          "so a queue counts. Load = requests in flight at each server, sampled every 100 ms; "
          "\"max/mean\" is the busiest server's average over the three servers' average. "
-         f"peerlb: agents with `load.source = \"connections\"`, capacity {p['workers']} "
-         f"(100 % = every worker busy), heartbeat {p['interval_ms']} ms, thresholds at their "
-         "defaults (50 / 20).")
+         f"peerlb: agents with heartbeat {p['interval_ms']} ms and thresholds at their defaults "
+         "(50 / 20), `conn_cost` one worker's share; the load either from "
+         f"`load.source = \"connections\"` with capacity {p['workers']} (100 % = every worker "
+         "busy; this source is read every 100 ms, as its sock_diag walk of the TCP hash costs "
+         "~3 ms), or published by the application itself every 5 ms (`load.source = \"file\"`, "
+         "read every 10 ms: `load.update_ms`).")
     emit()
     results = {}
-    for config in ("none", "haproxy", "least", "weighted"):
+    for config in CONFIG_NAMES:
         js = bal / f"{config}.json"
         if not js.exists():
             continue
@@ -239,7 +246,7 @@ else:
            "max/mean per 100 ms (avg)"], rows)
     if "haproxy" in results:
         hp99 = results["haproxy"]["summary"]["latency_ms"]["p99"]
-        for config in ("least", "weighted"):
+        for config in PEERLB_CONFIGS:
             if config not in results:
                 continue
             p99 = results[config]["summary"]["latency_ms"]["p99"]
@@ -249,7 +256,7 @@ else:
             if x > 1.1:
                 behind.append(f"Balancing: {CONFIG_NAMES[config]} has a p99 of {p99:.1f} ms, "
                               f"{x:.2f}x HAProxy's {hp99:.1f} ms at the same offered load.")
-    for config in ("least", "weighted"):
+    for config in PEERLB_CONFIGS:
         if config in results:
             ratio = results[config]["ratio"]
             targets.append((f"{CONFIG_NAMES[config]}: load max/mean ≤ 1.15",
@@ -284,7 +291,7 @@ else:
                    f'plot "{data}" index 0 with lines title "s1", '
                    f'"" index 1 with lines title "s2", "" index 2 with lines title "s3"\n')
     script += "unset multiplot\n"
-    gnuplot("balance_load", script.replace("size 1000,600", "size 1000,700"))
+    gnuplot("balance_load", script, size=f"1000,{300 * math.ceil(len(panels) / 2) + 50}")
     emit("![in-flight requests per server over time](balance_load.png)")
     emit()
     data = PLOTS / "balance_latency.dat"
@@ -301,6 +308,7 @@ set style histogram clustered gap 1
 set style fill solid 0.7
 set grid ytics
 set key top right
+set xtics rotate by -15 font ",8"
 plot "{data}" using 3:xticlabels(2) title "p50", "" using 4 title "p99", "" using 5 title "p99.9"
 """)
     emit("![latency percentiles](balance_latency.png)")

@@ -201,7 +201,8 @@ cl_set_load() {
 # cl_agent_config N [EXTRA-TOML]: server N's agent configuration, load read
 # from $CL_TMP/load-sN (written with cl_agent_load), heartbeat every
 # ${CL_INTERVAL_MS:-100} ms, forwarding ${CL_FORWARD:-l2}. The benchmarks
-# change more: CL_PICK (weighted), CL_BALANCE_EXTRA (more [balance] keys),
+# change more: CL_PICK (weighted), CL_ACCEPT_BELOW (50), CL_MIN_DIFFERENCE
+# (20), CL_BALANCE_EXTRA (more [balance] keys),
 # CL_LOAD_TOML (the whole [load] body), CL_HEALTH_PATH (/).
 cl_agent_config() {
     local n=$1 extra=${2:-}
@@ -224,8 +225,8 @@ dead_after = 3
 ${CL_CLUSTER_EXTRA:-}
 
 [balance]
-accept_below = 50
-min_difference = 20
+accept_below = ${CL_ACCEPT_BELOW:-50}
+min_difference = ${CL_MIN_DIFFERENCE:-20}
 pick = "${CL_PICK:-weighted}"
 forward = "${CL_FORWARD:-l2}"
 failsafe_after_ms = 500
