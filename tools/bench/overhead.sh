@@ -8,6 +8,7 @@
 #   forward-l2    peerlb, s1 busy: every connection handed to s2/s3 (MAC rewrite)
 #   forward-ipip  the same, IP-in-IP encapsulated
 #   haproxy       a central HAProxy (TCP mode, leastconn) in its own namespace
+#   direct-again  the first row once more: the run's own noise
 # each with keep-alive connections (the established-flow path) and with one
 # connection per request (the SYN path every time). Loads are written with
 # peerlb-mapctl, no agents, so nothing changes during a measurement.
@@ -145,4 +146,8 @@ expect_route forward-ipip "$svc1" s2 s3 && measure forward-ipip "$svc1" &&
 topology_up || exit 1
 bench_haproxy_start || exit 1
 expect_route haproxy "$BENCH_LB_ADDR" s1 s2 s3 && measure haproxy "$BENCH_LB_ADDR" || exit 1
+
+# The first row again: how far apart two measurements of one path are.
+topology_up || exit 1
+expect_route direct-again "$svc1" s1 && measure direct-again "$svc1" || exit 1
 bench_log "overhead: done, results in $out"

@@ -115,18 +115,22 @@ else:
                          "–" if met is None else ("yes" if met else "**no**")])
     table(["group", "path", "family", "min ns", "median ns", "p99 ns", "max ns",
            "x parse+lookup", "x XDP_PASS", "target", "met"], out_rows)
-    for group, limit in (("pass", 1.3), ("forward", 2.0)):
-        members = [r for r in rows if r["group"] == group]
+    for group in ("pass", "forward", "syn", "http"):
+        members = [r for r in rows if r["group"] == group
+                   and r.get("target_x") not in (None, "", "nan", "-")]
         if not members:
             continue
-        worst = max(members, key=lambda r: float(r["x_parse_lookup"]))
-        x = float(worst["x_parse_lookup"])
-        targets.append((f"{group} paths ≤ {limit}x the parse+lookup floor (median)",
-                        f"worst {x:.2f}x ({worst['path']}, {worst['family']})", x <= limit))
-        if x > limit:
-            behind.append(f"Per-packet cost: the {group} path \"{worst['path']}\" "
-                          f"({worst['family']}) costs {x:.2f}x the parse+lookup floor, over "
-                          f"the {limit}x target.")
+        worst = max(members, key=lambda r: float(r["x_parse_lookup"]) / float(r["target_x"]))
+        x, limit = float(worst["x_parse_lookup"]), float(worst["target_x"])
+        targets.append((f"{group} paths within their target of the parse+lookup floor (median)",
+                        f"worst {x:.2f}x for ≤ {limit:g}x ({worst['path']}, {worst['family']})",
+                        x <= limit))
+        missed = sorted({r["path"] for r in members
+                         if float(r["x_parse_lookup"]) > float(r["target_x"])})
+        if missed:
+            behind.append(f"Per-packet cost ({group}): {', '.join(missed)} over target; the "
+                          f"worst, \"{worst['path']}\" ({worst['family']}), at {x:.2f}x the "
+                          f"parse+lookup floor for ≤ {limit:g}x.")
     data = PLOTS / "xdp_cost.dat"
     with data.open("w") as f:
         for i, r in enumerate(rows):
@@ -391,6 +395,23 @@ plot "{data}" using 3:xticlabels(2) title "keep-alive", "" using 4 title "one co
 """)
     emit("![requests/s relative to direct](overhead.png)")
     emit()
+    # The run's own noise: the direct row measured again at the end.
+    again = {k: parse_wrk(ovh / f"direct-again-{k}.txt") for k in ("keepalive", "close")}
+    noise = {k: abs(again[k]["rps"] / base[k]["rps"] - 1) if again[k] and base[k] else None
+             for k in again}
+    if any(v is not None for v in noise.values()):
+        emit("The direct row, measured again after all the others, differed from the first "
+             "by " + " and ".join(f"{100 * v:.0f} % ({k})" for k, v in noise.items()
+                                  if v is not None) +
+             ": differences of that size between rows are noise.")
+        emit()
+    for key, name in OVH_NAMES[2:5]:
+        for kind in ("keepalive", "close"):
+            r = parse_wrk(ovh / f"{key}-{kind}.txt")
+            margin = max(0.1, noise.get(kind) or 0)
+            if r and base[kind] and r["rps"] < (1 - margin) * base[kind]["rps"]:
+                behind.append(f"Overhead: {name} ({kind}) serves {r['rps']:.0f} req/s, "
+                              f"{r['rps'] / base[kind]['rps']:.2f}x the direct path.")
     hp = {k: parse_wrk(ovh / f"haproxy-{k}.txt") for k in ("keepalive", "close")}
     for key, name in OVH_NAMES[2:5]:
         for kind in ("keepalive", "close"):
