@@ -49,7 +49,8 @@ out=$(cd "$out" && pwd)
 {
     echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(
-        [[ -n $(git -C "$root" status --porcelain 2>/dev/null) ]] && echo '+changes')"
+        [[ -n $(git -C "$root" status --porcelain -- . ':!bench-results' 2>/dev/null) ]] &&
+            echo '+changes')"
     echo "kernel=$(uname -r)"
     echo "cpus=$(nproc)"
     echo "cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
