@@ -125,8 +125,7 @@ agents_down() {
     cl_peerlb_down
 }
 
-cl_topology_up || exit 1
-bench_lb_up || exit 1
+cl_topology_up && bench_lb_up && bench_client_tuning || exit 1
 {
     echo "rate=$rate seconds=$seconds warmup=$warmup workers=$workers service_ms=$service_ms"
     echo "capacity_per_server=$((workers * 1000 / service_ms)) interval_ms=$CL_INTERVAL_MS"

@@ -14,7 +14,7 @@
 # peerlb-mapctl, no agents, so nothing changes during a measurement.
 #
 # Usage: overhead.sh BUILD_DIR OUT_DIR
-# Env: BENCH_WRK_SECONDS (default 5), BENCH_WRK_CONNS (32).
+# Env: BENCH_WRK_SECONDS (default 3), BENCH_WRK_REPEAT (3), BENCH_WRK_CONNS (32).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,7 +27,8 @@ out=${2:?usage: overhead.sh BUILD_DIR OUT_DIR}
 mkdir -p "$out/overhead"
 out=$(cd "$out/overhead" && pwd)
 
-wrk_seconds=${BENCH_WRK_SECONDS:-5}
+wrk_seconds=${BENCH_WRK_SECONDS:-3}
+wrk_repeat=${BENCH_WRK_REPEAT:-3}
 wrk_conns=${BENCH_WRK_CONNS:-32}
 CL_PREFIX="plb$$o"
 CL_TMP=$(mktemp -d /tmp/peerlb-bench-overhead.XXXXXX)
@@ -96,32 +97,34 @@ expect_decisions() {
     }
 }
 
-# measure CONFIG ADDR: wrk with keep-alive, then one connection per request.
+# measure CONFIG ADDR: wrk with keep-alive, then one connection per request,
+# BENCH_WRK_REPEAT times each (the report takes the median run).
 measure() {
-    local config=$1 addr=$2
+    local config=$1 addr=$2 i
     bench_log "overhead: $config"
-    cl_in c wrk -t2 -c"$wrk_conns" -d"${wrk_seconds}s" --latency "http://$addr/" \
-        >"$out/$config-keepalive.txt" 2>&1 || return 1
-    cl_in c wrk -t2 -c"$wrk_conns" -d"${wrk_seconds}s" --latency -H "Connection: close" \
-        "http://$addr/" >"$out/$config-close.txt" 2>&1 || return 1
+    for ((i = 1; i <= wrk_repeat; i++)); do
+        cl_in c wrk -t2 -c"$wrk_conns" -d"${wrk_seconds}s" --latency "http://$addr/" \
+            >"$out/$config-keepalive-$i.txt" 2>&1 || return 1
+        cl_in c wrk -t2 -c"$wrk_conns" -d"${wrk_seconds}s" --latency -H "Connection: close" \
+            "http://$addr/" >"$out/$config-close-$i.txt" 2>&1 || return 1
+    done
 }
 
-# topology_up: a fresh cluster for each row. A single client opening
-# connections at this rate degrades the namespaces' TCP state after ~100 000
-# connections (seen with no XDP program at all): rows sharing one topology
-# would measure their place in the run more than their path.
+# topology_up: a fresh cluster for each row, so that no row inherits the
+# TIME_WAIT sockets and flow entries of the rows before it.
 topology_up() {
     bench_haproxy_stop
     cl_down
     ip netns del "$(cl_ns lb)" 2>/dev/null
-    cl_topology_up && bench_lb_up || return 1
+    cl_topology_up && bench_lb_up && bench_client_tuning || return 1
     for n in 1 2 3; do cl_nginx_start "$n"; done
     cl_wait_ready
 }
 
 fresh_peerlb_row() { topology_up && fresh_peerlb "$1"; } # a fresh cluster, peerlb MODE
 
-echo "wrk_seconds=$wrk_seconds wrk_conns=$wrk_conns wrk_threads=2" >"$out/params"
+rm -f "$out"/*.txt
+echo "wrk_seconds=$wrk_seconds wrk_repeat=$wrk_repeat wrk_conns=$wrk_conns wrk_threads=2" >"$out/params"
 
 topology_up || exit 1
 expect_route direct "$svc1" s1 && measure direct "$svc1" || exit 1

@@ -326,7 +326,19 @@ ovh = OUT / "overhead"
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def parse_wrk(path):
+def parse_wrk(path_or_stem):
+    """One wrk run's figures; given a stem (DIR/ROW-KIND), the median run of
+    ROW-KIND-1.txt, -2.txt, ... with the spread of their requests/s."""
+    if not str(path_or_stem).endswith(".txt"):
+        runs = [r for r in (parse_wrk(p) for p in sorted(
+            path_or_stem.parent.glob(path_or_stem.name + "-*.txt"))) if r]
+        if not runs:
+            return None
+        runs.sort(key=lambda r: r["rps"])
+        median = dict(runs[len(runs) // 2])
+        median["spread"] = (runs[0]["rps"], runs[-1]["rps"], len(runs))
+        return median
+    path = path_or_stem
     text = path.read_text() if path.exists() else ""
     rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
     if not rps:
@@ -347,7 +359,8 @@ if not (ovh / "params").exists():
     emit()
 else:
     p = kv_file(ovh / "params")
-    emit(f"`wrk -t{p.get('wrk_threads', 2)} -c{p['wrk_conns']} -d{p['wrk_seconds']}s` from the "
+    emit(f"`wrk -t{p.get('wrk_threads', 2)} -c{p['wrk_conns']} -d{p['wrk_seconds']}s`, "
+         f"{p.get('wrk_repeat', 1)} runs per cell (the median shown, the range in brackets), from the "
          "client namespace to s1's service address (HAProxy: its own address), nginx on the "
          "three servers; loads written with `peerlb-mapctl` so that nothing changes during a "
          "measurement; each row first checks that new connections take the path it names "
@@ -357,18 +370,20 @@ else:
          "work per request.")
     emit()
     rows, plotrows = [], []
-    base = {k: parse_wrk(ovh / f"direct-{k}.txt") for k in ("keepalive", "close")}
+    base = {k: parse_wrk(ovh / f"direct-{k}") for k in ("keepalive", "close")}
     for key, name in OVH_NAMES:
         cells = [name]
         results_k = {}
         for kind in ("keepalive", "close"):
-            r = parse_wrk(ovh / f"{key}-{kind}.txt")
+            r = parse_wrk(ovh / f"{key}-{kind}")
             results_k[kind] = r
             if r is None:
                 cells += ["–"] * 4
                 continue
             b = base[kind]
-            cells += [f"{r['rps']:.0f}", fmt_ratio(r["rps"] / b["rps"]) if b else "–",
+            lo, hi, n = r["spread"]
+            cells += [f"{r['rps']:.0f} ({lo:.0f}-{hi:.0f})" if n > 1 else f"{r['rps']:.0f}",
+                      fmt_ratio(r["rps"] / b["rps"]) if b else "–",
                       f"{r['lat'].get('50', float('nan')):.2f} / {r['lat'].get('99', float('nan')):.2f}",
                       r["errors"]]
         if results_k["keepalive"] is None and results_k["close"] is None:
@@ -396,7 +411,7 @@ plot "{data}" using 3:xticlabels(2) title "keep-alive", "" using 4 title "one co
     emit("![requests/s relative to direct](overhead.png)")
     emit()
     # The run's own noise: the direct row measured again at the end.
-    again = {k: parse_wrk(ovh / f"direct-again-{k}.txt") for k in ("keepalive", "close")}
+    again = {k: parse_wrk(ovh / f"direct-again-{k}") for k in ("keepalive", "close")}
     noise = {k: abs(again[k]["rps"] / base[k]["rps"] - 1) if again[k] and base[k] else None
              for k in again}
     if any(v is not None for v in noise.values()):
@@ -407,15 +422,15 @@ plot "{data}" using 3:xticlabels(2) title "keep-alive", "" using 4 title "one co
         emit()
     for key, name in OVH_NAMES[2:5]:
         for kind in ("keepalive", "close"):
-            r = parse_wrk(ovh / f"{key}-{kind}.txt")
+            r = parse_wrk(ovh / f"{key}-{kind}")
             margin = max(0.1, noise.get(kind) or 0)
             if r and base[kind] and r["rps"] < (1 - margin) * base[kind]["rps"]:
                 behind.append(f"Overhead: {name} ({kind}) serves {r['rps']:.0f} req/s, "
                               f"{r['rps'] / base[kind]['rps']:.2f}x the direct path.")
-    hp = {k: parse_wrk(ovh / f"haproxy-{k}.txt") for k in ("keepalive", "close")}
+    hp = {k: parse_wrk(ovh / f"haproxy-{k}") for k in ("keepalive", "close")}
     for key, name in OVH_NAMES[2:5]:
         for kind in ("keepalive", "close"):
-            r = parse_wrk(ovh / f"{key}-{kind}.txt")
+            r = parse_wrk(ovh / f"{key}-{kind}")
             if r and hp[kind] and r["rps"] < hp[kind]["rps"]:
                 behind.append(f"Overhead: {name} ({kind}) serves {r['rps']:.0f} req/s, "
                               f"below HAProxy's {hp[kind]['rps']:.0f}.")
