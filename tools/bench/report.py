@@ -55,7 +55,7 @@ def kv_file(path):
 def gnuplot(name, script, size="1000,600"):
     """Runs a gnuplot script that writes OUT/name.png; keeps the script."""
     path = PLOTS / f"{name}.gp"
-    path.write_text(f'set terminal pngcairo size {size} font "sans,10"\n'
+    path.write_text(f'set terminal pngcairo noenhanced size {size} font "sans,10"\n'
                     f'set output "{OUT / (name + ".png")}"\n' + script)
     result = subprocess.run(["gnuplot", str(path)], capture_output=True, text=True)
     if result.returncode != 0:
@@ -418,12 +418,15 @@ plot "{data}" using 3:xticlabels(2) title "keep-alive", "" using 4 title "one co
         emit("The direct row, measured again after all the others, differed from the first "
              "by " + " and ".join(f"{100 * v:.0f} % ({k})" for k, v in noise.items()
                                   if v is not None) +
-             ": differences of that size between rows are noise.")
+             "; the runs of one cell spread as the ranges in brackets show. Differences "
+             "within that spread are noise.")
         emit()
     for key, name in OVH_NAMES[2:5]:
         for kind in ("keepalive", "close"):
             r = parse_wrk(ovh / f"{key}-{kind}")
-            margin = max(0.1, noise.get(kind) or 0)
+            spread = base[kind]["spread"] if base[kind] else None
+            margin = max(0.1, noise.get(kind) or 0,
+                         (spread[1] - spread[0]) / base[kind]["rps"] if spread else 0)
             if r and base[kind] and r["rps"] < (1 - margin) * base[kind]["rps"]:
                 behind.append(f"Overhead: {name} ({kind}) serves {r['rps']:.0f} req/s, "
                               f"{r['rps'] / base[kind]['rps']:.2f}x the direct path.")
