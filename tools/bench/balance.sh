@@ -17,8 +17,9 @@
 #
 # Usage: balance.sh BUILD_DIR OUT_DIR
 # Env: BENCH_RATE (req/s, default 600), BENCH_SECONDS (measured, default 20),
-#      BENCH_WORKERS (8), BENCH_SERVICE_MS (20), BENCH_CONFIGS (all four),
-#      BENCH_INTERVAL_MS (heartbeat, 500), BENCH_LOAD_EXTRA / BENCH_BALANCE_EXTRA
+#      BENCH_WORKERS (8), BENCH_SERVICE_MS (20), BENCH_CONFIGS (all six),
+#      BENCH_INTERVAL_MS (heartbeat, 500), BENCH_CONN_COST (100 / workers),
+#      BENCH_LOAD_EXTRA / BENCH_BALANCE_EXTRA
 #      (more TOML lines for the agents' [load] / [balance], to try settings).
 set -uo pipefail
 
