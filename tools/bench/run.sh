@@ -21,13 +21,19 @@ build=${BUILD_DIR:-$root/build}
 out=$root/bench-results
 parts=xdp,balance,overhead,failover
 
-usage() { sed -n '7,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+# usage CODE: this file's header comment (on stderr for an error), exit CODE.
+usage() {
+    local fd=1
+    (($1)) && fd=2
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&"$fd"
+    exit "$1"
+}
 while (($#)); do
     case $1 in
     --out) out=${2:?--out needs a directory}; shift 2 ;;
     --parts) parts=${2:?--parts needs a list}; shift 2 ;;
-    -h | --help) usage ;;
-    *) echo "bench: unknown argument '$1'" >&2; usage ;;
+    -h | --help) usage 0 ;;
+    *) echo "bench: unknown argument '$1'" >&2; usage 2 ;;
     esac
 done
 for p in ${parts//,/ }; do
