@@ -326,20 +326,9 @@ ovh = OUT / "overhead"
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def parse_wrk(path_or_stem):
-    """One wrk run's figures; given a stem (DIR/ROW-KIND), the median run of
-    ROW-KIND-1.txt, -2.txt, ... with the spread of their requests/s."""
-    if not str(path_or_stem).endswith(".txt"):
-        runs = [r for r in (parse_wrk(p) for p in sorted(
-            path_or_stem.parent.glob(path_or_stem.name + "-*.txt"))) if r]
-        if not runs:
-            return None
-        runs.sort(key=lambda r: r["rps"])
-        median = dict(runs[len(runs) // 2])
-        median["spread"] = (runs[0]["rps"], runs[-1]["rps"], len(runs))
-        return median
-    path = path_or_stem
-    text = path.read_text() if path.exists() else ""
+def parse_wrk_run(path):
+    """One wrk run's figures (None when its output has none)."""
+    text = path.read_text()
     rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
     if not rps:
         return None
@@ -351,9 +340,23 @@ def parse_wrk(path_or_stem):
                 errors=errors + (int(non2xx.group(1)) if non2xx else 0))
 
 
+def parse_wrk_cell(row, kind):
+    """The median of a cell's runs (ROW-KIND-1.txt, -2.txt, ...), with the
+    spread of their requests/s; None when it did not run."""
+    runs = [r for r in (parse_wrk_run(f) for f in sorted(ovh.glob(f"{row}-{kind}-*.txt"))) if r]
+    if not runs:
+        return None
+    runs.sort(key=lambda r: r["rps"])
+    median = dict(runs[len(runs) // 2])
+    median["spread"] = (runs[0]["rps"], runs[-1]["rps"], len(runs))
+    return median
+
+
 OVH_NAMES = [("direct", "direct, no XDP program"), ("xdp-pass", "an XDP program that only passes"),
              ("kept", "peerlb, kept locally"), ("forward-l2", "peerlb, forwarded (l2)"),
              ("forward-ipip", "peerlb, forwarded (ipip)"), ("haproxy", "HAProxy (TCP, leastconn)")]
+PEERLB_ROWS = ("kept", "forward-l2", "forward-ipip")
+KINDS = ("keepalive", "close")
 if not (ovh / "params").exists():
     emit("Not run in this pass.")
     emit()
@@ -369,34 +372,36 @@ else:
          "servers and softirqs share the machine's CPUs, so requests/s measures the total "
          "work per request.")
     emit()
+    # Every cell read once; "direct-again" is the first row measured again.
+    wrk = {key: {kind: parse_wrk_cell(key, kind) for kind in KINDS}
+           for key in [k for k, _ in OVH_NAMES] + ["direct-again"]}
+    base = wrk["direct"]
+
+    def vs_direct(r, kind):
+        return r["rps"] / base[kind]["rps"] if r and base[kind] else None
+
     rows, plotrows = [], []
-    base = {k: parse_wrk(ovh / f"direct-{k}") for k in ("keepalive", "close")}
     for key, name in OVH_NAMES:
+        if not any(wrk[key].values()):
+            continue
         cells = [name]
-        results_k = {}
-        for kind in ("keepalive", "close"):
-            r = parse_wrk(ovh / f"{key}-{kind}")
-            results_k[kind] = r
+        for kind in KINDS:
+            r = wrk[key][kind]
             if r is None:
                 cells += ["–"] * 4
                 continue
-            b = base[kind]
             lo, hi, n = r["spread"]
             cells += [f"{r['rps']:.0f} ({lo:.0f}-{hi:.0f})" if n > 1 else f"{r['rps']:.0f}",
-                      fmt_ratio(r["rps"] / b["rps"]) if b else "–",
+                      fmt_ratio(vs_direct(r, kind)),
                       f"{r['lat'].get('50', float('nan')):.2f} / {r['lat'].get('99', float('nan')):.2f}",
                       r["errors"]]
-        if results_k["keepalive"] is None and results_k["close"] is None:
-            continue
         rows.append(cells)
-        plotrows.append((name, results_k))
+        plotrows.append((name, [vs_direct(wrk[key][kind], kind) or 0 for kind in KINDS]))
     table(["path", "keep-alive req/s", "vs direct", "p50 / p99 ms", "errors",
            "close req/s", "vs direct", "p50 / p99 ms", "errors"], rows)
     data = PLOTS / "overhead.dat"
     with data.open("w") as f:
-        for i, (name, r) in enumerate(plotrows):
-            ka = r["keepalive"]["rps"] / base["keepalive"]["rps"] if r["keepalive"] and base["keepalive"] else 0
-            cl = r["close"]["rps"] / base["close"]["rps"] if r["close"] and base["close"] else 0
+        for i, (name, (ka, cl)) in enumerate(plotrows):
             f.write(f'{i} "{name}" {ka:.3f} {cl:.3f}\n')
     gnuplot("overhead", f"""
 set title "Requests/s relative to direct (no XDP program)"
@@ -410,31 +415,30 @@ plot "{data}" using 3:xticlabels(2) title "keep-alive", "" using 4 title "one co
 """)
     emit("![requests/s relative to direct](overhead.png)")
     emit()
-    # The run's own noise: the direct row measured again at the end.
-    again = {k: parse_wrk(ovh / f"direct-again-{k}") for k in ("keepalive", "close")}
-    noise = {k: abs(again[k]["rps"] / base[k]["rps"] - 1) if again[k] and base[k] else None
-             for k in again}
-    if any(v is not None for v in noise.values()):
+    # The run's own noise: how far the direct row measured again is off.
+    noise = {k: abs(vs_direct(wrk["direct-again"][k], k) - 1)
+             for k in KINDS if vs_direct(wrk["direct-again"][k], k) is not None}
+    if noise:
         emit("The direct row, measured again after all the others, differed from the first "
-             "by " + " and ".join(f"{100 * v:.0f} % ({k})" for k, v in noise.items()
-                                  if v is not None) +
+             "by " + " and ".join(f"{100 * v:.0f} % ({k})" for k, v in noise.items()) +
              "; the runs of one cell spread as the ranges in brackets show. Differences "
              "within that spread are noise.")
         emit()
-    for key, name in OVH_NAMES[2:5]:
-        for kind in ("keepalive", "close"):
-            r = parse_wrk(ovh / f"{key}-{kind}")
-            spread = base[kind]["spread"] if base[kind] else None
-            margin = max(0.1, noise.get(kind) or 0,
-                         (spread[1] - spread[0]) / base[kind]["rps"] if spread else 0)
-            if r and base[kind] and r["rps"] < (1 - margin) * base[kind]["rps"]:
-                behind.append(f"Overhead: {name} ({kind}) serves {r['rps']:.0f} req/s, "
-                              f"{r['rps'] / base[kind]['rps']:.2f}x the direct path.")
-    hp = {k: parse_wrk(ovh / f"haproxy-{k}") for k in ("keepalive", "close")}
-    for key, name in OVH_NAMES[2:5]:
-        for kind in ("keepalive", "close"):
-            r = parse_wrk(ovh / f"{key}-{kind}")
-            if r and hp[kind] and r["rps"] < hp[kind]["rps"]:
+    hp = wrk["haproxy"]
+    for key, name in OVH_NAMES:
+        if key not in PEERLB_ROWS:
+            continue
+        for kind in KINDS:
+            r = wrk[key][kind]
+            if not r:
+                continue
+            if base[kind]:
+                lo, hi, _ = base[kind]["spread"]
+                margin = max(0.1, noise.get(kind, 0), (hi - lo) / base[kind]["rps"])
+                if r["rps"] < (1 - margin) * base[kind]["rps"]:
+                    behind.append(f"Overhead: {name} ({kind}) serves {r['rps']:.0f} req/s, "
+                                  f"{vs_direct(r, kind):.2f}x the direct path.")
+            if hp[kind] and r["rps"] < hp[kind]["rps"]:
                 behind.append(f"Overhead: {name} ({kind}) serves {r['rps']:.0f} req/s, "
                               f"below HAProxy's {hp[kind]['rps']:.0f}.")
 
