@@ -43,19 +43,12 @@ svc1=${CL_SVC_ADDR[1]}
 svc2=${CL_SVC_ADDR[2]}
 
 
-held_by() { [[ $(cl_holders "$1") == "$2" ]]; } # held_by ADDR "s2": exactly these hold it
 # One of s2 / s3 holds ADDR (s1, down, still has it configured).
 one_live_holder() { [[ $(cl_holders "$1") == "s1 s2" || $(cl_holders "$1") == "s1 s3" ]]; }
 each_holds_its_own() {
     local n
     for n in 1 2 3; do
-        held_by "${CL_SVC_ADDR[$n]}" "s$n" && held_by "${CL_SVC_ADDR6[$n]}" "s$n" || return 1
-    done
-}
-all_see_all() {
-    local n
-    for n in 1 2 3; do
-        [[ $(cl_agent_cli "$n" peers --json 2>/dev/null | grep -c '"state": "alive"') == 2 ]] || return 1
+        cl_held_by "${CL_SVC_ADDR[$n]}" "s$n" && cl_held_by "${CL_SVC_ADDR6[$n]}" "s$n" || return 1
     done
 }
 
@@ -113,7 +106,7 @@ for n in 1 2 3; do cl_nginx_start "$n"; done
 cl_wait_ready || exit 1
 for n in 1 2 3; do cl_agent_config "$n" && cl_agent_start "$n"; done
 # Three fresh attaches verify the programs at once on this machine's cores.
-waited=$(cl_wait_until 20000 all_see_all)
+waited=$(cl_wait_until 20000 cl_all_see_all)
 check "agents see each other" test "$waited" != timeout
 waited=$(cl_wait_until 3000 each_holds_its_own)
 echo "    each agent put its own addresses on its NIC within $waited ms"
@@ -212,7 +205,7 @@ ip -n "$(cl_ns s1)" link set eth0 up
 cl_nginx_start 1
 started=$(cl_now_ms)
 cl_agent_start 1
-waited=$(cl_wait_until 15000 held_by "$svc1" s1)
+waited=$(cl_wait_until 15000 cl_held_by "$svc1" s1)
 # Counted from "agent s1 up" in its log: before that, the agent attaches
 # (loading the programs, ~1-3 s of verification) like any fresh node.
 up=$(cl_log_ms 1 "agent s1 up" "$started")
@@ -221,7 +214,7 @@ echo "    s1 holds $svc1 again $since_up ms after its agent was up ($waited ms a
 check "the returning node holds its address again, and nobody else does" \
     bash -c '[[ $1 != timeout && $1 -le 3000 ]]' _ "$since_up"
 # Its IPv6 address is released by another holder, possibly a tick later.
-check "its IPv6 address too" cl_wait_until 3000 held_by "${CL_SVC_ADDR6[1]}" s1
+check "its IPv6 address too" cl_wait_until 3000 cl_held_by "${CL_SVC_ADDR6[1]}" s1
 sleep 3.5 # past the grace period
 summary=$(keeper_summary takeover)
 echo "    long-lived connections through takeover and give-back: $summary"
@@ -246,7 +239,7 @@ EOF
 done
 cl_agent_stop 1 KILL
 ip -n "$(cl_ns s1)" link set eth0 down
-waited=$(cl_wait_until 5000 held_by "$svc1" "s1 s2 s3")
+waited=$(cl_wait_until 5000 cl_held_by "$svc1" "s1 s2 s3")
 echo "    partitioned: $svc1 held by $(cl_holders "$svc1") (s1 down)"
 check "the partition makes both s2 and s3 hold node 1's address" test "$waited" != timeout
 heal=$(cl_now_ms)
@@ -260,7 +253,7 @@ done
 echo "    after the partition healed: $svc1 held by $(cl_holders "$svc1"); the loser released it ${released:-never} ms after"
 check "the conflict is settled within one heartbeat period (<= 150 ms incl. 10 ms tick)" \
     bash -c '[[ -n $1 && $1 -le 150 ]]' _ "$released"
-waited=$(cl_wait_until 1000 held_by "$svc2" s2)
+waited=$(cl_wait_until 1000 cl_held_by "$svc2" s2)
 check "s2's own address, which s3 took in the partition, is back with s2 ($waited ms)" \
     test "$waited" != timeout
 

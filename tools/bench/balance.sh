@@ -109,13 +109,8 @@ agents_up() {
         cl_agent_start "$n" || return 1
     done
     # Every agent sees both peers alive and its data plane is attached.
-    local limit=$(($(cl_now_ms) + 60000))
-    for n in 1 2 3; do
-        until [[ $(cl_agent_cli "$n" peers --json 2>/dev/null | grep -c '"state": "alive"') == 2 ]]; do
-            (($(cl_now_ms) > limit)) && { echo "balance: agents did not meet" >&2; cl_agent_logs >&2; return 1; }
-            sleep 0.2
-        done
-    done
+    cl_wait_until 60000 cl_all_see_all >/dev/null ||
+        { echo "balance: agents did not meet" >&2; cl_agent_logs >&2; return 1; }
 }
 
 # agents_down: agents stopped, data planes detached (a stopped agent leaves

@@ -145,23 +145,16 @@ ka_kill() {
 
 # --- cluster states ---------------------------------------------------------
 
-held_by() { [[ $(cl_holders "$1") == "$2" ]]; } # held_by ADDR "s1": only s1 holds it
-all_see_all() {
-    local n
-    for n in 1 2 3; do
-        [[ $(cl_agent_cli "$n" peers --json 2>/dev/null | grep -c '"state": "alive"') == 2 ]] || return 1
-    done
-}
 each_holds_its_own() { # IPv4 only with keepalived; IPv6 too with peerlb
     local n
     for n in 1 2 3; do
-        held_by "${CL_SVC_ADDR[$n]}" "s$n" || return 1
-        [[ $kind == ka ]] || held_by "${CL_SVC_ADDR6[$n]}" "s$n" || return 1
+        cl_held_by "${CL_SVC_ADDR[$n]}" "s$n" || return 1
+        [[ $kind == ka ]] || cl_held_by "${CL_SVC_ADDR6[$n]}" "s$n" || return 1
     done
 }
 settled() {
     each_holds_its_own || return 1
-    [[ $kind == ka ]] || all_see_all
+    [[ $kind == ka ]] || cl_all_see_all
 }
 
 # --- one configuration ------------------------------------------------------

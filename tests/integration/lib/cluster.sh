@@ -263,6 +263,17 @@ cl_holders() {
     echo "${out[*]}"
 }
 
+# cl_held_by ADDR "s2 s3": exactly these servers hold ADDR on eth0.
+cl_held_by() { [[ $(cl_holders "$1") == "$2" ]]; }
+
+# cl_all_see_all: every agent sees its two peers alive.
+cl_all_see_all() {
+    local n
+    for n in 1 2 3; do
+        [[ $(cl_agent_cli "$n" peers --json 2>/dev/null | grep -c '"state": "alive"') == 2 ]] || return 1
+    done
+}
+
 cl_agent_start() { # cl_agent_start N: in the background, log in $CL_TMP/agent-sN.log
     local n=$1
     mkdir -p "$CL_TMP/run-s$n"
