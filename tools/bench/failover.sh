@@ -23,6 +23,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 source "$root/tests/integration/lib/cluster.sh"
+source "$here/lib.sh"
 
 usage="usage: failover.sh BUILD_DIR OUT_DIR [TRIALS]"
 CL_BUILD=$(cd "${1:?$usage}" && pwd) || exit 2
@@ -49,7 +50,7 @@ KA_PIDS=()   # keepalived parents, by server
 KA_CHILD=()  # their VRRP children (a separate process, even with -n)
 PROBE_PID=
 
-log() { echo "[$(date +%H:%M:%S)] failover: $*" >&2; }
+log() { bench_log "failover: $*"; }
 
 # ours PID: PID is alive and one of this run's processes (its command line
 # names our scratch dir), so a recycled PID is never signalled.
