@@ -13,27 +13,15 @@
 #include <bpf/bpf_helpers.h>
 
 #include "cookie.h"
+#include "csum.bpf.h"
+#include "forward.bpf.h" /* LB_TTL, LB_IP_DF */
+#include "kernel_types.h" /* struct bpf_tcp_req_attrs, from the kernel's BTF */
 #include "maps.bpf.h"
 #include "parse.bpf.h"
 #include "tcp_options.bpf.h"
 
 #define LB_SYNACK_WINDOW 65535 /* unscaled, as in any SYN-ACK */
-
-/* The kernel's struct bpf_tcp_req_attrs (include/net/tcp.h, 6.9+); the
- * kfunc checks its size. */
-struct bpf_tcp_req_attrs {
-	__u32 rcv_tsval;
-	__u32 rcv_tsecr;
-	__u16 mss;
-	__u8 rcv_wscale;
-	__u8 snd_wscale;
-	__u8 ecn_ok;
-	__u8 wscale_ok;
-	__u8 sack_ok;
-	__u8 tstamp_ok;
-	__u8 usec_ts_ok;
-	__u8 reserved[3];
-};
+#define LB_TCP_LISTEN 10       /* include/net/tcp_states.h */
 
 /* Stands for the kernel's struct sock in the prototype below: libbpf
  * matches kfunc arguments by kind (a pointer to a struct), not by name, and
@@ -119,60 +107,48 @@ static __always_inline __u32 lb_synack_options(__u8 *o, const struct lb_opt_walk
 	return n + 4;
 }
 
-static __always_inline __u16 lb_csum_fold(__u64 sum)
+/* A SYN-ACK in place of the SYN to an "http" service: same L2 header (MACs
+ * swapped), a fresh IP header without options / extension headers, the
+ * cookie as ISN; back out of the interface it came in. XDP_PASS (the kernel
+ * answers, as in l4 mode) when no cookie key is installed, the options
+ * cannot be read or the frame cannot be resized. */
+LB_GLOBAL int lb_syn_cookie_reply(struct xdp_md *ctx, const struct lb_pkt *p)
 {
-	sum = (sum & 0xffffffff) + (sum >> 32);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return (__u16)~sum;
-}
-
-struct lb_pseudo4 {
-	__be32 saddr;
-	__be32 daddr;
-	__u8 zero;
-	__u8 proto;
-	__be16 len;
-};
-
-struct lb_pseudo6 {
-	__be32 saddr[4];
-	__be32 daddr[4];
-	__be32 len;
-	__u8 zero[3];
-	__u8 proto;
-};
-
-/* A SYN-ACK in place of the SYN: same L2 header (MACs swapped), a fresh IP
- * header without options / extension headers, the cookie as ISN; back out
- * of the interface it came in. XDP_PASS when no cookie key is installed
- * (the kernel answers it then, as in l4 mode). */
-static __always_inline int lb_syn_cookie_reply(struct xdp_md *ctx, struct lb_packet *p,
-					       const struct lb_config *cfg, __u64 bytes)
-{
-	__u32 slot = cfg->cookie_slot & (LB_COOKIE_SLOTS - 1), l2_len = p->l2_len;
-	__u32 ip_len, tcp_len, old_len, new_len, client_isn, cookie, tsval;
-	const __u8 family = p->key.family;
+	__u32 ip_len, tcp_len, new_len, client_isn, cookie, tsval, slot, l2_len;
 	struct lb_syn_options so = {};
 	struct lb_cookie_key *key;
 	__u8 opts[LB_SYNACK_OPTS_TS];
+	struct lb_config *cfg;
 	struct lb_opt_walk w;
 	struct tcphdr *tcp;
 	struct ethhdr *eth;
 	__u8 mac[ETH_ALEN];
 	void *data, *data_end, *l3;
-	__u64 sum;
+	__u32 zero = 0;
+	__u64 sum, bytes;
+	__u8 family;
 
+	cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	if (!p || !cfg)
+		return XDP_PASS;
+	bytes = p->len;
+	family = p->key.family;
+	l2_len = p->l3_off;
+	slot = cfg->cookie_slot & (LB_COOKIE_SLOTS - 1);
 	key = bpf_map_lookup_elem(&lb_cookie_keys, &slot);
-	if (!key || !key->valid || lb_opt_walk(ctx, 0, p, &w)) {
+	if (!key || !key->valid) {
 		lb_count(LB_C_PASS_SYN_NO_COOKIE_KEY, bytes);
+		return XDP_PASS;
+	}
+	if (lb_opt_walk(ctx, 0, p, &w)) {
+		lb_count(LB_C_PASS_SYN_BAD_OPTIONS, bytes);
 		return XDP_PASS;
 	}
 	so.mss = w.mss;
 	so.wscale = w.wscale;
 	so.sack_ok = w.sack_ok;
 	so.ts_ok = w.ts_ok;
-	client_isn = bpf_ntohl(p->tcp->seq);
+	client_isn = bpf_ntohl(p->seq);
 	cookie = lb_cookie_make(key, &p->key, client_isn, lb_cookie_low_bits(slot, &so));
 	/* Milliseconds, as Linux counts; the serving kernel learns the offset
 	 * from the client's echo (bpf_tcp_req_attrs.rcv_tsecr). */
@@ -182,31 +158,32 @@ static __always_inline int lb_syn_cookie_reply(struct xdp_md *ctx, struct lb_pac
 	tcp_len = sizeof(struct tcphdr) +
 		  lb_synack_options(opts, &w, lb_synack_mss(cfg, family), cfg->http_wscale, tsval);
 	ip_len = family == LB_FAMILY_IPV4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
-	if (l2_len > sizeof(struct ethhdr) + LB_MAX_VLAN_TAGS * sizeof(struct vlan_hdr_lb))
-		return XDP_PASS;
-	old_len = p->data_end - p->data;
 	new_len = l2_len + ip_len + tcp_len;
-	if (bpf_xdp_adjust_tail(ctx, (int)new_len - (int)old_len)) {
-		lb_count(LB_C_PASS_SYN_NO_COOKIE_KEY, bytes);
+	if (l2_len > LB_L2_MAX || bpf_xdp_adjust_tail(ctx, (int)new_len - (int)p->len)) {
+		lb_count(LB_C_PASS_SYN_RESIZE_FAILED, bytes);
 		return XDP_PASS;
 	}
 
+	/* From here the frame is half rewritten: what cannot be written is
+	 * dropped (the client retransmits its SYN). */
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	eth = data;
 	if ((void *)(eth + 1) > data_end)
-		return XDP_DROP;
+		goto error;
 	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
 
 	l3 = data + l2_len;
+	if (tcp_len > sizeof(struct tcphdr) + sizeof(opts))
+		goto error;
 	if (family == LB_FAMILY_IPV4) {
 		struct iphdr *ip = l3;
 		struct lb_pseudo4 ph;
 
-		if ((void *)(ip + 1) + tcp_len > data_end || tcp_len > sizeof(struct tcphdr) + sizeof(opts))
-			return XDP_DROP;
+		if ((void *)(ip + 1) > data_end)
+			goto error;
 		*ip = (struct iphdr){
 			.version = 4,
 			.ihl = 5,
@@ -226,9 +203,8 @@ static __always_inline int lb_syn_cookie_reply(struct xdp_md *ctx, struct lb_pac
 		struct ipv6hdr *ip6 = l3;
 		struct lb_pseudo6 ph = {};
 
-		if ((void *)(ip6 + 1) + tcp_len > data_end ||
-		    tcp_len > sizeof(struct tcphdr) + sizeof(opts))
-			return XDP_DROP;
+		if ((void *)(ip6 + 1) > data_end)
+			goto error;
 		*ip6 = (struct ipv6hdr){
 			.version = 6,
 			.payload_len = bpf_htons(tcp_len),
@@ -244,9 +220,8 @@ static __always_inline int lb_syn_cookie_reply(struct xdp_md *ctx, struct lb_pac
 		ph.proto = IPPROTO_TCP;
 		sum = bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
 	}
-	if ((void *)tcp + sizeof(struct tcphdr) + sizeof(opts) > data_end &&
-	    (void *)tcp + sizeof(struct tcphdr) + LB_SYNACK_OPTS_NO_TS > data_end)
-		return XDP_DROP;
+	if ((void *)tcp + sizeof(struct tcphdr) + LB_SYNACK_OPTS_NO_TS > data_end)
+		goto error;
 	*tcp = (struct tcphdr){
 		.source = p->key.dport,
 		.dest = p->key.sport,
@@ -259,12 +234,10 @@ static __always_inline int lb_syn_cookie_reply(struct xdp_md *ctx, struct lb_pac
 	};
 	if (tcp_len == sizeof(struct tcphdr) + LB_SYNACK_OPTS_TS) {
 		if ((void *)tcp + sizeof(struct tcphdr) + LB_SYNACK_OPTS_TS > data_end)
-			return XDP_DROP;
+			goto error;
 		__builtin_memcpy((void *)(tcp + 1), opts, LB_SYNACK_OPTS_TS);
 		sum = bpf_csum_diff(NULL, 0, (__be32 *)tcp, sizeof(struct tcphdr) + LB_SYNACK_OPTS_TS, sum);
 	} else {
-		if ((void *)tcp + sizeof(struct tcphdr) + LB_SYNACK_OPTS_NO_TS > data_end)
-			return XDP_DROP;
 		__builtin_memcpy((void *)(tcp + 1), opts, LB_SYNACK_OPTS_NO_TS);
 		sum = bpf_csum_diff(NULL, 0, (__be32 *)tcp, sizeof(struct tcphdr) + LB_SYNACK_OPTS_NO_TS,
 				    sum);
@@ -272,40 +245,45 @@ static __always_inline int lb_syn_cookie_reply(struct xdp_md *ctx, struct lb_pac
 	tcp->check = lb_csum_fold(sum);
 	lb_count(LB_C_TX_SYN_COOKIE, bytes);
 	return XDP_TX;
+error:
+	lb_count(LB_C_DROP_SYN_COOKIE_ERROR, bytes);
+	return XDP_DROP;
 }
 
 /* The cookie of a segment completing the handshake (its ACK number less
  * one) if it is one this cluster made and has not expired; 0 otherwise
  * (*cookie set). */
-static __always_inline int lb_cookie_of_segment(const struct lb_packet *p, __u32 *cookie)
+static __always_inline int lb_cookie_of_segment(const struct lb_pkt *p, __u32 *cookie)
 {
-	__u32 slot;
 	struct lb_cookie_key *key;
+	__u32 slot;
 
-	if (!p->tcp->ack || p->tcp->syn || p->tcp->rst)
+	if ((p->tcp_flags & (LB_TCP_ACK | LB_TCP_SYN | LB_TCP_RST)) != LB_TCP_ACK)
 		return 0;
-	*cookie = bpf_ntohl(p->tcp->ack_seq) - 1;
+	*cookie = bpf_ntohl(p->ack_seq) - 1;
 	slot = lb_cookie_slot(*cookie);
 	key = bpf_map_lookup_elem(&lb_cookie_keys, &slot);
-	return key && key->valid &&
-	       lb_cookie_valid(key, &p->key, bpf_ntohl(p->tcp->seq) - 1, *cookie);
+	return key && key->valid && lb_cookie_valid(key, &p->key, bpf_ntohl(p->seq) - 1, *cookie);
 }
 
 /* TC ingress of the node chosen to serve an "http" connection: its first
  * segment (the client's handshake ACK was dropped by the receiving node)
  * finds only the listener; a valid cookie makes the kernel create the
- * connection from it, as from one of its own cookies. */
-static __always_inline int lb_tc_cookie_ingress(struct __sk_buff *skb, struct lb_packet *p,
-						const struct lb_config *cfg)
+ * connection from it, as from one of its own cookies. TC_ACT_OK always. */
+LB_GLOBAL int lb_tc_cookie_ingress(struct __sk_buff *skb, const struct lb_pkt *p)
 {
 	struct bpf_tcp_req_attrs attrs = {};
 	struct bpf_sock_tuple tuple = {};
 	struct lb_syn_options so;
+	struct lb_config *cfg;
 	struct lb_opt_walk w;
 	struct bpf_sock *sk;
-	__u32 cookie, size;
+	__u32 cookie, size, zero = 0;
 	int err;
 
+	cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	if (!p || !cfg)
+		return TC_ACT_OK;
 	if (p->key.family == LB_FAMILY_IPV4) {
 		tuple.ipv4.saddr = p->key.saddr.v4;
 		tuple.ipv4.daddr = p->key.daddr.v4;

@@ -94,11 +94,11 @@ static __always_inline void lb_opt_walk_init(struct lb_opt_walk *w)
  * context, an xdp_md (skb 0) or a __sk_buff (skb 1; a constant at every
  * call, so each program keeps only its own helper). 0 when the options
  * could be read (none is fine). */
-static __always_inline int lb_opt_walk(void *ctx, int skb, const struct lb_packet *p,
+static __always_inline int lb_opt_walk(void *ctx, int skb, const struct lb_pkt *p,
 				       struct lb_opt_walk *w)
 {
-	__u32 off = (void *)p->tcp - p->data + sizeof(struct tcphdr);
-	__u32 len = p->tcp->doff * 4 - sizeof(struct tcphdr);
+	__u32 off = p->l4_off + sizeof(struct tcphdr);
+	__u32 len = p->payload_off - off; /* wraps to a huge value if inconsistent */
 	long err;
 
 	lb_opt_walk_init(w);

@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
+/* The decision glue (DESIGN.md section 2): the peers compared by
+ * decision.h's steps over the lb_nodes slots, and the one commit path that
+ * records a new connection's decision and keeps or forwards it, shared by
+ * the l4 SYN and the http first request. */
+#ifndef PEERLB_BPF_DECIDE_H
+#define PEERLB_BPF_DECIDE_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "decision.h"
+#include "forward.bpf.h"
+#include "maps.bpf.h"
+#include "parse.bpf.h"
+
+/* Comparing peers: passes over the node slots driven by bpf_loop(), so each
+ * step is verified once (unrolled, 64 slots times the step's branches ran
+ * past the verifier's budget). The scan also leaves each slot's effective
+ * load in per-CPU scratch for the pick. */
+struct lb_peer_loop {
+	const struct lb_config *cfg;
+	struct lb_scratch *scratch;
+	struct lb_scan scan;
+	__u64 now;
+	__u64 mask;   /* slots that may be chosen (a URI rule's nodes); 0: all */
+	__u32 min_bp; /* least effective load among them (lb_min_cb) */
+	__u32 pad;
+};
+
+/* A slot's effective load, or LB_LOAD_UNUSABLE when it may not be chosen. */
+static __always_inline __u32 lb_slot_load(const struct lb_peer_loop *l, __u32 i)
+{
+	__u32 slot = i;
+	struct lb_node *n;
+
+	if (i >= LB_MAX_NODES || i == l->cfg->self_slot)
+		return LB_LOAD_UNUSABLE;
+	if (l->mask && !(l->mask & (1ull << i)))
+		return LB_LOAD_UNUSABLE;
+	n = bpf_map_lookup_elem(&lb_nodes, &slot);
+	if (!n || !lb_node_usable(n->state, n->updated_ns, l->now, l->cfg->peer_stale_ns))
+		return LB_LOAD_UNUSABLE;
+	return lb_effective_load(n->load_bp, n->pending, l->cfg->conn_cost_bp);
+}
+
+static long lb_min_cb(__u32 i, void *arg)
+{
+	struct lb_peer_loop *l = arg;
+	__u32 bp;
+
+	if (i >= LB_MAX_NODES)
+		return 1;
+	bp = lb_slot_load(l, i);
+	if (bp < l->min_bp)
+		l->min_bp = bp;
+	return 0;
+}
+
+static long lb_scan_cb(__u32 i, void *arg)
+{
+	struct lb_peer_loop *l = arg;
+	__u32 bp;
+
+	if (i >= LB_MAX_NODES)
+		return 1;
+	bp = lb_slot_load(l, i);
+	l->scratch->load_bp[i] = bp;
+	lb_scan_peer(&l->scan, i, bp);
+	return 0;
+}
+
+static long lb_pick_cb(__u32 i, void *arg)
+{
+	struct lb_peer_loop *l = arg;
+
+	if (i >= LB_MAX_NODES)
+		return 1;
+	lb_pick_peer(&l->scan, i, l->scratch->load_bp[i]);
+	return 0;
+}
+
+static __always_inline __u32 lb_slots_in_use(const struct lb_config *cfg)
+{
+	return cfg->node_slots < LB_MAX_NODES ? cfg->node_slots : LB_MAX_NODES;
+}
+
+/* Input of lb_decide_peers. */
+struct lb_decide_args {
+	__u64 now_ns;
+	__u64 mask;     /* slots that may be chosen (a URI rule's nodes); 0: all */
+	__u32 local_bp; /* this node's load as the decision sees it */
+	__u32 pad;
+};
+
+/* T1, then T2 against the usable peers of a->mask, then the pick (DESIGN.md
+ * section 2). Sets *d; returns 0, or -1 when it could not decide (*d is
+ * then untouched). */
+LB_GLOBAL int lb_decide_peers(const struct lb_decide_args *a, struct lb_decision *d)
+{
+	struct lb_peer_loop l = {};
+	struct lb_config *cfg;
+	__u32 zero = 0, slots, random = 0;
+
+	cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	l.scratch = bpf_map_lookup_elem(&lb_scratch, &zero);
+	if (!a || !d || !cfg || !l.scratch)
+		return -1;
+	l.cfg = cfg;
+	l.now = a->now_ns;
+	l.mask = a->mask;
+	if (lb_decide_begin(cfg, a->local_bp, d, &l.scan))
+		return 0;
+	slots = lb_slots_in_use(cfg);
+	bpf_loop(slots, lb_scan_cb, &l, 0);
+	/* Only the weighted pick draws (a random number costs ~25 ns). */
+	if (cfg->pick != LB_PICK_LEAST)
+		random = bpf_get_prandom_u32();
+	if (lb_decide_after_scan(cfg, &l.scan, random, d))
+		return 0;
+	bpf_loop(slots, lb_pick_cb, &l, 0);
+	lb_decide_finish(&l.scan, d);
+	return 0;
+}
+
+/* This node's load for the decision; 0 when its own information is stale
+ * (the fail-safe: keep everything). */
+static __always_inline int lb_self_load(const struct lb_config *cfg, __u64 now, __u32 *local_bp)
+{
+	__u32 self_slot = cfg->self_slot;
+	struct lb_node *self;
+
+	self = bpf_map_lookup_elem(&lb_nodes, &self_slot);
+	if (!self || self->updated_ns == 0 ||
+	    !lb_node_usable(LB_NODE_ALIVE, self->updated_ns, now, cfg->self_stale_ns))
+		return 0;
+	*local_bp = lb_local_load(self->state,
+				  lb_effective_load(self->load_bp, self->pending, cfg->conn_cost_bp), cfg);
+	return 1;
+}
+
+/* Which table a new connection's flow goes to: a SYN's to the half-open one
+ * (out of reach of established flows), an http first request's to the
+ * established one (its handshake is over). */
+enum lb_commit_table {
+	LB_COMMIT_HALF_OPEN = 0,
+	LB_COMMIT_ESTABLISHED = 1,
+};
+
+/* Records a new connection's decision (flow->node, flow->reason) and acts
+ * on it: XDP_PASS when kept, else forwarded to the node. `counter` (enum
+ * lb_counter) counts the decision. The chosen node is charged one
+ * connection until its next load update (lb_node.pending), so a burst does
+ * not herd onto one node. */
+LB_GLOBAL int lb_commit(struct xdp_md *ctx, const struct lb_pkt *p, const struct lb_flow *flow,
+			__u32 counter, __u32 table)
+{
+	struct lb_node_counters *nc;
+	struct lb_config *cfg;
+	struct lb_node *n;
+	__u32 zero = 0, slot, node;
+
+	cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	if (!p || !flow || !cfg)
+		return XDP_PASS;
+	node = flow->node;
+	slot = node == LB_NODE_LOCAL ? cfg->self_slot : node;
+	n = bpf_map_lookup_elem(&lb_nodes, &slot);
+	if (n)
+		__sync_fetch_and_add(&n->pending, 1);
+	if (table == LB_COMMIT_ESTABLISHED)
+		bpf_map_update_elem(&lb_flows, &p->key, flow, BPF_ANY);
+	else
+		bpf_map_update_elem(&lb_flows_new, &p->key, flow, BPF_ANY);
+	lb_count(counter, p->len);
+	if (node == LB_NODE_LOCAL)
+		return XDP_PASS;
+	nc = bpf_map_lookup_elem(&lb_node_stats, &slot);
+	if (nc)
+		nc->conns_forwarded++;
+	return lb_forward(ctx, p, node);
+}
+
+static __always_inline __u32 lb_syn_counter(__u32 reason)
+{
+	switch (reason) {
+	case LB_REASON_BELOW_T1:
+		return LB_C_SYN_LOCAL_BELOW_T1;
+	case LB_REASON_NO_LOWER_PEER:
+		return LB_C_SYN_LOCAL_NO_LOWER_PEER;
+	case LB_REASON_LEAST:
+		return LB_C_SYN_FORWARD_LEAST;
+	case LB_REASON_WEIGHTED:
+		return LB_C_SYN_FORWARD_WEIGHTED;
+	default:
+		return LB_C_SYN_LOCAL_FAILSAFE;
+	}
+}
+
+/* A SYN to an l4 service: decided here, at once. The clock is read once
+ * for the whole decision. */
+LB_GLOBAL int lb_handle_syn(struct xdp_md *ctx, const struct lb_pkt *p)
+{
+	struct lb_decision d = { LB_NODE_LOCAL, LB_REASON_FAILSAFE };
+	struct lb_decide_args args = {};
+	struct lb_config *cfg;
+	struct lb_flow flow;
+	__u32 zero = 0;
+
+	cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	if (!p || !cfg)
+		return XDP_PASS;
+	args.now_ns = bpf_ktime_get_ns();
+	if (lb_self_load(cfg, args.now_ns, &args.local_bp))
+		lb_decide_peers(&args, &d);
+	flow = (struct lb_flow){
+		.node = d.node,
+		.reason = d.reason,
+		.created_ns = args.now_ns,
+	};
+	return lb_commit(ctx, p, &flow, lb_syn_counter(d.reason), LB_COMMIT_HALF_OPEN);
+}
+
+#endif

@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
+/* Moving packets between nodes (DESIGN.md section 2): the l2 rewrite, the
+ * outer IPv4/IPv6 header pushed for ipip and popped by the receiving node,
+ * and the copy of the Ethernet header and VLAN tags that moves with them. */
+#ifndef PEERLB_BPF_FORWARD_H
+#define PEERLB_BPF_FORWARD_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "csum.bpf.h"
+#include "maps.bpf.h"
+#include "parse.bpf.h"
+
+#define LB_TTL 64
+#define LB_IP_DF 0x4000
+
+#define LB_L2_MAX (sizeof(struct ethhdr) + LB_MAX_VLAN_TAGS * sizeof(struct vlan_hdr_lb))
+
+/* The Ethernet header and VLAN tags, kept aside while an outer IP header is
+ * pushed or popped behind them. Every size is a constant per tag count: a
+ * computed length loses its bounds in a stack spill, and the verifier then
+ * rejects the writes ("R1 offset is outside of the packet"). */
+struct lb_l2_copy {
+	__u8 bytes[LB_L2_MAX];
+	__u16 tags;
+};
+
+/* Saves the frame's L2 header with `proto` as the ethertype before L3. */
+static __always_inline int lb_l2_save(struct xdp_md *ctx, __u32 tags, __be16 proto,
+				      struct lb_l2_copy *c)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	c->tags = tags;
+	switch (tags) {
+	case 0:
+		if (data + sizeof(struct ethhdr) > data_end)
+			return -1;
+		__builtin_memcpy(c->bytes, data, sizeof(struct ethhdr));
+		__builtin_memcpy(&c->bytes[sizeof(struct ethhdr) - 2], &proto, 2);
+		return 0;
+	case 1:
+		if (data + sizeof(struct ethhdr) + 4 > data_end)
+			return -1;
+		__builtin_memcpy(c->bytes, data, sizeof(struct ethhdr) + 4);
+		__builtin_memcpy(&c->bytes[sizeof(struct ethhdr) + 2], &proto, 2);
+		return 0;
+	case 2:
+		if (data + sizeof(struct ethhdr) + 8 > data_end)
+			return -1;
+		__builtin_memcpy(c->bytes, data, sizeof(struct ethhdr) + 8);
+		__builtin_memcpy(&c->bytes[sizeof(struct ethhdr) + 6], &proto, 2);
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+/* Writes the copy at the start of the (moved) frame; returns L3 or NULL. */
+static __always_inline void *lb_l2_restore(struct xdp_md *ctx, const struct lb_l2_copy *c)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	switch (c->tags) {
+	case 0:
+		if (data + sizeof(struct ethhdr) > data_end)
+			return NULL;
+		__builtin_memcpy(data, c->bytes, sizeof(struct ethhdr));
+		return data + sizeof(struct ethhdr);
+	case 1:
+		if (data + sizeof(struct ethhdr) + 4 > data_end)
+			return NULL;
+		__builtin_memcpy(data, c->bytes, sizeof(struct ethhdr) + 4);
+		return data + sizeof(struct ethhdr) + 4;
+	case 2:
+		if (data + sizeof(struct ethhdr) + 8 > data_end)
+			return NULL;
+		__builtin_memcpy(data, c->bytes, sizeof(struct ethhdr) + 8);
+		return data + sizeof(struct ethhdr) + 8;
+	default:
+		return NULL;
+	}
+}
+
+/* Pops the outer IPv4/IPv6 header of a packet a peer steered here (p parsed
+ * as LB_PARSE_ENCAP). 0, or -1 with the frame untouched. */
+LB_GLOBAL int lb_decapsulate(struct xdp_md *ctx, const struct lb_pkt *p)
+{
+	struct lb_l2_copy l2;
+	__u32 outer;
+
+	if (!p || p->l4_off <= p->l3_off)
+		return -1;
+	outer = p->l4_off - p->l3_off;
+	if (lb_l2_save(ctx, p->vlan_tags,
+		       p->inner_proto == IPPROTO_IPIP ? bpf_htons(ETH_P_IP) : bpf_htons(ETH_P_IPV6),
+		       &l2))
+		return -1;
+	if (bpf_xdp_adjust_head(ctx, (int)outer))
+		return -1;
+	return lb_l2_restore(ctx, &l2) ? 0 : -1;
+}
+
+/* Pushes an outer header from this node to `peer` (same family) and sets the
+ * MACs for the next hop. */
+static __always_inline int lb_encapsulate(struct xdp_md *ctx, const struct lb_pkt *p,
+					  const struct lb_node *self, const struct lb_node *peer,
+					  __u32 mtu)
+{
+	__u32 inner_len = p->len - p->l3_off;
+	__u8 inner = p->key.family == LB_FAMILY_IPV4 ? IPPROTO_IPIP : IPPROTO_IPV6;
+	struct lb_l2_copy l2;
+	void *l3, *data_end;
+
+	if (self->family == LB_FAMILY_IPV4) {
+		struct iphdr outer = {
+			.version = 4,
+			.ihl = 5,
+			.tot_len = bpf_htons(inner_len + sizeof(struct iphdr)),
+			.frag_off = bpf_htons(LB_IP_DF),
+			.ttl = LB_TTL,
+			.protocol = inner,
+			.saddr = self->addr.v4,
+			.daddr = peer->addr.v4,
+		};
+
+		if (inner_len + sizeof(outer) > mtu)
+			return -1;
+		outer.check = lb_ipv4_csum(&outer);
+		if (lb_l2_save(ctx, p->vlan_tags, bpf_htons(ETH_P_IP), &l2))
+			return -1;
+		__builtin_memcpy(&l2.bytes[0], peer->mac, ETH_ALEN);
+		__builtin_memcpy(&l2.bytes[ETH_ALEN], self->mac, ETH_ALEN);
+		if (bpf_xdp_adjust_head(ctx, -(int)sizeof(outer)))
+			return -1;
+		l3 = lb_l2_restore(ctx, &l2);
+		data_end = (void *)(long)ctx->data_end;
+		if (!l3 || l3 + sizeof(outer) > data_end)
+			return -1;
+		__builtin_memcpy(l3, &outer, sizeof(outer));
+		return 0;
+	} else {
+		struct ipv6hdr outer = {
+			.version = 6,
+			.payload_len = bpf_htons(inner_len),
+			.nexthdr = inner,
+			.hop_limit = LB_TTL,
+		};
+
+		if (inner_len + sizeof(outer) > mtu)
+			return -1;
+		__builtin_memcpy(&outer.saddr, self->addr.v6, 16);
+		__builtin_memcpy(&outer.daddr, peer->addr.v6, 16);
+		if (lb_l2_save(ctx, p->vlan_tags, bpf_htons(ETH_P_IPV6), &l2))
+			return -1;
+		__builtin_memcpy(&l2.bytes[0], peer->mac, ETH_ALEN);
+		__builtin_memcpy(&l2.bytes[ETH_ALEN], self->mac, ETH_ALEN);
+		if (bpf_xdp_adjust_head(ctx, -(int)sizeof(outer)))
+			return -1;
+		l3 = lb_l2_restore(ctx, &l2);
+		data_end = (void *)(long)ctx->data_end;
+		if (!l3 || l3 + sizeof(outer) > data_end)
+			return -1;
+		__builtin_memcpy(l3, &outer, sizeof(outer));
+		return 0;
+	}
+}
+
+/* Sends the packet on to node `slot` (XDP_TX). When that is impossible (slot
+ * emptied, families differ, packet too big to encapsulate) the packet is
+ * dropped and counted: passing it would make the local kernel reset a
+ * connection that lives on the peer. */
+LB_GLOBAL int lb_forward(struct xdp_md *ctx, const struct lb_pkt *p, __u32 slot)
+{
+	struct lb_node_counters *nc;
+	struct lb_node *self, *peer;
+	struct lb_config *cfg;
+	__u32 zero = 0, self_slot;
+	__u64 bytes;
+
+	if (!p)
+		return XDP_DROP;
+	bytes = p->len;
+	cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	if (!cfg)
+		goto error;
+	self_slot = cfg->self_slot;
+	peer = bpf_map_lookup_elem(&lb_nodes, &slot);
+	self = bpf_map_lookup_elem(&lb_nodes, &self_slot);
+	if (!peer || !self || peer->state == LB_NODE_EMPTY)
+		goto error;
+
+	if (cfg->forward == LB_FORWARD_IPIP) {
+		if (peer->family != self->family || lb_encapsulate(ctx, p, self, peer, cfg->mtu))
+			goto error;
+	} else {
+		void *data = (void *)(long)ctx->data;
+		void *data_end = (void *)(long)ctx->data_end;
+		struct ethhdr *eth = data;
+
+		if ((void *)(eth + 1) > data_end)
+			goto error;
+		__builtin_memcpy(eth->h_dest, peer->mac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, self->mac, ETH_ALEN);
+	}
+
+	nc = bpf_map_lookup_elem(&lb_node_stats, &slot);
+	if (nc) {
+		nc->packets_forwarded++;
+		nc->bytes_forwarded += bytes;
+	}
+	return XDP_TX;
+error:
+	lb_count(LB_C_DROP_FORWARD_ERROR, bytes);
+	return XDP_DROP;
+}
+
+#endif
