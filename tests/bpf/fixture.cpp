@@ -322,9 +322,9 @@ Counts DataPlaneTest::counter_deltas()
     return moved;
 }
 
-uint64_t DataPlaneTest::syns_forwarded(uint32_t slot) const
+uint64_t DataPlaneTest::conns_forwarded(uint32_t slot) const
 {
-    return maps_->node_counters().at(slot).syns_forwarded;
+    return maps_->node_counters().at(slot).conns_forwarded;
 }
 
 Ethernet DataPlaneTest::inbound(std::vector<VlanTag> vlans) const

@@ -100,7 +100,7 @@ protected:
 
     // Counters that moved since the last call (or since SetUp).
     Counts counter_deltas();
-    uint64_t syns_forwarded(uint32_t slot) const;
+    uint64_t conns_forwarded(uint32_t slot) const;
 
     // Frames as they arrive from the router at this node.
     Ethernet inbound(std::vector<VlanTag> vlans = {}) const;

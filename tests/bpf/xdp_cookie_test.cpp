@@ -558,7 +558,7 @@ TEST_F(XdpCookie, DecidedFlowIsForwardedAndFollowed)
             use_http(forward);
             set_load(kSelfSlot, 9000); // every decision forwards: to slot 1
             counter_deltas();
-            const uint64_t syns_before = syns_forwarded(kLeastPeer);
+            const uint64_t conns_before = conns_forwarded(kLeastPeer);
             auto forwarded = [&](const RunResult& r, const Bytes& in,
                                  const std::vector<VlanTag>& tags) {
                 return forward == LB_FORWARD_L2
@@ -591,7 +591,7 @@ TEST_F(XdpCookie, DecidedFlowIsForwardedAndFollowed)
                 sport++;
             }
             EXPECT_EQ(counter_deltas(), (Counts{{"tx_syn_cookie", 3}, {"http_forward", 3}}));
-            EXPECT_EQ(syns_forwarded(kLeastPeer) - syns_before, 3u);
+            EXPECT_EQ(conns_forwarded(kLeastPeer) - conns_before, 3u);
             EXPECT_EQ(maps().node(kLeastPeer).pending, 3u);
 
             // Peer 1 is loaded now: a new decision would pick peer 2; the

@@ -111,7 +111,7 @@ TEST_F(XdpDecision, LeastWithoutConnectionCostSendsEverySynToOnePeer)
     const int syns = 3000;
     std::map<uint32_t, int> per_node = send_syns(syns);
     EXPECT_EQ(per_node, (std::map<uint32_t, int>{{1, syns}}));
-    EXPECT_EQ(syns_forwarded(1), uint64_t(syns));
+    EXPECT_EQ(conns_forwarded(1), uint64_t(syns));
     EXPECT_EQ(maps().node(1).pending, uint32_t(syns));
     EXPECT_EQ(counter_deltas(), (Counts{{"syn_forward_least", syns}}));
 }
@@ -133,7 +133,7 @@ TEST_F(XdpDecision, WeightedSpreadsInProportionToSpareCapacity)
         const double p = weights[slot] / total;
         const double tolerance = 6 * std::sqrt(syns * p * (1 - p));
         EXPECT_NEAR(per_node[slot], syns * p, tolerance) << "slot " << slot;
-        EXPECT_EQ(syns_forwarded(slot), uint64_t(per_node[slot])) << "slot " << slot;
+        EXPECT_EQ(conns_forwarded(slot), uint64_t(per_node[slot])) << "slot " << slot;
     }
     EXPECT_GT(per_node[1], per_node[2]);
     EXPECT_GT(per_node[2], per_node[3]);
@@ -254,7 +254,7 @@ TEST_F(XdpDecision, RetransmittedSynGoesWhereTheFirstWent)
     // A new connection does see the new loads.
     set_loads({9000, 6000, 0, 0});
     expect_syn(kFirstPort + 2, 2, "syn_forward_least");
-    EXPECT_EQ(syns_forwarded(1), 1u);
+    EXPECT_EQ(conns_forwarded(1), 1u);
 }
 
 TEST_F(XdpDecision, RetransmittedSynGoesWhereTheFirstWentOverIpv6AndIpip)

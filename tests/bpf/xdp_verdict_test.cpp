@@ -149,7 +149,7 @@ TEST_P(XdpVerdict, FlowTableHitForwardsToTheRecordedNode)
     lb_node_counters to_peer = maps().node_counters().at(2);
     EXPECT_EQ(to_peer.packets_forwarded, 1u);
     EXPECT_EQ(to_peer.bytes_forwarded, data.size());
-    EXPECT_EQ(to_peer.syns_forwarded, 0u);
+    EXPECT_EQ(to_peer.conns_forwarded, 0u);
 }
 
 TEST_P(XdpVerdict, SynBelowT1IsKept)
@@ -180,7 +180,7 @@ TEST_P(XdpVerdict, SynAboveT1IsForwardedToTheLeastLoadedPeer)
     EXPECT_EQ(maps().node(1).pending, 1u);
     EXPECT_EQ(maps().node(kSelfSlot).pending, 0u);
     lb_node_counters to_peer = maps().node_counters().at(1);
-    EXPECT_EQ(to_peer.syns_forwarded, 1u);
+    EXPECT_EQ(to_peer.conns_forwarded, 1u);
     EXPECT_EQ(to_peer.packets_forwarded, 1u);
     EXPECT_EQ(to_peer.bytes_forwarded, syn.size());
 }
@@ -336,7 +336,7 @@ TEST_P(XdpDecap, FromAnUnknownAddressPassesUntouched)
                                   tcp_segment(client(), service(), Tcp{}));
     Bytes frame = encapsulated(stranger, inner);
     EXPECT_TRUE(passed_untouched(run_xdp(frame), frame));
-    EXPECT_EQ(counter_deltas(), (Counts{{"pass_not_tcp", 1}}));
+    EXPECT_EQ(counter_deltas(), (Counts{{"pass_tunnel_unknown", 1}}));
     EXPECT_EQ(flow_count(), 0u);
 }
 

@@ -161,7 +161,7 @@ metrics=$(cl_in s1 curl -s --max-time 2 http://127.0.0.1:9477/metrics)
 check "metrics: per-peer state" grep -q 'peerlb_peer_state{node="s2",state="alive"} 1' <<<"$metrics"
 check "metrics: per-peer load" grep -q 'peerlb_peer_load_percent{node="s2"} 45' <<<"$metrics"
 check "metrics: redirects per peer" grep -qE 'peerlb_redirects_total\{node="s3"\} [1-9]' <<<"$metrics"
-check "metrics: decisions by reason" grep -qE 'peerlb_decisions_total\{reason="forward_weighted"\} [1-9]' <<<"$metrics"
+check "metrics: decisions by reason" grep -qE 'peerlb_decisions_total\{kind="forwarded",counter="syn_forward_weighted"\} [1-9]' <<<"$metrics"
 top=$(cl_agent_cli 1 top --frames 1)
 check "top: a row per node" bash -c '[[ $(grep -cE "^s[123] " <<<"$1") -eq 3 ]]' _ "$top"
 

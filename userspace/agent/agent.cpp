@@ -81,8 +81,11 @@ std::vector<std::string> held_by(const OwnerMap& owners, const std::string& id,
     return out;
 }
 
-bool is_syn_kept(const std::string& counter) { return counter.starts_with("syn_local_"); }
-bool is_syn_forwarded(const std::string& counter) { return counter.starts_with("syn_forward_"); }
+// Decisions on new connections, whatever the mode (SYN or http request).
+bool is_decision(const CounterTotal& c)
+{
+    return c.kind == LB_KIND_KEPT || c.kind == LB_KIND_FORWARDED;
+}
 
 class Agent {
 public:
@@ -516,9 +519,9 @@ void Agent::update_rates(uint64_t now)
         return;
     uint64_t kept = 0, forwarded = 0;
     for (const auto& c : maps_.counters()) {
-        if (is_syn_kept(c.name))
+        if (c.kind == LB_KIND_KEPT)
             kept += c.packets;
-        else if (is_syn_forwarded(c.name))
+        else if (c.kind == LB_KIND_FORWARDED)
             forwarded += c.packets;
     }
     const double secs = rates_at_ns_ ? double(now - rates_at_ns_) / 1e9 : 0;
@@ -733,16 +736,19 @@ std::string Agent::render_metrics()
                  double(it == drops_.end() ? 0 : it->second));
     }
     const auto counters = maps_.counters();
-    m.family("peerlb_decisions_total", "counter", "New connections decided, by reason.");
+    m.family("peerlb_decisions_total", "counter",
+             "New connections decided (SYNs, http first requests), by outcome and counter.");
     for (const auto& c : counters)
-        if (is_syn_kept(c.name) || is_syn_forwarded(c.name))
-            m.sample("peerlb_decisions_total", {{"reason", c.name.substr(4)}}, double(c.packets));
+        if (is_decision(c))
+            m.sample("peerlb_decisions_total",
+                     {{"kind", c.kind == LB_KIND_KEPT ? "kept" : "forwarded"}, {"counter", c.name}},
+                     double(c.packets));
     m.family("peerlb_redirects_total", "counter", "New connections handed to each peer.");
     const auto per_slot = maps_.node_counters();
     for (const auto& [id, p] : members_.peers())
         if (auto slot = table_.slot_of(p.last.node_address))
             m.sample("peerlb_redirects_total", {{"node", id}},
-                     double(per_slot[*slot].syns_forwarded));
+                     double(per_slot[*slot].conns_forwarded));
     m.family("peerlb_takeovers_total", "counter", "Peers' addresses this node took over.")
         .sample("peerlb_takeovers_total", {}, double(takeover_.takeovers()));
     m.family("peerlb_givebacks_total", "counter", "Addresses given back to their returning node.")

@@ -381,12 +381,12 @@ int cmd_stats(const CommonOptions& o)
     auto per_node = maps.node_counters();
     for (uint32_t slot = 0; slot < LB_MAX_NODES; slot++) {
         const auto& c = per_node[slot];
-        if (!c.syns_forwarded && !c.packets_forwarded)
+        if (!c.conns_forwarded && !c.packets_forwarded)
             continue;
         lb_node n = maps.node(slot);
         nodes.push_back({{"slot", slot},
                          {"address", format_ip(n.addr, n.family)},
-                         {"connections_forwarded", c.syns_forwarded},
+                         {"connections_forwarded", c.conns_forwarded},
                          {"packets_forwarded", c.packets_forwarded},
                          {"bytes_forwarded", c.bytes_forwarded}});
     }

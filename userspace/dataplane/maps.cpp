@@ -241,18 +241,22 @@ void Maps::set_grace(const IpAddress& address, uint64_t until_ns)
 
 std::vector<CounterTotal> Maps::counters() const
 {
-    static const char* const names[] = {
-#define LB_COUNTER_NAME(name, text) text,
-        LB_COUNTERS(LB_COUNTER_NAME)
-#undef LB_COUNTER_NAME
+    struct Described {
+        const char* name;
+        lb_counter_kind kind;
     };
-    static_assert(std::size(names) == LB_C_MAX);
+    static const Described described[] = {
+#define LB_COUNTER_DESCRIBED(name, text, kind) {text, LB_KIND_##kind},
+        LB_COUNTERS(LB_COUNTER_DESCRIBED)
+#undef LB_COUNTER_DESCRIBED
+    };
+    static_assert(std::size(described) == LB_C_MAX);
 
     std::vector<lb_counter_value> per_cpu(possible_cpus());
     std::vector<CounterTotal> out;
     for (uint32_t i = 0; i < LB_C_MAX; i++) {
         lookup(fds_.stats, &i, per_cpu.data(), "counters");
-        CounterTotal t{names[i]};
+        CounterTotal t{described[i].name, described[i].kind};
         for (const auto& c : per_cpu) {
             t.packets += c.packets;
             t.bytes += c.bytes;
@@ -269,7 +273,7 @@ std::vector<lb_node_counters> Maps::node_counters() const
     for (uint32_t slot = 0; slot < LB_MAX_NODES; slot++) {
         lookup(fds_.node_stats, &slot, per_cpu.data(), "node counters");
         for (const auto& c : per_cpu) {
-            out[slot].syns_forwarded += c.syns_forwarded;
+            out[slot].conns_forwarded += c.conns_forwarded;
             out[slot].packets_forwarded += c.packets_forwarded;
             out[slot].bytes_forwarded += c.bytes_forwarded;
         }

@@ -50,6 +50,7 @@ struct FlowEntry {
 
 struct CounterTotal {
     std::string name;
+    lb_counter_kind kind = LB_KIND_OTHER;
     uint64_t packets = 0;
     uint64_t bytes = 0;
 };
