@@ -100,6 +100,9 @@ check "attach twice: same program still attached" \
 
 run status --pin-root "$root" --json
 check "status --json is JSON only" bash -c "python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"attached\"] and d[\"config\"][\"forward\"]==\"ipip\" and d[\"tc_egress\"]' <<<'$out'"
+# Each attached program with what the verifier reported: within the budget.
+check "status --json: verified_insns of the three programs, each within 200000" \
+    bash -c "python3 -c 'import json,sys; p=json.load(sys.stdin)[\"programs\"]; assert sorted(x[\"hook\"] for x in p)==[\"tc_egress\",\"tc_ingress\",\"xdp\"], p; assert all(0 < x[\"verified_insns\"] <= 200000 for x in p), p' <<<'$out'"
 run flows --pin-root "$root" --json
 check "flows --json is an empty JSON array" bash -c "python3 -c 'import json,sys; assert json.load(sys.stdin)==[]' <<<'$out'"
 run stats --pin-root "$root" --json

@@ -15,6 +15,7 @@
 #include "../dataplane/error.h"
 #include "../dataplane/maps.h"
 #include "../dataplane/net.h"
+#include "../dataplane/skeleton.h"
 #include "agent_commands.h"
 
 using json = nlohmann::ordered_json;
@@ -171,6 +172,12 @@ int cmd_status(const CommonOptions& o)
                             {"mode", v.mode == LB_MODE_L4     ? "l4"
                                      : v.mode == LB_MODE_HTTP ? "http"
                                                               : "unknown"}});
+    // verified_insns: the verifier's processed instructions, against the
+    // budget of DESIGN.md section 2.
+    json programs = json::array();
+    for (const auto& prog : st.programs)
+        programs.push_back(
+            {{"hook", prog.hook}, {"id", prog.id}, {"verified_insns", prog.verified_insns}});
     json doc = {
         {"interface", iface},
         {"pin_dir", pin_dir(o.pin_root, iface)},
@@ -178,6 +185,7 @@ int cmd_status(const CommonOptions& o)
         {"xdp_mode", st.mode},
         {"prog_id", st.prog_id},
         {"tc_egress", st.tc_attached},
+        {"programs", programs},
         {"config",
          {{"accept_below", load_pct(cfg.accept_below_bp)},
           {"min_difference", load_pct(cfg.min_difference_bp)},
@@ -207,6 +215,9 @@ int cmd_status(const CommonOptions& o)
                                                        st.tc_attached ? "yes" : "no")
                                          : "maps pinned, program NOT attached");
     std::cout << fmt::format("pin dir     {}\n", pin_dir(o.pin_root, iface));
+    for (const auto& prog : st.programs)
+        std::cout << fmt::format("program     {:<10} id {:<6} verified_insns {} (budget {})\n",
+                                 prog.hook, prog.id, prog.verified_insns, kVerifierBudgetInsns);
     std::cout << fmt::format(
         "agent       {}\n",
         agent ? fmt::format("running: node {}, {}", (*agent)["node_id"].get<std::string>(),

@@ -92,11 +92,12 @@ void tc_detach(unsigned ifindex)
     }
 }
 
-bool tc_attached(unsigned ifindex, bpf_tc_attach_point where)
+// The id of our TC program on that hook, 0 when none is attached.
+uint32_t tc_program(unsigned ifindex, bpf_tc_attach_point where)
 {
     bpf_tc_hook hook = tc_hook(ifindex, where);
     LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
-    return bpf_tc_query(&hook, &opts) == 0;
+    return bpf_tc_query(&hook, &opts) == 0 ? opts.prog_id : 0;
 }
 
 // Undoes a partial attach unless dismissed.
@@ -297,8 +298,14 @@ AttachState query(const std::string& pin_root, const std::string& iface)
             st.mode = q.attach_mode == XDP_ATTACHED_SKB ? "skb"
                       : q.attach_mode == XDP_ATTACHED_DRV ? "native"
                                                           : "unknown";
-        st.tc_attached = tc_attached(info.xdp.ifindex, BPF_TC_EGRESS) &&
-                         tc_attached(info.xdp.ifindex, BPF_TC_INGRESS);
+        st.programs.push_back({"xdp", st.prog_id, verified_insns_of(st.prog_id)});
+        const uint32_t egress = tc_program(info.xdp.ifindex, BPF_TC_EGRESS);
+        const uint32_t ingress = tc_program(info.xdp.ifindex, BPF_TC_INGRESS);
+        st.tc_attached = egress && ingress;
+        if (egress)
+            st.programs.push_back({"tc_egress", egress, verified_insns_of(egress)});
+        if (ingress)
+            st.programs.push_back({"tc_ingress", ingress, verified_insns_of(ingress)});
     }
     return st;
 }

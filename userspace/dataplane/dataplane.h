@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace peerlb {
 
@@ -21,11 +22,19 @@ struct AttachOptions {
     XdpMode mode = XdpMode::native;
 };
 
+// One attached program and what the kernel's verifier reported of it.
+struct AttachedProgram {
+    std::string hook; // "xdp", "tc_egress", "tc_ingress"
+    uint32_t id = 0;
+    uint32_t verified_insns = 0;
+};
+
 struct AttachState {
     bool attached = false;
     uint32_t prog_id = 0;
     std::string mode; // "native", "skb" or "unknown"
     bool tc_attached = false;
+    std::vector<AttachedProgram> programs; // those attached, XDP first
 };
 
 std::string pin_dir(const std::string& pin_root, const std::string& iface);
