@@ -127,6 +127,21 @@ drop:
 	return 0;
 }
 
+/* The least effective load among the usable peers of `mask`
+ * (LB_LOAD_UNUSABLE when none). Global: its loop state stays off the
+ * caller's stack, which the http path's call chain shares. */
+LB_GLOBAL __u32 lb_members_min(__u64 mask, __u64 now)
+{
+	struct lb_peer_loop l = { .now = now, .mask = mask, .min_bp = LB_LOAD_UNUSABLE };
+	__u32 zero = 0;
+
+	l.cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	if (!l.cfg || !mask)
+		return LB_LOAD_UNUSABLE;
+	bpf_loop(lb_slots_in_use(l.cfg), lb_min_cb, &l, 0);
+	return l.min_bp;
+}
+
 /* A URI rule's scope (WO 99/18534, third embodiment): the decision runs
  * among the rule's nodes only (this node keeps a request only if it is one
  * of them); when all of them are at or above T1, among every node
@@ -136,17 +151,13 @@ static __always_inline int lb_rule_scope(const struct lb_config *cfg,
 					 const struct lb_uri_rule *rule, struct lb_decide_args *a,
 					 int *spilled, struct lb_decision *d)
 {
-	struct lb_peer_loop l = { .cfg = cfg, .now = a->now_ns, .min_bp = LB_LOAD_UNUSABLE };
-	__u32 members_min = LB_LOAD_UNUSABLE;
+	__u64 mask = rule->nodes;
+	__u32 members_min;
 	int self_in = rule->flags & LB_URI_SELF;
 
-	l.mask = rule->nodes;
 	if (cfg->self_slot < LB_MAX_NODES)
-		l.mask &= ~(1ull << cfg->self_slot);
-	if (l.mask) {
-		bpf_loop(lb_slots_in_use(cfg), lb_min_cb, &l, 0);
-		members_min = l.min_bp;
-	}
+		mask &= ~(1ull << cfg->self_slot);
+	members_min = lb_members_min(mask, a->now_ns);
 	if (self_in && a->local_bp < members_min)
 		members_min = a->local_bp;
 	if (members_min >= cfg->accept_below_bp) {
@@ -154,7 +165,7 @@ static __always_inline int lb_rule_scope(const struct lb_config *cfg,
 		a->mask = 0;
 		return 0;
 	}
-	if (!l.mask) { /* this node alone, below T1 */
+	if (!mask) { /* this node alone, below T1 */
 		d->node = LB_NODE_LOCAL;
 		d->reason = LB_REASON_BELOW_T1;
 		return 1;
@@ -163,7 +174,7 @@ static __always_inline int lb_rule_scope(const struct lb_config *cfg,
 	 * keeps the request and every member is a candidate. */
 	if (!self_in)
 		a->local_bp = LB_LOAD_FULL + cfg->min_difference_bp;
-	a->mask = l.mask;
+	a->mask = mask;
 	return 0;
 }
 

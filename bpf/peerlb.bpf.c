@@ -55,22 +55,29 @@ static __always_inline int lb_has_local_socket(struct xdp_md *ctx, const struct 
 	return local;
 }
 
-/* The flow's entry: established first, else half-open. A half-open entry
+/* The node of the packet's flow entry (LB_NODE_LOCAL or a slot), looked up
+ * established first, else half-open; 0 when it has none. A half-open entry
  * hit by anything but a SYN moves to the established table, out of reach
- * of SYN floods; *copy then holds it. */
-static __always_inline struct lb_flow *lb_lookup_flow(const struct lb_pkt *p, struct lb_flow *copy)
+ * of SYN floods. */
+static __always_inline int lb_flow_node(const struct lb_pkt *p, __u32 *node)
 {
 	struct lb_flow *flow = bpf_map_lookup_elem(&lb_flows, &p->key);
+	struct lb_flow moved;
 
-	if (flow)
-		return flow;
+	if (flow) {
+		*node = flow->node;
+		return 1;
+	}
 	flow = bpf_map_lookup_elem(&lb_flows_new, &p->key);
-	if (!flow || lb_is_syn(p))
-		return flow;
-	*copy = *flow;
-	bpf_map_update_elem(&lb_flows, &p->key, copy, BPF_ANY);
+	if (!flow)
+		return 0;
+	*node = flow->node;
+	if (lb_is_syn(p))
+		return 1;
+	moved = *flow;
+	bpf_map_update_elem(&lb_flows, &p->key, &moved, BPF_ANY);
 	bpf_map_delete_elem(&lb_flows_new, &p->key);
-	return copy;
+	return 1;
 }
 
 static __always_inline int lb_in_grace(const struct lb_flow_key *key)
@@ -105,9 +112,12 @@ static __always_inline int lb_from_node(const struct lb_flow_key *outer)
 	return bpf_map_lookup_elem(&lb_node_addrs, &key) != NULL;
 }
 
-/* A packet that is not a new connection and has no flow entry. */
-static __always_inline int lb_no_flow(struct xdp_md *ctx, const struct lb_pkt *p)
+/* A packet that is not a new connection and has no flow entry. Global: its
+ * socket tuple stays off the entry point's stack. */
+LB_GLOBAL int lb_no_flow(struct xdp_md *ctx, const struct lb_pkt *p)
 {
+	if (!p)
+		return XDP_PASS;
 	if (lb_has_local_socket(ctx, &p->key)) {
 		lb_count(LB_C_PASS_LOCAL_SOCKET, p->len);
 		return XDP_PASS;
@@ -127,11 +137,10 @@ SEC("xdp")
 int xdp_peerlb(struct xdp_md *ctx)
 {
 	struct lb_service_key skey = {};
-	struct lb_flow found, *flow;
 	struct lb_service *svc;
 	struct lb_config *cfg;
 	struct lb_pkt p;
-	__u32 zero = 0;
+	__u32 zero = 0, node;
 	int ret;
 
 	switch (lb_parse_xdp(ctx, &p)) {
@@ -179,15 +188,14 @@ int xdp_peerlb(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
-	flow = lb_lookup_flow(&p, &found);
-	if (flow) {
-		if (flow->node == LB_NODE_LOCAL) {
+	if (lb_flow_node(&p, &node)) {
+		if (node == LB_NODE_LOCAL) {
 			lb_count(LB_C_PASS_FLOW_LOCAL, p.len);
 			return XDP_PASS;
 		}
 		/* Counted as sent only when sent: a failed forward is counted
 		 * as drop_forward_error alone. */
-		ret = lb_forward(ctx, &p, flow->node);
+		ret = lb_forward(ctx, &p, node);
 		if (ret == XDP_TX)
 			lb_count(LB_C_TX_FLOW_FORWARD, p.len);
 		return ret;
