@@ -12,11 +12,12 @@ mode=${1:-l2}
 [[ $mode == l2 || $mode == ipip ]] || { echo "usage: demo.sh [l2|ipip]" >&2; exit 2; }
 [[ $EUID -eq 0 ]] || { echo "demo: run as root (namespaces, BPF)" >&2; exit 1; }
 
-source "$root/tests/integration/lib/cluster.sh"
+source "$root/tools/testbed/cluster.sh"
 CL_BUILD=${BUILD_DIR:-$root/build}
 CL_PREFIX="plbdemo$$"
 CL_TMP=$(mktemp -d /tmp/peerlb-demo.XXXXXX)
-trap 'cl_down; rm -rf "$CL_TMP"' EXIT
+keep_tmp=0 # 1: a failure left its logs in $CL_TMP, kept for the user
+trap 'cl_down; [[ $keep_tmp == 1 ]] || rm -rf "$CL_TMP"' EXIT
 trap 'exit 130' INT TERM
 
 echo "== building"
@@ -30,14 +31,37 @@ for n in 1 2 3; do cl_nginx_start "$n"; done
 cl_wait_ready || exit 1
 CL_INTERVAL_MS=200
 CL_FORWARD=$mode
+# agent_running N: server N's agent (started by cl_agent_start) still runs.
+agent_running() { [[ -n ${CL_AGENT_PIDS[$1]:-} ]] && kill -0 "${CL_AGENT_PIDS[$1]}" 2>/dev/null; }
+# agent_error N: the last error or critical line of server N's agent log (a
+# fatal error is the CLI's last "peerlb: ..." line), or its last line if none.
+agent_error() {
+    local log=$CL_TMP/agent-s$1.log line
+    line=$(grep -E '^[0-9-]+ [0-9:.]+ (error|critical) |^peerlb: ' "$log" 2>/dev/null | tail -n 1)
+    [[ -n $line ]] || line=$(tail -n 1 "$log" 2>/dev/null)
+    echo "${line:-(empty log)}"
+}
+agents_failed() { # keeps $CL_TMP and says why each agent failed
+    local n state
+    keep_tmp=1
+    echo "demo: agents did not come up; logs kept in $CL_TMP (agent-sN.log)" >&2
+    for n in 1 2 3; do
+        state=running
+        agent_running "$n" || state="not running"
+        echo "  s$n ($state): $(agent_error "$n")" >&2
+    done
+    exit 1
+}
 for n in 1 2 3; do cl_agent_config "$n" && cl_agent_start "$n"; done
 echo "== agents started (heartbeat every 200 ms); waiting until they see each other"
+alive=0
 for try in $(seq 300); do # a fresh attach first verifies the programs (seconds)
     alive=$(cl_agent_cli 1 peers --json 2>/dev/null | grep -c '"state": "alive"')
     [[ $alive == 2 ]] && break
+    for n in 1 2 3; do agent_running "$n" || agents_failed; done # no waiting on an exited one
     sleep 0.1
 done
-cl_agent_cli 1 peers || { echo "demo: agents did not come up; logs in $CL_TMP" >&2; exit 1; }
+cl_agent_cli 1 peers && [[ $alive == 2 ]] || agents_failed
 # Loads travel by heartbeat: wait a few periods after changing one.
 settle() { sleep 0.8; }
 

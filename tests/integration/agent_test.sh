@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Three agents in namespaces (tests/integration/lib/cluster.sh), heartbeat
+# Three agents in namespaces (tools/testbed/cluster.sh), heartbeat
 # every 100 ms, dead_after 3, loads from files:
 # discovery, loads driving real curl traffic, run-time settings, an unhealthy
 # service, a killed agent (dead for its peers, fail-safe at home), a
@@ -10,7 +10,7 @@ set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib/check.sh"
-source "$here/lib/cluster.sh"
+source "$here/../../tools/testbed/cluster.sh"
 
 CL_BUILD=$(cd "${1:?usage: agent_test.sh BUILD_DIR}" && pwd)
 name=agent_test

@@ -107,6 +107,7 @@ run flows --pin-root "$root" --json
 check "flows --json is an empty JSON array" bash -c "python3 -c 'import json,sys; assert json.load(sys.stdin)==[]' <<<'$out'"
 run stats --pin-root "$root" --json
 check "stats --json names every counter" bash -c "python3 -c 'import json,sys; c=json.load(sys.stdin)[\"counters\"]; assert \"syn_forward_weighted\" in c and \"pass_orphan\" in c' <<<'$out'"
+check "stats --json gives each counter its kind" bash -c "python3 -c 'import json,sys; c=json.load(sys.stdin)[\"counters\"]; assert c[\"syn_forward_weighted\"][\"kind\"]==\"forwarded\" and c[\"http_local\"][\"kind\"]==\"kept\" and c[\"pass_orphan\"][\"kind\"]==\"passed\" and c[\"drop_forward_error\"][\"kind\"]==\"dropped\"' <<<'$out'"
 check "bpftool shows named fields" bash -c "bpftool map dump pinned '$root/va/lb_config' | grep -q accept_below_bp"
 
 run attach --iface vb --pin-root "$root"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End to end in namespaces: three nginx servers running peerlb and a client
-# (tests/integration/lib/cluster.sh). With server 1 busy, its new connections
+# (tools/testbed/cluster.sh). With server 1 busy, its new connections
 # are served by servers 2 and 3; transfers through a handed-off flow arrive
 # intact; a keep-alive connection stays where it started; an idle server 1
 # serves its own traffic.
@@ -12,7 +12,7 @@ set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib/check.sh"
-source "$here/lib/cluster.sh"
+source "$here/../../tools/testbed/cluster.sh"
 
 CL_BUILD=${1:?usage: cluster_test.sh BUILD_DIR l2|ipip}
 mode=${2:?usage: cluster_test.sh BUILD_DIR l2|ipip}

@@ -12,7 +12,7 @@ set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib/check.sh"
-source "$here/lib/cluster.sh"
+source "$here/../../tools/testbed/cluster.sh"
 
 CL_BUILD=$(cd "${1:?usage: http_test.sh BUILD_DIR}" && pwd)
 name=http_test
@@ -123,6 +123,10 @@ sleep 0.5
 got=$(many 20 "http://$svc1/")
 echo "    /: $(tally <<<"$got")"
 check "busy s1: other paths served by s2 and s3" only_from "s2 s3" "$got"
+# http first requests are decisions like SYNs: the agent's metrics count them.
+metrics=$(cl_in s1 curl -s --max-time 2 http://127.0.0.1:9477/metrics)
+check "s1's metrics count its http hand-offs as forwarded decisions" \
+    grep -qE 'peerlb_decisions_total\{kind="forwarded",counter="http_forward"\} [1-9]' <<<"$metrics"
 got=$(many 6 "http://$svc1/banking/x")
 check "busy s1: /banking/ still to s2" only_from "s2" "$got"
 server_of "http://$svc1/banking/logout" >/dev/null

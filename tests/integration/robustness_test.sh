@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Robustness in namespaces (tests/integration/lib/cluster.sh): three agents,
+# Robustness in namespaces (tools/testbed/cluster.sh): three agents,
 # heartbeat every 100 ms, dead_after 3, takeover on.
 #  1. Floods of hostile datagrams to the heartbeat group from the client
 #     namespace (random, truncated, bit-flipped, replayed, wrong key,
@@ -19,7 +19,7 @@ set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib/check.sh"
-source "$here/lib/cluster.sh"
+source "$here/../../tools/testbed/cluster.sh"
 
 CL_BUILD=$(cd "${1:?usage: robustness_test.sh BUILD_DIR}" && pwd)
 name=robustness_test

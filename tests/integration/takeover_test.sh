@@ -16,7 +16,7 @@ set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib/check.sh"
-source "$here/lib/cluster.sh"
+source "$here/../../tools/testbed/cluster.sh"
 
 CL_BUILD=$(cd "${1:?usage: takeover_test.sh BUILD_DIR}" && pwd)
 name=takeover_test

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Failover time (benchmark part 4): how long a dead node's service address
 # stays unreachable, peerlb against keepalived (VRRP), in the namespace
-# topology of tests/integration/lib/cluster.sh and in one run:
+# topology of tools/testbed/cluster.sh and in one run:
 #   peerlb100  peerlb, heartbeat 100 ms, dead_after 3
 #   peerlb500  peerlb, heartbeat 500 ms (the default), dead_after 3
 #   ka1000     keepalived VRRP, advert_int 1 s (the default)
@@ -22,7 +22,7 @@ set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-source "$root/tests/integration/lib/cluster.sh"
+source "$root/tools/testbed/cluster.sh"
 source "$here/lib.sh"
 
 usage="usage: failover.sh BUILD_DIR OUT_DIR [TRIALS]"

@@ -1,5 +1,5 @@
 # Pieces the namespace benchmarks share (source after
-# tests/integration/lib/cluster.sh): the central HAProxy baseline in its own
+# tools/testbed/cluster.sh): the central HAProxy baseline in its own
 # namespace, wrk output parsing. Nothing outside the run's namespaces is
 # touched.
 

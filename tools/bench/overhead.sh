@@ -19,7 +19,7 @@ set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-source "$root/tests/integration/lib/cluster.sh"
+source "$root/tools/testbed/cluster.sh"
 source "$here/lib.sh"
 
 CL_BUILD=$(cd "${1:?usage: overhead.sh BUILD_DIR OUT_DIR}" && pwd)

@@ -152,6 +152,25 @@ json node_json(uint32_t slot, const lb_node& n, uint64_t now, bool self)
     };
 }
 
+const char* counter_kind_name(lb_counter_kind kind)
+{
+    switch (kind) {
+    case LB_KIND_PASSED:
+        return "passed";
+    case LB_KIND_KEPT:
+        return "kept";
+    case LB_KIND_FORWARDED:
+        return "forwarded";
+    case LB_KIND_SENT:
+        return "sent";
+    case LB_KIND_DROPPED:
+        return "dropped";
+    case LB_KIND_OTHER:
+        break;
+    }
+    return "other";
+}
+
 int cmd_status(const CommonOptions& o)
 {
     std::string iface;
@@ -387,7 +406,8 @@ int cmd_stats(const CommonOptions& o)
     lb_config cfg = maps.config();
     json counters = json::object();
     for (const auto& c : maps.counters())
-        counters[c.name] = {{"packets", c.packets}, {"bytes", c.bytes}};
+        counters[c.name] = {
+            {"kind", counter_kind_name(c.kind)}, {"packets", c.packets}, {"bytes", c.bytes}};
     json nodes = json::array();
     auto per_node = maps.node_counters();
     for (uint32_t slot = 0; slot < LB_MAX_NODES; slot++) {
@@ -407,9 +427,11 @@ int cmd_stats(const CommonOptions& o)
                   << "\n";
         return 0;
     }
-    std::cout << fmt::format("{:<26} {:>14} {:>16}\n", "counter", "packets", "bytes");
+    std::cout << fmt::format("{:<26} {:<10} {:>14} {:>16}\n", "counter", "kind", "packets",
+                             "bytes");
     for (const auto& [name, v] : counters.items())
-        std::cout << fmt::format("{:<26} {:>14} {:>16}\n", name, v["packets"].get<uint64_t>(),
+        std::cout << fmt::format("{:<26} {:<10} {:>14} {:>16}\n", name,
+                                 v["kind"].get<std::string>(), v["packets"].get<uint64_t>(),
                                  v["bytes"].get<uint64_t>());
     if (!nodes.empty()) {
         std::cout << fmt::format("\n{:<39} {:>12} {:>14} {:>16}\n", "forwarded to", "connections",

@@ -1,5 +1,6 @@
-# A peerlb cluster in network namespaces, for the integration tests and the
-# demo (source this file; it defines functions and sets nothing up by itself).
+# A peerlb cluster in network namespaces, for the integration tests, the
+# demo and the benchmarks (source this file; it defines functions and sets
+# nothing up by itself).
 #
 #   switch namespace  ${CL_PREFIX}sw : bridge br0, one veth port per host
 #   servers           ${CL_PREFIX}s1..s3 : eth0 = 10.77.0.1N, owns 10.77.0.11N
