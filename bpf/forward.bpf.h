@@ -105,6 +105,30 @@ LB_GLOBAL int lb_decapsulate(struct xdp_md *ctx, const struct lb_pkt *p)
 	return lb_l2_restore(ctx, &l2) ? 0 : -1;
 }
 
+/* Moves the L2 header `hdr_len` bytes to the front, addressed from `self`
+ * to `peer` with ethertype `proto`, and writes the outer header `hdr` in
+ * the gap. hdr_len is a constant at each (inlined) call. */
+static __always_inline int lb_push_outer(struct xdp_md *ctx, const struct lb_pkt *p,
+					 const struct lb_node *self, const struct lb_node *peer,
+					 __be16 proto, const void *hdr, __u32 hdr_len)
+{
+	struct lb_l2_copy l2;
+	void *l3, *data_end;
+
+	if (lb_l2_save(ctx, p->vlan_tags, proto, &l2))
+		return -1;
+	__builtin_memcpy(&l2.bytes[0], peer->mac, ETH_ALEN);
+	__builtin_memcpy(&l2.bytes[ETH_ALEN], self->mac, ETH_ALEN);
+	if (bpf_xdp_adjust_head(ctx, -(int)hdr_len))
+		return -1;
+	l3 = lb_l2_restore(ctx, &l2);
+	data_end = (void *)(long)ctx->data_end;
+	if (!l3 || l3 + hdr_len > data_end)
+		return -1;
+	__builtin_memcpy(l3, hdr, hdr_len);
+	return 0;
+}
+
 /* Pushes an outer header from this node to `peer` (same family) and sets the
  * MACs for the next hop. */
 static __always_inline int lb_encapsulate(struct xdp_md *ctx, const struct lb_pkt *p,
@@ -113,8 +137,6 @@ static __always_inline int lb_encapsulate(struct xdp_md *ctx, const struct lb_pk
 {
 	__u32 inner_len = p->len - p->l3_off;
 	__u8 inner = p->key.family == LB_FAMILY_IPV4 ? IPPROTO_IPIP : IPPROTO_IPV6;
-	struct lb_l2_copy l2;
-	void *l3, *data_end;
 
 	if (self->family == LB_FAMILY_IPV4) {
 		struct iphdr outer = {
@@ -131,18 +153,7 @@ static __always_inline int lb_encapsulate(struct xdp_md *ctx, const struct lb_pk
 		if (inner_len + sizeof(outer) > mtu)
 			return -1;
 		outer.check = lb_ipv4_csum(&outer);
-		if (lb_l2_save(ctx, p->vlan_tags, bpf_htons(ETH_P_IP), &l2))
-			return -1;
-		__builtin_memcpy(&l2.bytes[0], peer->mac, ETH_ALEN);
-		__builtin_memcpy(&l2.bytes[ETH_ALEN], self->mac, ETH_ALEN);
-		if (bpf_xdp_adjust_head(ctx, -(int)sizeof(outer)))
-			return -1;
-		l3 = lb_l2_restore(ctx, &l2);
-		data_end = (void *)(long)ctx->data_end;
-		if (!l3 || l3 + sizeof(outer) > data_end)
-			return -1;
-		__builtin_memcpy(l3, &outer, sizeof(outer));
-		return 0;
+		return lb_push_outer(ctx, p, self, peer, bpf_htons(ETH_P_IP), &outer, sizeof(outer));
 	} else {
 		struct ipv6hdr outer = {
 			.version = 6,
@@ -155,18 +166,7 @@ static __always_inline int lb_encapsulate(struct xdp_md *ctx, const struct lb_pk
 			return -1;
 		__builtin_memcpy(&outer.saddr, self->addr.v6, 16);
 		__builtin_memcpy(&outer.daddr, peer->addr.v6, 16);
-		if (lb_l2_save(ctx, p->vlan_tags, bpf_htons(ETH_P_IPV6), &l2))
-			return -1;
-		__builtin_memcpy(&l2.bytes[0], peer->mac, ETH_ALEN);
-		__builtin_memcpy(&l2.bytes[ETH_ALEN], self->mac, ETH_ALEN);
-		if (bpf_xdp_adjust_head(ctx, -(int)sizeof(outer)))
-			return -1;
-		l3 = lb_l2_restore(ctx, &l2);
-		data_end = (void *)(long)ctx->data_end;
-		if (!l3 || l3 + sizeof(outer) > data_end)
-			return -1;
-		__builtin_memcpy(l3, &outer, sizeof(outer));
-		return 0;
+		return lb_push_outer(ctx, p, self, peer, bpf_htons(ETH_P_IPV6), &outer, sizeof(outer));
 	}
 }
 
