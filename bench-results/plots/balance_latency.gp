@@ -1,5 +1,5 @@
 set terminal pngcairo noenhanced size 1000,600 font "sans,10"
-set output "bench-results/balance_latency.png"
+set output "/work/main/bench-results/balance_latency.png"
 
 set title "Latency at the same offered load (log scale)"
 set ylabel "ms"
@@ -10,4 +10,4 @@ set style fill solid 0.7
 set grid ytics
 set key top right
 set xtics rotate by -15 font ",8"
-plot "bench-results/plots/balance_latency.dat" using 3:xticlabels(2) title "p50", "" using 4 title "p99", "" using 5 title "p99.9"
+plot "/work/main/bench-results/plots/balance_latency.dat" using 3:xticlabels(2) title "p50", "" using 4 title "p99", "" using 5 title "p99.9"

@@ -741,7 +741,7 @@ std::string Agent::render_metrics()
     for (const auto& c : counters)
         if (is_decision(c))
             m.sample("peerlb_decisions_total",
-                     {{"kind", c.kind == LB_KIND_KEPT ? "kept" : "forwarded"}, {"counter", c.name}},
+                     {{"kind", counter_kind_name(c.kind)}, {"counter", c.name}},
                      double(c.packets));
     m.family("peerlb_redirects_total", "counter", "New connections handed to each peer.");
     const auto per_slot = maps_.node_counters();
@@ -767,9 +767,11 @@ std::string Agent::render_metrics()
         else if (c.name == "pass_orphan")
             m.sample("peerlb_orphans_total", {{"outcome", "passed"}}, double(c.packets));
     }
-    m.family("peerlb_packets_total", "counter", "Data plane packets, by verdict and reason.");
+    m.family("peerlb_packets_total", "counter",
+             "Data plane packets, by counter (verdict and reason) and its kind.");
     for (const auto& c : counters)
-        m.sample("peerlb_packets_total", {{"counter", c.name}}, double(c.packets));
+        m.sample("peerlb_packets_total", {{"kind", counter_kind_name(c.kind)}, {"counter", c.name}},
+                 double(c.packets));
     return m.text();
 }
 

@@ -152,25 +152,6 @@ json node_json(uint32_t slot, const lb_node& n, uint64_t now, bool self)
     };
 }
 
-const char* counter_kind_name(lb_counter_kind kind)
-{
-    switch (kind) {
-    case LB_KIND_PASSED:
-        return "passed";
-    case LB_KIND_KEPT:
-        return "kept";
-    case LB_KIND_FORWARDED:
-        return "forwarded";
-    case LB_KIND_SENT:
-        return "sent";
-    case LB_KIND_DROPPED:
-        return "dropped";
-    case LB_KIND_OTHER:
-        break;
-    }
-    return "other";
-}
-
 int cmd_status(const CommonOptions& o)
 {
     std::string iface;

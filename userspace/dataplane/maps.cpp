@@ -234,6 +234,25 @@ void Maps::set_grace(const IpAddress& address, uint64_t until_ns)
         update(fds_.grace, &key, &until_ns, "grace map");
 }
 
+const char* counter_kind_name(lb_counter_kind kind)
+{
+    switch (kind) {
+    case LB_KIND_PASSED:
+        return "passed";
+    case LB_KIND_KEPT:
+        return "kept";
+    case LB_KIND_FORWARDED:
+        return "forwarded";
+    case LB_KIND_SENT:
+        return "sent";
+    case LB_KIND_DROPPED:
+        return "dropped";
+    case LB_KIND_OTHER:
+        break;
+    }
+    return "other";
+}
+
 std::vector<CounterTotal> Maps::counters() const
 {
     struct Described {

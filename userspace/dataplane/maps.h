@@ -48,6 +48,9 @@ struct FlowEntry {
     bool established = true; // false: half-open (lb_flows_new)
 };
 
+// "passed", "kept", "forwarded", "sent", "dropped" or "other".
+const char* counter_kind_name(lb_counter_kind kind);
+
 struct CounterTotal {
     std::string name;
     lb_counter_kind kind = LB_KIND_OTHER;
