@@ -129,6 +129,91 @@ static __always_inline int lb_push_outer(struct xdp_md *ctx, const struct lb_pkt
 	return 0;
 }
 
+static __always_inline int lb_addr_eq(const union lb_addr *a, const union lb_addr *b, __u8 family)
+{
+	if (family == LB_FAMILY_IPV4)
+		return a->v4 == b->v4;
+	return a->v6[0] == b->v6[0] && a->v6[1] == b->v6[1] && a->v6[2] == b->v6[2] &&
+	       a->v6[3] == b->v6[3];
+}
+
+/* Whether the inner packet of a tunnel (p parsed as LB_PARSE_ENCAP) is TCP
+ * to a service. */
+static __always_inline int lb_inner_is_service(struct xdp_md *ctx, const struct lb_pkt *p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct lb_service_key skey = {};
+	__u32 off = p->l4_off, hlen = 0, total = 0;
+	struct lb_pkt inner = {};
+	struct tcphdr *tcp;
+	void *l3;
+	int ret;
+
+	if (off > LB_MAX_L4_OFF)
+		return 0;
+	l3 = data + off;
+	if (p->inner_proto == IPPROTO_IPIP)
+		ret = lb_parse_ipv4(l3, data_end, &inner, &hlen, &total);
+	else
+		ret = lb_parse_ipv6(l3, data_end, &inner, &hlen, &total);
+	if (ret != LB_PARSE_TCP || hlen > LB_MAX_L4_OFF)
+		return 0;
+	tcp = l3 + hlen;
+	if ((void *)(tcp + 1) > data_end)
+		return 0;
+	if (tcp->doff < 5 || (void *)tcp + tcp->doff * 4 > data_end)
+		return 0; /* not a TCP header as parse.bpf.h takes one */
+	skey.addr = inner.key.daddr;
+	skey.port = tcp->dest;
+	skey.family = inner.key.family;
+	return bpf_map_lookup_elem(&lb_services, &skey) != NULL;
+}
+
+/* A tunnel packet (p parsed as LB_PARSE_ENCAP). Decapsulated and passed
+ * only when it is trusted as steered here by a peer (DESIGN.md section 2):
+ * ipip mode, addressed to this node's own address, from the node address of
+ * a live peer (not this node's), its inner packet TCP to a service; it is
+ * then never steered again. Anything else passes untouched: the kernel has
+ * no tunnel device to take it. */
+LB_GLOBAL int lb_steered_tunnel(struct xdp_md *ctx, const struct lb_pkt *p)
+{
+	struct lb_node_addr_key from = {};
+	struct lb_node *self, *peer;
+	struct lb_config *cfg;
+	__u32 zero = 0, self_slot, *slot;
+
+	cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	if (!p || !cfg)
+		return XDP_PASS;
+	if (cfg->forward != LB_FORWARD_IPIP)
+		goto refused;
+	self_slot = cfg->self_slot;
+	self = bpf_map_lookup_elem(&lb_nodes, &self_slot);
+	if (!self || self->family != p->key.family ||
+	    !lb_addr_eq(&self->addr, &p->key.daddr, p->key.family))
+		goto refused;
+	from.addr = p->key.saddr;
+	from.family = p->key.family;
+	slot = bpf_map_lookup_elem(&lb_node_addrs, &from);
+	if (!slot || *slot == self_slot)
+		goto refused;
+	peer = bpf_map_lookup_elem(&lb_nodes, slot);
+	if (!peer || peer->state == LB_NODE_EMPTY || peer->state == LB_NODE_DEAD)
+		goto refused;
+	if (!lb_inner_is_service(ctx, p))
+		goto refused;
+	if (lb_decapsulate(ctx, p)) {
+		lb_count(LB_C_PASS_MALFORMED, p->len);
+		return XDP_PASS;
+	}
+	lb_count(LB_C_PASS_DECAPSULATED, p->len);
+	return XDP_PASS;
+refused:
+	lb_count(LB_C_PASS_TUNNEL_REFUSED, p->len);
+	return XDP_PASS;
+}
+
 /* Pushes an outer header from this node to `peer` (same family) and sets the
  * MACs for the next hop. */
 static __always_inline int lb_encapsulate(struct xdp_md *ctx, const struct lb_pkt *p,

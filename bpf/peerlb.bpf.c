@@ -6,7 +6,7 @@
  *
  * Each entry point parses the frame once (parse.bpf.h) and dispatches; the
  * work is done by global functions that the verifier checks once each:
- *   lb_forward, lb_decapsulate     forward.bpf.h
+ *   lb_forward, lb_steered_tunnel  forward.bpf.h
  *   lb_handle_syn, lb_commit       decide.bpf.h (lb_decide_peers too)
  *   lb_syn_cookie_reply,
  *   lb_tc_cookie_ingress           syncookie.bpf.h
@@ -55,27 +55,50 @@ static __always_inline int lb_has_local_socket(struct xdp_md *ctx, const struct 
 	return local;
 }
 
+/* Whether a flow entry's node can still take a new connection: always this
+ * node, a peer while alive and fresh. */
+static __always_inline int lb_flow_node_usable(const struct lb_config *cfg, __u32 node)
+{
+	struct lb_node *n;
+
+	if (node == LB_NODE_LOCAL)
+		return 1;
+	n = bpf_map_lookup_elem(&lb_nodes, &node);
+	return n && lb_node_usable(n->state, n->updated_ns, bpf_ktime_get_ns(), cfg->peer_stale_ns);
+}
+
 /* The node of the packet's flow entry (LB_NODE_LOCAL or a slot), looked up
  * established first, else half-open; 0 when it has none. A half-open entry
  * hit by anything but a SYN moves to the established table, out of reach
- * of SYN floods. */
-static __always_inline int lb_flow_node(const struct lb_pkt *p, __u32 *node)
+ * of SYN floods. A SYN follows an entry only while the entry's node is
+ * usable (a retransmission, or a reused tuple the node's kernel sorts out);
+ * otherwise it is a new connection, decided anew (DESIGN.md section 2), and
+ * a reused tuple's established entry is dropped so the new one is found. */
+static __always_inline int lb_flow_node(const struct lb_config *cfg, const struct lb_pkt *p,
+					__u32 *node)
 {
 	struct lb_flow *flow = bpf_map_lookup_elem(&lb_flows, &p->key);
-	struct lb_flow moved;
+	int syn = lb_is_syn(p);
 
 	if (flow) {
+		if (syn && !lb_flow_node_usable(cfg, flow->node)) {
+			bpf_map_delete_elem(&lb_flows, &p->key);
+			return 0;
+		}
 		*node = flow->node;
 		return 1;
 	}
 	flow = bpf_map_lookup_elem(&lb_flows_new, &p->key);
 	if (!flow)
 		return 0;
-	*node = flow->node;
-	if (lb_is_syn(p))
+	if (syn) {
+		if (!lb_flow_node_usable(cfg, flow->node))
+			return 0; /* the commit overwrites the entry */
+		*node = flow->node;
 		return 1;
-	moved = *flow;
-	bpf_map_update_elem(&lb_flows, &p->key, &moved, BPF_ANY);
+	}
+	*node = flow->node;
+	bpf_map_update_elem(&lb_flows, &p->key, flow, BPF_ANY); /* copied before the delete */
 	bpf_map_delete_elem(&lb_flows_new, &p->key);
 	return 1;
 }
@@ -102,14 +125,6 @@ static __always_inline int lb_steered_by_mac(struct xdp_md *ctx)
 		return 0;
 	__builtin_memcpy(key.mac, eth->h_source, ETH_ALEN);
 	return bpf_map_lookup_elem(&lb_node_macs, &key) != NULL;
-}
-
-static __always_inline int lb_from_node(const struct lb_flow_key *outer)
-{
-	struct lb_node_addr_key key = { .family = outer->family };
-
-	key.addr = outer->saddr;
-	return bpf_map_lookup_elem(&lb_node_addrs, &key) != NULL;
 }
 
 /* A packet that is not a new connection and has no flow entry. Global: its
@@ -147,19 +162,7 @@ int xdp_peerlb(struct xdp_md *ctx)
 	case LB_PARSE_TCP:
 		break;
 	case LB_PARSE_ENCAP:
-		/* Steered here by a peer: pop the outer header and never steer
-		 * it again. Unknown senders' tunnels pass untouched (and the
-		 * kernel, with no tunnel device, drops them). */
-		if (!lb_from_node(&p.key)) {
-			lb_count(LB_C_PASS_TUNNEL_UNKNOWN, p.len);
-			return XDP_PASS;
-		}
-		if (lb_decapsulate(ctx, &p)) {
-			lb_count(LB_C_PASS_MALFORMED, p.len);
-			return XDP_PASS;
-		}
-		lb_count(LB_C_PASS_DECAPSULATED, p.len);
-		return XDP_PASS;
+		return lb_steered_tunnel(ctx, &p);
 	case LB_PARSE_NOT_IP:
 		lb_count(LB_C_PASS_NOT_IP, p.len);
 		return XDP_PASS;
@@ -188,7 +191,7 @@ int xdp_peerlb(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
-	if (lb_flow_node(&p, &node)) {
+	if (lb_flow_node(cfg, &p, &node)) {
 		if (node == LB_NODE_LOCAL) {
 			lb_count(LB_C_PASS_FLOW_LOCAL, p.len);
 			return XDP_PASS;

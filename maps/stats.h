@@ -51,7 +51,7 @@ enum lb_counter_kind {
 	X(TC_COOKIE_ASSIGNED, "tc_cookie_assigned", OTHER)                      \
 	X(TC_COOKIE_INVALID, "tc_cookie_invalid", OTHER)                        \
 	X(TC_COOKIE_ASSIGN_FAILED, "tc_cookie_assign_failed", OTHER)            \
-	X(PASS_TUNNEL_UNKNOWN, "pass_tunnel_unknown", PASSED)                   \
+	X(PASS_TUNNEL_REFUSED, "pass_tunnel_refused", PASSED)                   \
 	X(PASS_SYN_BAD_OPTIONS, "pass_syn_bad_options", PASSED)                 \
 	X(PASS_SYN_RESIZE_FAILED, "pass_syn_resize_failed", PASSED)             \
 	X(DROP_SYN_COOKIE_ERROR, "drop_syn_cookie_error", DROPPED)

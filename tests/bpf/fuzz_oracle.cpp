@@ -134,6 +134,13 @@ bool World::is_node_addr(const IpAddress& addr) const
     return std::find(node_addrs.begin(), node_addrs.end(), addr) != node_addrs.end();
 }
 
+bool World::is_live_peer_addr(const IpAddress& addr) const
+{
+    return std::any_of(peers.begin(), peers.end(), [&](const Peer& p) {
+        return p.addr == addr && p.state != LB_NODE_DEAD && !(addr == self_addr);
+    });
+}
+
 bool World::is_node_mac(const uint8_t* mac) const
 {
     return std::any_of(node_macs.begin(), node_macs.end(),
@@ -320,7 +327,18 @@ Judgement judge(const World& w, const Bytes& in, int error, uint32_t verdict, co
 
     const View v = parse_view(in);
     j.to_service = v.tcp && w.is_service(v.dst, v.dport);
-    j.steered_encap = v.encap && w.is_node_addr(v.src);
+    // A tunnel trusted as steered here (DESIGN section 2): ipip mode, to this
+    // node, from a live peer, TCP to a service inside.
+    if (v.encap && w.forward == LB_FORWARD_IPIP && v.dst == w.self_addr &&
+        w.is_live_peer_addr(v.src)) {
+        View inner;
+        inner.l2_len = v.l2_len + v.outer_len;
+        if (v.inner_proto == kProtoIpip)
+            parse_ipv4(in, inner);
+        else
+            parse_ipv6(in, inner);
+        j.steered_encap = inner.tcp && w.is_service(inner.dst, inner.dport);
+    }
     j.steered_mac = v.ethernet && w.forward == LB_FORWARD_L2 && w.is_node_mac(in.data() + kMacLen);
     const bool syn_only = v.tcp && (v.flags & tcp_flags::kSyn) && !(v.flags & tcp_flags::kAck);
 

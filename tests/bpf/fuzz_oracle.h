@@ -15,6 +15,7 @@
 
 extern "C" {
 #include "maps/config.h"
+#include "maps/node.h"
 }
 
 namespace peerlb::test::fuzz {
@@ -28,6 +29,7 @@ struct Peer {
     uint32_t slot = 0;
     Mac mac{};
     IpAddress addr;
+    uint8_t state = 0; // enum lb_node_state
 };
 
 // The data plane's state while a batch of packets runs, read back from the
@@ -45,6 +47,8 @@ struct World {
 
     bool is_service(const IpAddress& addr, uint16_t port) const;
     bool is_node_addr(const IpAddress& addr) const;
+    // A live peer's node address (not this node's; not empty, not dead).
+    bool is_live_peer_addr(const IpAddress& addr) const;
     bool is_node_mac(const uint8_t* mac) const;
     bool in_grace(const IpAddress& addr) const;
     const Peer* peer_by_mac(const uint8_t* mac) const;

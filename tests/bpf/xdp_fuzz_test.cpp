@@ -241,6 +241,7 @@ protected:
             p.slot = slot;
             std::copy(std::begin(n.mac), std::end(n.mac), p.mac.begin());
             p.addr = IpAddress{n.addr, n.family};
+            p.state = n.state;
             w.peers.push_back(p);
         }
         for (const lb_node_mac_key& k : map_keys<lb_node_mac_key>(maps().fds().node_macs.get())) {

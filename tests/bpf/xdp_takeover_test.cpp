@@ -66,6 +66,60 @@ TEST_P(XdpTakeover, SynIsHalfOpenUntilTheHandshakeGoesOn)
     EXPECT_EQ(flows[0].value.reason, LB_REASON_LEAST);
 }
 
+// A SYN on a tuple whose entry's node is gone (dead, or its information
+// stale) is a new connection: decided anew, never black-holed to that node
+// (a client behind NAT reusing its port). The reused tuple's established
+// entry is dropped so that the new half-open one is the one found.
+TEST_P(XdpTakeover, SynOnAnEntryWhoseNodeIsGoneIsDecidedAnew)
+{
+    run_xdp(client_syn(family()));
+    run_xdp(client_ack()); // established, to slot 1
+    ASSERT_EQ(established(), 1u);
+    set_state(1, LB_NODE_DEAD);
+    counter_deltas();
+
+    const Bytes syn = client_syn(family());
+    EXPECT_TRUE(l2_forwarded(run_xdp(syn), syn, 2)); // slot 2: now the least loaded
+    EXPECT_EQ(counter_deltas(), (Counts{{"syn_forward_least", 1}}));
+    auto flows = maps().flows();
+    ASSERT_EQ(flows.size(), 1u);
+    EXPECT_FALSE(flows[0].established);
+    EXPECT_EQ(flows[0].value.node, 2u);
+
+    // Its handshake ACK follows the new decision.
+    const Bytes ack = client_ack();
+    EXPECT_TRUE(l2_forwarded(run_xdp(ack), ack, 2));
+}
+
+// The same for a retransmitted SYN whose half-open entry's node went stale.
+TEST_P(XdpTakeover, RetransmittedSynWhoseNodeWentStaleIsDecidedAnew)
+{
+    const Bytes syn = client_syn(family());
+    EXPECT_TRUE(l2_forwarded(run_xdp(syn), syn, 1));
+    set_load_at(1, 1000, 1); // its load last written at boot: stale
+    counter_deltas();
+    EXPECT_TRUE(l2_forwarded(run_xdp(syn), syn, 2));
+    EXPECT_EQ(counter_deltas(), (Counts{{"syn_forward_least", 1}}));
+    auto flows = maps().flows();
+    ASSERT_EQ(flows.size(), 1u);
+    EXPECT_EQ(flows[0].value.node, 2u);
+}
+
+// While the entry's node is usable, a SYN follows the entry, established or
+// not: a spoofed SYN on a live connection's tuple cannot move it (the
+// serving kernel answers it as TCP does).
+TEST_P(XdpTakeover, SynOnALiveEntryFollowsIt)
+{
+    run_xdp(client_syn(family()));
+    run_xdp(client_ack()); // established, to slot 1
+    set_load(1, 9500);     // a new decision would pick another node
+    counter_deltas();
+    const Bytes syn = client_syn(family());
+    EXPECT_TRUE(l2_forwarded(run_xdp(syn), syn, 1));
+    EXPECT_EQ(counter_deltas(), (Counts{{"tx_flow_forward", 1}}));
+    EXPECT_EQ(established(), 1u);
+}
+
 TEST_P(XdpTakeover, SynsNeverTouchTheEstablishedTable)
 {
     run_xdp(client_syn(family()));

@@ -329,15 +329,78 @@ TEST_P(XdpDecap, VlanTagsSurviveDecapsulation)
     EXPECT_EQ(counter_deltas(), (Counts{{"pass_decapsulated", 1}}));
 }
 
-TEST_P(XdpDecap, FromAnUnknownAddressPassesUntouched)
+// Only what DESIGN section 2 trusts as steered here by a peer is unwrapped:
+// ipip mode, to this node's address, from a live peer's node address, TCP
+// to a service inside. Anything else passes as it came (the kernel has no
+// tunnel device), counted as pass_tunnel_refused.
+class XdpDecapRefused : public XdpDecap {
+protected:
+    ::testing::AssertionResult refused(const Bytes& frame)
+    {
+        ::testing::AssertionResult untouched = passed_untouched(run_xdp(frame), frame);
+        if (!untouched)
+            return untouched;
+        const Counts counts = counter_deltas();
+        if (counts != Counts{{"pass_tunnel_refused", 1}})
+            return ::testing::AssertionFailure() << "counters: " << ::testing::PrintToString(counts);
+        if (flow_count() != 0)
+            return ::testing::AssertionFailure() << "a flow entry was made";
+        return ::testing::AssertionSuccess();
+    }
+    Bytes inner_tcp(uint16_t dport = kServicePort) const
+    {
+        Tcp tcp;
+        tcp.dport = dport;
+        return ip_packet(client(), service(), kProtoTcp, tcp_segment(client(), service(), tcp));
+    }
+};
+
+INSTANTIATE_TEST_SUITE_P(Family, XdpDecapRefused,
+                         ::testing::Values(uint8_t(LB_FAMILY_IPV4), uint8_t(LB_FAMILY_IPV6)),
+                         family_param_name);
+
+TEST_P(XdpDecapRefused, FromAnUnknownAddress)
 {
-    const IpAddress stranger = parse_ip(family() == LB_FAMILY_IPV4 ? "10.0.0.99" : "fd00::99");
-    const Bytes inner = ip_packet(client(), service(), kProtoTcp,
-                                  tcp_segment(client(), service(), Tcp{}));
-    Bytes frame = encapsulated(stranger, inner);
-    EXPECT_TRUE(passed_untouched(run_xdp(frame), frame));
-    EXPECT_EQ(counter_deltas(), (Counts{{"pass_tunnel_unknown", 1}}));
-    EXPECT_EQ(flow_count(), 0u);
+    EXPECT_TRUE(refused(encapsulated(
+        parse_ip(family() == LB_FAMILY_IPV4 ? "10.0.0.99" : "fd00::99"), inner_tcp())));
+}
+
+TEST_P(XdpDecapRefused, FromThisNodesOwnAddress)
+{
+    EXPECT_TRUE(refused(encapsulated(node_addr(family(), kSelfSlot), inner_tcp())));
+}
+
+TEST_P(XdpDecapRefused, FromADeadPeer)
+{
+    set_state(2, LB_NODE_DEAD);
+    EXPECT_TRUE(refused(encapsulated(node_addr(family(), 2), inner_tcp())));
+}
+
+TEST_P(XdpDecapRefused, AddressedToAnotherNode)
+{
+    const Bytes frame = ethernet_frame(
+        Ethernet{node_mac(kSelfSlot), node_mac(2), {}}, ethertype_of(family()),
+        ip_packet(node_addr(family(), 2), node_addr(family(), 3), tunnel_proto(), inner_tcp()));
+    EXPECT_TRUE(refused(frame));
+}
+
+TEST_P(XdpDecapRefused, InnerTcpToAPortThatIsNoService)
+{
+    EXPECT_TRUE(refused(encapsulated(node_addr(family(), 2), inner_tcp(8080))));
+}
+
+TEST_P(XdpDecapRefused, InnerUdpEvenToTheServiceAddress)
+{
+    const Bytes inner = ip_packet(client(), service(), kProtoUdp,
+                                  udp_datagram(client(), service(), kClientPort, kServicePort,
+                                               Bytes(8, 0x55)));
+    EXPECT_TRUE(refused(encapsulated(node_addr(family(), 2), inner)));
+}
+
+TEST_P(XdpDecapRefused, InL2Mode)
+{
+    change_config([](lb_config& c) { c.forward = LB_FORWARD_L2; });
+    EXPECT_TRUE(refused(encapsulated(node_addr(family(), 2), inner_tcp())));
 }
 
 TEST_F(Xdp, Ipv4InsideIpv6IsDecapsulatedWithTheIpv4Ethertype)
