@@ -35,6 +35,13 @@ struct lb_kernel_sock {
 extern int bpf_sk_assign_tcp_reqsk(struct __sk_buff *skb, struct lb_kernel_sock *sk,
 				   struct bpf_tcp_req_attrs *attrs, int attrs__sz) __ksym;
 
+/* A key signs and validates while the agent says so and its lifetime has
+ * not run out (DESIGN.md section 4: bounded even when no agent rotates it). */
+static __always_inline int lb_cookie_key_live(const struct lb_cookie_key *key, __u64 now)
+{
+	return key->valid && now < key->expires_ns;
+}
+
 /* The MSS this node announces: what fits the interface, less the outer
  * header when peers get packets by ipip (XDP cannot fragment). */
 static __always_inline __u16 lb_synack_mss(const struct lb_config *cfg, __u8 family)
@@ -125,7 +132,7 @@ LB_GLOBAL int lb_syn_cookie_reply(struct xdp_md *ctx, const struct lb_pkt *p)
 	__u8 mac[ETH_ALEN];
 	void *data, *data_end, *l3;
 	__u32 zero = 0;
-	__u64 sum, bytes;
+	__u64 sum, bytes, now;
 	__u8 family;
 
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
@@ -135,8 +142,9 @@ LB_GLOBAL int lb_syn_cookie_reply(struct xdp_md *ctx, const struct lb_pkt *p)
 	family = p->key.family;
 	l2_len = p->l3_off;
 	slot = cfg->cookie_slot & (LB_COOKIE_SLOTS - 1);
+	now = bpf_ktime_get_ns();
 	key = bpf_map_lookup_elem(&lb_cookie_keys, &slot);
-	if (!key || !key->valid) {
+	if (!key || !lb_cookie_key_live(key, now)) {
 		lb_count(LB_C_PASS_SYN_NO_COOKIE_KEY, bytes);
 		return XDP_PASS;
 	}
@@ -152,7 +160,7 @@ LB_GLOBAL int lb_syn_cookie_reply(struct xdp_md *ctx, const struct lb_pkt *p)
 	cookie = lb_cookie_make(key, &p->key, client_isn, lb_cookie_low_bits(slot, &so));
 	/* Milliseconds, as Linux counts; the serving kernel learns the offset
 	 * from the client's echo (bpf_tcp_req_attrs.rcv_tsecr). */
-	tsval = (__u32)(bpf_ktime_get_ns() / 1000000);
+	tsval = (__u32)(now / 1000000);
 
 	__builtin_memset(opts, TCPOPT_NOP, sizeof(opts));
 	tcp_len = sizeof(struct tcphdr) +
@@ -263,7 +271,8 @@ static __always_inline int lb_cookie_of_segment(const struct lb_pkt *p, __u32 *c
 	*cookie = bpf_ntohl(p->ack_seq) - 1;
 	slot = lb_cookie_slot(*cookie);
 	key = bpf_map_lookup_elem(&lb_cookie_keys, &slot);
-	return key && key->valid && lb_cookie_valid(key, &p->key, bpf_ntohl(p->seq) - 1, *cookie);
+	return key && lb_cookie_key_live(key, bpf_ktime_get_ns()) &&
+	       lb_cookie_valid(key, &p->key, bpf_ntohl(p->seq) - 1, *cookie);
 }
 
 /* TC ingress of the node chosen to serve an "http" connection: its first

@@ -17,6 +17,10 @@ struct lb_cookie_key {
 	__u64 k0; /* SipHash-2-4 key, little-endian halves */
 	__u64 k1;
 	__u64 epoch; /* unix seconds / lb_config.cookie_epoch_s */
+	/* CLOCK_MONOTONIC ns (bpf_ktime_get_ns) from which the data plane
+	 * neither makes nor accepts a cookie with this key, whatever the agent
+	 * does (a key not rotated because the agent is gone dies anyway). */
+	__u64 expires_ns;
 	__u32 valid;
 	__u32 pad;
 };

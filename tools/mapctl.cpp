@@ -170,6 +170,7 @@ int main(int argc, char** argv)
                 ck.k0 = seed + s;
                 ck.k1 = ~(seed + s);
                 ck.epoch = s;
+                ck.expires_ns = ~0ull; // keys written by hand: until rewritten
                 ck.valid = std::find(key_slots.begin(), key_slots.end(), s) != key_slots.end();
                 maps.set_cookie_key(s, ck);
             }

@@ -24,6 +24,7 @@ inline lb_cookie_key cookie_key_of(uint32_t slot, bool valid)
     k.k0 = 0x6b65'7930'0000'0000ull + slot;
     k.k1 = ~k.k0 * 0x9e37'79b9'7f4a'7c15ull;
     k.epoch = 1000 + slot;
+    k.expires_ns = monotonic_ns() + 3600'000'000'000ull; // an hour: never during a test
     k.valid = valid;
     return k;
 }

@@ -441,6 +441,35 @@ TEST_F(XdpCookie, CookieLivesAsLongAsItsEpochKey)
     });
 }
 
+// A key's lifetime bounds its cookies on the data plane's own clock: with
+// no agent to clear it (valid stays 1), it neither makes a cookie nor lets a
+// captured first segment create a connection once expires_ns has passed.
+TEST_F(XdpCookie, ExpiredKeyNeitherSignsNorValidatesWithoutTheAgent)
+{
+    for_each_family([&] {
+        use_http(LB_FORWARD_L2);
+        const uint16_t a = kClientPort, b = kClientPort + 1;
+        const uint32_t cookie_a = handshake(a, 0x11111111);
+        const uint32_t cookie_b = handshake(b, 0x22222222);
+        // A captured first segment: accepted while the key lives.
+        const Bytes first_a = segment(a, 0x11111111, cookie_a);
+        counter_deltas();
+        EXPECT_TRUE(passed_untouched(run_xdp(first_a), first_a));
+        EXPECT_EQ(counter_deltas(), (Counts{{"http_local", 1}}));
+
+        lb_cookie_key expired = cookie_key_of(1, true);
+        expired.expires_ns = monotonic_ns() - 1;
+        maps().set_cookie_key(1, expired);
+        const Bytes first_b = segment(b, 0x22222222, cookie_b);
+        EXPECT_TRUE(passed_untouched(run_xdp(first_b), first_b));
+        EXPECT_EQ(counter_deltas(), (Counts{{"pass_orphan", 1}}));
+        EXPECT_FALSE(find_flow(b));
+        const Bytes in = syn(kClientPort + 2, 3000);
+        EXPECT_TRUE(passed_untouched(run_xdp(in), in));
+        EXPECT_EQ(counter_deltas(), (Counts{{"pass_syn_no_cookie_key", 1}}));
+    });
+}
+
 TEST_F(XdpCookie, ForgedCookiesNeverCreateAFlow)
 {
     for_each_family([&] {

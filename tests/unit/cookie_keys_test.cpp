@@ -36,6 +36,21 @@ TEST(CookieKeys, DerivedFromClusterKeyAndEpochOnly)
     EXPECT_NE(derive_cookie_key(other, 1000).k0, a.k0);
 }
 
+// A key dies on the data plane's own clock at the start of epoch e + 2,
+// whether or not an agent is there to clear it.
+TEST(CookieKeys, KeysExpireOnTheMonotonicClockAtTheStartOfEpochPlusTwo)
+{
+    constexpr uint32_t epoch_s = 64;
+    constexpr uint64_t mono = 5'000'000'000ull;
+    // Now: 10 s into epoch 1000.
+    const uint64_t unix_s = 1000 * epoch_s + 10;
+    EXPECT_EQ(cookie_expires_ns(1000, epoch_s, unix_s, mono), mono + (2 * epoch_s - 10) * 1'000'000'000ull);
+    EXPECT_EQ(cookie_expires_ns(999, epoch_s, unix_s, mono), mono + (epoch_s - 10) * 1'000'000'000ull);
+    EXPECT_EQ(cookie_expires_ns(1001, epoch_s, unix_s, mono), mono + (3 * epoch_s - 10) * 1'000'000'000ull);
+    // A key whose end is past already: expired now.
+    EXPECT_EQ(cookie_expires_ns(998, epoch_s, unix_s, mono), mono);
+}
+
 TEST(CookieKeys, SlotsHoldPreviousCurrentAndNextEpoch)
 {
     for (uint64_t epoch : {uint64_t{1}, uint64_t{28056057}, uint64_t{4}, uint64_t{7}}) {

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstring>
+#include <ctime>
 #include <string_view>
 
 #include "../dataplane/error.h"
@@ -42,12 +43,24 @@ CookieSlots cookie_slots(std::span<const uint8_t> cluster_key, uint64_t epoch)
     return out;
 }
 
+uint64_t cookie_expires_ns(uint64_t key_epoch, uint32_t epoch_s, uint64_t unix_s, uint64_t mono_ns)
+{
+    const uint64_t end_unix_s = (key_epoch + 2) * epoch_s;
+    return end_unix_s > unix_s ? mono_ns + (end_unix_s - unix_s) * 1'000'000'000ull : mono_ns;
+}
+
 bool CookieRotation::update(uint64_t unix_s)
 {
     const uint64_t epoch = unix_s / epoch_s_;
     if (epoch_ == epoch)
         return false;
-    const CookieSlots slots = cookie_slots(key_, epoch);
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    const uint64_t mono_ns = uint64_t(now.tv_sec) * 1'000'000'000ull + uint64_t(now.tv_nsec);
+    CookieSlots slots = cookie_slots(key_, epoch);
+    for (auto& k : slots.keys)
+        if (k.valid)
+            k.expires_ns = cookie_expires_ns(k.epoch, epoch_s_, unix_s, mono_ns);
     // Keys first: the slot the data plane signs with is valid before it
     // points there.
     for (uint32_t s = 0; s < LB_COOKIE_SLOTS; s++)

@@ -26,6 +26,12 @@ struct CookieSlots {
 };
 CookieSlots cookie_slots(std::span<const uint8_t> cluster_key, uint64_t epoch);
 
+// When the key of `key_epoch` stops, on the data plane's clock
+// (CLOCK_MONOTONIC ns): at the start of epoch key_epoch + 2, when the agent
+// would clear it, computed from the wall clock now (unix_s) and the
+// monotonic clock now (mono_ns). A second early at most (unix_s is whole).
+uint64_t cookie_expires_ns(uint64_t key_epoch, uint32_t epoch_s, uint64_t unix_s, uint64_t mono_ns);
+
 // Writes the keys and the current slot when the epoch changes.
 class CookieRotation {
 public:

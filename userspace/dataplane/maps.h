@@ -35,7 +35,7 @@ static_assert(sizeof(lb_service_key) == 20);
 static_assert(sizeof(lb_node_addr_key) == 20);
 static_assert(sizeof(lb_node_mac_key) == 8);
 static_assert(sizeof(lb_grace_key) == 20);
-static_assert(sizeof(lb_cookie_key) == 32);
+static_assert(sizeof(lb_cookie_key) == 40);
 static_assert(sizeof(lb_pin_key) == 20 && sizeof(lb_pin) == 16 && sizeof(lb_pin_event) == 36);
 static_assert(sizeof(lb_uri_rule) == 216);
 
