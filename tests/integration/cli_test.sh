@@ -193,7 +193,7 @@ check "top, no agent: one-line error" one_line_error "the agent is not running"
 check "no agent: the run directory was not created" test ! -e "$tmp/no-agent"
 
 echo "cli_test: peerlb agent with an invalid configuration changes nothing"
-head -c 32 /dev/urandom >"$tmp/cluster.key"
+(umask 077 && head -c 32 /dev/urandom >"$tmp/cluster.key")
 echo 10 >"$tmp/load"
 ip -n "$ns" addr add 10.99.0.1/24 dev va
 # agent_config FILE IFACE [EXTRA-TOML]: a valid configuration (plus EXTRA).
@@ -203,6 +203,7 @@ agent_config() {
         "key_file = \"$tmp/cluster.key\"" 'interval_ms = 100' '' '[load]' 'source = "file"' \
         "file = \"$tmp/load\"" '' '[health]' 'enabled = false' '' '[[service]]' 'port = 80' \
         "${3:-}" >"$1"
+    chmod 644 "$1" # the agent refuses a configuration others can change
 }
 # Everything an agent would change: XDP programs and TC filters, addresses,
 # ARP sysctls, pin roots on the bpffs, the run directory and its control socket.
@@ -237,6 +238,9 @@ agent_config "$tmp/range.toml" va
 sed -i 's/^interval_ms = 100$/interval_ms = 5/' "$tmp/range.toml"
 agent_config "$tmp/nokey.toml" va
 sed -i "s|^key_file = .*|key_file = \"$tmp/nosuch.key\"|" "$tmp/nokey.toml"
+head -c 32 /dev/urandom >"$tmp/open.key" && chmod 644 "$tmp/open.key"
+agent_config "$tmp/openkey.toml" va
+sed -i "s|^key_file = .*|key_file = \"$tmp/open.key\"|" "$tmp/openkey.toml"
 agent_config "$tmp/noiface.toml" nosuch0
 agent_config "$tmp/good.toml" va
 agent_config "$tmp/foreign.toml" vc # vc has another XDP program (above)
@@ -252,6 +256,7 @@ syntax error|syntax.toml|syntax.toml:
 unknown key|unknown.toml|unknown.toml:
 out of range|range.toml|range.toml:
 missing key file|nokey.toml|nokey.toml:
+key file readable by others|openkey.toml|lets other users read or change it
 missing interface|noiface.toml|interface 'nosuch0' does not exist|
 pin root off bpffs|good.toml|is not on a bpf filesystem|not-bpffs/p
 another XDP program on the interface|foreign.toml|another XDP program|
@@ -265,6 +270,7 @@ done <<NAMES
 unknown key|unknown.toml|colour
 out of range|range.toml|interval_ms
 missing key file|nokey.toml|key_file
+key file readable by others|openkey.toml|key_file
 NAMES
 check "no pin root was created by the failed agents" test ! -e "$agent_root"
 

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -71,6 +72,15 @@ std::string write_file(const std::string& name, const std::string& content)
     const std::string path =
         testing::TempDir() + "peerlb_config_test_" + std::to_string(getpid()) + "_" + name;
     std::ofstream(path, std::ios::binary) << content;
+    chmod(path.c_str(), 0644); // whatever the umask: load_config refuses group/other-writable
+    return path;
+}
+
+// A key file as it must be: readable by its owner only.
+std::string write_key_file(const std::string& name, const std::string& content)
+{
+    const std::string path = write_file(name, content);
+    chmod(path.c_str(), 0600);
     return path;
 }
 
@@ -710,7 +720,7 @@ TEST(ConfigHttp, BadRules)
 
 TEST(ConfigKey, ShortKeyRefused)
 {
-    const std::string path = write_file("short.key", "0123456789abcde\n"); // 15 bytes + newline
+    const std::string path = write_key_file("short.key", "0123456789abcde\n"); // 15 bytes + newline
     try {
         peerlb::load_key(path);
         ADD_FAILURE() << "a 15-byte key was accepted";
@@ -722,23 +732,68 @@ TEST(ConfigKey, ShortKeyRefused)
 
 TEST(ConfigKey, TrailingNewlineStripped)
 {
-    const std::string path = write_file("nl.key", "0123456789abcdef\n");
+    const std::string path = write_key_file("nl.key", "0123456789abcdef\n");
     EXPECT_EQ(peerlb::load_key(path),
               std::vector<uint8_t>({'0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b', 'c',
                                     'd', 'e', 'f'}));
-    write_file("nl.key", "0123456789abcdef\r\n");
+    write_key_file("nl.key", "0123456789abcdef\r\n");
     EXPECT_EQ(peerlb::load_key(path).size(), 16u);
     // Only one newline goes; binary bytes stay.
     std::string binary(16, '\0');
     for (size_t i = 0; i < binary.size(); i++)
         binary[i] = static_cast<char>(i * 17); // 0x00, 0x11, ... 0xff
-    write_file("nl.key", binary + "\n\n");
+    write_key_file("nl.key", binary + "\n\n");
     const auto key = peerlb::load_key(path);
     ASSERT_EQ(key.size(), 17u);
     EXPECT_EQ(key[0], 0x00);
     EXPECT_EQ(key[15], 0xff);
     EXPECT_EQ(key[16], '\n');
     unlink(path.c_str());
+}
+
+// A key others can read makes them members of the cluster: refused.
+TEST(ConfigKey, KeyReadableByOthersRefused)
+{
+    const std::string path = write_key_file("open.key", "0123456789abcdef\n");
+    for (mode_t mode : {0644, 0640, 0604, 0660}) {
+        chmod(path.c_str(), mode);
+        try {
+            peerlb::load_key(path);
+            ADD_FAILURE() << "a key file of mode " << std::oct << mode << " was accepted";
+        } catch (const peerlb::Error& e) {
+            EXPECT_EQ(std::string(e.what()),
+                      fmt::format("key file {}: mode {:04o} lets other users read or change it "
+                                  "(chmod 600 {})",
+                                  path, mode, path));
+        }
+    }
+    chmod(path.c_str(), 0400);
+    EXPECT_EQ(peerlb::load_key(path).size(), 16u);
+    unlink(path.c_str());
+}
+
+// A configuration others can change could point the agent at their key or
+// their addresses: refused. Others may read it.
+TEST(ConfigLoad, ConfigWritableByOthersRefused)
+{
+    const std::string key = write_key_file("cfgmode.key", "0123456789abcdef0123\n");
+    const std::string path =
+        write_file("cfgmode.toml", with_line(10, "key_file = \"" + key + "\""));
+    for (mode_t mode : {0666, 0664, 0646}) {
+        chmod(path.c_str(), mode);
+        try {
+            peerlb::load_config(path);
+            ADD_FAILURE() << "a config file of mode " << std::oct << mode << " was accepted";
+        } catch (const peerlb::Error& e) {
+            EXPECT_EQ(std::string(e.what()),
+                      fmt::format("{}: mode {:04o} lets other users change it (chmod go-w {})",
+                                  path, mode, path));
+        }
+    }
+    chmod(path.c_str(), 0644);
+    EXPECT_NO_THROW(peerlb::load_config(path));
+    unlink(path.c_str());
+    unlink(key.c_str());
 }
 
 TEST(ConfigKey, MissingFile)
@@ -770,7 +825,7 @@ TEST(ConfigLoad, MissingFile)
 
 TEST(ConfigLoad, ReadsFileAndKey)
 {
-    const std::string key = write_file("good.key", "0123456789abcdef0123\n");
+    const std::string key = write_key_file("good.key", "0123456789abcdef0123\n");
     const std::string path = write_file("good.toml", with_line(10, "key_file = \"" + key + "\""));
     const Config c = peerlb::load_config(path);
     EXPECT_EQ(c.path, path);
@@ -809,7 +864,7 @@ TEST(ConfigLoad, KeyFileProblemNamesTheKey)
                                              ": No such file or directory");
     }
 
-    const std::string short_key = write_file("short2.key", "too short");
+    const std::string short_key = write_key_file("short2.key", "too short");
     write_file("nokey.toml", with_line(10, "key_file = \"" + short_key + "\""));
     try {
         peerlb::load_config(path);

@@ -207,7 +207,9 @@ cl_set_load() {
 # CL_LOAD_TOML (the whole [load] body), CL_HEALTH_PATH (/).
 cl_agent_config() {
     local n=$1 extra=${2:-}
-    [[ -f $CL_TMP/cluster.key ]] || head -c 32 /dev/urandom >"$CL_TMP/cluster.key"
+    if [[ ! -f $CL_TMP/cluster.key ]]; then # readable by root only, as the agent requires
+        (umask 077 && head -c 32 /dev/urandom >"$CL_TMP/cluster.key")
+    fi
     [[ -f $CL_TMP/load-s$n ]] || echo 10 >"$CL_TMP/load-s$n"
     local load_toml=${CL_LOAD_TOML:-}
     [[ -n $load_toml ]] || printf -v load_toml 'source = "file"\nfile = "%s"' "$CL_TMP/load-s$n"
@@ -248,6 +250,7 @@ listen = "127.0.0.1:9477"
 port = 80
 $extra
 EOF
+    chmod 644 "$CL_TMP/s$n.toml" # the agent refuses a configuration others can change
 }
 
 cl_agent_load() { echo "$2" >"$CL_TMP/load-s$1"; } # cl_agent_load N PCT

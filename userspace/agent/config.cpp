@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -883,6 +884,12 @@ Config parse_config(const std::string& text, const std::string& path)
 Config load_config(const std::string& path)
 {
     const std::string text = read_all(path, "cannot read " + path);
+    // It names the key file and the addresses to take: only its owner may
+    // change it.
+    struct stat st {};
+    if (stat(path.c_str(), &st) == 0 && (st.st_mode & 022))
+        throw Error(fmt::format("{}: mode {:04o} lets other users change it (chmod go-w {})", path,
+                                st.st_mode & 07777, path));
     uint32_t key_file_line = 1;
     Config cfg = parse(text, path, key_file_line);
     // A missing or short key would only show at the first heartbeat; refuse now.
@@ -897,6 +904,12 @@ Config load_config(const std::string& path)
 std::vector<uint8_t> load_key(const std::string& key_file)
 {
     std::string bytes = read_all(key_file, "key file " + key_file);
+    // Whoever reads the key is a member of the cluster: only its owner may.
+    struct stat st {};
+    if (stat(key_file.c_str(), &st) == 0 && (st.st_mode & 077))
+        throw Error(fmt::format("key file {}: mode {:04o} lets other users read or change it "
+                                "(chmod 600 {})",
+                                key_file, st.st_mode & 07777, key_file));
     // Editors and `echo` add a newline; it is not part of the key.
     if (bytes.ends_with("\r\n"))
         bytes.resize(bytes.size() - 2);
