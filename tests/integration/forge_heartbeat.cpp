@@ -168,8 +168,8 @@ int main(int argc, char** argv)
     app.add_option("--kind", kind)
         ->required()
         ->check(CLI::IsMember({"wrong-key", "garbage", "random", "stale", "future", "malformed",
-                               "truncated", "bit-flip", "replay", "mix"}));
-    app.add_option("--key", key_file, "the cluster key (stale, future, malformed, mix)");
+                               "truncated", "bit-flip", "replay", "mix", "members"}));
+    app.add_option("--key", key_file, "the cluster key (stale, future, malformed, mix, members)");
     app.add_option("--id", id, "node id of forged heartbeats (default intruder; mix: cycles)");
     app.add_option("--count", count)->check(CLI::Range(1l, 10'000'000l));
     app.add_option("--rate", rate, "datagrams per second (0: as fast as possible)")
@@ -182,7 +182,10 @@ int main(int argc, char** argv)
 
     const std::vector<std::string> all_kinds = {"garbage", "truncated", "bit-flip", "replay",
                                                 "wrong-key", "future", "stale", "malformed"};
-    const bool needs_key = kind == "stale" || kind == "future" || kind == "malformed" || kind == "mix";
+    // members: valid heartbeats, each from a new node (<id>-<i>, its own
+    // address), as a key holder or a churn of node addresses would send.
+    const bool needs_key = kind == "stale" || kind == "future" || kind == "malformed" ||
+                           kind == "mix" || kind == "members";
     const bool needs_capture = kind == "truncated" || kind == "bit-flip" || kind == "replay" || kind == "mix";
     if (needs_key && key_file.empty()) {
         std::cerr << "forge_heartbeat: --kind " << kind << " needs --key\n";
@@ -334,6 +337,18 @@ int main(int argc, char** argv)
                 } else {
                     expect_by_id(from, "replayed");
                 }
+            } else if (k == "members") {
+                Heartbeat hb;
+                hb.node_id = id + "-" + std::to_string(i);
+                hb.incarnation = 1;
+                hb.sequence = 1;
+                hb.interval_ms = 100;
+                hb.sent_unix_ms = unix_ms_now();
+                hb.node_address.family = LB_FAMILY_IPV4;
+                hb.node_address.addr.v4 = htonl(0x0a4d0100u + uint32_t(i)); // 10.77.1.0 + i
+                hb.mac = {0x02, 0x66, 0x66, 0x66, uint8_t(i >> 8), uint8_t(i)};
+                hb.load_bp = 9900; // never a candidate: the test's traffic is not theirs
+                datagram = encode_heartbeat(hb, key);
             } else if (k == "malformed") {
                 datagram = frame_and_sign(malformed_body(unsigned(rng())), key);
                 expect_all("malformed");

@@ -471,4 +471,43 @@ check "no peer ever declared s2 dead${dead_lines:+: $dead_lines}" test -z "$dead
 suspects=$(for n in 1 3; do log_lines_since "$n" "peer s2 .*-> suspect" 0; done | grep -c . )
 echo "    peers marked s2 suspect $suspects times in all (heard nothing for 1.5 periods)"
 
+# --------------------------------------------------------------------------
+echo "$name: node slots: 150 new nodes join with the key (61 slots free)"
+# A key holder, or a churn of node addresses, brings more nodes than there
+# are slots: the agents refuse the surplus, count it and go on; once those
+# nodes are dead their slots serve newcomers.
+live_peers() { # live_peers N: how many peers agent N sees alive
+    agent_json "$1" peers | python3 -c '
+import json, sys
+print(sum(p["state"] == "alive" for p in json.load(sys.stdin)))'
+}
+slots_refused() { agent_json "$1" status | python3 -c 'import json,sys; print(json.load(sys.stdin)["agent"]["node_slots_refused"])'; }
+members() { # members ID COUNT: forged joins, each a new node
+    cl_in c "$CL_BUILD/tests/forge_heartbeat" --to "$CL_GROUP" --iface eth0 --kind members \
+        --id "$1" --count "$2" --key "$CL_TMP/cluster.key" 2>>"$CL_TMP/members.err"
+}
+members wave1 150
+rc=$?
+check "150 joins sent (rc $rc $(head -c 200 "$CL_TMP/members.err"))" test "$rc" -eq 0
+sleep 1.5 # the joiners are dead after dead_after periods of 100 ms
+declare -A refused
+for n in 1 2 3; do
+    check "s$n: the agent still runs after 150 joins" kill -0 "${CL_AGENT_PIDS[$n]}"
+    refused[$n]=$(slots_refused "$n")
+    check "s$n: the 89 surplus joiners refused and counted (node_slots_refused ${refused[$n]} writes >= 89)" \
+        test "${refused[$n]:-0}" -ge 89
+done
+waited=$(cl_wait_until 3000 all_alive)
+check "the three real agents still see each other alive" test "$waited" != timeout
+members wave2 60
+sleep 0.5
+for n in 1 2 3; do
+    now_refused=$(slots_refused "$n")
+    check "s$n: 60 later joins took the dead joiners' slots (refused ${refused[$n]} -> $now_refused)" \
+        test "$now_refused" -eq "${refused[$n]}"
+done
+for n in 1 2 3; do
+    check "s$n: peers --json still answers (JSON, real peers alive)" test "$(live_peers "$n")" -ge 2
+done
+
 check_summary "$name"

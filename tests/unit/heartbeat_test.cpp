@@ -407,8 +407,8 @@ TEST(HeartbeatMalformed, LoadOverTenThousand)
 TEST(HeartbeatMalformed, NodeIdLength)
 {
     EXPECT_EQ(decode_reason(sign(body_of(with(complete_tlvs(), T_ID, str(std::string(33, 'x')))))),
-              DropReason::malformed);
-    EXPECT_EQ(decode_reason(sign(body_of(with(complete_tlvs(), T_ID, {})))), DropReason::malformed);
+              DropReason::bad_id);
+    EXPECT_EQ(decode_reason(sign(body_of(with(complete_tlvs(), T_ID, {})))), DropReason::bad_id);
     const Decoded d = decode_heartbeat(sign(body_of(with(complete_tlvs(), T_ID, str(std::string(32, 'x'))))), kKey);
     EXPECT_EQ(d.reason, DropReason::none);
     EXPECT_EQ(d.hb.node_id, std::string(32, 'x'));
@@ -532,6 +532,7 @@ TEST(HeartbeatNames, DropReasons)
     EXPECT_STREQ(drop_reason_name(DropReason::own_id), "own_id");
     EXPECT_STREQ(drop_reason_name(DropReason::replayed), "replayed");
     EXPECT_STREQ(drop_reason_name(DropReason::stale), "stale");
+    EXPECT_STREQ(drop_reason_name(DropReason::bad_id), "bad_id");
 }
 
 // --- claims (takeover) in heartbeats -----------------------------------------
@@ -924,9 +925,10 @@ TEST(AnnounceMalformed, BadFlowTlv)
 TEST(AnnounceMalformed, BadFieldValues)
 {
     const auto reason = [](const std::vector<Tlv>& tlvs) { return announcement_reason(sign(body_of(tlvs), 'F')); };
-    EXPECT_EQ(reason(with(complete_announcement_tlvs(), T_TO, {})), DropReason::malformed);
-    EXPECT_EQ(reason(with(complete_announcement_tlvs(), T_TO, str(std::string(33, 't')))), DropReason::malformed);
-    EXPECT_EQ(reason(with(complete_announcement_tlvs(), T_ID, {})), DropReason::malformed);
+    // Ids out of range are told apart (NodeIdValidation below).
+    EXPECT_EQ(reason(with(complete_announcement_tlvs(), T_TO, {})), DropReason::bad_id);
+    EXPECT_EQ(reason(with(complete_announcement_tlvs(), T_TO, str(std::string(33, 't')))), DropReason::bad_id);
+    EXPECT_EQ(reason(with(complete_announcement_tlvs(), T_ID, {})), DropReason::bad_id);
     EXPECT_EQ(reason(with(complete_announcement_tlvs(), T_SEQUENCE, be(1, 4))), DropReason::malformed);
     EXPECT_EQ(reason(with(complete_announcement_tlvs(), T_SERVICE_ADDRESS, {4, 192, 0, 2})), DropReason::malformed);
     EXPECT_EQ(reason(with(complete_announcement_tlvs(), T_SERVICE_ADDRESS, {0, 192, 0, 2, 80})),
@@ -1231,6 +1233,117 @@ TEST(PinEncode, RefusesBadFields)
     p = pin_announcement(LB_FAMILY_IPV4, true);
     p.client.family = 0;
     EXPECT_THROW(encode_pin(p, kKey), Error);
+}
+
+// --- node ids: validated at decode -----------------------------------------
+// An id ends up in logs, `peerlb peers` JSON and metrics labels: a byte that
+// is not UTF-8 made the JSON dump throw and the agent exit.
+
+// Ids that are authenticated but must be refused, with why.
+std::vector<std::pair<Bytes, const char*>> bad_ids()
+{
+    return {
+        {{}, "empty"},
+        {str(std::string(33, 'x')), "33 bytes"},
+        {{'n', 0xff, 'd'}, "0xff is never UTF-8"},
+        {{'n', 0x80}, "a lone continuation byte"},
+        {{'n', 0xc3}, "a sequence cut by the end"},
+        {{0xc0, 0xaf}, "overlong '/'"},
+        {{0xe0, 0x80, 0xaf}, "overlong '/' in three bytes"},
+        {{0xed, 0xa0, 0x80}, "a UTF-16 surrogate"},
+        {{0xf4, 0x90, 0x80, 0x80}, "beyond U+10FFFF"},
+        {{'a', '\n', 'b'}, "newline"},
+        {{'a', 0, 'b'}, "NUL"},
+        {{'a', 0x1b, '[', '2', 'J'}, "escape sequence"},
+        {{'a', 0x7f}, "DEL"},
+        {{'a', 0xc2, 0x85}, "C1 control NEL"},
+    };
+}
+
+TEST(NodeIdValidation, ValidNodeId)
+{
+    EXPECT_TRUE(valid_node_id("node-a"));
+    EXPECT_TRUE(valid_node_id(std::string(32, 'x')));
+    EXPECT_TRUE(valid_node_id("n\xc3\xb6" "de \xe2\x82\xac \xf0\x9f\x98\x80")); // "nöde € 😀"
+    for (const auto& [id, why] : bad_ids())
+        EXPECT_FALSE(valid_node_id(std::string(id.begin(), id.end()))) << why;
+}
+
+TEST(NodeIdValidation, HeartbeatWithBadIdIsDroppedAsBadId)
+{
+    for (const auto& [id, why] : bad_ids()) {
+        const Decoded d = decode_heartbeat(sign(body_of(with(complete_tlvs(), T_ID, id))), kKey);
+        EXPECT_EQ(d.reason, DropReason::bad_id) << why << ": " << drop_reason_name(d.reason);
+        EXPECT_EQ(d.hb, Heartbeat{}) << why;
+    }
+    // Multi-byte UTF-8 is an id like any other.
+    const Bytes utf8 = str("n\xc3\xb6" "de-\xe2\x82\xac");
+    const Decoded d = decode_heartbeat(sign(body_of(with(complete_tlvs(), T_ID, utf8))), kKey);
+    ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
+    EXPECT_EQ(d.hb.node_id, std::string(utf8.begin(), utf8.end()));
+}
+
+TEST(NodeIdValidation, MalformedBodyStaysMalformedWhateverTheId)
+{
+    // Structure first: a bad id in a body missing a required TLV is malformed.
+    std::vector<Tlv> tlvs = with(complete_tlvs(), T_ID, {'a', 0xff});
+    tlvs.erase(std::remove_if(tlvs.begin(), tlvs.end(), [](const Tlv& t) { return t.type == T_LOAD; }),
+               tlvs.end());
+    EXPECT_EQ(decode_reason(sign(body_of(tlvs))), DropReason::malformed);
+}
+
+TEST(NodeIdValidation, AnnouncementSenderAndToAreValidated)
+{
+    ASSERT_EQ(announcement_reason(sign(body_of(complete_announcement_tlvs()), 'F')), DropReason::none);
+    for (uint8_t field : {uint8_t{T_ID}, uint8_t{T_TO}})
+        for (const auto& [id, why] : bad_ids()) {
+            const DecodedAnnouncement d =
+                decode_announcement(sign(body_of(with(complete_announcement_tlvs(), field, id)), 'F'), kKey);
+            EXPECT_EQ(d.reason, DropReason::bad_id) << "type " << int(field) << ", " << why;
+            EXPECT_EQ(d.announcement, FlowAnnouncement{});
+        }
+}
+
+// A pin announcement by hand: TLV types 17..21 as documented in heartbeat.cpp.
+std::vector<Tlv> complete_pin_tlvs()
+{
+    return {
+        {T_ID, str("node-a")},
+        {T_INCARNATION, be(5, 8)},
+        {T_SEQUENCE, be(6, 8)},
+        {T_SENT, be(1'700'000'000'000ULL, 8)},
+        {17, {1}},                 // pinned
+        {18, {4, 198, 51, 100, 9}}, // client
+        {19, str("node-b")},       // serving
+        {20, {3}},                 // rule
+        {21, be(60'000, 4)},       // ttl
+    };
+}
+
+TEST(NodeIdValidation, PinSenderAndServingAreValidated)
+{
+    ASSERT_EQ(decode_pin(sign(body_of(complete_pin_tlvs()), 'P'), kKey).reason, DropReason::none);
+    for (uint8_t field : {uint8_t{T_ID}, uint8_t{19}})
+        for (const auto& [id, why] : bad_ids()) {
+            const DecodedPin d = decode_pin(sign(body_of(with(complete_pin_tlvs(), field, id)), 'P'), kKey);
+            EXPECT_EQ(d.reason, DropReason::bad_id) << "type " << int(field) << ", " << why;
+            EXPECT_EQ(d.pin, PinAnnouncement{});
+        }
+}
+
+TEST(NodeIdValidation, EncoderRefusesWhatTheDecoderWould)
+{
+    Heartbeat hb = ipv4_heartbeat();
+    hb.node_id = "a\nb";
+    EXPECT_THROW(encode_heartbeat(hb, kKey), Error);
+    hb.node_id = "a\xff";
+    EXPECT_THROW(encode_heartbeat(hb, kKey), Error);
+}
+
+TEST(NodeIdValidation, BadIdIsAmongTheCountedReasons)
+{
+    EXPECT_NE(std::find(std::begin(kAllDropReasons), std::end(kAllDropReasons), DropReason::bad_id),
+              std::end(kAllDropReasons));
 }
 
 } // namespace

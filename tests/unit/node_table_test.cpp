@@ -29,13 +29,100 @@ TEST(SlotTable, KeepsPinnedSlotsAndFillsGaps)
     EXPECT_EQ(slots.slot_for(ip("fd00::13")), 4u); // another family is another node
 }
 
-TEST(SlotTable, FullTableRefuses)
+namespace {
+
+IpAddress nth(uint32_t i) { return ip(("10.1." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1)).c_str()); }
+
+// Every slot taken by a live node at nth(i).
+SlotTable full_of_live_nodes()
 {
     SlotTable slots({});
-    for (uint32_t i = 0; i < LB_MAX_NODES; i++)
-        ASSERT_EQ(slots.slot_for(ip(("10.1.0." + std::to_string(i + 1)).c_str())), i);
-    EXPECT_THROW(slots.slot_for(ip("10.2.0.1")), Error);
+    for (uint32_t i = 0; i < LB_MAX_NODES; i++) {
+        EXPECT_EQ(slots.slot_for(nth(i)), i);
+        slots.mark_live(nth(i));
+    }
+    return slots;
+}
+
+} // namespace
+
+TEST(SlotTable, FullOfLiveNodesRefusesWithoutThrowing)
+{
+    SlotTable slots = full_of_live_nodes();
+    std::optional<uint32_t> slot;
+    EXPECT_NO_THROW(slot = slots.slot_for(ip("10.2.0.1")));
+    EXPECT_FALSE(slot);
+    EXPECT_FALSE(slots.find(ip("10.2.0.1")));
     EXPECT_EQ(slots.slots_in_use(), uint32_t(LB_MAX_NODES));
+    for (uint32_t i = 0; i < LB_MAX_NODES; i++)
+        EXPECT_EQ(slots.find(nth(i)), i) << "a live node keeps its slot";
+}
+
+TEST(SlotTable, FullTableReusesTheLongestDeadSlot)
+{
+    SlotTable slots = full_of_live_nodes();
+    slots.mark_dead(nth(5), 3000);
+    slots.mark_dead(nth(9), 1000); // dead longest
+    slots.mark_dead(nth(2), 2000);
+    std::optional<IpAddress> evicted;
+    EXPECT_EQ(slots.slot_for(ip("10.2.0.1"), &evicted), 9u);
+    ASSERT_TRUE(evicted);
+    EXPECT_EQ(*evicted, nth(9));
+    EXPECT_FALSE(slots.find(nth(9)));
+    EXPECT_EQ(slots.slot_for(ip("10.2.0.2")), 2u);
+    EXPECT_EQ(slots.slot_for(ip("10.2.0.3")), 5u);
+    // The newcomers are live: nothing more to reuse.
+    EXPECT_FALSE(slots.slot_for(ip("10.2.0.4")));
+}
+
+TEST(SlotTable, APeerBackFromTheDeadKeepsItsSlot)
+{
+    SlotTable slots = full_of_live_nodes();
+    slots.mark_dead(nth(7), 1000);
+    slots.mark_live(nth(7));
+    EXPECT_FALSE(slots.slot_for(ip("10.2.0.1")));
+    EXPECT_EQ(slots.find(nth(7)), 7u);
+}
+
+TEST(SlotTable, PinnedSlotsOfNodesNotHeardFromAreReusedFirst)
+{
+    // A restart with the pinned table full (the forged-heartbeat exhaustion):
+    // the agent must still get a slot for itself and for real peers.
+    std::vector<std::optional<IpAddress>> pinned(LB_MAX_NODES);
+    for (uint32_t i = 0; i < LB_MAX_NODES; i++)
+        pinned[i] = nth(i);
+    SlotTable slots(pinned);
+    EXPECT_EQ(slots.slot_for(nth(4)), 4u); // a node heard again keeps its slot
+    slots.mark_live(nth(4));
+    slots.mark_live(nth(0));
+    slots.mark_dead(nth(0), 500); // heard, then died: reused after the unknown ones
+    const auto self = slots.slot_for(ip("10.3.0.1"));
+    ASSERT_TRUE(self);
+    EXPECT_NE(*self, 0u);
+    EXPECT_NE(*self, 4u);
+    slots.mark_live(ip("10.3.0.1"));
+    for (uint32_t n = 0; n < LB_MAX_NODES - 3; n++) {
+        const auto slot = slots.slot_for(ip(("10.4.0." + std::to_string(n + 1)).c_str()));
+        ASSERT_TRUE(slot) << n;
+        EXPECT_NE(*slot, 0u);
+        EXPECT_NE(*slot, 4u);
+    }
+    EXPECT_EQ(slots.slot_for(ip("10.5.0.1")), 0u); // the known dead one last
+    EXPECT_FALSE(slots.slot_for(ip("10.5.0.2")));
+}
+
+TEST(SlotTable, AddressChurnNeverExhaustsTheTable)
+{
+    // One node renumbered again and again: each old address is marked dead
+    // (NodeTable does it when a peer's address changes) and its slot reused.
+    SlotTable slots({});
+    for (uint32_t i = 0; i < 10 * LB_MAX_NODES; i++) {
+        if (i)
+            slots.mark_dead(nth(i - 1), 1000 + i);
+        const auto slot = slots.slot_for(nth(i));
+        ASSERT_TRUE(slot) << "change " << i;
+        slots.mark_live(nth(i));
+    }
 }
 
 TEST(DataplaneConfig, FromTheConfiguration)

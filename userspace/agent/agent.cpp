@@ -25,6 +25,7 @@
 #include "../dataplane/maps.h"
 #include "control.h"
 #include "cookies.h"
+#include "event_errors.h"
 #include "heartbeat.h"
 #include "load.h"
 #include "membership.h"
@@ -61,6 +62,9 @@ constexpr uint64_t kReceiveBudgetNs = 20 * kMs;
 // be load of its own.
 constexpr uint32_t kExecPeriodMs = 1000;
 constexpr uint32_t kSampledSourcePeriodMs = 100;
+// A failing event is logged at most this often per kind (a flood of bad
+// datagrams must not flood the log); every failure is counted.
+constexpr uint64_t kErrorLogPeriodNs = 10'000'000'000ull;
 
 double percent(uint32_t bp) { return bp / 100.0; }
 
@@ -96,6 +100,11 @@ private:
     // Main thread.
     void send_heartbeat(AnnouncedState state);
     void receive_datagrams();
+    void handle_datagram(std::span<const uint8_t> datagram, bool cut);
+    // Runs one event's handling (`what`: its kind, a fixed name): an
+    // exception ends that event only, logged and counted, never the agent.
+    template <class Handle>
+    void guarded(const char* what, Handle&& handle);
     template <class Message>
     DropReason admit(DropReason decoded, const Message& m, ReplayGuard& guard);
     void take(const Heartbeat& hb);
@@ -114,6 +123,7 @@ private:
     json handle(const json& req);
     json peers_json() const;
     json status_json() const;
+    json errors_json() const;
 
     // Threads of their own.
     void meter_loop();
@@ -133,6 +143,7 @@ private:
     Membership members_;
     std::map<DropReason, uint64_t> drops_;
     uint64_t heartbeats_sent_ = 0, heartbeats_taken_ = 0, send_failures_ = 0;
+    EventErrors errors_{kErrorLogPeriodNs};
     uint32_t kept_per_s_ = 0, forwarded_per_s_ = 0;
 
     ControlServer control_;
@@ -211,8 +222,12 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
         ring_buffer* rb = ring_buffer__new(
             maps_.fds().pin_events.get(),
             [](void* ctx, void* data, size_t size) {
+                // Guarded here: no exception may unwind through libbpf.
+                auto* self = static_cast<Agent*>(ctx);
                 if (size >= sizeof(lb_pin_event))
-                    static_cast<Agent*>(ctx)->announce_pin(*static_cast<const lb_pin_event*>(data));
+                    self->guarded("pin event", [&] {
+                        self->announce_pin(*static_cast<const lb_pin_event*>(data));
+                    });
                 return 0;
             },
             this, nullptr);
@@ -260,6 +275,22 @@ void Agent::send_heartbeat(AnnouncedState state)
     last_sent_ns_ = mono_ns();
 }
 
+template <class Handle>
+void Agent::guarded(const char* what, Handle&& handle)
+{
+    const auto failed = run_guarded(handle);
+    if (!failed)
+        return;
+    std::lock_guard lock(mu_);
+    uint64_t unlogged = 0;
+    if (!errors_.record(what, mono_ns(), &unlogged))
+        return;
+    if (unlogged)
+        spdlog::error("{} failed: {} (and {} more {} failures not logged)", what, *failed, unlogged, what);
+    else
+        spdlog::error("{} failed: {}", what, *failed);
+}
+
 void Agent::receive_datagrams()
 {
     std::array<uint8_t, kMaxHeartbeatSize> buf;
@@ -273,36 +304,36 @@ void Agent::receive_datagrams()
         auto n = socket_.receive(buf);
         if (!n)
             return;
-        const auto datagram = std::span(buf.data(), std::min(*n, buf.size()));
-        DropReason reason;
-        if (*n > buf.size()) {
-            reason = DropReason::truncated; // did not fit: never decoded from a part
-        } else if (datagram_kind(datagram) == DatagramKind::pin) {
-            DecodedPin d = decode_pin(datagram, key_);
-            reason = admit(d.reason, d.pin, pin_guard_);
-            if (reason == DropReason::none) {
-                take(d.pin);
-                continue;
-            }
-        } else if (datagram_kind(datagram) == DatagramKind::announcement) {
-            DecodedAnnouncement d = decode_announcement(datagram, key_);
-            reason = admit(d.reason, d.announcement, announcement_guard_);
-            if (reason == DropReason::none) {
-                take(d.announcement);
-                continue;
-            }
-        } else {
-            Decoded d = decode_heartbeat(datagram, key_);
-            reason = admit(d.reason, d.hb, guard_);
-            if (reason == DropReason::none) {
-                take(d.hb);
-                continue;
-            }
-        }
-        std::lock_guard lock(mu_);
-        drops_[reason]++;
-        spdlog::debug("datagram dropped: {}", drop_reason_name(reason));
+        const auto datagram = std::span<const uint8_t>(buf.data(), std::min(*n, buf.size()));
+        guarded("datagram", [&] { handle_datagram(datagram, *n > buf.size()); });
     }
+}
+
+// `cut`: the datagram did not fit in the buffer.
+void Agent::handle_datagram(std::span<const uint8_t> datagram, bool cut)
+{
+    DropReason reason;
+    if (cut) {
+        reason = DropReason::truncated; // did not fit: never decoded from a part
+    } else if (datagram_kind(datagram) == DatagramKind::pin) {
+        DecodedPin d = decode_pin(datagram, key_);
+        reason = admit(d.reason, d.pin, pin_guard_);
+        if (reason == DropReason::none)
+            return take(d.pin);
+    } else if (datagram_kind(datagram) == DatagramKind::announcement) {
+        DecodedAnnouncement d = decode_announcement(datagram, key_);
+        reason = admit(d.reason, d.announcement, announcement_guard_);
+        if (reason == DropReason::none)
+            return take(d.announcement);
+    } else {
+        Decoded d = decode_heartbeat(datagram, key_);
+        reason = admit(d.reason, d.hb, guard_);
+        if (reason == DropReason::none)
+            return take(d.hb);
+    }
+    std::lock_guard lock(mu_);
+    drops_[reason]++;
+    spdlog::debug("datagram dropped: {}", drop_reason_name(reason));
 }
 
 // What every kind of authenticated datagram passes before it is taken: not
@@ -468,12 +499,18 @@ void Agent::take(const Heartbeat& hb)
 void Agent::learn_services(const Heartbeat& hb)
 {
     for (const auto& a : hb.services) {
-        if (!known_services_.insert(format_ip(a)).second)
+        if (known_services_.count(format_ip(a)))
             continue;
-        // Held on lo so this node can terminate connections handed to it.
-        if (addrs_.add(a, lo_index_))
-            spdlog::info("added {}'s service address {} to lo", hb.node_id, format_ip(a));
-        table_.add_service_address(a);
+        // One address at a time, known once in place: a failure (IPv6
+        // disabled, lb_services full) is retried at the next heartbeat and
+        // keeps neither the other addresses nor the peer out.
+        guarded("service address", [&] {
+            // Held on lo so this node can terminate connections handed to it.
+            if (addrs_.add(a, lo_index_))
+                spdlog::info("added {}'s service address {} to lo", hb.node_id, format_ip(a));
+            table_.add_service_address(a);
+            known_services_.insert(format_ip(a));
+        });
     }
 }
 
@@ -501,12 +538,13 @@ void Agent::on_peer_event(const PeerEvent& ev)
         if (ev.to == PeerState::alive && (!ev.from || *ev.from == PeerState::dead))
             came_alive_ns_[ev.node_id] = mono_ns();
     }
-    uint32_t slot = table_.write_peer(peer);
+    const auto slot = table_.write_peer(peer);
     if (!ev.from)
         install_uri_rules(); // a rule may name the newcomer
     if (!ev.from)
         spdlog::info("peer {} ({}) joined: {} in slot {}", ev.node_id,
-                     format_ip(peer.last.node_address), peer_state_name(ev.to), slot);
+                     format_ip(peer.last.node_address), peer_state_name(ev.to),
+                     slot ? std::to_string(*slot) : "none");
     else
         spdlog::log(ev.to == PeerState::alive ? spdlog::level::info : spdlog::level::warn,
                     "peer {} {} -> {}", ev.node_id, peer_state_name(*ev.from),
@@ -572,6 +610,14 @@ json Agent::peers_json() const
     return out;
 }
 
+json Agent::errors_json() const
+{
+    json out = json::object();
+    for (const auto& [what, count] : errors_.counts())
+        out[what] = count;
+    return out;
+}
+
 json Agent::status_json() const
 {
     json drops = json::object();
@@ -600,6 +646,8 @@ json Agent::status_json() const
         {"givebacks", takeover_.givebacks()},
         {"flows_installed", takeover_.flows_installed()},
         {"flows_announced", takeover_.flows_announced()},
+        {"node_slots_refused", table_.slots_refused()},
+        {"errors", errors_json()},
     };
 }
 
@@ -735,6 +783,13 @@ std::string Agent::render_metrics()
         m.sample("peerlb_heartbeat_drops_total", {{"reason", drop_reason_name(r)}},
                  double(it == drops_.end() ? 0 : it->second));
     }
+    m.family("peerlb_agent_errors_total", "counter",
+             "Events the agent failed to handle (logged, then carried on), by event kind.");
+    for (const auto& [what, count] : errors_.counts())
+        m.sample("peerlb_agent_errors_total", {{"event", what}}, double(count));
+    m.family("peerlb_node_slots_refused_total", "counter",
+             "Writes of a peer left out of the data plane: every node slot held by a live node.")
+        .sample("peerlb_node_slots_refused_total", {}, double(table_.slots_refused()));
     const auto counters = maps_.counters();
     m.family("peerlb_decisions_total", "counter",
              "New connections decided (SYNs, http first requests), by outcome and counter.");
@@ -825,8 +880,10 @@ int Agent::run()
             measured_ &&
             uint32_t(std::abs(int(load_bp_.load()) - int(last_sent_load_))) >= load_step * 100 &&
             now - last_sent_ns_ >= kTickNs;
+        // Each event below is guarded on its own: one that fails is
+        // logged and counted, and the others still run.
         if (now >= next_heartbeat || load_jumped) {
-            send_heartbeat(AnnouncedState::alive);
+            guarded("heartbeat send", [&] { send_heartbeat(AnnouncedState::alive); });
             next_heartbeat = now + uint64_t(interval_ms) * kMs;
         }
         std::vector<PeerEvent> events;
@@ -835,12 +892,15 @@ int Agent::run()
             events = members_.tick(now);
         }
         for (const auto& ev : events)
-            on_peer_event(ev);
-        evaluate_ownership(now);
-        takeover_.run_timers(now);
-        if (cookies_ && cookies_->update(unix_ms() / 1000))
-            spdlog::debug("cookie keys: new epoch");
-        update_rates(now);
+            guarded("peer event", [&] { on_peer_event(ev); });
+        guarded("ownership", [&] { evaluate_ownership(now); });
+        guarded("takeover timers", [&] { takeover_.run_timers(now); });
+        if (cookies_)
+            guarded("cookie keys", [&] {
+                if (cookies_->update(unix_ms() / 1000))
+                    spdlog::debug("cookie keys: new epoch");
+            });
+        guarded("rates", [&] { update_rates(now); });
 
         pollfd fds[] = {{socket_.fd(), POLLIN, 0}, {control_.fd(), POLLIN, 0},
                         {sigfd.get(), POLLIN, 0},
@@ -850,12 +910,14 @@ int Agent::run()
         if (poll(fds, 4, timeout_ms) < 0 && errno != EINTR)
             throw SystemError("poll", errno);
         if (fds[3].revents & POLLIN)
-            ring_buffer__consume(pin_events_.get());
+            ring_buffer__consume(pin_events_.get()); // each event guarded in the callback
         if (fds[0].revents & POLLIN)
-            receive_datagrams();
+            guarded("datagram receive", [&] { receive_datagrams(); });
         if (fds[1].revents & POLLIN)
-            control_.serve_one([this](const nlohmann::json& req) {
-                return nlohmann::json(handle(req));
+            guarded("control request", [&] {
+                control_.serve_one([this](const nlohmann::json& req) {
+                    return nlohmann::json(handle(req));
+                });
             });
         if (fds[2].revents & POLLIN) {
             signalfd_siginfo si{};
@@ -866,8 +928,8 @@ int Agent::run()
             // dead_after periods, and take its addresses over: off the NIC
             // (without takeover nobody would: they stay).
             if (cfg_.takeover)
-                takeover_.release_all();
-            send_heartbeat(AnnouncedState::leaving);
+                guarded("address release", [&] { takeover_.release_all(); });
+            guarded("heartbeat send", [&] { send_heartbeat(AnnouncedState::leaving); });
             return 0;
         }
     }

@@ -147,7 +147,8 @@ void ControlServer::serve_one(const Handler& handler)
             reply = {{"error", e.what()}};
         }
     }
-    write_all(client.get(), reply.dump() + "\n");
+    // Replaced, not thrown: a stray byte in a string must not end the agent.
+    write_all(client.get(), reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
 nlohmann::json control_request(const std::string& run_dir, const nlohmann::json& request)

@@ -162,9 +162,9 @@ void put_tlv_address(std::vector<uint8_t>& out, uint8_t type, const IpAddress& i
 
 void check_node_id(const char* what, const char* field, const std::string& id)
 {
-    if (id.empty() || id.size() > kMaxNodeIdLen)
+    if (!valid_node_id(id))
         throw Error(std::string(what) + ": " + field + " must be 1.." + std::to_string(kMaxNodeIdLen) +
-                    " bytes, not " + std::to_string(id.size()));
+                    " bytes of printable UTF-8, not " + std::to_string(id.size()) + " bytes");
 }
 
 void check_addresses(const char* what, const char* field, const std::vector<IpAddress>& list,
@@ -296,13 +296,17 @@ bool get_uint(std::span<const uint8_t> value, size_t bytes, T& out)
     return true;
 }
 
+// Any bytes: whether they make an id is judged once the body is parsed
+// (valid_ids), so that a bad id is told apart from a malformed datagram.
 bool get_node_id(std::span<const uint8_t> value, std::string& out)
 {
-    if (value.empty() || value.size() > kMaxNodeIdLen)
-        return false;
     out.assign(value.begin(), value.end());
     return true;
 }
+
+bool valid_ids(const Heartbeat& hb) { return valid_node_id(hb.node_id); }
+bool valid_ids(const FlowAnnouncement& a) { return valid_node_id(a.node_id) && valid_node_id(a.to); }
+bool valid_ids(const PinAnnouncement& p) { return valid_node_id(p.node_id) && valid_node_id(p.serving); }
 
 // Family u8 + 4 or 16 bytes, exactly.
 std::optional<IpAddress> get_address(std::span<const uint8_t> value)
@@ -454,11 +458,56 @@ DropReason decode_as(std::span<const uint8_t> datagram, const Magic& magic, std:
     Message m;
     if (!parse(body, m))
         return DropReason::malformed;
+    if (!valid_ids(m))
+        return DropReason::bad_id;
     out = std::move(m);
     return DropReason::none;
 }
 
 } // namespace
+
+bool valid_node_id(std::string_view id)
+{
+    if (id.empty() || id.size() > kMaxNodeIdLen)
+        return false;
+    size_t i = 0;
+    while (i < id.size()) {
+        const auto lead = static_cast<uint8_t>(id[i]);
+        uint32_t cp;
+        size_t len;
+        if (lead < 0x80) {
+            cp = lead;
+            len = 1;
+        } else if ((lead & 0xe0) == 0xc0) {
+            cp = lead & 0x1f;
+            len = 2;
+        } else if ((lead & 0xf0) == 0xe0) {
+            cp = lead & 0x0f;
+            len = 3;
+        } else if ((lead & 0xf8) == 0xf0) {
+            cp = lead & 0x07;
+            len = 4;
+        } else {
+            return false; // a continuation byte or 0xf8..0xff where a character starts
+        }
+        if (id.size() - i < len)
+            return false;
+        for (size_t k = 1; k < len; k++) {
+            const auto c = static_cast<uint8_t>(id[i + k]);
+            if ((c & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (c & 0x3f);
+        }
+        // Overlong forms, UTF-16 surrogates and beyond U+10FFFF are not UTF-8.
+        static constexpr uint32_t kMinForLength[] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < kMinForLength[len] || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+            return false;
+        if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+            return false; // C0, DEL and C1 control characters
+        i += len;
+    }
+    return true;
+}
 
 const char* drop_reason_name(DropReason r)
 {
@@ -471,6 +520,7 @@ const char* drop_reason_name(DropReason r)
     case DropReason::own_id: return "own_id";
     case DropReason::replayed: return "replayed";
     case DropReason::stale: return "stale";
+    case DropReason::bad_id: return "bad_id";
     }
     return "unknown";
 }

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -105,12 +106,18 @@ enum class DropReason {
     own_id,         // our own datagram looped back, or someone using our id
     replayed,       // sequence not newer for its incarnation, or an old incarnation
     stale,          // sent_unix_ms outside the replay window
+    bad_id,         // authenticated, but a node id is empty, too long, not UTF-8 or not printable
 };
 const char* drop_reason_name(DropReason r);
 inline constexpr DropReason kAllDropReasons[] = {
     DropReason::truncated, DropReason::bad_magic, DropReason::bad_mac, DropReason::malformed,
-    DropReason::own_id,    DropReason::replayed,  DropReason::stale,
+    DropReason::own_id,    DropReason::replayed,  DropReason::stale,   DropReason::bad_id,
 };
+
+// 1..kMaxNodeIdLen bytes of valid UTF-8 without control characters: ids end
+// up in logs, JSON (`peerlb peers`) and metrics labels, which a stray byte
+// would break.
+bool valid_node_id(std::string_view id);
 
 // Encodes and signs; throws Error if a field is out of range (id length,
 // too many services, load over 10000).

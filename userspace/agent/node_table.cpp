@@ -6,35 +6,62 @@
 #include <cstring>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "../dataplane/error.h"
 
 namespace peerlb {
 
-SlotTable::SlotTable(std::vector<std::optional<IpAddress>> occupied) : slots_(std::move(occupied))
+SlotTable::SlotTable(std::vector<std::optional<IpAddress>> occupied)
 {
     slots_.resize(LB_MAX_NODES);
+    for (size_t i = 0; i < occupied.size() && i < slots_.size(); i++)
+        if (occupied[i])
+            slots_[i] = Slot{*occupied[i], 0}; // dead since ever, until heard again
 }
 
 std::optional<uint32_t> SlotTable::find(const IpAddress& address) const
 {
     for (uint32_t i = 0; i < slots_.size(); i++)
-        if (slots_[i] && *slots_[i] == address)
+        if (slots_[i] && slots_[i]->address == address)
             return i;
     return std::nullopt;
 }
 
-uint32_t SlotTable::slot_for(const IpAddress& address)
+std::optional<uint32_t> SlotTable::slot_for(const IpAddress& address, std::optional<IpAddress>* evicted)
 {
     if (auto slot = find(address))
         return *slot;
-    for (uint32_t i = 0; i < slots_.size(); i++)
-        if (!slots_[i]) {
-            slots_[i] = address;
-            return i;
+    std::optional<uint32_t> chosen;
+    for (uint32_t i = 0; i < slots_.size() && !chosen; i++)
+        if (!slots_[i])
+            chosen = i;
+    if (!chosen) {
+        for (uint32_t i = 0; i < slots_.size(); i++) {
+            const auto& dead = slots_[i]->dead_since_ns;
+            if (dead && (!chosen || *dead < *slots_[*chosen]->dead_since_ns))
+                chosen = i;
         }
-    throw Error(fmt::format("no free node slot for {}: the data plane holds {} nodes",
-                            format_ip(address), LB_MAX_NODES));
+        if (!chosen)
+            return std::nullopt;
+        if (evicted)
+            *evicted = slots_[*chosen]->address;
+    }
+    slots_[*chosen] = Slot{address, std::nullopt};
+    return chosen;
+}
+
+void SlotTable::mark_live(const IpAddress& address)
+{
+    if (auto slot = find(address))
+        slots_[*slot]->dead_since_ns.reset();
+}
+
+void SlotTable::mark_dead(const IpAddress& address, uint64_t since_ns)
+{
+    if (auto slot = find(address))
+        if (!slots_[*slot]->dead_since_ns)
+            slots_[*slot]->dead_since_ns = since_ns;
 }
 
 uint32_t SlotTable::slots_in_use() const
@@ -100,11 +127,27 @@ uint64_t monotonic_now_ns()
     return uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec);
 }
 
+// Every slot recovered from the pinned table is held by no known node yet,
+// so there is always one for this node.
+uint32_t claim_self_slot(SlotTable& slots, const IpAddress& self)
+{
+    std::optional<IpAddress> evicted;
+    auto slot = slots.slot_for(self, &evicted);
+    if (!slot)
+        throw Error(fmt::format("no node slot for this node ({})", format_ip(self)));
+    if (evicted)
+        spdlog::info("node slot {} of {} (not heard from) reused for this node", *slot, format_ip(*evicted));
+    slots.mark_live(self);
+    return *slot;
+}
+
+constexpr uint64_t kRefusalLogPeriodNs = 10'000'000'000ull;
+
 } // namespace
 
 NodeTable::NodeTable(Maps& maps, const Config& cfg, const Mac& self_mac)
     : maps_(maps), cfg_(cfg), self_address_(cfg.node_address), self_mac_(self_mac),
-      slots_(pinned_slots(maps)), self_slot_(slots_.slot_for(cfg.node_address))
+      slots_(pinned_slots(maps)), self_slot_(claim_self_slot(slots_, cfg.node_address))
 {
     // The self slot exists before the settings point at it; its load is
     // written as stale (updated_ns 0) so the fail-safe holds until the
@@ -141,10 +184,47 @@ void NodeTable::write_self(uint32_t load_bp, bool healthy, uint64_t now_ns)
     maps_.set_node_entry(self_slot_, n);
 }
 
-uint32_t NodeTable::write_peer(const Peer& p)
+std::optional<uint32_t> NodeTable::write_peer(const Peer& p)
 {
+    const IpAddress& address = p.last.node_address;
+    const uint64_t now = monotonic_now_ns();
+    // A node that moved to another address no longer holds its old slot.
+    auto [known, inserted] = peer_addresses_.try_emplace(p.last.node_id, address);
+    if (!inserted && known->second != address) {
+        if (auto old = slots_.find(known->second)) {
+            slots_.mark_dead(known->second, now);
+            lb_node gone = maps_.node(*old);
+            gone.state = LB_NODE_DEAD;
+            maps_.set_node(*old, gone);
+        }
+        known->second = address;
+    }
+    // A dead peer that lost its slot does not take another from the living,
+    // and no peer takes this node's own slot (a peer announcing our address).
+    if ((p.state == PeerState::dead && !slots_.find(address)) || address == self_address_)
+        return std::nullopt;
     const uint32_t before = slots_.slots_in_use();
-    const uint32_t slot = slots_.slot_for(p.last.node_address);
+    std::optional<IpAddress> evicted;
+    const auto found = slots_.slot_for(address, &evicted);
+    if (!found) {
+        // Every slot belongs to a live node: this one is left out of the
+        // data plane (no new connection goes to it) until one dies.
+        slots_refused_++;
+        if (!refusal_logged_ns_ || now - refusal_logged_ns_ >= kRefusalLogPeriodNs) {
+            spdlog::warn("no node slot for peer {} ({}): all {} belong to live nodes ({} refused so far)",
+                         p.last.node_id, format_ip(address), LB_MAX_NODES, slots_refused_.load());
+            refusal_logged_ns_ = now;
+        }
+        return std::nullopt;
+    }
+    const uint32_t slot = *found;
+    if (evicted)
+        spdlog::info("node slot {} of {} (dead or gone) reused for peer {} ({})", slot,
+                     format_ip(*evicted), p.last.node_id, format_ip(address));
+    if (p.state == PeerState::dead)
+        slots_.mark_dead(address, p.state_since_ns ? p.state_since_ns : now);
+    else
+        slots_.mark_live(address);
     lb_node n{};
     n.addr = p.last.node_address.addr;
     n.family = p.last.node_address.family;

@@ -3,9 +3,11 @@
 // freshness (at each heartbeat and state change), and the services.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "../dataplane/maps.h"
@@ -17,18 +19,33 @@ namespace peerlb {
 // Which lb_nodes slot each node occupies. Slots are recovered from the
 // pinned table by node address, so a restarted agent gives every node the
 // slot it had and the flow entries that name slots stay valid.
+//
+// The table is bounded (LB_MAX_NODES) and lives on across restarts: a slot
+// whose node died, or that no node is known to hold, is reused once no slot
+// is free, so that dead peers, forged ids and address churn never exhaust it.
 class SlotTable {
 public:
-    // occupied[i]: the address in slot i of the pinned table, if any.
+    // occupied[i]: the address in slot i of the pinned table, if any. Those
+    // count as held by no known node until mark_live().
     explicit SlotTable(std::vector<std::optional<IpAddress>> occupied);
-    // The slot of `address`: the one it has, else the first free one.
-    // Throws Error when all LB_MAX_NODES slots are taken.
-    uint32_t slot_for(const IpAddress& address);
+    // The slot of `address`: the one it has, else the first free one, else
+    // the one whose holder has been dead longest (its address in *evicted).
+    // nullopt when every slot belongs to a live node. A new slot is live.
+    std::optional<uint32_t> slot_for(const IpAddress& address, std::optional<IpAddress>* evicted = nullptr);
     std::optional<uint32_t> find(const IpAddress& address) const;
     uint32_t slots_in_use() const; // highest occupied slot + 1
+    // The node at `address` is alive (or suspect): its slot is not reused.
+    void mark_live(const IpAddress& address);
+    // The node at `address` died, or moved to another address, at since_ns
+    // (monotonic): its slot may be reused, the longest dead first.
+    void mark_dead(const IpAddress& address, uint64_t since_ns);
 
 private:
-    std::vector<std::optional<IpAddress>> slots_;
+    struct Slot {
+        IpAddress address;
+        std::optional<uint64_t> dead_since_ns; // nullopt: live
+    };
+    std::vector<std::optional<Slot>> slots_;
 };
 
 // lb_config from the configuration; `base` keeps what the agent does not
@@ -49,8 +66,11 @@ public:
     void apply_config(const Config& cfg);
     // This node: measured load, healthy or not, fresh as of now_ns.
     void write_self(uint32_t load_bp, bool healthy, uint64_t now_ns);
-    // A peer as the membership sees it; returns its slot.
-    uint32_t write_peer(const Peer& p);
+    // A peer as the membership sees it; returns its slot, or nullopt when
+    // every slot belongs to a live node (the peer is left out of the data
+    // plane, logged and counted: slots_refused() counts such writes).
+    std::optional<uint32_t> write_peer(const Peer& p);
+    uint64_t slots_refused() const { return slots_refused_; }
     // (address, port) for every service port, so the data plane balances it.
     void add_service_address(const IpAddress& address);
     // lb_uri_rules and lb_config.uri_rules from the config's rules; node
@@ -71,6 +91,9 @@ private:
     SlotTable slots_;
     uint32_t self_slot_;
     uint32_t peer_interval_ms_ = 0; // longest announced by a peer
+    std::map<std::string, IpAddress> peer_addresses_; // by node id: frees the slot of an old address
+    std::atomic<uint64_t> slots_refused_{0}; // read by the metrics thread
+    uint64_t refusal_logged_ns_ = 0;
 };
 
 } // namespace peerlb
