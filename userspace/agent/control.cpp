@@ -1,11 +1,14 @@
 #include "control.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -16,7 +19,13 @@ namespace peerlb {
 namespace {
 
 constexpr size_t kMaxMessage = 64 * 1024;
-constexpr int kTimeoutMs = 2000;
+// The agent serves requests on its event loop: a request gets this long in
+// all, however its bytes trickle in, so that no client can stall the loop.
+constexpr int kServeDeadlineMs = 250;
+// The CLI waits this long in all for the agent's answer.
+constexpr int kRequestDeadlineMs = 2000;
+
+using Clock = std::chrono::steady_clock;
 
 sockaddr_un unix_address(const std::string& path)
 {
@@ -28,21 +37,36 @@ sockaddr_un unix_address(const std::string& path)
     return a;
 }
 
-void set_timeouts(int fd)
+// Waits until fd is ready for `events` or the deadline passes; false then.
+bool wait_ready(int fd, short events, Clock::time_point deadline)
 {
-    timeval tv{kTimeoutMs / 1000, (kTimeoutMs % 1000) * 1000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    for (;;) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        if (left.count() <= 0)
+            return false;
+        pollfd p{fd, events, 0};
+        const int n = ::poll(&p, 1, int(left.count()));
+        if (n > 0)
+            return true;
+        if (n < 0 && errno != EINTR)
+            return false;
+    }
 }
 
-// Reads up to a newline or EOF; false on timeout, error or oversize.
-bool read_line(int fd, std::string& out)
+// Reads up to a newline or EOF before the deadline (fd non-blocking);
+// false on timeout, error or oversize.
+bool read_line(int fd, std::string& out, Clock::time_point deadline)
 {
     char buf[4096];
     while (out.size() < kMaxMessage) {
         ssize_t n = ::read(fd, buf, sizeof(buf));
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!wait_ready(fd, POLLIN, deadline))
+                return false;
+            continue;
+        }
         if (n < 0)
             return false;
         if (n == 0)
@@ -56,13 +80,18 @@ bool read_line(int fd, std::string& out)
     return false;
 }
 
-bool write_all(int fd, const std::string& text)
+bool write_all(int fd, const std::string& text, Clock::time_point deadline)
 {
     size_t off = 0;
     while (off < text.size()) {
         ssize_t n = ::write(fd, text.data() + off, text.size() - off);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!wait_ready(fd, POLLOUT, deadline))
+                return false;
+            continue;
+        }
         if (n <= 0)
             return false;
         off += static_cast<size_t>(n);
@@ -77,11 +106,14 @@ Fd connect_to(const std::string& path, int* error = nullptr)
     if (!fd)
         throw SystemError("control socket", errno);
     sockaddr_un a = unix_address(path);
+    // Blocking connect (a unix socket answers at once or refuses), then
+    // non-blocking I/O against the request's deadline.
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a))) {
         if (error)
             *error = errno;
         return Fd();
     }
+    ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
     return fd;
 }
 
@@ -130,13 +162,13 @@ ControlServer::~ControlServer()
 
 void ControlServer::serve_one(const Handler& handler)
 {
-    Fd client(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    Fd client(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
     if (!client)
         return;
-    set_timeouts(client.get());
+    const auto deadline = Clock::now() + std::chrono::milliseconds(kServeDeadlineMs);
     std::string line;
     nlohmann::json reply;
-    if (!read_line(client.get(), line)) {
+    if (!read_line(client.get(), line, deadline)) {
         reply = {{"error", "no complete request"}};
     } else {
         try {
@@ -148,7 +180,8 @@ void ControlServer::serve_one(const Handler& handler)
         }
     }
     // Replaced, not thrown: a stray byte in a string must not end the agent.
-    write_all(client.get(), reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+    write_all(client.get(), reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n",
+              deadline);
 }
 
 nlohmann::json control_request(const std::string& run_dir, const nlohmann::json& request)
@@ -161,9 +194,9 @@ nlohmann::json control_request(const std::string& run_dir, const nlohmann::json&
         throw Error(fmt::format("permission denied on {}: only root talks to the agent", path));
     if (!fd)
         throw Error(fmt::format("the agent is not running (nothing answers on {})", path));
-    set_timeouts(fd.get());
+    const auto deadline = Clock::now() + std::chrono::milliseconds(kRequestDeadlineMs);
     std::string line;
-    if (!write_all(fd.get(), request.dump() + "\n") || !read_line(fd.get(), line))
+    if (!write_all(fd.get(), request.dump() + "\n", deadline) || !read_line(fd.get(), line, deadline))
         throw Error(fmt::format("no answer from the agent on {}", path));
     nlohmann::json reply = nlohmann::json::parse(line, nullptr, false);
     if (reply.is_discarded())
