@@ -1123,6 +1123,51 @@ TEST(ReplayGuard, OldIncarnationAfterNewerIsReplayed)
     EXPECT_EQ(g.check(at("a", 200, 2), kNow), DropReason::none);
 }
 
+// A node restarted with its clock behind its previous start announces a
+// lower incarnation: refused while its last accepted datagram is within the
+// window (a replay would look the same), taken again after that, not never.
+TEST(ReplayGuard, LowerIncarnationTakenAgainAfterAWindowOfSilence)
+{
+    ReplayGuard g(kWindow);
+    EXPECT_EQ(g.check(at("a", 200, 7, kNow), kNow), DropReason::none);
+    EXPECT_EQ(g.check(at("a", 100, 1, kNow + 1000), kNow + 1000), DropReason::replayed);
+    const uint64_t later = kNow + kWindow + 1;
+    EXPECT_EQ(g.check(at("a", 100, 1, later), later), DropReason::none);
+    EXPECT_EQ(g.check(at("a", 100, 1, later), later), DropReason::replayed);
+}
+
+// What was captured before a sender fell silent is stale by its send time
+// once the sender is forgotten: forgetting opens no replay.
+TEST(ReplayGuard, ForgottenSenderCannotBeReplayed)
+{
+    ReplayGuard g(kWindow);
+    const Heartbeat captured = at("a", 100, 7, kNow);
+    EXPECT_EQ(g.check(captured, kNow), DropReason::none);
+    EXPECT_EQ(g.check(captured, kNow + kWindow + 1), DropReason::stale);
+}
+
+// A wall clock that went back forgets nothing: a datagram from before the
+// step is still a replay.
+TEST(ReplayGuard, ClockGoingBackForgetsNothing)
+{
+    ReplayGuard g(kWindow);
+    EXPECT_EQ(g.check(at("a", 100, 7, kNow), kNow), DropReason::none);
+    EXPECT_EQ(g.check(at("a", 100, 7, kNow), kNow - 5000), DropReason::replayed);
+}
+
+// Forged ids fill the table for one window only.
+TEST(ReplayGuard, SendersAgeOutOfTheTable)
+{
+    ReplayGuard g(kWindow);
+    for (int i = 0; i < 2000; i++)
+        EXPECT_EQ(g.check(at("id" + std::to_string(i), 1, 1, kNow), kNow), DropReason::none);
+    EXPECT_EQ(g.remembered(), 2000u);
+    const uint64_t later = kNow + kWindow + 1;
+    for (int i = 0; i < 1024; i++) // sweeps run every 1024 checks
+        g.check(at("fresh", 1, uint64_t(i) + 1, later), later);
+    EXPECT_EQ(g.remembered(), 1u);
+}
+
 TEST(ReplayGuard, OutsideWindowPastAndFutureIsStale)
 {
     ReplayGuard g(kWindow);

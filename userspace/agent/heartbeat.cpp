@@ -681,18 +681,23 @@ DropReason ReplayGuard::check(const std::string& node_id, uint64_t incarnation, 
     if (skew > window_ms_)
         return DropReason::stale;
 
+    if (++checks_ % 1024 == 0)
+        forget_old(now_unix_ms);
     auto it = seen_.find(node_id);
-    if (it != seen_.end()) {
+    if (it != seen_.end() && !aged_out(it->second, now_unix_ms)) {
         const Seen& s = it->second;
         if (incarnation < s.incarnation)
             return DropReason::replayed;
         if (incarnation == s.incarnation && sequence <= s.sequence)
             return DropReason::replayed;
-        it->second = Seen{incarnation, sequence};
-    } else {
-        seen_.emplace(node_id, Seen{incarnation, sequence});
     }
+    seen_[node_id] = Seen{incarnation, sequence, now_unix_ms};
     return DropReason::none;
+}
+
+void ReplayGuard::forget_old(uint64_t now_unix_ms)
+{
+    std::erase_if(seen_, [&](const auto& entry) { return aged_out(entry.second, now_unix_ms); });
 }
 
 } // namespace peerlb

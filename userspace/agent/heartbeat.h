@@ -170,16 +170,32 @@ public:
         return check(m.node_id, m.incarnation, m.sequence, m.sent_unix_ms, now_unix_ms);
     }
     void set_window(uint64_t window_ms) { window_ms_ = window_ms; }
+    // Senders remembered now (what a forger of ids can make it hold is
+    // bounded by the ids it sent within one window).
+    size_t remembered() const { return seen_.size(); }
 
 private:
     DropReason check(const std::string& node_id, uint64_t incarnation, uint64_t sequence,
                      uint64_t sent_unix_ms, uint64_t now_unix_ms);
+    // Forgets senders not heard from for a window: whatever they sent before
+    // is refused as stale by its send time, so nothing of theirs can replay.
+    // A node restarted with a lower incarnation (its clock went back) is
+    // then taken again, a window after its last accepted datagram.
+    void forget_old(uint64_t now_unix_ms);
+    // aged_out: accepted more than a window ago (a clock that went back
+    // ages nothing, or a replay from before the step would pass).
     struct Seen {
         uint64_t incarnation;
         uint64_t sequence;
+        uint64_t accepted_unix_ms; // receiver's clock
     };
+    bool aged_out(const Seen& s, uint64_t now_unix_ms) const
+    {
+        return now_unix_ms > s.accepted_unix_ms && now_unix_ms - s.accepted_unix_ms > window_ms_;
+    }
     uint64_t window_ms_;
     std::unordered_map<std::string, Seen> seen_; // by node id
+    uint64_t checks_ = 0;
 };
 
 } // namespace peerlb
