@@ -510,4 +510,25 @@ for n in 1 2 3; do
     check "s$n: peers --json still answers (JSON, real peers alive)" test "$(live_peers "$n")" -ge 2
 done
 
+# --------------------------------------------------------------------------
+echo "$name: a stalled agent (SIGSTOP 3 s, 30 heartbeat periods) resumes"
+# Its peers, silent to it meanwhile, kept sending: their heartbeats wait in
+# its socket. It must read them before it judges anyone, or it declares
+# both dead at once and takes all their addresses.
+stall_from=$(wc -l <"$CL_TMP/agent-s1.log")
+kill -STOP "${CL_AGENT_PIDS[1]}"
+sleep 3
+kill -CONT "${CL_AGENT_PIDS[1]}"
+: >"$CL_TMP/stall-holders.log"
+for i in $(seq 20); do # 2 s after the resume
+    echo "$(cl_holders "${CL_SVC_ADDR[2]}")|$(cl_holders "${CL_SVC_ADDR[3]}")" >>"$CL_TMP/stall-holders.log"
+    sleep 0.1
+done
+stall_dead=$(tail -n +"$((stall_from + 1))" "$CL_TMP/agent-s1.log" | grep -E "peer s[23] .*-> dead" || true)
+check "after the stall s1 declared no real peer dead${stall_dead:+: $stall_dead}" test -z "$stall_dead"
+check "after the stall s2's and s3's addresses stayed theirs alone (sampled 20 times)" \
+    bash -c '! grep -v "^s2|s3$" "$1"' _ "$CL_TMP/stall-holders.log"
+waited=$(cl_wait_until 5000 holds_own)
+check "then every node holds its own addresses again (s1's given back)" test "$waited" != timeout
+
 check_summary "$name"

@@ -10,7 +10,10 @@
 #    again after the hold-down and nobody else does; the connections still
 #    work through the give-back;
 #  - two nodes that both hold an address after a partition settle it within
-#    one heartbeat period once they hear each other.
+#    one heartbeat period once they hear each other;
+#  - an agent that restarts with a peer's addresses left on its NIC (as its
+#    crashed predecessor would have left them) gives them back to the live
+#    owner: one holder, one ARP reply.
 # Usage: takeover_test.sh BUILD_DIR
 set -uo pipefail
 
@@ -85,6 +88,30 @@ json.dump({"ok": ok, "failed": failed, "moved": moved, "servers": first}, open(o
 ' "$1" "$2" "$3" "$4" "$CL_TMP/stop-$1" "$CL_TMP/keeper-$1" >"$CL_TMP/keeper-$1.log" 2>&1 &
     KEEPER_PIDS+=($!)
 }
+# arp_replies ADDR: how many hosts answer one ARP request for ADDR from the
+# client (distinct sender MACs within 0.5 s).
+arp_replies() {
+    ip netns exec "$(cl_ns c)" python3 -c '
+import socket, struct, sys, time
+target, src = socket.inet_aton(sys.argv[1]), socket.inet_aton(sys.argv[2])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+s.bind(("eth0", 0))
+mac = s.getsockname()[4]
+arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + src + bytes(6) + target
+s.send((b"\xff" * 6 + mac + b"\x08\x06" + arp).ljust(60, b"\0"))
+s.settimeout(0.05)
+senders, end = set(), time.time() + 0.5
+while time.time() < end:
+    try:
+        f = s.recv(1500)
+    except socket.timeout:
+        continue
+    if f[12:14] == b"\x08\x06" and f[20:22] == b"\x00\x02" and f[28:32] == target:
+        senders.add(f[22:28])
+print(len(senders))
+' "$1" "$CL_CLIENT_ADDR"
+}
+
 keeper_started() { grep -q started "$CL_TMP/keeper-$1.log"; }
 keeper_summary() { # keeper_summary NAME: stops it, waits, prints the summary
     touch "$CL_TMP/stop-$1"
@@ -256,5 +283,35 @@ check "the conflict is settled within one heartbeat period (<= 150 ms incl. 10 m
 waited=$(cl_wait_until 1000 cl_held_by "$svc2" s2)
 check "s2's own address, which s3 took in the partition, is back with s2 ($waited ms)" \
     test "$waited" != timeout
+
+echo "$name: an agent restarts with a peer's addresses left on its NIC"
+# As s3's agent would have left them had it crashed holding s2's addresses.
+svc2_6=${CL_SVC_ADDR6[2]}
+ip -n "$(cl_ns s3)" addr add "$svc2/32" dev eth0
+ip -n "$(cl_ns s3)" addr add "$svc2_6/128" dev eth0 nodad
+check "left on s3's NIC: s2 and s3 both hold $svc2" cl_held_by "$svc2" "s2 s3"
+replies=$(arp_replies "$svc2")
+echo "    before the restart: $replies ARP replies for $svc2"
+check "before the restart, an ARP request for $svc2 gets two replies" test "$replies" = 2
+cl_agent_stop 3 KILL
+started=$(cl_now_ms)
+cl_agent_start 3
+waited=$(cl_wait_until 10000 cl_held_by "$svc2" s2)
+up=$(cl_log_ms 3 "agent s3 up" "$started")
+since_up=$([[ $waited != timeout && -n $up ]] && echo $((started + waited - up)) || echo timeout)
+echo "    only s2 holds $svc2 $since_up ms after s3's agent was up (listens 300 ms first)"
+check "after s3's agent restarted, only s2 holds $svc2 within a few heartbeat periods" \
+    bash -c '[[ $1 != timeout && $1 -le 1000 ]]' _ "$since_up"
+check "and its IPv6 address" cl_wait_until 1000 cl_held_by "$svc2_6" s2
+adopted=$(cl_log_ms 3 "found ${svc2//./\\.} \\(s2's service address\\) on eth0 at start" "$started")
+check "s3 says it found s2's address on its NIC and adopted it" test -n "$adopted"
+replies=$(arp_replies "$svc2")
+echo "    after the restart: $replies ARP reply for $svc2"
+check "an ARP request for $svc2 gets one reply" test "$replies" = 1
+check "s3 holds its own address again, and only s3" \
+    cl_wait_until 3000 cl_held_by "${CL_SVC_ADDR[3]}" s3
+check "node 1's address has exactly one live holder" cl_wait_until 3000 one_live_holder "$svc1"
+check "the node address and s3's other addresses stay" \
+    bash -c '[[ $(ip -n "$1" -o addr show dev eth0) =~ "inet ${2}/24 " ]]' _ "$(cl_ns s3)" "${CL_NODE_ADDR[3]}"
 
 check_summary "$name"

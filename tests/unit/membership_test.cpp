@@ -81,6 +81,28 @@ TEST(MembershipTest, FurtherHeartbeatsUpdateWithoutEvent)
     EXPECT_EQ(p->heartbeats, 2u);
 }
 
+// Dead peers without addresses leave the table after a while (it stays
+// bounded whatever ids were sent); dead peers with addresses stay (their
+// addresses' holders are computed from them); a forgotten peer that comes
+// back is new.
+TEST(MembershipTest, LongDeadPeersWithoutAddressesAreForgotten)
+{
+    FakeClock clock;
+    Membership m("self", 3);
+    Heartbeat owner = beat("owner");
+    owner.services = {parse_ip("10.0.0.100")};
+    m.on_heartbeat(beat("b"), clock.now);
+    m.on_heartbeat(owner, clock.now);
+    clock.advance_ms(1500);
+    EXPECT_EQ(m.tick(clock.now).size(), 2u); // both dead
+    EXPECT_TRUE(m.forget_dead(clock.now, 60'000 * kMs).empty()); // not yet
+    clock.advance_ms(60'000);
+    EXPECT_EQ(m.forget_dead(clock.now, 60'000 * kMs), std::vector<std::string>{"b"});
+    EXPECT_EQ(m.find("b"), nullptr);
+    ASSERT_NE(m.find("owner"), nullptr);
+    expect_event(m.on_heartbeat(beat("b"), clock.now), "b", std::nullopt, PeerState::alive);
+}
+
 TEST(MembershipTest, AliveUpToOneAndAHalfPeriodsThenSuspect)
 {
     FakeClock clock;

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "userspace/agent/ownership.h"
+#include "userspace/agent/takeover.h"
 
 using namespace peerlb;
 
@@ -473,4 +474,88 @@ TEST(Ownership, FullClaimantLeavesALiveHomeItsAddress)
     EXPECT_EQ(rows(owners), rows(compute_owners(nodes, "b", 1, kHoldDown, 2)));
     // With room, the claim holds within the hold-down.
     EXPECT_EQ(owner_of(compute_owners(nodes, "a", 1, kHoldDown, 3), "10.0.0.1"), "b");
+}
+
+// Agent start-up after a crash (issue "hostile networks and faults", item
+// 4): what the dead agent held is still on the NIC. Candidates are the host
+// addresses other than the node address and the node's own services; the
+// admin's (other prefixes) never are.
+TEST(Adoption, LeftoversAreHostAddressesBeyondNodeAddressAndOwnServices)
+{
+    const IpAddress node_address = ip("10.77.0.13");
+    const auto own = ips({"10.77.0.113", "fd77::113"});
+    const std::vector<InterfaceAddress> found = {
+        {ip("10.77.0.13"), 24},    // the node address
+        {ip("10.77.0.13"), 32},    // the node address again, as a host address
+        {ip("fd77::13"), 64},      // the node's IPv6 address
+        {ip("fe80::77:13"), 64},   // link-local
+        {ip("10.77.0.113"), 32},   // own service (adopted as own elsewhere)
+        {ip("fd77::113"), 128},    // own service
+        {ip("10.77.0.112"), 32},   // a peer's service, left by the dead agent
+        {ip("fd77::112"), 128},    // its IPv6 address
+        {ip("192.168.9.1"), 24},   // the admin's
+        {ip("10.9.9.9"), 32},      // a host address: a candidate, not adopted yet
+        {ip("10.77.0.112"), 32},   // listed twice: once
+    };
+    auto leftovers = nic_leftovers(found, node_address, own);
+    std::vector<std::string> texts;
+    for (const auto& a : leftovers)
+        texts.push_back(format_ip(a));
+    EXPECT_EQ(texts, (std::vector<std::string>{"10.77.0.112", "fd77::112", "10.9.9.9"}));
+}
+
+// Adopted are the leftovers the ownership computation names (a node's home,
+// or claimed by a live node), with their home; the others stay untouched.
+TEST(Adoption, OnlyAddressesTheClusterNamesAreAdopted)
+{
+    const auto leftovers = ips({"10.77.0.112", "fd77::112", "10.9.9.9", "10.77.0.111"});
+    // Before any peer is heard: nothing but this node's own.
+    std::vector<NodeOwnershipView> alone = {node("s3", true, {"10.77.0.113"})};
+    EXPECT_TRUE(adoptable(leftovers, compute_owners(alone, "s3", 0, kHoldDown)).empty());
+
+    // s2 is heard (its home); s1 was never heard by this fresh agent, but
+    // s2 claims s1's address: a service address with an unknown home.
+    std::vector<NodeOwnershipView> nodes = {
+        node("s3", true, {"10.77.0.113"}),
+        node("s2", true, {"10.77.0.112", "fd77::112"}, {"10.77.0.112", "fd77::112", "10.77.0.111"}),
+    };
+    auto adopted = adoptable(leftovers, compute_owners(nodes, "s3", 0, kHoldDown));
+    EXPECT_EQ(adopted, (std::vector<Adoption>{
+                           {ip("10.77.0.112"), "s2"}, {ip("fd77::112"), "s2"}, {ip("10.77.0.111"), ""}}));
+}
+
+// Once adopted, the address is this node's claim, and the usual rules apply.
+TEST(Adoption, AdoptedAddressIsReleasedToALiveHome)
+{
+    const uint64_t now = 1'000'000'000;
+    // s2 alive and holding its address: s3's adopted claim loses at once.
+    std::vector<NodeOwnershipView> holding = {
+        node("s3", true, {"10.77.0.113"}, {"10.77.0.113", "10.77.0.112"}, now),
+        node("s2", true, {"10.77.0.112"}, {"10.77.0.112"}, 0),
+    };
+    EXPECT_EQ(owner_of(compute_owners(holding, "s3", now, kHoldDown), "10.77.0.112"), "s2");
+    EXPECT_EQ(owner_of(compute_owners(holding, "s2", now, kHoldDown), "10.77.0.112"), "s2");
+
+    // s2 alive but not holding it (back within the hold-down): s3 keeps it
+    // until s2 has been alive for the hold-down, then gives it back.
+    std::vector<NodeOwnershipView> back = {
+        node("s3", true, {"10.77.0.113"}, {"10.77.0.113", "10.77.0.112"}, 0),
+        node("s2", true, {"10.77.0.112"}, {}, now),
+    };
+    EXPECT_EQ(owner_of(compute_owners(back, "s3", now + 1, kHoldDown), "10.77.0.112"), "s3");
+    EXPECT_EQ(owner_of(compute_owners(back, "s3", now + kHoldDown, kHoldDown), "10.77.0.112"), "s2");
+    // s2 waits for the release: never two holders.
+    EXPECT_EQ(owner_of(compute_owners(back, "s2", now + kHoldDown, kHoldDown), "10.77.0.112"), "s3");
+
+    // A dead node's address that two live nodes hold (one of them from
+    // before its agent restarted, home unknown to it): one keeps it, and
+    // both views agree.
+    std::vector<NodeOwnershipView> twice = {
+        node("s3", true, {"10.77.0.113"}, {"10.77.0.113", "10.77.0.111"}),
+        node("s2", true, {"10.77.0.112"}, {"10.77.0.112", "10.77.0.111"}),
+    };
+    const auto a = compute_owners(twice, "s3", now, kHoldDown);
+    EXPECT_EQ(owner_of(a, "10.77.0.111"), "s2");
+    EXPECT_EQ(home_of(a, "10.77.0.111"), "");
+    EXPECT_EQ(rows(a), rows(compute_owners(twice, "s2", now, kHoldDown)));
 }

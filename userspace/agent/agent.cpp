@@ -65,6 +65,8 @@ constexpr uint32_t kSampledSourcePeriodMs = 100;
 // A failing event is logged at most this often per kind (a flood of bad
 // datagrams must not flood the log); every failure is counted.
 constexpr uint64_t kErrorLogPeriodNs = 10'000'000'000ull;
+// Dead peers without addresses are forgotten after this (bounded tables).
+constexpr uint64_t kForgetDeadAfterNs = 60'000'000'000ull;
 
 double percent(uint32_t bp) { return bp / 100.0; }
 
@@ -244,6 +246,10 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
         if (interface_has_address(cfg.interface, a))
             takeover_.adopt(a, cfg.node_id, unix_ms());
     }
+    // Peers' service addresses a previous agent held (and left on the NIC
+    // when it died): adopted once the cluster names them (Takeover::apply).
+    takeover_.set_leftovers(
+        nic_leftovers(interface_addresses(cfg.interface), cfg.node_address, cfg.owned_services));
 }
 
 void Agent::send_heartbeat(AnnouncedState state)
@@ -886,13 +892,23 @@ int Agent::run()
             guarded("heartbeat send", [&] { send_heartbeat(AnnouncedState::alive); });
             next_heartbeat = now + uint64_t(interval_ms) * kMs;
         }
+        // Heartbeats already queued are read before peers are judged: after
+        // a stall (a slow disk, a paused VM) they prove the peers alive.
+        guarded("datagram receive", [&] { receive_datagrams(); });
         std::vector<PeerEvent> events;
         {
             std::lock_guard lock(mu_);
-            events = members_.tick(now);
+            events = members_.tick(mono_ns());
         }
         for (const auto& ev : events)
             guarded("peer event", [&] { on_peer_event(ev); });
+        {
+            std::lock_guard lock(mu_);
+            for (const auto& id : members_.forget_dead(now, kForgetDeadAfterNs)) {
+                table_.forget_peer(id);
+                came_alive_ns_.erase(id);
+            }
+        }
         guarded("ownership", [&] { evaluate_ownership(now); });
         guarded("takeover timers", [&] { takeover_.run_timers(now); });
         if (cookies_)

@@ -70,6 +70,21 @@ std::optional<PeerEvent> Membership::on_heartbeat(const Heartbeat& hb, uint64_t 
     return PeerEvent{hb.node_id, before, now_state};
 }
 
+std::vector<std::string> Membership::forget_dead(uint64_t now_ns, uint64_t after_ns)
+{
+    std::vector<std::string> gone;
+    std::erase_if(peers_, [&](const auto& entry) {
+        const Peer& p = entry.second;
+        const bool forget = p.state == PeerState::dead && now_ns >= p.state_since_ns &&
+                            now_ns - p.state_since_ns >= after_ns && p.last.services.empty() &&
+                            p.last.claims.empty();
+        if (forget)
+            gone.push_back(entry.first);
+        return forget;
+    });
+    return gone;
+}
+
 std::vector<PeerEvent> Membership::tick(uint64_t now_ns)
 {
     std::vector<PeerEvent> events;

@@ -52,6 +52,12 @@ public:
     // Moves peers to suspect / dead as time passes; returns the changes.
     std::vector<PeerEvent> tick(uint64_t now_ns);
 
+    // Removes the peers dead for at least after_ns that announced no service
+    // address and claim none (nodes gone for good, or ids a key holder
+    // forged), so that the table stays bounded; returns their ids. Peers with
+    // addresses stay: who holds their addresses is computed from them.
+    std::vector<std::string> forget_dead(uint64_t now_ns, uint64_t after_ns);
+
     void set_dead_after(uint32_t periods) { dead_after_ = periods; }
     uint32_t dead_after() const { return dead_after_; }
 

@@ -78,6 +78,52 @@ bool interface_has_address(const std::string& iface, const IpAddress& address)
     return found;
 }
 
+namespace {
+
+unsigned mask_bits(const uint8_t* mask, size_t size)
+{
+    unsigned bits = 0;
+    for (size_t i = 0; i < size; i++)
+        bits += unsigned(__builtin_popcount(mask[i]));
+    return bits;
+}
+
+} // namespace
+
+std::vector<InterfaceAddress> interface_addresses(const std::string& iface)
+{
+    ifaddrs* list = nullptr;
+    if (getifaddrs(&list))
+        throw SystemError("list interface addresses", errno);
+    std::vector<InterfaceAddress> out;
+    for (ifaddrs* i = list; i; i = i->ifa_next) {
+        if (!i->ifa_addr || iface != i->ifa_name)
+            continue;
+        InterfaceAddress found;
+        if (i->ifa_addr->sa_family == AF_INET) {
+            found.address.family = LB_FAMILY_IPV4;
+            found.address.addr.v4 = reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr;
+            found.prefix_len = 32;
+            if (i->ifa_netmask)
+                found.prefix_len = mask_bits(reinterpret_cast<const uint8_t*>(
+                    &reinterpret_cast<sockaddr_in*>(i->ifa_netmask)->sin_addr), 4);
+        } else if (i->ifa_addr->sa_family == AF_INET6) {
+            found.address.family = LB_FAMILY_IPV6;
+            std::memcpy(found.address.addr.v6,
+                        &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, 16);
+            found.prefix_len = 128;
+            if (i->ifa_netmask)
+                found.prefix_len = mask_bits(reinterpret_cast<const uint8_t*>(
+                    &reinterpret_cast<sockaddr_in6*>(i->ifa_netmask)->sin6_addr), 16);
+        } else {
+            continue;
+        }
+        out.push_back(found);
+    }
+    freeifaddrs(list);
+    return out;
+}
+
 void set_arp_sysctls(const std::string& iface)
 {
     for (const std::string& dev : {std::string("all"), iface}) {

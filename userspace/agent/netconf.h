@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "../dataplane/net.h"
 
@@ -22,6 +23,15 @@ void set_http_sysctls();
 
 // Whether `address` is configured on `iface` (getifaddrs).
 bool interface_has_address(const std::string& iface, const IpAddress& address);
+
+// An IPv4 or IPv6 address configured on an interface, with its prefix length.
+struct InterfaceAddress {
+    IpAddress address;
+    unsigned prefix_len = 0;
+};
+
+// Every IPv4 and IPv6 address on `iface` (getifaddrs), in the kernel's order.
+std::vector<InterfaceAddress> interface_addresses(const std::string& iface);
 
 class AddressManager {
 public:

@@ -71,6 +71,9 @@ public:
     // plane, logged and counted: slots_refused() counts such writes).
     std::optional<uint32_t> write_peer(const Peer& p);
     uint64_t slots_refused() const { return slots_refused_; }
+    // A peer the membership forgot: its slot (dead already) stays reusable,
+    // its id is dropped.
+    void forget_peer(const std::string& node_id) { peer_addresses_.erase(node_id); }
     // (address, port) for every service port, so the data plane balances it.
     void add_service_address(const IpAddress& address);
     // lb_uri_rules and lb_config.uri_rules from the config's rules; node

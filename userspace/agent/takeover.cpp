@@ -23,6 +23,36 @@ constexpr uint64_t kAnnounceRepeatsMs[] = {300, 1000};
 
 } // namespace
 
+std::vector<IpAddress> nic_leftovers(const std::vector<InterfaceAddress>& found,
+                                     const IpAddress& node_address,
+                                     const std::vector<IpAddress>& own_services)
+{
+    std::vector<IpAddress> out;
+    for (const auto& f : found) {
+        const unsigned host_len = f.address.family == LB_FAMILY_IPV4 ? 32 : 128;
+        if (f.address.family != LB_FAMILY_IPV4 && f.address.family != LB_FAMILY_IPV6)
+            continue;
+        if (f.prefix_len != host_len || f.address == node_address)
+            continue;
+        if (std::find(own_services.begin(), own_services.end(), f.address) != own_services.end())
+            continue;
+        if (std::find(out.begin(), out.end(), f.address) == out.end())
+            out.push_back(f.address);
+    }
+    return out;
+}
+
+std::vector<Adoption> adoptable(const std::vector<IpAddress>& leftovers, const OwnerMap& owners)
+{
+    std::vector<Adoption> out;
+    for (const auto& a : leftovers) {
+        auto it = owners.find(a);
+        if (it != owners.end())
+            out.push_back({a, it->second.home});
+    }
+    return out;
+}
+
 Takeover::Takeover(const Config& cfg, AddressManager& addrs, Maps& maps, unsigned nic_ifindex,
                    const Mac& nic_mac, SendAnnouncement send)
     : cfg_(cfg), addrs_(addrs), maps_(maps), ifindex_(nic_ifindex), mac_(nic_mac),
@@ -32,12 +62,39 @@ Takeover::Takeover(const Config& cfg, AddressManager& addrs, Maps& maps, unsigne
 
 void Takeover::apply(const OwnerMap& owners, uint64_t now_ns, uint64_t now_unix_ms)
 {
+    // Leftovers the cluster names now: held from here on, so this node's
+    // next heartbeat and computation count its claim (the usual rules then
+    // keep it, or release it to a home that holds it or after the hold-down).
+    std::vector<IpAddress> adopted_now;
+    for (const auto& [address, home] : adoptable(leftovers_, owners)) {
+        bool on_nic = false;
+        try {
+            on_nic = interface_has_address(cfg_.interface, address);
+        } catch (const std::exception& e) {
+            spdlog::error("looking for {} on {}: {} (trying again)", format_ip(address),
+                          cfg_.interface, e.what());
+            continue;
+        }
+        std::erase(leftovers_, address);
+        if (!on_nic || held_.count(address))
+            continue; // gone meanwhile, or held already: nothing to adopt
+        held_[address] = Held{home, now_unix_ms};
+        adopted_now.push_back(address);
+        spdlog::warn("found {} ({}'s service address) on {} at start: held as taken over, "
+                     "kept or released as ownership decides",
+                     format_ip(address), home.empty() ? "unknown" : home, cfg_.interface);
+    }
+
     for (const auto& [address, owner] : owners) {
         const bool mine = owner.owner == cfg_.node_id;
         const bool held = held_.count(address) > 0;
-        if (mine && !held)
+        const bool just_adopted =
+            std::find(adopted_now.begin(), adopted_now.end(), address) != adopted_now.end();
+        // A leftover adopted now is decided at the next computation, which
+        // counts this node's claim on it.
+        if (mine && !held && !just_adopted)
             take(address, owner, now_ns, now_unix_ms);
-        else if (!mine && held)
+        else if (!mine && held && !just_adopted)
             release(address, owner);
 
         // The holder changed: it gets the connections this node serves on
@@ -212,7 +269,8 @@ nlohmann::json Takeover::status() const
         const bool own = held.home == cfg_.node_id;
         out.push_back({{"address", format_ip(address)},
                        {"why", own ? "own" : "taken over"},
-                       {"from", own ? nlohmann::json(nullptr) : nlohmann::json(held.home)},
+                       {"from", own || held.home.empty() ? nlohmann::json(nullptr)
+                                                         : nlohmann::json(held.home)},
                        {"since_unix_ms", held.since_unix_ms}});
     }
     return out;

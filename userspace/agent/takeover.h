@@ -20,6 +20,31 @@
 
 namespace peerlb {
 
+// Agent start-up after a crash: what the dead agent held stays on the NIC,
+// and a peer may have taken it over since (two NICs answer ARP for it).
+//
+// The addresses found on the NIC that may be service addresses a previous
+// agent left there: host addresses (/32, /128, as Takeover adds them) other
+// than the node address and this node's own services (those are adopted as
+// its own at once). The admin's addresses (the node address, any other
+// prefix) are never candidates.
+std::vector<IpAddress> nic_leftovers(const std::vector<InterfaceAddress>& found,
+                                     const IpAddress& node_address,
+                                     const std::vector<IpAddress>& own_services);
+
+struct Adoption {
+    IpAddress address;
+    std::string home; // its home node; empty: nobody the computation knows
+    bool operator==(const Adoption&) const = default;
+};
+
+// Which of `leftovers` to adopt now: those the ownership computation lists,
+// that is, service addresses of the cluster (a node's home, or claimed by a
+// live node). A leftover the cluster does not name is not adopted (it may be
+// the admin's: adopting it would announce it as a claim and remove it at
+// release); it is looked up again at each computation.
+std::vector<Adoption> adoptable(const std::vector<IpAddress>& leftovers, const OwnerMap& owners);
+
 class Takeover {
 public:
     // Sends one announcement datagram (signed by the caller's codec).
@@ -37,6 +62,12 @@ public:
     // An address found on the NIC at start (this agent restarted): held, so
     // the first computation keeps or releases it like any other.
     void adopt(const IpAddress& a, const std::string& home, uint64_t now_unix_ms);
+    // Host addresses found on the NIC at start that may be peers' service
+    // addresses left by a previous agent (nic_leftovers): each is adopted,
+    // as taken over from its home, as soon as a computation given to apply()
+    // names it (adoptable), and then kept or released like any other held
+    // address from the next computation on (its claim counts there).
+    void set_leftovers(std::vector<IpAddress> leftovers) { leftovers_ = std::move(leftovers); }
     // Off the NIC with everything held (leaving the cluster: peers take over).
     void release_all();
 
@@ -83,6 +114,7 @@ private:
     std::map<IpAddress, Held, IpAddressLess> held_;
     std::map<IpAddress, std::string, IpAddressLess> last_owner_;
     std::vector<Pending> pending_;
+    std::vector<IpAddress> leftovers_; // found at start, not adopted yet
     uint64_t takeovers_ = 0, givebacks_ = 0, flows_installed_ = 0, flows_announced_ = 0;
 };
 
