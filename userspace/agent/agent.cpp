@@ -122,6 +122,7 @@ private:
     void install_uri_rules();
     void learn_services(const Heartbeat& hb);
     void update_rates(uint64_t now);
+    void publish_snapshot();
     json handle(const json& req);
     json peers_json() const;
     json status_json() const;
@@ -147,6 +148,12 @@ private:
     uint64_t heartbeats_sent_ = 0, heartbeats_taken_ = 0, send_failures_ = 0;
     EventErrors errors_{kErrorLogPeriodNs};
     uint32_t kept_per_s_ = 0, forwarded_per_s_ = 0;
+    // What the metrics thread shows of state the main thread owns (the node
+    // table, the takeover): copied by the loop each tick, read under mu_.
+    struct LoopSnapshot {
+        uint64_t takeovers = 0, givebacks = 0, flows_installed = 0, flows_announced = 0;
+        std::map<std::string, uint32_t> slot_of_peer;
+    } snapshot_;
 
     ControlServer control_;
     AddressManager addrs_;
@@ -763,6 +770,19 @@ void Agent::health_loop()
     }
 }
 
+void Agent::publish_snapshot()
+{
+    LoopSnapshot s{takeover_.takeovers(), takeover_.givebacks(), takeover_.flows_installed(),
+                   takeover_.flows_announced(), {}};
+    std::lock_guard lock(mu_);
+    for (const auto& [id, p] : members_.peers())
+        if (auto slot = table_.slot_of(p.last.node_address))
+            s.slot_of_peer[id] = *slot;
+    snapshot_ = std::move(s);
+}
+
+// On the metrics server's thread: what the main thread owns comes from
+// snapshot_, the rest under mu_ or from the maps.
 std::string Agent::render_metrics()
 {
     MetricsText m;
@@ -806,20 +826,18 @@ std::string Agent::render_metrics()
                      double(c.packets));
     m.family("peerlb_redirects_total", "counter", "New connections handed to each peer.");
     const auto per_slot = maps_.node_counters();
-    for (const auto& [id, p] : members_.peers())
-        if (auto slot = table_.slot_of(p.last.node_address))
-            m.sample("peerlb_redirects_total", {{"node", id}},
-                     double(per_slot[*slot].conns_forwarded));
+    for (const auto& [id, slot] : snapshot_.slot_of_peer)
+        m.sample("peerlb_redirects_total", {{"node", id}}, double(per_slot[slot].conns_forwarded));
     m.family("peerlb_takeovers_total", "counter", "Peers' addresses this node took over.")
-        .sample("peerlb_takeovers_total", {}, double(takeover_.takeovers()));
+        .sample("peerlb_takeovers_total", {}, double(snapshot_.takeovers));
     m.family("peerlb_givebacks_total", "counter", "Addresses given back to their returning node.")
-        .sample("peerlb_givebacks_total", {}, double(takeover_.givebacks()));
+        .sample("peerlb_givebacks_total", {}, double(snapshot_.givebacks));
     m.family("peerlb_handover_flows_total", "counter",
              "Connections handed over when an address moved, by direction.")
         .sample("peerlb_handover_flows_total", {{"direction", "installed"}},
-                double(takeover_.flows_installed()))
+                double(snapshot_.flows_installed))
         .sample("peerlb_handover_flows_total", {{"direction", "announced"}},
-                double(takeover_.flows_announced()));
+                double(snapshot_.flows_announced));
     m.family("peerlb_orphans_total", "counter",
              "Segments with no flow and no socket, by outcome.");
     for (const auto& c : counters) {
@@ -917,6 +935,7 @@ int Agent::run()
                     spdlog::debug("cookie keys: new epoch");
             });
         guarded("rates", [&] { update_rates(now); });
+        publish_snapshot();
 
         pollfd fds[] = {{socket_.fd(), POLLIN, 0}, {control_.fd(), POLLIN, 0},
                         {sigfd.get(), POLLIN, 0},
