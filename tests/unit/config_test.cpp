@@ -189,7 +189,7 @@ min_difference = 10
 pick = "least"
 forward = "ipip"
 conn_cost = 1
-failsafe_after_ms = 900
+failsafe_after_ms = 2500
 [load]
 source = "exec"
 capacity = 5
@@ -220,7 +220,7 @@ port = 443
     EXPECT_TRUE(c.pick_least);
     EXPECT_TRUE(c.forward_ipip);
     EXPECT_DOUBLE_EQ(c.conn_cost, 1.0); // an integer is fine for a float key
-    EXPECT_EQ(c.failsafe_after_ms, 900u);
+    EXPECT_EQ(c.failsafe_after_ms, 2500u);
     EXPECT_EQ(c.source, peerlb::LoadSource::exec);
     EXPECT_EQ(c.capacity, 5u);
     EXPECT_EQ(c.load_command, "echo 42");
@@ -895,6 +895,31 @@ std::string set_error(const std::string& key, const std::string& value)
 }
 
 } // namespace
+
+// The fail-safe must outlast two readings of the load source, whichever way
+// the two meet: in the file (named by line and key) or by `set`.
+TEST(ConfigCross, FailsafeMustOutlastTwoLoadReadings)
+{
+    // connections: read every 100 ms at the fastest.
+    EXPECT_EQ(error_of(std::string(kMinimal) + "[balance]\nfailsafe_after_ms = 150\n"),
+              "t.toml:12: balance.failsafe_after_ms: 150 ms is under two readings of the load "
+              "source (100 ms apart): the node would fall into the fail-safe between readings");
+    EXPECT_EQ(error_of(std::string(kMinimal) + "[balance]\nfailsafe_after_ms = 200\n"), "no error");
+    EXPECT_EQ(set_error("balance.failsafe_after_ms", "150"),
+              "balance.failsafe_after_ms: 150 ms is under two readings of the load source (100 ms "
+              "apart): the node would fall into the fail-safe between readings");
+    // A longer period meets the default fail-safe (2000 ms) the other way.
+    EXPECT_EQ(set_error("load.update_ms", "1000"), "no error");
+    const Config slow = peerlb::apply_setting(minimal(), "balance.failsafe_after_ms", "300");
+    try {
+        peerlb::apply_setting(slow, "load.update_ms", "200");
+        ADD_FAILURE() << "a load period of 200 ms with a 300 ms fail-safe was accepted";
+    } catch (const peerlb::Error& e) {
+        EXPECT_EQ(std::string(e.what()),
+                  "balance.failsafe_after_ms: 300 ms is under two readings of the load source "
+                  "(200 ms apart): the node would fall into the fail-safe between readings");
+    }
+}
 
 TEST(ConfigSet, ChangesOnlyTheKeyGiven)
 {

@@ -57,11 +57,6 @@ constexpr uint64_t kMs = 1'000'000;
 constexpr uint64_t kTickNs = 10 * kMs;
 // Longest one wake-up spends receiving datagrams (~2 us each when forged).
 constexpr uint64_t kReceiveBudgetNs = 20 * kMs;
-// Costly sources are not read at update_ms: a process, a /proc read or a
-// sock_diag dump (~3 ms of kernel time for its hash walk) every 10 ms would
-// be load of its own.
-constexpr uint32_t kExecPeriodMs = 1000;
-constexpr uint32_t kSampledSourcePeriodMs = 100;
 // A failing event is logged at most this often per kind (a flood of bad
 // datagrams must not flood the log); every failure is counted.
 constexpr uint64_t kErrorLogPeriodNs = 10'000'000'000ull;
@@ -714,11 +709,7 @@ void Agent::meter_loop()
                     built_from = cfg_;
                 }
                 smoother.set_tau_ms(cfg_.smoothing_ms);
-                period_ms = cfg_.update_ms;
-                if (cfg_.source == LoadSource::exec)
-                    period_ms = std::max(period_ms, kExecPeriodMs);
-                else if (cfg_.source != LoadSource::file)
-                    period_ms = std::max(period_ms, kSampledSourcePeriodMs);
+                period_ms = load_period_ms(cfg_);
                 generation = config_generation_;
             }
         }

@@ -767,6 +767,19 @@ void parse_uri_rules(const std::string& path, const toml::table& root, Config& c
     }
 }
 
+// Own load older than failsafe_after_ms makes the node keep everything: it
+// must outlast two readings, or a node falls into the fail-safe between two
+// ordinary ones. `where` locates the message ("FILE:LINE" or "set").
+void check_failsafe_after(const Config& cfg, const std::string& where)
+{
+    const uint32_t period = load_period_ms(cfg);
+    if (cfg.failsafe_after_ms < 2 * period)
+        throw Error(fmt::format("{}: balance.failsafe_after_ms: {} ms is under two readings of "
+                                "the load source ({} ms apart): the node would fall into the "
+                                "fail-safe between readings",
+                                where, cfg.failsafe_after_ms, period));
+}
+
 // parse_config, also telling load_config where key_file was.
 Config parse(const std::string& text, const std::string& path, uint32_t& key_file_line)
 {
@@ -791,6 +804,11 @@ Config parse(const std::string& text, const std::string& path, uint32_t& key_fil
     parse_log(Section(path, "log", table_at(root, "log")), cfg);
     parse_http(Section(path, "http", table_at(root, "http")), cfg);
     parse_uri_rules(path, root, cfg);
+    const toml::node* failsafe = nullptr;
+    if (const toml::table* balance = table_at(root, "balance"))
+        failsafe = balance->get("failsafe_after_ms");
+    check_failsafe_after(cfg, fmt::format("{}:{}", path,
+                                          failsafe ? failsafe->source().begin.line : 1));
     return cfg;
 }
 
@@ -822,6 +840,20 @@ bool Config::has_http_service() const
 {
     return std::any_of(services.begin(), services.end(),
                        [](const ServiceConfig& s) { return s.mode == ServiceMode::http; });
+}
+
+uint32_t load_period_ms(const Config& cfg)
+{
+    // Costly sources are not read at update_ms: a process, a /proc read or
+    // a sock_diag dump (~3 ms of kernel time for its hash walk) every 10 ms
+    // would be load of its own.
+    constexpr uint32_t kExecPeriodMs = 1000;
+    constexpr uint32_t kSampledSourcePeriodMs = 100;
+    if (cfg.source == LoadSource::exec)
+        return std::max(cfg.update_ms, kExecPeriodMs);
+    if (cfg.source != LoadSource::file)
+        return std::max(cfg.update_ms, kSampledSourcePeriodMs);
+    return cfg.update_ms;
 }
 
 const std::vector<std::string>& runtime_settings()
@@ -871,6 +903,11 @@ Config apply_setting(const Config& cfg, const std::string& key, const std::strin
         const std::string_view msg = e.what();
         const size_t key_at = msg.find(key);
         throw Error(std::string(key_at == std::string_view::npos ? msg : msg.substr(key_at)));
+    }
+    try {
+        check_failsafe_after(next, "set");
+    } catch (const Error& e) {
+        throw Error(std::string(e.what()).substr(std::string_view("set: ").size()));
     }
     return next;
 }
