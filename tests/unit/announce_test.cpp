@@ -628,5 +628,31 @@ TEST(AddressManager, RemoveFromAMissingInterfaceThrows)
     });
 }
 
+// Addresses a peer may not make this node hold (a key holder announcing the
+// loopback, a multicast group or a node's own address as its service).
+TEST(UnfitServiceAddress, RefusesWhatNoServiceMayBe)
+{
+    const std::vector<IpAddress> nodes = {parse_ip("10.0.0.11"), parse_ip("fd00::12")};
+    for (const char* ok : {"10.0.0.111", "192.0.2.10", "2001:db8::10", "fd00::111"})
+        EXPECT_EQ(unfit_service_address(parse_ip(ok), nodes), "") << ok;
+    const std::pair<const char*, const char*> refused[] = {
+        {"10.0.0.11", "it is a node's own address"},
+        {"fd00::12", "it is a node's own address"},
+        {"127.0.0.1", "it is a loopback address"},
+        {"127.9.9.9", "it is a loopback address"},
+        {"::1", "it is a loopback address"},
+        {"0.0.0.0", "it is unspecified"},
+        {"::", "it is unspecified"},
+        {"239.7.7.7", "it is a multicast address"},
+        {"ff02::1", "it is a multicast address"},
+        {"169.254.1.1", "it is link-local"},
+        {"fe80::1", "it is link-local"},
+        {"255.255.255.255", "it is the broadcast address"},
+    };
+    for (const auto& [address, why] : refused)
+        EXPECT_EQ(unfit_service_address(parse_ip(address), nodes), why) << address;
+}
+
 } // namespace
 } // namespace peerlb
+

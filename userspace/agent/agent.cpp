@@ -506,6 +506,12 @@ void Agent::take(const Heartbeat& hb)
 
 void Agent::learn_services(const Heartbeat& hb)
 {
+    std::vector<IpAddress> node_addresses{cfg_.node_address};
+    {
+        std::lock_guard lock(mu_);
+        for (const auto& [id, p] : members_.peers())
+            node_addresses.push_back(p.last.node_address);
+    }
     for (const auto& a : hb.services) {
         if (known_services_.count(format_ip(a)))
             continue;
@@ -513,6 +519,11 @@ void Agent::learn_services(const Heartbeat& hb)
         // disabled, lb_services full) is retried at the next heartbeat and
         // keeps neither the other addresses nor the peer out.
         guarded("service address", [&] {
+            // A key holder could announce the gateway's or a peer's address:
+            // refused, counted and logged like any failed event.
+            if (const std::string why = unfit_service_address(a, node_addresses); !why.empty())
+                throw Error(fmt::format("{}'s service address {} refused: {}", hb.node_id,
+                                        format_ip(a), why));
             // Held on lo so this node can terminate connections handed to it.
             if (addrs_.add(a, lo_index_))
                 spdlog::info("added {}'s service address {} to lo", hb.node_id, format_ip(a));

@@ -6,6 +6,7 @@
 #include <netlink/route/addr.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 
@@ -15,6 +16,40 @@
 #include "../dataplane/error.h"
 
 namespace peerlb {
+
+std::string unfit_service_address(const IpAddress& address,
+                                  const std::vector<IpAddress>& node_addresses)
+{
+    for (const auto& n : node_addresses)
+        if (n == address)
+            return "it is a node's own address";
+    if (address.family == LB_FAMILY_IPV4) {
+        const uint32_t a = ntohl(address.addr.v4);
+        if (a == 0)
+            return "it is unspecified";
+        if ((a >> 24) == 127)
+            return "it is a loopback address";
+        if ((a >> 28) == 0xe)
+            return "it is a multicast address";
+        if ((a >> 16) == 0xa9fe)
+            return "it is link-local";
+        if (a == 0xffffffffu)
+            return "it is the broadcast address";
+        return "";
+    }
+    const auto* b = reinterpret_cast<const uint8_t*>(address.addr.v6);
+    static const uint8_t unspecified[16] = {}, loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0,
+                                                              0, 0, 0, 0, 0, 0, 0, 1};
+    if (std::equal(b, b + 16, unspecified))
+        return "it is unspecified";
+    if (std::equal(b, b + 16, loopback))
+        return "it is a loopback address";
+    if (b[0] == 0xff)
+        return "it is a multicast address";
+    if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80)
+        return "it is link-local";
+    return "";
+}
 namespace {
 
 void write_sysctl(const std::string& path, const std::string& value)

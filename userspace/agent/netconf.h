@@ -33,6 +33,13 @@ struct InterfaceAddress {
 // Every IPv4 and IPv6 address on `iface` (getifaddrs), in the kernel's order.
 std::vector<InterfaceAddress> interface_addresses(const std::string& iface);
 
+// Why `address`, announced by a peer as one of its service addresses, must
+// not be held on this node's lo (and balanced), or "" when it may: loopback,
+// unspecified, multicast, link-local and broadcast addresses, and any node's
+// own address (this node's or a peer's: holding it would steal its traffic).
+std::string unfit_service_address(const IpAddress& address,
+                                  const std::vector<IpAddress>& node_addresses);
+
 class AddressManager {
 public:
     AddressManager();
