@@ -7,7 +7,7 @@ set grid
 set key top left
 set yrange [0:34]
 set xrange [0:26]
-set title "no balancing (peak 2054 off the scale)"
+set title "no balancing (peak 2055 off the scale)"
 plot "/work/main/bench-results/plots/balance_none.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
 set title "HAProxy leastconn (central)"
 plot "/work/main/bench-results/plots/balance_haproxy.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
