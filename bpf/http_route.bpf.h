@@ -201,7 +201,9 @@ LB_GLOBAL int lb_http_first_segment(struct xdp_md *ctx, const struct lb_pkt *p)
 	hs = bpf_map_lookup_elem(&lb_http_scratch, &zero);
 	if (!p || !cfg || !hs)
 		return -1;
-	if (!lb_cookie_of_segment(p, &cookie))
+	/* The clock, read once for the cookie's key, the pins and the decision. */
+	args.now_ns = bpf_ktime_get_ns();
+	if (!lb_cookie_of_segment(p, args.now_ns, &cookie))
 		return -1;
 	/* The handshake's own ACK: nothing to decide on yet, and the client
 	 * thinks it is connected; its first request carries the same ACK. */
@@ -216,7 +218,6 @@ LB_GLOBAL int lb_http_first_segment(struct xdp_md *ctx, const struct lb_pkt *p)
 	__builtin_memset(req, 0, sizeof(*req));
 	if (p->payload_len)
 		lb_http_read(ctx, p->payload_off, p->payload_len, req);
-	args.now_ns = bpf_ktime_get_ns();
 	flow = (struct lb_flow){
 		.http = LB_FLOW_HTTP | (req->status == LB_HTTP_NOT_HTTP ? LB_FLOW_NOT_HTTP : 0) |
 			(req->status == LB_HTTP_INCOMPLETE ? LB_FLOW_INCOMPLETE : 0),

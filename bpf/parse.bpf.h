@@ -234,6 +234,23 @@ LB_GLOBAL int lb_parse_skb(struct __sk_buff *skb, struct lb_pkt *p)
 	return lb_parse((void *)(long)skb->data, (void *)(long)skb->data_end, p);
 }
 
+/* The socket tuple of a flow key for bpf_sk*_lookup_tcp(); returns its size. */
+static __always_inline __u32 lb_sock_tuple(const struct lb_flow_key *key, struct bpf_sock_tuple *t)
+{
+	if (key->family == LB_FAMILY_IPV4) {
+		t->ipv4.saddr = key->saddr.v4;
+		t->ipv4.daddr = key->daddr.v4;
+		t->ipv4.sport = key->sport;
+		t->ipv4.dport = key->dport;
+		return sizeof(t->ipv4);
+	}
+	__builtin_memcpy(t->ipv6.saddr, key->saddr.v6, 16);
+	__builtin_memcpy(t->ipv6.daddr, key->daddr.v6, 16);
+	t->ipv6.sport = key->sport;
+	t->ipv6.dport = key->dport;
+	return sizeof(t->ipv6);
+}
+
 /* The TCP header of a parsed frame, or NULL (offsets are re-checked: the
  * verifier knows nothing of their values). */
 static __always_inline struct tcphdr *lb_tcp_header(void *data, void *data_end,

@@ -28,23 +28,10 @@
 static __always_inline int lb_has_local_socket(struct xdp_md *ctx, const struct lb_flow_key *key)
 {
 	struct bpf_sock_tuple tuple = {};
+	__u32 size = lb_sock_tuple(key, &tuple);
 	struct bpf_sock *sk;
-	__u32 size;
 	int local;
 
-	if (key->family == LB_FAMILY_IPV4) {
-		tuple.ipv4.saddr = key->saddr.v4;
-		tuple.ipv4.daddr = key->daddr.v4;
-		tuple.ipv4.sport = key->sport;
-		tuple.ipv4.dport = key->dport;
-		size = sizeof(tuple.ipv4);
-	} else {
-		__builtin_memcpy(tuple.ipv6.saddr, key->saddr.v6, 16);
-		__builtin_memcpy(tuple.ipv6.daddr, key->daddr.v6, 16);
-		tuple.ipv6.sport = key->sport;
-		tuple.ipv6.dport = key->dport;
-		size = sizeof(tuple.ipv6);
-	}
 	sk = bpf_skc_lookup_tcp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
 		return 0;

@@ -259,9 +259,9 @@ error:
 }
 
 /* The cookie of a segment completing the handshake (its ACK number less
- * one) if it is one this cluster made and has not expired; 0 otherwise
- * (*cookie set). */
-static __always_inline int lb_cookie_of_segment(const struct lb_pkt *p, __u32 *cookie)
+ * one) if it is one this cluster made and its key still lives at `now`; 0
+ * otherwise (*cookie set). */
+static __always_inline int lb_cookie_of_segment(const struct lb_pkt *p, __u64 now, __u32 *cookie)
 {
 	struct lb_cookie_key *key;
 	__u32 slot;
@@ -271,7 +271,7 @@ static __always_inline int lb_cookie_of_segment(const struct lb_pkt *p, __u32 *c
 	*cookie = bpf_ntohl(p->ack_seq) - 1;
 	slot = lb_cookie_slot(*cookie);
 	key = bpf_map_lookup_elem(&lb_cookie_keys, &slot);
-	return key && lb_cookie_key_live(key, bpf_ktime_get_ns()) &&
+	return key && lb_cookie_key_live(key, now) &&
 	       lb_cookie_valid(key, &p->key, bpf_ntohl(p->seq) - 1, *cookie);
 }
 
@@ -293,25 +293,13 @@ LB_GLOBAL int lb_tc_cookie_ingress(struct __sk_buff *skb, const struct lb_pkt *p
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	if (!p || !cfg)
 		return TC_ACT_OK;
-	if (p->key.family == LB_FAMILY_IPV4) {
-		tuple.ipv4.saddr = p->key.saddr.v4;
-		tuple.ipv4.daddr = p->key.daddr.v4;
-		tuple.ipv4.sport = p->key.sport;
-		tuple.ipv4.dport = p->key.dport;
-		size = sizeof(tuple.ipv4);
-	} else {
-		__builtin_memcpy(tuple.ipv6.saddr, p->key.saddr.v6, 16);
-		__builtin_memcpy(tuple.ipv6.daddr, p->key.daddr.v6, 16);
-		tuple.ipv6.sport = p->key.sport;
-		tuple.ipv6.dport = p->key.dport;
-		size = sizeof(tuple.ipv6);
-	}
+	size = lb_sock_tuple(&p->key, &tuple);
 	sk = bpf_sk_lookup_tcp(skb, &tuple, size, BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
 		return TC_ACT_OK;
 	if (sk->state != LB_TCP_LISTEN)
 		goto out; /* the connection exists: an ordinary segment */
-	if (!lb_cookie_of_segment(p, &cookie)) {
+	if (!lb_cookie_of_segment(p, bpf_ktime_get_ns(), &cookie)) {
 		/* Forged, expired, or no cookie at all: the kernel resets it. */
 		lb_count(LB_C_TC_COOKIE_INVALID, skb->len);
 		goto out;
