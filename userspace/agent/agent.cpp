@@ -506,15 +506,16 @@ void Agent::take(const Heartbeat& hb)
 
 void Agent::learn_services(const Heartbeat& hb)
 {
-    std::vector<IpAddress> node_addresses{cfg_.node_address};
-    {
-        std::lock_guard lock(mu_);
-        for (const auto& [id, p] : members_.peers())
-            node_addresses.push_back(p.last.node_address);
-    }
+    std::vector<IpAddress> node_addresses; // filled when an address is new
     for (const auto& a : hb.services) {
         if (known_services_.count(format_ip(a)))
             continue;
+        if (node_addresses.empty()) {
+            node_addresses.push_back(cfg_.node_address);
+            std::lock_guard lock(mu_);
+            for (const auto& [id, p] : members_.peers())
+                node_addresses.push_back(p.last.node_address);
+        }
         // One address at a time, known once in place: a failure (IPv6
         // disabled, lb_services full) is retried at the next heartbeat and
         // keeps neither the other addresses nor the peer out.
@@ -937,7 +938,8 @@ int Agent::run()
                     spdlog::debug("cookie keys: new epoch");
             });
         guarded("rates", [&] { update_rates(now); });
-        publish_snapshot();
+        if (cfg_.metrics_listen)
+            publish_snapshot(); // what the metrics thread reads
 
         pollfd fds[] = {{socket_.fd(), POLLIN, 0}, {control_.fd(), POLLIN, 0},
                         {sigfd.get(), POLLIN, 0},
@@ -948,8 +950,8 @@ int Agent::run()
             throw SystemError("poll", errno);
         if (fds[3].revents & POLLIN)
             ring_buffer__consume(pin_events_.get()); // each event guarded in the callback
-        if (fds[0].revents & POLLIN)
-            guarded("datagram receive", [&] { receive_datagrams(); });
+        // Datagrams (fds[0]) are read at the top of the loop, before peers
+        // are judged: poll only wakes it for them.
         if (fds[1].revents & POLLIN)
             guarded("control request", [&] {
                 control_.serve_one([this](const nlohmann::json& req) {

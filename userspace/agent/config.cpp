@@ -769,15 +769,16 @@ void parse_uri_rules(const std::string& path, const toml::table& root, Config& c
 
 // Own load older than failsafe_after_ms makes the node keep everything: it
 // must outlast two readings, or a node falls into the fail-safe between two
-// ordinary ones. `where` locates the message ("FILE:LINE" or "set").
-void check_failsafe_after(const Config& cfg, const std::string& where)
+// ordinary ones. What is wrong ("key: why"), or "".
+std::string failsafe_after_problem(const Config& cfg)
 {
     const uint32_t period = load_period_ms(cfg);
-    if (cfg.failsafe_after_ms < 2 * period)
-        throw Error(fmt::format("{}: balance.failsafe_after_ms: {} ms is under two readings of "
-                                "the load source ({} ms apart): the node would fall into the "
-                                "fail-safe between readings",
-                                where, cfg.failsafe_after_ms, period));
+    if (cfg.failsafe_after_ms >= 2 * period)
+        return "";
+    return fmt::format("balance.failsafe_after_ms: {} ms is under two readings of the load "
+                       "source ({} ms apart): the node would fall into the fail-safe between "
+                       "readings",
+                       cfg.failsafe_after_ms, period);
 }
 
 // parse_config, also telling load_config where key_file was.
@@ -804,11 +805,11 @@ Config parse(const std::string& text, const std::string& path, uint32_t& key_fil
     parse_log(Section(path, "log", table_at(root, "log")), cfg);
     parse_http(Section(path, "http", table_at(root, "http")), cfg);
     parse_uri_rules(path, root, cfg);
-    const toml::node* failsafe = nullptr;
-    if (const toml::table* balance = table_at(root, "balance"))
-        failsafe = balance->get("failsafe_after_ms");
-    check_failsafe_after(cfg, fmt::format("{}:{}", path,
-                                          failsafe ? failsafe->source().begin.line : 1));
+    if (const std::string problem = failsafe_after_problem(cfg); !problem.empty()) {
+        const toml::table* balance = table_at(root, "balance");
+        const toml::node* at = balance ? balance->get("failsafe_after_ms") : nullptr;
+        throw Error(fmt::format("{}:{}: {}", path, at ? at->source().begin.line : 1, problem));
+    }
     return cfg;
 }
 
@@ -904,11 +905,8 @@ Config apply_setting(const Config& cfg, const std::string& key, const std::strin
         const size_t key_at = msg.find(key);
         throw Error(std::string(key_at == std::string_view::npos ? msg : msg.substr(key_at)));
     }
-    try {
-        check_failsafe_after(next, "set");
-    } catch (const Error& e) {
-        throw Error(std::string(e.what()).substr(std::string_view("set: ").size()));
-    }
+    if (const std::string problem = failsafe_after_problem(next); !problem.empty())
+        throw Error(problem);
     return next;
 }
 

@@ -96,21 +96,9 @@ rtnl_addr* host_address(const IpAddress& address, unsigned ifindex)
 
 bool interface_has_address(const std::string& iface, const IpAddress& address)
 {
-    ifaddrs* list = nullptr;
-    if (getifaddrs(&list))
-        throw SystemError("list interface addresses", errno);
-    bool found = false;
-    for (ifaddrs* i = list; i && !found; i = i->ifa_next) {
-        if (!i->ifa_addr || iface != i->ifa_name)
-            continue;
-        if (i->ifa_addr->sa_family == AF_INET && address.family == LB_FAMILY_IPV4)
-            found = reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr == address.addr.v4;
-        else if (i->ifa_addr->sa_family == AF_INET6 && address.family == LB_FAMILY_IPV6)
-            found = std::memcmp(&reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr,
-                                address.addr.v6, 16) == 0;
-    }
-    freeifaddrs(list);
-    return found;
+    const auto found = interface_addresses(iface);
+    return std::any_of(found.begin(), found.end(),
+                       [&](const InterfaceAddress& f) { return f.address == address; });
 }
 
 namespace {
