@@ -197,12 +197,21 @@ static __always_inline __u32 lb_syn_counter(__u32 reason)
 	}
 }
 
-/* A SYN to an l4 service: decided here, at once. The clock is read once
- * for the whole decision. */
-LB_GLOBAL int lb_handle_syn(struct xdp_md *ctx, const struct lb_pkt *p)
+/* An l4 connection decided by load alone (no URI rules): T1, T2, pick. */
+static __always_inline void lb_decide_by_load(const struct lb_config *cfg, __u64 now,
+					      struct lb_decision *d)
+{
+	struct lb_decide_args args = { .now_ns = now };
+
+	if (lb_self_load(cfg, now, &args.local_bp))
+		lb_decide_peers(&args, d);
+}
+
+/* A SYN to an l4 service: decided here, at once, into the half-open table.
+ * `now` is the clock the caller read for the whole decision. */
+LB_GLOBAL int lb_handle_syn(struct xdp_md *ctx, const struct lb_pkt *p, __u64 now)
 {
 	struct lb_decision d = { LB_NODE_LOCAL, LB_REASON_FAILSAFE };
-	struct lb_decide_args args = {};
 	struct lb_config *cfg;
 	struct lb_flow flow;
 	__u32 zero = 0;
@@ -210,13 +219,11 @@ LB_GLOBAL int lb_handle_syn(struct xdp_md *ctx, const struct lb_pkt *p)
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	if (!p || !cfg)
 		return XDP_PASS;
-	args.now_ns = bpf_ktime_get_ns();
-	if (lb_self_load(cfg, args.now_ns, &args.local_bp))
-		lb_decide_peers(&args, &d);
+	lb_decide_by_load(cfg, now, &d);
 	flow = (struct lb_flow){
 		.node = d.node,
 		.reason = d.reason,
-		.created_ns = args.now_ns,
+		.created_ns = now,
 	};
 	return lb_commit(ctx, p, &flow, lb_syn_counter(d.reason), LB_COMMIT_HALF_OPEN);
 }

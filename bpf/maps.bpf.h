@@ -147,6 +147,14 @@ struct {
 	__type(value, struct lb_scratch);
 } lb_scratch SEC(".maps");
 
+/* Not pinned: a meter of this program's own SYNs, fresh at each load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_syn_meter);
+} lb_syn_meter SEC(".maps");
+
 static __always_inline void lb_count(__u32 counter, __u64 bytes)
 {
 	struct lb_counter_value *c = bpf_map_lookup_elem(&lb_stats, &counter);

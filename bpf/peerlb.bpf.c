@@ -8,6 +8,7 @@
  * work is done by global functions that the verifier checks once each:
  *   lb_forward, lb_steered_tunnel  forward.bpf.h
  *   lb_handle_syn, lb_commit       decide.bpf.h (lb_decide_peers too)
+ *   lb_l4_cookie_ack               syn_flood.bpf.h
  *   lb_syn_cookie_reply,
  *   lb_tc_cookie_ingress           syncookie.bpf.h
  *   lb_http_first_segment          http_route.bpf.h */
@@ -22,6 +23,7 @@
 #include "http_route.bpf.h"
 #include "maps.bpf.h"
 #include "parse.bpf.h"
+#include "syn_flood.bpf.h"
 #include "syncookie.bpf.h"
 #include "tcp_options.bpf.h"
 
@@ -56,8 +58,9 @@ static __always_inline int lb_flow_node_usable(const struct lb_config *cfg, __u3
 
 /* The node of the packet's flow entry (LB_NODE_LOCAL or a slot), looked up
  * established first, else half-open; 0 when it has none. A half-open entry
- * hit by anything but a SYN moves to the established table, out of reach
- * of SYN floods. A SYN follows an entry only while the entry's node is
+ * hit by the handshake's ACK (anything but a SYN or a RST) moves to the
+ * established table, out of reach of SYN floods; a RST follows it without
+ * moving it. A SYN follows an entry only while the entry's node is
  * usable (a retransmission, or a reused tuple the node's kernel sorts out);
  * otherwise it is a new connection, decided anew (DESIGN.md section 2), and
  * a reused tuple's established entry is dropped so the new one is found. */
@@ -85,6 +88,8 @@ static __always_inline int lb_flow_node(const struct lb_config *cfg, const struc
 		return 1;
 	}
 	*node = flow->node;
+	if (p->tcp_flags & LB_TCP_RST)
+		return 1;
 	bpf_map_update_elem(&lb_flows, &p->key, flow, BPF_ANY); /* copied before the delete */
 	bpf_map_delete_elem(&lb_flows_new, &p->key);
 	return 1;
@@ -114,16 +119,20 @@ static __always_inline int lb_steered_by_mac(struct xdp_md *ctx)
 	return bpf_map_lookup_elem(&lb_node_macs, &key) != NULL;
 }
 
-/* A packet that is not a new connection and has no flow entry. Global: its
- * socket tuple stays off the entry point's stack. */
-LB_GLOBAL int lb_no_flow(struct xdp_md *ctx, const struct lb_pkt *p)
+/* A packet that is not a new connection and has no flow entry: 1 (counted)
+ * when a local socket has it. Global: its socket tuple stays off the entry
+ * point's stack. */
+LB_GLOBAL int lb_local_connection(struct xdp_md *ctx, const struct lb_pkt *p)
 {
-	if (!p)
-		return XDP_PASS;
-	if (lb_has_local_socket(ctx, &p->key)) {
-		lb_count(LB_C_PASS_LOCAL_SOCKET, p->len);
-		return XDP_PASS;
-	}
+	if (!p || !lb_has_local_socket(ctx, &p->key))
+		return 0;
+	lb_count(LB_C_PASS_LOCAL_SOCKET, p->len);
+	return 1;
+}
+
+/* A packet with no flow entry, no local socket and no cookie of ours. */
+static __always_inline int lb_orphan(const struct lb_pkt *p)
+{
 	/* No flow and no socket. Just after the address moved here, the flow
 	 * is likely served by a peer whose announcement is on its way: drop,
 	 * the client retransmits. Otherwise the kernel answers (RST). */
@@ -143,6 +152,7 @@ int xdp_peerlb(struct xdp_md *ctx)
 	struct lb_config *cfg;
 	struct lb_pkt p;
 	__u32 zero = 0, node;
+	__u64 now;
 	int ret;
 
 	switch (lb_parse_xdp(ctx, &p)) {
@@ -198,9 +208,21 @@ int xdp_peerlb(struct xdp_md *ctx)
 		if (ret >= 0)
 			return ret;
 	} else if (lb_is_syn(&p)) {
-		return lb_handle_syn(ctx, &p);
+		now = bpf_ktime_get_ns();
+		if (!lb_syn_cookies_now(cfg, now))
+			return lb_handle_syn(ctx, &p, now);
+		lb_count(LB_C_SYN_COOKIE_L4, p.len);
+		return lb_syn_cookie_reply(ctx, &p);
 	}
-	return lb_no_flow(ctx, &p);
+	if (lb_local_connection(ctx, &p))
+		return XDP_PASS;
+	/* A cookie ACK has no socket yet (only the listener): after that. */
+	if (svc->mode != LB_MODE_HTTP) {
+		ret = lb_l4_cookie_ack(ctx, &p);
+		if (ret >= 0)
+			return ret;
+	}
+	return lb_orphan(&p);
 }
 
 static __always_inline __u16 lb_swab16(__u16 x)
@@ -267,15 +289,18 @@ int tc_mss_clamp(struct __sk_buff *skb)
 	return TC_ACT_OK;
 }
 
-/* Ingress of every node: the first segment of an "http" connection that
- * this node serves becomes a connection from its cookie
+/* Ingress of every node: the first segment of a connection that this node
+ * serves and that began with a cluster cookie (every "http" connection; l4
+ * ones during a SYN flood) becomes a connection from its cookie
  * (syncookie.bpf.h). Everything else passes untouched. */
 SEC("tc")
 int tc_ingress(struct __sk_buff *skb)
 {
 	struct lb_service_key skey = {};
 	struct lb_service *svc;
+	struct lb_config *cfg;
 	struct lb_pkt p;
+	__u32 zero = 0, cookie;
 
 	if (lb_parse_skb(skb, &p) != LB_PARSE_TCP ||
 	    (p.tcp_flags & (LB_TCP_SYN | LB_TCP_ACK | LB_TCP_RST)) != LB_TCP_ACK)
@@ -284,8 +309,16 @@ int tc_ingress(struct __sk_buff *skb)
 	skey.port = p.key.dport;
 	skey.family = p.key.family;
 	svc = bpf_map_lookup_elem(&lb_services, &skey);
-	if (!svc || svc->mode != LB_MODE_HTTP)
+	if (!svc)
 		return TC_ACT_OK;
+	if (svc->mode != LB_MODE_HTTP) {
+		/* In l4 mode a cookie is rare: its hash, cheaper than the
+		 * socket lookup, sorts the segments out first. */
+		cfg = bpf_map_lookup_elem(&lb_config, &zero);
+		if (!cfg || cfg->syn_cookies == LB_SYN_COOKIES_OFF ||
+		    !lb_cookie_of_segment(&p, bpf_ktime_get_ns(), &cookie))
+			return TC_ACT_OK;
+	}
 	return lb_tc_cookie_ingress(skb, &p);
 }
 

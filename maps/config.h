@@ -12,6 +12,16 @@ enum lb_pick {
 	LB_PICK_LEAST = 1,    /* least-loaded peer (WO 99/18534) */
 };
 
+/* When an l4 service's SYNs are answered with cluster SYN cookies instead
+ * of being decided at once (DESIGN.md section 5: a flood of spoofed SYNs
+ * must create no state). Decided at the cookie's ACK, the flow goes
+ * straight to the established table. */
+enum lb_syn_cookies {
+	LB_SYN_COOKIES_AUTO = 0,   /* while this CPU's SYN rate is above syn_cookie_rate */
+	LB_SYN_COOKIES_ALWAYS = 1,
+	LB_SYN_COOKIES_OFF = 2,
+};
+
 enum lb_forward {
 	LB_FORWARD_L2 = 0,   /* rewrite MACs, peers share a segment */
 	LB_FORWARD_IPIP = 1, /* outer IPv4/IPv6 header node to node */
@@ -34,7 +44,14 @@ struct lb_config {
 	__u32 cookie_slot;       /* epoch % LB_COOKIE_SLOTS: the key SYN-ACKs use */
 	__u32 http_wscale;       /* the window scale every node announces */
 	__u32 uri_rules;         /* rules in use: lb_uri_rules[0 .. uri_rules) */
+	__u32 syn_cookies;       /* enum lb_syn_cookies, for l4 services */
+	__u32 syn_cookie_rate;   /* new l4 connections per second and CPU, beyond
+				  * which (auto) SYNs get cookies */
 	__u32 pad;
+	/* Own information older than this (the agent is gone for as long as
+	 * its peers take to call it dead): the node is fenced, it stops
+	 * answering ARP/ND for service addresses (a peer holds them now). */
+	__u64 fence_after_ns;
 };
 
 #endif

@@ -13,6 +13,20 @@
 #define LB_FLOWS_NEW_MAP "lb_flows_new"
 #define LB_MAX_FLOWS_NEW 65536
 
+/* Per-CPU meter of SYNs to l4 services (lb_syn_meter): above
+ * lb_config.syn_cookie_rate the half-open table would churn, so SYNs are
+ * answered with cookies for a while instead (enum lb_syn_cookies). */
+#define LB_SYN_METER_MAP "lb_syn_meter"
+#define LB_SYN_WINDOW_NS 100000000ull      /* SYNs are counted per 100 ms */
+#define LB_SYN_COOKIE_HOLD_NS 1000000000ull /* cookies stay on 1 s after */
+
+struct lb_syn_meter {
+	__u64 window_start_ns;
+	__u64 cookies_until_ns;
+	__u32 syns;      /* in the window that started at window_start_ns */
+	__u32 pad;
+};
+
 struct lb_flow_key {
 	union lb_addr saddr;
 	union lb_addr daddr;

@@ -54,7 +54,12 @@ enum lb_counter_kind {
 	X(PASS_TUNNEL_REFUSED, "pass_tunnel_refused", PASSED)                   \
 	X(PASS_SYN_BAD_OPTIONS, "pass_syn_bad_options", PASSED)                 \
 	X(PASS_SYN_RESIZE_FAILED, "pass_syn_resize_failed", PASSED)             \
-	X(DROP_SYN_COOKIE_ERROR, "drop_syn_cookie_error", DROPPED)
+	X(DROP_SYN_COOKIE_ERROR, "drop_syn_cookie_error", DROPPED)             \
+	X(SYN_COOKIE_L4, "syn_cookie_l4", OTHER)                                \
+	X(COOKIE_ACK_L4, "cookie_ack_l4", OTHER)                                \
+	X(DROP_FENCED_NEIGH, "drop_fenced_neigh", DROPPED)                      \
+	X(DROP_FENCED_ORPHAN, "drop_fenced_orphan", DROPPED)                    \
+	X(TX_GRACE_PREVIOUS, "tx_grace_previous", SENT)
 
 enum lb_counter {
 #define LB_COUNTER_ENUM(name, text, kind) LB_C_##name,

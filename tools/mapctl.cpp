@@ -74,6 +74,12 @@ void set_config_key(lb_config& cfg, const std::string& key, const std::string& v
         cfg.cookie_slot = static_cast<uint32_t>(number());
     else if (key == "http_wscale")
         cfg.http_wscale = static_cast<uint32_t>(number());
+    else if (key == "syn_cookies" && (value == "auto" || value == "always" || value == "off"))
+        cfg.syn_cookies = value == "auto"     ? LB_SYN_COOKIES_AUTO
+                          : value == "always" ? LB_SYN_COOKIES_ALWAYS
+                                              : LB_SYN_COOKIES_OFF;
+    else if (key == "syn_cookie_rate")
+        cfg.syn_cookie_rate = static_cast<uint32_t>(number());
     else
         throw Error(fmt::format("unknown config key or value: {} {}", key, value));
 }

@@ -75,8 +75,8 @@ protected:
     void SetUp() override;
 
     // Config (forward mode, pick = least, conn_cost_bp = 0, generous
-    // staleness limits, MTU 1500) and nodes whose addresses are of
-    // node_family, all alive and fresh.
+    // staleness limits, MTU 1500, a SYN rate for cookies no test reaches)
+    // and nodes whose addresses are of node_family, all alive and fresh.
     void install_cluster(uint32_t forward, uint8_t node_family = LB_FAMILY_IPV4);
     lb_config config() const { return maps().config(); }
     template <typename Change>

@@ -7,7 +7,9 @@
 # With SERVICE_MODE http the services are in "http" mode (DESIGN.md section
 # 4): the receiving node answers SYNs with cluster cookies and decides at the
 # first request; the same checks hold, plus the cookie path's counters.
-# Usage: cluster_test.sh BUILD_DIR l2|ipip [l4|http]
+# With l4-cookies the services are l4 with syn_cookies = "always" (what a SYN
+# flood turns on, DESIGN.md section 5): cookies, decided at the handshake ACK.
+# Usage: cluster_test.sh BUILD_DIR l2|ipip [l4|http|l4-cookies]
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,12 +20,16 @@ CL_BUILD=${1:?usage: cluster_test.sh BUILD_DIR l2|ipip}
 mode=${2:?usage: cluster_test.sh BUILD_DIR l2|ipip}
 [[ $mode == l2 || $mode == ipip ]] || { echo "mode must be l2 or ipip" >&2; exit 2; }
 CL_SERVICE_MODE=${3:-l4}
-[[ $CL_SERVICE_MODE == l4 || $CL_SERVICE_MODE == http ]] || { echo "service mode must be l4 or http" >&2; exit 2; }
+cookies_l4=0
+if [[ $CL_SERVICE_MODE == l4-cookies ]]; then
+    CL_SERVICE_MODE=l4 CL_SYN_COOKIES=always cookies_l4=1
+fi
+[[ $CL_SERVICE_MODE == l4 || $CL_SERVICE_MODE == http ]] || { echo "service mode must be l4, http or l4-cookies" >&2; exit 2; }
 CL_BUILD=$(cd "$CL_BUILD" && pwd)
-name="cluster_test[$mode,$CL_SERVICE_MODE]"
+name="cluster_test[$mode,${3:-l4}]"
 require_root "$name"
 
-CL_PREFIX="plb$$${mode:0:1}${CL_SERVICE_MODE:0:1}"
+CL_PREFIX="plb$$${mode:0:1}${CL_SERVICE_MODE:0:1}$cookies_l4"
 CL_TMP=$(mktemp -d /tmp/peerlb-cluster.XXXXXX)
 trap 'cl_down; rm -rf "$CL_TMP"' EXIT
 trap 'exit 130' INT TERM
@@ -177,12 +183,26 @@ if [[ $CL_SERVICE_MODE == http ]]; then
             test "$(( $(counter $n tc_cookie_invalid) + $(counter $n tc_cookie_assign_failed) ))" -eq 0
     done
 fi
+if ((cookies_l4)); then
+    # Every SYN was answered by s1's XDP; every connection was decided at its
+    # handshake ACK and created from its cookie by the node that served it.
+    check "s1 answered l4 SYNs with cookies ($(counter 1 syn_cookie_l4))" \
+        test "$(counter 1 syn_cookie_l4)" -gt 100
+    check "s1 decided connections at their cookie ACKs ($(counter 1 cookie_ack_l4))" \
+        test "$(counter 1 cookie_ack_l4)" -gt 100
+    for n in 1 2 3; do
+        check "s$n created connections from cookies ($(counter $n tc_cookie_assigned))" \
+            test "$(counter $n tc_cookie_assigned)" -gt 10
+        check "s$n: no cookie refused or failed ($(counter $n tc_cookie_invalid), $(counter $n tc_cookie_assign_failed))" \
+            test "$(( $(counter $n tc_cookie_invalid) + $(counter $n tc_cookie_assign_failed) ))" -eq 0
+    done
+fi
 if [[ $mode == ipip ]]; then
     for n in 2 3; do
         check "s$n decapsulated steered-in packets ($(counter $n pass_decapsulated))" \
             test "$(counter $n pass_decapsulated)" -gt 1000
-        # In http mode, s1's XDP announces the reduced MSS itself.
-        [[ $CL_SERVICE_MODE == http ]] && continue
+        # With cookies, s1's XDP announces the reduced MSS itself.
+        [[ $CL_SERVICE_MODE == http ]] || ((cookies_l4)) && continue
         check "s$n clamped the MSS of its SYN-ACKs ($(counter $n tc_mss_clamped))" \
             test "$(counter $n tc_mss_clamped)" -gt 10
     done

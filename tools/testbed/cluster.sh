@@ -179,13 +179,13 @@ cl_peerlb_up() {
             cl_mapctl "$n" service "${CL_SVC_ADDR[$m]}" 80 --mode "${CL_SERVICE_MODE:-l4}" || return 1
             cl_mapctl "$n" service "${CL_SVC_ADDR6[$m]}" 80 --mode "${CL_SERVICE_MODE:-l4}" || return 1
         done
-        if [[ ${CL_SERVICE_MODE:-l4} == http ]]; then
-            # The same cookie keys on every node (the agents derive them from
-            # the cluster key); slot 1 signs, 0 and 2 still validate.
-            cl_mapctl "$n" cookie-keys --seed 7 0 1 2 || return 1
-            cl_mapctl "$n" config cookie_slot 1 || return 1
-            cl_mapctl "$n" config http_wscale 7 || return 1
-        fi
+        # The same cookie keys on every node (the agents derive them from
+        # the cluster key); slot 1 signs, 0 and 2 still validate. l4
+        # services use them under a SYN flood (CL_SYN_COOKIES: always).
+        cl_mapctl "$n" cookie-keys --seed 7 0 1 2 || return 1
+        cl_mapctl "$n" config cookie_slot 1 || return 1
+        cl_mapctl "$n" config http_wscale 7 || return 1
+        cl_mapctl "$n" config syn_cookies "${CL_SYN_COOKIES:-auto}" || return 1
         cl_mapctl "$n" config peer_stale_ms 3600000 || return 1
         cl_mapctl "$n" config self_stale_ms 3600000 || return 1
     done

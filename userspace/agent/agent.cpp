@@ -216,11 +216,12 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
     // Only once the data plane is in place: an agent that cannot attach
     // (pin root off bpffs, another XDP program) leaves the host as it was.
     set_arp_sysctls(cfg.interface);
-    if (cfg.has_http_service()) {
-        set_http_sysctls();
-        cookies_.emplace(maps_, key_, cfg.cookie_epoch_s);
-        cookies_->update(unix_ms() / 1000);
-    }
+    // Keys always: l4 services answer SYN floods with cookies too, and
+    // `set balance.syn_cookies` may turn them on at any time.
+    if (cfg.has_http_service() || cfg.syn_cookies != LB_SYN_COOKIES_OFF)
+        set_cookie_sysctls();
+    cookies_.emplace(maps_, key_, cfg.cookie_epoch_s);
+    cookies_->update(unix_ms() / 1000);
     install_uri_rules();
     if (cfg.has_http_service()) {
         ring_buffer* rb = ring_buffer__new(
@@ -679,6 +680,8 @@ json Agent::handle(const json& req)
         const std::string value = req.at("value").get<std::string>();
         std::lock_guard lock(mu_);
         Config next = apply_setting(cfg_, key, value); // throws: nothing changes
+        if (next.syn_cookies != LB_SYN_COOKIES_OFF && cfg_.syn_cookies == LB_SYN_COOKIES_OFF)
+            set_cookie_sysctls();
         table_.apply_config(next);
         members_.set_dead_after(next.dead_after);
         guard_.set_window(next.replay_window_ms);

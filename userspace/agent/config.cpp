@@ -511,14 +511,20 @@ void parse_cluster(const Section& s, Config& cfg, uint32_t& key_file_line)
 
 void parse_balance(const Section& s, Config& cfg)
 {
-    s.allow_only(
-        {"accept_below", "min_difference", "pick", "forward", "conn_cost", "failsafe_after_ms"});
+    s.allow_only({"accept_below", "min_difference", "pick", "forward", "conn_cost",
+                  "failsafe_after_ms", "syn_cookies", "syn_cookie_rate"});
     cfg.accept_below = s.u32("accept_below", 0, 100, cfg.accept_below);
     cfg.min_difference = s.u32("min_difference", 0, 100, cfg.min_difference);
     cfg.pick_least = s.choice<bool>("pick", {{"weighted", false}, {"least", true}}, cfg.pick_least);
     cfg.forward_ipip = s.choice<bool>("forward", {{"l2", false}, {"ipip", true}}, cfg.forward_ipip);
     cfg.conn_cost = s.number("conn_cost", 0, 100, cfg.conn_cost);
     cfg.failsafe_after_ms = s.u32("failsafe_after_ms", 10, UINT32_MAX, cfg.failsafe_after_ms);
+    cfg.syn_cookies = s.choice<uint32_t>("syn_cookies",
+                                         {{"auto", LB_SYN_COOKIES_AUTO},
+                                          {"always", LB_SYN_COOKIES_ALWAYS},
+                                          {"off", LB_SYN_COOKIES_OFF}},
+                                         cfg.syn_cookies);
+    cfg.syn_cookie_rate = s.u32("syn_cookie_rate", 1, 10'000'000, cfg.syn_cookie_rate);
 }
 
 void parse_load_tuning(const Section& s, Config& cfg)
@@ -824,6 +830,7 @@ const RuntimeSetting kRuntimeSettings[] = {
     {"balance.accept_below", parse_balance},   {"balance.min_difference", parse_balance},
     {"balance.pick", parse_balance},           {"balance.conn_cost", parse_balance},
     {"balance.failsafe_after_ms", parse_balance},
+    {"balance.syn_cookies", parse_balance},    {"balance.syn_cookie_rate", parse_balance},
     {"cluster.interval_ms", parse_cluster_timing}, {"cluster.dead_after", parse_cluster_timing},
     {"cluster.load_step", parse_cluster_timing},
     {"cluster.replay_window_ms", parse_cluster_timing},

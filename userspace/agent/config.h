@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../dataplane/net.h"
+#include "../../maps/config.h"
 
 namespace peerlb {
 
@@ -70,6 +71,10 @@ struct Config {
     bool forward_ipip = false;      // forward = "ipip" | "l2"
     double conn_cost = 0.1;         // % of load one new connection is assumed to add (0..100)
     uint32_t failsafe_after_ms = 2000; // own load older than this: keep everything (>= 10)
+    // l4 SYNs answered with cluster cookies: "auto" above syn_cookie_rate
+    // SYNs per second and CPU, "always", "off" (enum lb_syn_cookies)
+    uint32_t syn_cookies = LB_SYN_COOKIES_AUTO;
+    uint32_t syn_cookie_rate = 1000; // 1..10 000 000
 
     // [load]
     LoadSource source = LoadSource::connections;

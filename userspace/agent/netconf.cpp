@@ -156,7 +156,7 @@ void set_arp_sysctls(const std::string& iface)
     }
 }
 
-void set_http_sysctls()
+void set_cookie_sysctls()
 {
     // tcp_syncookies: the kernel takes a BPF-made request socket only then
     // (1 is enough: its own cookies stay for overflows). The options are
@@ -167,7 +167,7 @@ void set_http_sysctls()
         const std::string path = std::string("/proc/sys/net/ipv4/") + name;
         if (read_sysctl(path) == "0") {
             write_sysctl(path, "1");
-            spdlog::info("http mode: set net.ipv4.{} = 1 (was 0)", name);
+            spdlog::info("cluster SYN cookies: set net.ipv4.{} = 1 (was 0)", name);
         }
     }
 }

@@ -19,7 +19,7 @@ void set_arp_sysctls(const std::string& iface);
 // What services in "http" mode need from the kernel (DESIGN.md section 4):
 // SYN cookies accepted, and window scaling, SACK and timestamps allowed.
 // Sets only those that are off, and logs it.
-void set_http_sysctls();
+void set_cookie_sysctls();
 
 // Whether `address` is configured on `iface` (getifaddrs).
 bool interface_has_address(const std::string& iface, const IpAddress& address);

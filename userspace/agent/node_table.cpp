@@ -91,6 +91,8 @@ lb_config dataplane_config(const Config& cfg, const lb_config& base, uint32_t se
         uint64_t(cfg.dead_after) * std::max(cfg.interval_ms, peer_interval_ms) * 1'000'000ull;
     out.self_stale_ns = uint64_t(cfg.failsafe_after_ms) * 1'000'000ull;
     out.http_wscale = cfg.window_scale;
+    out.syn_cookies = cfg.syn_cookies;
+    out.syn_cookie_rate = cfg.syn_cookie_rate;
     return out;
 }
 

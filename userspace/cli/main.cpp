@@ -78,6 +78,10 @@ uint64_t monotonic_ns()
 
 const char* forward_name(uint32_t f) { return f == LB_FORWARD_IPIP ? "ipip" : "l2"; }
 const char* pick_name(uint32_t p) { return p == LB_PICK_LEAST ? "least" : "weighted"; }
+const char* syn_cookies_name(uint32_t c)
+{
+    return c == LB_SYN_COOKIES_ALWAYS ? "always" : c == LB_SYN_COOKIES_OFF ? "off" : "auto";
+}
 
 const char* state_name(uint8_t s)
 {
@@ -191,6 +195,8 @@ int cmd_status(const CommonOptions& o)
           {"min_difference", load_pct(cfg.min_difference_bp)},
           {"pick", pick_name(cfg.pick)},
           {"forward", forward_name(cfg.forward)},
+          {"syn_cookies", syn_cookies_name(cfg.syn_cookies)},
+          {"syn_cookie_rate", cfg.syn_cookie_rate},
           {"mtu", cfg.mtu},
           {"self_slot", cfg.self_slot},
           {"node_slots", cfg.node_slots},

@@ -74,6 +74,8 @@ lb_config default_config()
     cfg.mtu = 1500;
     cfg.peer_stale_ns = 1'500'000'000ull; // 3 heartbeats of 500 ms
     cfg.self_stale_ns = 2'000'000'000ull;
+    cfg.syn_cookies = LB_SYN_COOKIES_AUTO; // without an agent's keys, the kernel answers
+    cfg.syn_cookie_rate = 1000;
     return cfg;
 }
 

@@ -27,7 +27,7 @@ extern "C" {
 namespace peerlb {
 
 // Layouts are part of the pinned-map contract: a change needs a new map name.
-static_assert(sizeof(lb_config) == 64);
+static_assert(sizeof(lb_config) == 80);
 static_assert(sizeof(lb_node) == 40 && offsetof(lb_node, updated_ns) == 32);
 static_assert(sizeof(lb_flow_key) == 40 && offsetof(lb_flow_key, family) == 36);
 static_assert(sizeof(lb_flow) == 16 && offsetof(lb_flow, rule) == 5);
