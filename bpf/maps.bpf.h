@@ -77,7 +77,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, LB_MAX_GRACE);
 	__type(key, struct lb_grace_key);
-	__type(value, __u64);
+	__type(value, struct lb_grace);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_grace SEC(".maps");
 

@@ -95,14 +95,114 @@ static __always_inline int lb_flow_node(const struct lb_config *cfg, const struc
 	return 1;
 }
 
-static __always_inline int lb_in_grace(const struct lb_flow_key *key)
+/* The grace entry of the packet's service address while it lasts. */
+static __always_inline const struct lb_grace *lb_in_grace(const struct lb_flow_key *key)
 {
 	struct lb_grace_key gk = { .family = key->family };
-	__u64 *until;
+	struct lb_grace *g;
 
 	gk.addr = key->daddr;
-	until = bpf_map_lookup_elem(&lb_grace, &gk);
-	return until && bpf_ktime_get_ns() < *until;
+	g = bpf_map_lookup_elem(&lb_grace, &gk);
+	return g && bpf_ktime_get_ns() < g->until_ns ? g : NULL;
+}
+
+/* Whether this node is fenced (DESIGN.md section 5): its own information
+ * is older than fence_after_ns, so its agent has been gone as long as its
+ * peers take to call it dead, and one of them holds its addresses. */
+static __always_inline int lb_fenced(const struct lb_config *cfg)
+{
+	__u32 self_slot = cfg->self_slot;
+	struct lb_node *self;
+
+	if (!cfg->fence_after_ns)
+		return 0;
+	self = bpf_map_lookup_elem(&lb_nodes, &self_slot);
+	return self && self->updated_ns &&
+	       bpf_ktime_get_ns() - self->updated_ns > cfg->fence_after_ns;
+}
+
+/* A fenced node stops answering who has its service addresses: only the
+ * peer that took them over does. ARP requests and neighbour solicitations
+ * for any target but the node's own address (and IPv6 link-local ones) are
+ * dropped. Returns 1 to drop. Global: read for non-TCP frames only. */
+LB_GLOBAL int lb_fence_neighbour(struct xdp_md *ctx, const struct lb_pkt *p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct lb_config *cfg;
+	struct lb_node *self;
+	__u32 zero = 0, self_slot, off, target[4];
+	__u8 *l3;
+
+	cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	if (!p || !cfg || !lb_fenced(cfg))
+		return 0;
+	self_slot = cfg->self_slot;
+	self = bpf_map_lookup_elem(&lb_nodes, &self_slot);
+	if (!self)
+		return 0;
+	off = p->l3_off;
+	if (off > LB_L2_MAX || off < sizeof(struct ethhdr))
+		return 0;
+	l3 = data + off;
+	if (p->key.family == 0) {
+		__be16 *ethertype = data + (off - 2); /* the last tag's, if any */
+
+		/* ARP for IPv4 over Ethernet: op at 6, target address at 24. */
+		if ((void *)(ethertype + 1) > data_end || *ethertype != bpf_htons(ETH_P_ARP))
+			return 0;
+		if ((void *)(l3 + 28) > data_end)
+			return 0;
+		if (l3[0] != 0 || l3[1] != 1 || l3[2] != 0x08 || l3[3] != 0 || l3[4] != ETH_ALEN ||
+		    l3[5] != 4 || l3[6] != 0 || l3[7] != 1)
+			return 0;
+		__builtin_memcpy(target, l3 + 24, 4);
+		return !(self->family == LB_FAMILY_IPV4 && target[0] == self->addr.v4);
+	}
+	if (p->key.family != LB_FAMILY_IPV6)
+		return 0;
+	/* A neighbour solicitation (ICMPv6 135) right after the IPv6 header. */
+	if ((void *)(l3 + 40 + 24) > data_end)
+		return 0;
+	if (l3[6] != IPPROTO_ICMPV6 || l3[40] != 135)
+		return 0;
+	if (l3[48] == 0xfe && (l3[49] & 0xc0) == 0x80)
+		return 0; /* link-local target */
+	__builtin_memcpy(target, l3 + 48, 16);
+	return !(self->family == LB_FAMILY_IPV6 && target[0] == self->addr.v6[0] &&
+		 target[1] == self->addr.v6[1] && target[2] == self->addr.v6[2] &&
+		 target[3] == self->addr.v6[3]);
+}
+
+/* A packet a peer steered here: dropped rather than passed when this node
+ * is fenced, it continues a connection (not a SYN) and no local socket has
+ * it: a fenced node gets the unknown segments of its taken-over addresses
+ * (lb_orphan), and its kernel would reset those of other nodes' connections.
+ * Returns 1 to drop. */
+LB_GLOBAL int lb_fenced_steered_orphan(struct xdp_md *ctx, const struct lb_pkt *p)
+{
+	struct lb_config *cfg;
+	__u32 zero = 0;
+
+	cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	if (!p || !cfg || lb_is_syn(p) || !lb_fenced(cfg) || lb_has_local_socket(ctx, &p->key))
+		return 0;
+	lb_count(LB_C_DROP_FENCED_ORPHAN, p->len);
+	return 1;
+}
+
+/* The same for a tunnel packet just unwrapped: the inner packet is parsed
+ * only when the node is fenced. */
+LB_GLOBAL int lb_fenced_tunnel_orphan(struct xdp_md *ctx)
+{
+	struct lb_config *cfg;
+	struct lb_pkt inner;
+	__u32 zero = 0;
+
+	cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	if (!cfg || !lb_fenced(cfg) || lb_parse_xdp(ctx, &inner) != LB_PARSE_TCP)
+		return 0;
+	return lb_fenced_steered_orphan(ctx, &inner);
 }
 
 /* In l2 mode a peer's forwarded frame carries the peer's MAC as source. */
@@ -131,14 +231,26 @@ LB_GLOBAL int lb_local_connection(struct xdp_md *ctx, const struct lb_pkt *p)
 }
 
 /* A packet with no flow entry, no local socket and no cookie of ours. */
-static __always_inline int lb_orphan(const struct lb_pkt *p)
+static __always_inline int lb_orphan(struct xdp_md *ctx, const struct lb_pkt *p)
 {
+	const struct lb_grace *g;
+	int ret;
+
 	/* No flow and no socket. Just after the address moved here, the flow
 	 * is likely served by a peer whose announcement is on its way: drop,
-	 * the client retransmits. Otherwise the kernel answers (RST). */
-	if (lb_in_grace(&p->key)) {
-		lb_count(LB_C_DROP_ORPHAN_GRACE, p->len);
-		return XDP_DROP;
+	 * the client retransmits; or, when the address was taken from a node
+	 * whose agent is gone, send it there: its connections may live on.
+	 * Otherwise the kernel answers (RST). */
+	g = lb_in_grace(&p->key);
+	if (g) {
+		if (g->previous == LB_NODE_LOCAL) {
+			lb_count(LB_C_DROP_ORPHAN_GRACE, p->len);
+			return XDP_DROP;
+		}
+		ret = lb_forward(ctx, p, g->previous);
+		if (ret == XDP_TX)
+			lb_count(LB_C_TX_GRACE_PREVIOUS, p->len);
+		return ret;
 	}
 	lb_count(LB_C_PASS_ORPHAN, p->len);
 	return XDP_PASS;
@@ -159,11 +271,22 @@ int xdp_peerlb(struct xdp_md *ctx)
 	case LB_PARSE_TCP:
 		break;
 	case LB_PARSE_ENCAP:
-		return lb_steered_tunnel(ctx, &p);
+		ret = lb_steered_tunnel(ctx, &p);
+		if (ret == XDP_PASS && lb_fenced_tunnel_orphan(ctx))
+			return XDP_DROP;
+		return ret;
 	case LB_PARSE_NOT_IP:
+		if (lb_fence_neighbour(ctx, &p)) {
+			lb_count(LB_C_DROP_FENCED_NEIGH, p.len);
+			return XDP_DROP;
+		}
 		lb_count(LB_C_PASS_NOT_IP, p.len);
 		return XDP_PASS;
 	case LB_PARSE_NOT_TCP:
+		if (lb_fence_neighbour(ctx, &p)) {
+			lb_count(LB_C_DROP_FENCED_NEIGH, p.len);
+			return XDP_DROP;
+		}
 		lb_count(LB_C_PASS_NOT_TCP, p.len);
 		return XDP_PASS;
 	case LB_PARSE_FRAGMENT:
@@ -184,6 +307,8 @@ int xdp_peerlb(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 	if (cfg->forward == LB_FORWARD_L2 && lb_steered_by_mac(ctx)) {
+		if (lb_fenced_steered_orphan(ctx, &p))
+			return XDP_DROP;
 		lb_count(LB_C_PASS_STEERED_IN, p.len);
 		return XDP_PASS;
 	}
@@ -222,7 +347,7 @@ int xdp_peerlb(struct xdp_md *ctx)
 		if (ret >= 0)
 			return ret;
 	}
-	return lb_orphan(&p);
+	return lb_orphan(ctx, &p);
 }
 
 static __always_inline __u16 lb_swab16(__u16 x)

@@ -257,8 +257,9 @@ protected:
         const uint64_t soon = monotonic_ns() + 60'000'000'000ull;
         const int grace_fd = maps().fds().grace.get();
         for (const lb_grace_key& k : map_keys<lb_grace_key>(grace_fd)) {
-            uint64_t until = 0;
-            if (bpf_map_lookup_elem(grace_fd, &k, &until) == 0 && until > soon)
+            lb_grace g{};
+            if (bpf_map_lookup_elem(grace_fd, &k, &g) == 0 && g.until_ns > soon &&
+                g.previous == LB_NODE_LOCAL)
                 w.grace.push_back(IpAddress{k.addr, k.family});
         }
         return w;

@@ -249,6 +249,13 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
         if (interface_has_address(cfg.interface, a))
             takeover_.adopt(a, cfg.node_id, unix_ms());
     }
+    takeover_.set_fenced_slot([this](const std::string& id) {
+        std::lock_guard lock(mu_);
+        const Peer* p = members_.find(id);
+        if (!p || p->state != PeerState::dead)
+            return uint32_t(LB_NODE_LOCAL);
+        return table_.slot_of(p->last.node_address).value_or(uint32_t(LB_NODE_LOCAL));
+    });
     // Peers' service addresses a previous agent held (and left on the NIC
     // when it died): adopted once the cluster names them (Takeover::apply).
     takeover_.set_leftovers(

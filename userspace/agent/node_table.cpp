@@ -90,6 +90,9 @@ lb_config dataplane_config(const Config& cfg, const lb_config& base, uint32_t se
     out.peer_stale_ns =
         uint64_t(cfg.dead_after) * std::max(cfg.interval_ms, peer_interval_ms) * 1'000'000ull;
     out.self_stale_ns = uint64_t(cfg.failsafe_after_ms) * 1'000'000ull;
+    // Fenced once peers would call this node dead: its own information
+    // stops at its agent, as its heartbeats do.
+    out.fence_after_ns = uint64_t(cfg.dead_after) * cfg.interval_ms * 1'000'000ull;
     out.http_wscale = cfg.window_scale;
     out.syn_cookies = cfg.syn_cookies;
     out.syn_cookie_rate = cfg.syn_cookie_rate;

@@ -115,8 +115,14 @@ void Takeover::take(const IpAddress& a, const AddressOwner& o, uint64_t now_ns,
 {
     try {
         // Until peers have announced what they serve on it, unknown
-        // segments are dropped rather than reset.
-        maps_.set_grace(a, now_ns + uint64_t(cfg_.grace_ms) * kMs);
+        // segments are dropped rather than reset; or sent to the holder
+        // before, if its agent is gone (its data plane may still serve).
+        uint32_t previous = LB_NODE_LOCAL;
+        const auto last = last_owner_.find(a);
+        if (fenced_slot_ && last != last_owner_.end() && !last->second.empty() &&
+            last->second != cfg_.node_id)
+            previous = fenced_slot_(last->second);
+        maps_.set_grace(a, now_ns + uint64_t(cfg_.grace_ms) * kMs, previous);
         addrs_.add(a, ifindex_);
     } catch (const std::exception& e) {
         spdlog::error("cannot take {}: {} (trying again)", format_ip(a), e.what());

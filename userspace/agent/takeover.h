@@ -54,6 +54,12 @@ public:
              const Mac& nic_mac, SendAnnouncement send);
 
     void set_config(const Config& cfg) { cfg_ = cfg; }
+    // The data plane slot of a node whose agent is gone (dead to the
+    // cluster), LB_NODE_LOCAL for any other: an address taken over from
+    // such a node sends its unknown segments there during the grace period
+    // (the node is fenced, its connections may live on).
+    using FencedSlot = std::function<uint32_t(const std::string& node_id)>;
+    void set_fenced_slot(FencedSlot fenced_slot) { fenced_slot_ = std::move(fenced_slot); }
 
     // Takes, releases and announces as `owners` (this node's computation)
     // says. now_ns: CLOCK_MONOTONIC; now_unix_ms for status.
@@ -111,6 +117,7 @@ private:
     unsigned ifindex_;
     Mac mac_;
     SendAnnouncement send_;
+    FencedSlot fenced_slot_;
     std::map<IpAddress, Held, IpAddressLess> held_;
     std::map<IpAddress, std::string, IpAddressLess> last_owner_;
     std::vector<Pending> pending_;

@@ -225,15 +225,18 @@ void Maps::add_flow(const lb_flow_key& key, const lb_flow& flow)
     update(fds_.flows, &key, &flow, "flow table");
 }
 
-void Maps::set_grace(const IpAddress& address, uint64_t until_ns)
+void Maps::set_grace(const IpAddress& address, uint64_t until_ns, uint32_t previous)
 {
     lb_grace_key key{};
     key.addr = address.addr;
     key.family = address.family;
+    lb_grace value{};
+    value.until_ns = until_ns;
+    value.previous = previous;
     if (until_ns == 0)
         erase(fds_.grace, &key);
     else
-        update(fds_.grace, &key, &until_ns, "grace map");
+        update(fds_.grace, &key, &value, "grace map");
 }
 
 const char* counter_kind_name(lb_counter_kind kind)

@@ -34,7 +34,7 @@ static_assert(sizeof(lb_flow) == 16 && offsetof(lb_flow, rule) == 5);
 static_assert(sizeof(lb_service_key) == 20);
 static_assert(sizeof(lb_node_addr_key) == 20);
 static_assert(sizeof(lb_node_mac_key) == 8);
-static_assert(sizeof(lb_grace_key) == 20);
+static_assert(sizeof(lb_grace_key) == 20 && sizeof(lb_grace) == 16);
 static_assert(sizeof(lb_cookie_key) == 40);
 static_assert(sizeof(lb_pin_key) == 20 && sizeof(lb_pin) == 16 && sizeof(lb_pin_event) == 36);
 static_assert(sizeof(lb_uri_rule) == 216);
@@ -90,8 +90,9 @@ public:
     // An established entry (a connection a peer announced it serves).
     void add_flow(const lb_flow_key& key, const lb_flow& flow);
 
-    // Orphans to `address` are dropped until until_ns (lb_grace); 0 removes.
-    void set_grace(const IpAddress& address, uint64_t until_ns);
+    // Orphans to `address` are dropped until until_ns (lb_grace), or sent to
+    // the node in slot `previous` (LB_NODE_LOCAL: none); until_ns 0 removes.
+    void set_grace(const IpAddress& address, uint64_t until_ns, uint32_t previous = LB_NODE_LOCAL);
 
     // Cluster SYN cookie key of one slot (epoch % LB_COOKIE_SLOTS).
     lb_cookie_key cookie_key(uint32_t slot) const;
