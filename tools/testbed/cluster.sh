@@ -25,6 +25,7 @@ CL_CLIENT_ADDR=10.77.0.100
 CL_CLIENT_ADDR6=fd77::100
 CL_NGINX_PIDS=()
 CL_AGENT_PIDS=()
+CL_EXTRA_HOSTS=() # hosts added with cl_extra_host_up
 CL_GROUP=239.7.7.7:7946
 
 cl_ns() { echo "${CL_PREFIX}$1"; }                 # cl_ns s1 -> namespace name
@@ -92,6 +93,15 @@ cl_host_up() {
     ip -n "$ns" link set eth0 up
     # veth would hand XDP partial checksums that XDP_TX never completes.
     cl_in "$name" ethtool -K eth0 tx off >/dev/null 2>&1
+}
+
+# cl_extra_host_up NAME MAC ADDR/LEN: one more host on the bridge (an
+# attacker, a central balancer) with ADDR on its eth0; cl_down removes it.
+cl_extra_host_up() {
+    local name=$1 mac=$2 addr=$3
+    CL_EXTRA_HOSTS+=("$name")
+    cl_host_up "$name" "$mac" || return 1
+    ip -n "$(cl_ns "$name")" addr add "$addr" dev eth0
 }
 
 # Writes nginx's config and content for server N under $CL_TMP/www/sN.
@@ -360,7 +370,7 @@ cl_down() {
     for n in 1 2 3; do cl_agent_stop "$n"; done
     for n in 1 2 3; do cl_nginx_stop "$n"; done
     cl_peerlb_down 2>/dev/null
-    for n in s1 s2 s3 c sw; do
+    for n in s1 s2 s3 c "${CL_EXTRA_HOSTS[@]}" sw; do
         ip netns del "$(cl_ns "$n")" 2>/dev/null
     done
     mountpoint -q "$CL_TMP/bpffs" 2>/dev/null && umount "$CL_TMP/bpffs"
