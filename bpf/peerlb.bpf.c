@@ -56,11 +56,18 @@ static __always_inline int lb_flow_node_usable(const struct lb_config *cfg, __u3
 	return n && lb_node_usable(n->state, n->updated_ns, bpf_ktime_get_ns(), cfg->peer_stale_ns);
 }
 
+/* What lb_flow_node found. */
+enum lb_flow_hit {
+	LB_FLOW_NONE = 0,
+	LB_FLOW_HIT = 1,
+	LB_FLOW_HALF_OPEN_ACK = 2, /* a half-open entry hit by its handshake ACK */
+};
+
 /* The node of the packet's flow entry (LB_NODE_LOCAL or a slot), looked up
- * established first, else half-open; 0 when it has none. A half-open entry
- * hit by the handshake's ACK (anything but a SYN or a RST) moves to the
- * established table, out of reach of SYN floods; a RST follows it without
- * moving it. A SYN follows an entry only while the entry's node is
+ * established first, else half-open; LB_FLOW_NONE when it has none. A
+ * half-open entry hit by the handshake's ACK (anything but a SYN or a RST)
+ * is for the caller to move to the established table (lb_promote), out of
+ * reach of SYN floods; a RST follows it without moving it. A SYN follows an entry only while the entry's node is
  * usable (a retransmission, or a reused tuple the node's kernel sorts out);
  * otherwise it is a new connection, decided anew (DESIGN.md section 2), and
  * a reused tuple's established entry is dropped so the new one is found. */
@@ -73,26 +80,33 @@ static __always_inline int lb_flow_node(const struct lb_config *cfg, const struc
 	if (flow) {
 		if (syn && !lb_flow_node_usable(cfg, flow->node)) {
 			bpf_map_delete_elem(&lb_flows, &p->key);
-			return 0;
+			return LB_FLOW_NONE;
 		}
 		*node = flow->node;
-		return 1;
+		return LB_FLOW_HIT;
 	}
 	flow = bpf_map_lookup_elem(&lb_flows_new, &p->key);
 	if (!flow)
-		return 0;
+		return LB_FLOW_NONE;
 	if (syn) {
 		if (!lb_flow_node_usable(cfg, flow->node))
-			return 0; /* the commit overwrites the entry */
+			return LB_FLOW_NONE; /* the commit overwrites the entry */
 		*node = flow->node;
-		return 1;
+		return LB_FLOW_HIT;
 	}
 	*node = flow->node;
-	if (p->tcp_flags & LB_TCP_RST)
-		return 1;
+	return p->tcp_flags & LB_TCP_RST ? LB_FLOW_HIT : LB_FLOW_HALF_OPEN_ACK;
+}
+
+/* The half-open entry of the packet's flow moves to the established table. */
+static __always_inline void lb_promote(const struct lb_pkt *p)
+{
+	struct lb_flow *flow = bpf_map_lookup_elem(&lb_flows_new, &p->key);
+
+	if (!flow)
+		return;
 	bpf_map_update_elem(&lb_flows, &p->key, flow, BPF_ANY); /* copied before the delete */
 	bpf_map_delete_elem(&lb_flows_new, &p->key);
-	return 1;
 }
 
 /* The grace entry of the packet's service address while it lasts. */
@@ -313,7 +327,23 @@ int xdp_peerlb(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
-	if (lb_flow_node(cfg, &p, &node)) {
+	ret = lb_flow_node(cfg, &p, &node);
+	if (ret == LB_FLOW_HALF_OPEN_ACK) {
+		/* The client may have completed its handshake with a cookie
+		 * SYN-ACK (its first SYN came during a flood, a retransmission
+		 * after it was decided at once): then the cookie decides, the
+		 * entry's node never saw that handshake. */
+		if (svc->mode != LB_MODE_HTTP && lb_syn_cookies_lately(cfg, bpf_ktime_get_ns())) {
+			ret = lb_l4_cookie_ack(ctx, &p);
+			if (ret >= 0) {
+				bpf_map_delete_elem(&lb_flows_new, &p.key);
+				return ret;
+			}
+		}
+		lb_promote(&p);
+		ret = LB_FLOW_HIT;
+	}
+	if (ret == LB_FLOW_HIT) {
 		if (node == LB_NODE_LOCAL) {
 			lb_count(LB_C_PASS_FLOW_LOCAL, p.len);
 			return XDP_PASS;

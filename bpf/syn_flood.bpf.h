@@ -44,6 +44,21 @@ static __always_inline int lb_syn_cookies_now(const struct lb_config *cfg, __u64
 	return now < m->cookies_until_ns;
 }
 
+/* Whether this CPU answered SYNs with cookies lately (LB_SYN_COOKIE_RECENT_NS):
+ * only then may a handshake ACK that hits a half-open entry carry one of
+ * our cookies instead (a SYN retransmitted as the flood ended). Checking
+ * always would misroute one connection in 2^22 that merely looks like one. */
+static __always_inline int lb_syn_cookies_lately(const struct lb_config *cfg, __u64 now)
+{
+	struct lb_syn_meter *m;
+	__u32 zero = 0;
+
+	if (cfg->syn_cookies != LB_SYN_COOKIES_AUTO)
+		return cfg->syn_cookies == LB_SYN_COOKIES_ALWAYS;
+	m = bpf_map_lookup_elem(&lb_syn_meter, &zero);
+	return m && m->cookies_until_ns && now < m->cookies_until_ns + LB_SYN_COOKIE_RECENT_NS;
+}
+
 /* A segment with no flow entry and no local socket to an l4 service: if it
  * completes a cookie handshake, the connection is decided now (by load, as
  * its SYN would have been), recorded as established and kept or forwarded.

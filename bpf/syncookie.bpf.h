@@ -114,6 +114,33 @@ static __always_inline __u32 lb_synack_options(__u8 *o, const struct lb_opt_walk
 	return n + 4;
 }
 
+/* The frame made `delta` bytes longer (or shorter) for the SYN-ACK: at its
+ * tail, or, where the buffer has no tailroom (frames a veth builds from
+ * sk_buffs), at its head, the L2 header moved there (the SYN-ACK rewrites
+ * everything after it). 0 on success; the frame is unchanged otherwise. */
+static __always_inline int lb_resize_for_synack(struct xdp_md *ctx, int delta)
+{
+	void *data, *data_end;
+	__u8 *dst, *src;
+	int i;
+
+	if (!bpf_xdp_adjust_tail(ctx, delta))
+		return 0;
+	/* Only a SYN without options grows by more than a few bytes. */
+	if (delta <= 0 || delta > 64 || bpf_xdp_adjust_head(ctx, -delta))
+		return -1;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	dst = data;
+	src = data + delta;
+	if ((void *)(dst + LB_L2_MAX) > data_end || (void *)(src + LB_L2_MAX) > data_end)
+		return -1; /* cannot be: the SYN had its headers */
+	/* Forwards, byte by byte: the two may overlap. */
+	for (i = 0; i < (int)LB_L2_MAX; i++)
+		dst[i] = src[i];
+	return 0;
+}
+
 /* A SYN-ACK in place of the SYN to an "http" service: same L2 header (MACs
  * swapped), a fresh IP header without options / extension headers, the
  * cookie as ISN; back out of the interface it came in. XDP_PASS (the kernel
@@ -167,7 +194,7 @@ LB_GLOBAL int lb_syn_cookie_reply(struct xdp_md *ctx, const struct lb_pkt *p)
 		  lb_synack_options(opts, &w, lb_synack_mss(cfg, family), cfg->http_wscale, tsval);
 	ip_len = family == LB_FAMILY_IPV4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
 	new_len = l2_len + ip_len + tcp_len;
-	if (l2_len > LB_L2_MAX || bpf_xdp_adjust_tail(ctx, (int)new_len - (int)p->len)) {
+	if (l2_len > LB_L2_MAX || lb_resize_for_synack(ctx, (int)new_len - (int)p->len)) {
 		lb_count(LB_C_PASS_SYN_RESIZE_FAILED, bytes);
 		return XDP_PASS;
 	}

@@ -19,6 +19,7 @@
 #define LB_SYN_METER_MAP "lb_syn_meter"
 #define LB_SYN_WINDOW_NS 100000000ull      /* SYNs are counted per 100 ms */
 #define LB_SYN_COOKIE_HOLD_NS 1000000000ull /* cookies stay on 1 s after */
+#define LB_SYN_COOKIE_RECENT_NS 10000000000ull /* SYN retransmissions: 1, 3, 7 s */
 
 struct lb_syn_meter {
 	__u64 window_start_ns;

@@ -181,6 +181,41 @@ TEST_F(XdpFlood, AutoTurnsCookiesOnAboveTheRateAndOffASecondAfter)
     EXPECT_EQ(counter_deltas(), (Counts{{"syn_forward_least", 1}}));
 }
 
+TEST_F(XdpFlood, CookieAckWinsOverAHalfOpenEntryOfARetransmittedSyn)
+{
+    PinnedToOneCpu pinned;
+    use_l4(LB_SYN_COOKIES_AUTO, 50); // 5 SYNs per 100 ms window
+    set_load(kSelfSlot, 9000);
+    for (uint16_t i = 0; i < 5; i++)
+        run_xdp(client_syn(LB_FAMILY_IPV4, uint16_t(kClientPort + 100 + i)));
+    // The sixth SYN of the window gets a cookie; its SYN-ACK is late, the
+    // client sends its SYN again once the flood is over: decided at once.
+    const uint32_t isn = 999;
+    const uint32_t cookie = handshake(kClientPort, isn);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+    const Bytes again = syn(kClientPort, isn);
+    EXPECT_TRUE(l2_forwarded(run_xdp(again), again, kLeastPeer));
+    ASSERT_TRUE(find_flow(kClientPort));
+    EXPECT_FALSE(find_flow(kClientPort)->established);
+    counter_deltas();
+
+    // The client answers the cookie SYN-ACK, which came first: the cookie
+    // decides (the half-open entry's node has another ISN for it).
+    const Bytes ack = segment(kClientPort, isn, cookie, {}, kAck);
+    EXPECT_TRUE(l2_forwarded(run_xdp(ack), ack, kLeastPeer));
+    EXPECT_EQ(counter_deltas(), (Counts{{"cookie_ack_l4", 1}, {"syn_forward_least", 1}}));
+    ASSERT_TRUE(find_flow(kClientPort));
+    EXPECT_TRUE(find_flow(kClientPort)->established);
+
+    // A handshake ACK of the server's own ISN just moves its entry.
+    const uint16_t other = kClientPort + 100;
+    const Bytes other_ack = segment(other, 1000 - 1, 0x5eed, {}, kAck);
+    EXPECT_TRUE(l2_forwarded(run_xdp(other_ack), other_ack, kLeastPeer));
+    EXPECT_EQ(counter_deltas(), (Counts{{"tx_flow_forward", 1}}));
+    ASSERT_TRUE(find_flow(other));
+    EXPECT_TRUE(find_flow(other)->established);
+}
+
 TEST_F(XdpFlood, HalfOpenEntryHitByARstIsNotPromoted)
 {
     use_l4(LB_SYN_COOKIES_OFF);
