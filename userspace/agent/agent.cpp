@@ -142,6 +142,7 @@ private:
     std::map<DropReason, uint64_t> drops_;
     uint64_t heartbeats_sent_ = 0, heartbeats_taken_ = 0, send_failures_ = 0;
     EventErrors errors_{kErrorLogPeriodNs};
+    EventErrors skew_log_{kErrorLogPeriodNs}; // main thread only
     uint32_t kept_per_s_ = 0, forwarded_per_s_ = 0;
     // What the metrics thread shows of state the main thread owns (the node
     // table, the takeover): copied by the loop each tick, read under mu_.
@@ -353,7 +354,21 @@ DropReason Agent::admit(DropReason decoded, const Message& m, ReplayGuard& guard
         return decoded;
     if (m.node_id == cfg_.node_id)
         return DropReason::own_id;
-    return guard.check(m, unix_ms());
+    const DropReason verdict = guard.check(m, mono_ns() / kMs, unix_ms());
+    // A known incarnation is taken whatever its send time: only a new one
+    // (a node joining or restarting) is refused for its clock, and the
+    // operator must hear of it.
+    uint64_t unlogged = 0;
+    if (verdict == DropReason::stale && skew_log_.record("clock skew", mono_ns(), &unlogged)) {
+        const int64_t skew = guard.last_stale_skew_ms();
+        spdlog::error("first datagram of {} incarnation {} refused: sent {} ms {} this node's clock, "
+                      "outside replay_window_ms {}; not taken until the two clocks agree (check "
+                      "NTP on both){}",
+                      m.node_id, m.incarnation, skew < 0 ? -uint64_t(skew) : uint64_t(skew),
+                      skew < 0 ? "behind" : "ahead of", guard.window_ms(),
+                      unlogged ? fmt::format(" ({} more refused for skew, not logged)", unlogged) : "");
+    }
+    return verdict;
 }
 
 void Agent::take(const FlowAnnouncement& a)
