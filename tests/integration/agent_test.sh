@@ -74,7 +74,7 @@ for n in 1 2 3; do cl_agent_config "$n"; done
 echo "$name: bad configuration changes nothing"
 echo 'node = 3' >"$CL_TMP/bad.toml"
 out=$(cl_in s1 "$CL_BUILD/peerlb" agent -c "$CL_TMP/bad.toml" --pin-root "$(cl_pin_root 1)" \
-    --run-dir "$CL_TMP/run-s1" 2>&1)
+    --run-dir "$CL_TMP/run-s1" --state-dir "$CL_TMP/state-s1" 2>&1)
 rc=$?
 check "invalid config: non-zero exit with file and line" \
     bash -c '[[ $1 -ne 0 && $2 == *bad.toml:1* ]]' _ "$rc" "$out"
@@ -275,6 +275,10 @@ cl_agent_start 3
 waited=$(cl_wait_until 5000 state_is 1 s3 alive)
 echo "    s1 saw s3 alive again $waited ms after the restart began"
 check "restarted agent is alive again for its peers" test "$waited" != timeout
+incarnation=$(peer_field 1 s3 incarnation)
+echo "    s3 restarted as incarnation $incarnation ($CL_TMP/state-s3/incarnation: $(cat "$CL_TMP/state-s3/incarnation"))"
+check "the restart is incarnation 2, persisted in its --state-dir, and taken by its peers" \
+    bash -c '[[ $1 == 2 && $(cat "$2") == 2 ]]' _ "$incarnation" "$CL_TMP/state-s3/incarnation"
 echo >&"${KEEP[1]}"
 read -r -t 5 after <&"${KEEP[0]}"
 exec {KEEP[1]}>&-

@@ -27,6 +27,7 @@
 #include "cookies.h"
 #include "event_errors.h"
 #include "heartbeat.h"
+#include "incarnation.h"
 #include "load.h"
 #include "membership.h"
 #include "metrics.h"
@@ -204,7 +205,8 @@ Maps open_dataplane(const Config& cfg, const AgentOptions& opts)
 
 Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& opts)
     : opts_(opts), key_(std::move(key)), ifindex_(interface_index(cfg.interface)),
-      lo_index_(interface_index("lo")), incarnation_(clock_ns(CLOCK_REALTIME)), cfg_(cfg),
+      lo_index_(interface_index("lo")),
+      incarnation_(next_incarnation(opts.state_dir.empty() ? cfg.state_dir : opts.state_dir)), cfg_(cfg),
       members_(cfg.node_id, cfg.dead_after), control_(opts.run_dir),
       addrs_(), maps_(open_dataplane(cfg, opts)),
       mac_(interface_mac(cfg.interface)), table_(maps_, cfg, mac_), socket_(cfg, ifindex_),
