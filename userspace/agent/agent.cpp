@@ -25,6 +25,7 @@
 #include "../dataplane/maps.h"
 #include "control.h"
 #include "cookies.h"
+#include "duplicate_ids.h"
 #include "event_errors.h"
 #include "heartbeat.h"
 #include "incarnation.h"
@@ -105,6 +106,7 @@ private:
     void guarded(const char* what, Handle&& handle);
     template <class Message>
     DropReason admit(DropReason decoded, const Message& m, ReplayGuard& guard);
+    void note_duplicate_id(const Heartbeat& hb, DropReason verdict);
     void take(const Heartbeat& hb);
     void take(const FlowAnnouncement& a);
     void send_announcement(FlowAnnouncement a);
@@ -143,6 +145,7 @@ private:
     std::map<DropReason, uint64_t> drops_;
     uint64_t heartbeats_sent_ = 0, heartbeats_taken_ = 0, send_failures_ = 0;
     EventErrors errors_{kErrorLogPeriodNs};
+    DuplicateIds duplicate_ids_{kErrorLogPeriodNs};
     EventErrors skew_log_{kErrorLogPeriodNs}; // main thread only
     uint32_t kept_per_s_ = 0, forwarded_per_s_ = 0;
     // What the metrics thread shows of state the main thread owns (the node
@@ -339,6 +342,8 @@ void Agent::handle_datagram(std::span<const uint8_t> datagram, bool cut)
     } else {
         Decoded d = decode_heartbeat(datagram, key_);
         reason = admit(d.reason, d.hb, guard_);
+        if (d.reason == DropReason::none)
+            note_duplicate_id(d.hb, reason);
         if (reason == DropReason::none)
             return take(d.hb);
     }
@@ -371,6 +376,21 @@ DropReason Agent::admit(DropReason decoded, const Message& m, ReplayGuard& guard
                       unlogged ? fmt::format(" ({} more refused for skew, not logged)", unlogged) : "");
     }
     return verdict;
+}
+
+// A heartbeat that shows two nodes with one id: counted and logged, never
+// silently absorbed by the own-id check or the replay guard.
+void Agent::note_duplicate_id(const Heartbeat& hb, DropReason verdict)
+{
+    std::lock_guard lock(mu_);
+    const Peer* peer = members_.find(hb.node_id);
+    const auto why = duplicate_id_evidence(hb, verdict, peer ? &peer->last : nullptr,
+                                           {cfg_.node_id, cfg_.node_address, incarnation_}, unix_ms(),
+                                           cfg_.replay_window_ms);
+    uint64_t unlogged = 0;
+    if (why && duplicate_ids_.record(hb.node_id, mono_ns(), &unlogged))
+        spdlog::error("duplicate node id: {}; give each node its own [node] id{}", *why,
+                      unlogged ? fmt::format(" ({} more not logged)", unlogged) : "");
 }
 
 void Agent::take(const FlowAnnouncement& a)
@@ -684,6 +704,7 @@ json Agent::status_json() const
         {"flows_installed", takeover_.flows_installed()},
         {"flows_announced", takeover_.flows_announced()},
         {"node_slots_refused", table_.slots_refused()},
+        {"duplicate_ids", duplicate_ids_.counts()},
         {"errors", errors_json()},
     };
 }
@@ -833,6 +854,9 @@ std::string Agent::render_metrics()
              "Events the agent failed to handle (logged, then carried on), by event kind.");
     for (const auto& [what, count] : errors_.counts())
         m.sample("peerlb_agent_errors_total", {{"event", what}}, double(count));
+    m.family("peerlb_duplicate_node_id_total", "counter",
+             "Heartbeats showing two nodes with one id (logged with the id and addresses).")
+        .sample("peerlb_duplicate_node_id_total", {}, double(duplicate_ids_.total()));
     m.family("peerlb_node_slots_refused_total", "counter",
              "Writes of a peer left out of the data plane: every node slot held by a live node.")
         .sample("peerlb_node_slots_refused_total", {}, double(table_.slots_refused()));
