@@ -74,7 +74,7 @@ for n in 1 2 3; do cl_agent_config "$n"; done
 echo "$name: bad configuration changes nothing"
 echo 'node = 3' >"$CL_TMP/bad.toml"
 out=$(cl_in s1 "$CL_BUILD/peerlb" agent -c "$CL_TMP/bad.toml" --pin-root "$(cl_pin_root 1)" \
-    --run-dir "$CL_TMP/run-s1" 2>&1)
+    --run-dir "$CL_TMP/run-s1" --state-dir "$CL_TMP/state-s1" 2>&1)
 rc=$?
 check "invalid config: non-zero exit with file and line" \
     bash -c '[[ $1 -ne 0 && $2 == *bad.toml:1* ]]' _ "$rc" "$out"
@@ -211,6 +211,32 @@ check "no forged peer appears in peers" bash -c '! grep -q intruder <<<"$1"' _ "
 check "s2's entry is not overwritten by a forgery (load 45, not 0)" \
     test "$(peer_field 1 s2 load)" == "45.0"
 
+echo "$name: a second node with s1's id"
+# Signed with the key, current, from another node address: two nodes
+# configured as s1. Incarnation 1, low sequences: the real s1 keeps its
+# entry at its peers.
+cl_in c "$CL_BUILD/tests/forge_heartbeat" --to "$CL_GROUP" --iface eth0 --kind duplicate --id s1 \
+    --key "$CL_TMP/cluster.key" --count 3
+sleep 0.3
+# duplicates_at N ID: how many heartbeats server N took as evidence of two nodes with ID.
+duplicates_at() {
+    cl_agent_cli "$1" status --json 2>/dev/null | python3 -c '
+import json, sys
+print(json.load(sys.stdin)["agent"]["duplicate_ids"].get(sys.argv[1], 0))' "$2"
+}
+dup1=$(duplicates_at 1 s1)
+dup2=$(duplicates_at 2 s1)
+echo "    heartbeats showing two nodes with id s1: at s1 ${dup1:-none}, at s2 ${dup2:-none}"
+check "s1's status --json shows its own id duplicated (duplicate_ids)" test "${dup1:-0}" -ge 3
+check "s2's status --json shows two nodes with id s1" test "${dup2:-0}" -ge 3
+check "s1 logs it as an error naming the other node's address" \
+    grep -q "error *duplicate node id: .*this node's id s1 comes from 10.77.0.250" "$CL_TMP/agent-s1.log"
+check "metrics: peerlb_duplicate_node_id_total counts it" grep -qE '^peerlb_duplicate_node_id_total [3-9]' \
+    <<<"$(cl_in s1 curl -s --max-time 2 http://127.0.0.1:9477/metrics)"
+check "s1's agent keeps running" agent_up 1
+check "s2 keeps the real s1 (10.77.0.11, alive)" \
+    bash -c '[[ $1 == 10.77.0.11 && $2 == alive ]]' _ "$(peer_field 2 s1 address)" "$(peer_field 2 s1 state)"
+
 echo "$name: unhealthy service"
 cl_nginx_stop 2
 waited=$(cl_wait_until 3000 routable_is 1 s2 False)
@@ -275,6 +301,10 @@ cl_agent_start 3
 waited=$(cl_wait_until 5000 state_is 1 s3 alive)
 echo "    s1 saw s3 alive again $waited ms after the restart began"
 check "restarted agent is alive again for its peers" test "$waited" != timeout
+incarnation=$(peer_field 1 s3 incarnation)
+echo "    s3 restarted as incarnation $incarnation ($CL_TMP/state-s3/incarnation: $(cat "$CL_TMP/state-s3/incarnation"))"
+check "the restart is incarnation 2, persisted in its --state-dir, and taken by its peers" \
+    bash -c '[[ $1 == 2 && $(cat "$2") == 2 ]]' _ "$incarnation" "$CL_TMP/state-s3/incarnation"
 echo >&"${KEEP[1]}"
 read -r -t 5 after <&"${KEEP[0]}"
 exec {KEEP[1]}>&-

@@ -152,6 +152,7 @@ flows: --iface without its value|--iface|flows --iface
 stats: --run-dir without its value|--run-dir|stats --run-dir
 peers: --run-dir without its value|--run-dir|peers --run-dir
 agent: -c without its value|--config|agent -c
+agent: --state-dir without its value|--state-dir|agent -c $tmp/none.toml --state-dir
 agent: no -c at all|--config|agent
 attach: --forward without its value|--forward|attach --iface va --forward
 attach: bad --xdp-mode value|--xdp-mode|attach --iface va --xdp-mode turbo
@@ -220,9 +221,10 @@ host_state() {
     find "$tmp/agent-run" 2>/dev/null
 }
 agent_root=$bpffs/agent
-run_agent_with() { # run_agent_with CONFIG [PIN_ROOT]: a foreground agent that must fail at once
+# run_agent_with CONFIG [PIN_ROOT] [STATE_DIR]: a foreground agent that must fail at once
+run_agent_with() {
     out=$(timeout 10 ip netns exec "$ns" "$peerlb" agent -c "$1" --pin-root "${2:-$agent_root}" \
-        --run-dir "$tmp/agent-run" 2>"$tmp/err")
+        --run-dir "$tmp/agent-run" --state-dir "${3:-$tmp/agent-state}" 2>"$tmp/err")
     rc=$?
     err=$(cat "$tmp/err")
 }
@@ -244,9 +246,12 @@ sed -i "s|^key_file = .*|key_file = \"$tmp/open.key\"|" "$tmp/openkey.toml"
 agent_config "$tmp/noiface.toml" nosuch0
 agent_config "$tmp/good.toml" va
 agent_config "$tmp/foreign.toml" vc # vc has another XDP program (above)
+mkdir -p "$tmp/corrupt-state" && echo "twelve" >"$tmp/corrupt-state/incarnation"
+echo "not a directory" >"$tmp/file-state"
 # what | config | expected in the message | pin root under $tmp (default: on bpffs)
-while IFS='|' read -r what cfg expect pin; do
-    run_agent_with "$tmp/$cfg" "${pin:+$tmp/$pin}"
+#   | state directory under $tmp (default: agent-state)
+while IFS='|' read -r what cfg expect pin state; do
+    run_agent_with "$tmp/$cfg" "${pin:+$tmp/$pin}" "${state:+$tmp/$state}"
     echo "    $what: $err"
     check "agent, $what: one-line error" one_line_error "$expect"
     check "agent, $what: exit 1, no crash" test "$rc" -eq 1
@@ -260,7 +265,10 @@ key file readable by others|openkey.toml|lets other users read or change it
 missing interface|noiface.toml|interface 'nosuch0' does not exist|
 pin root off bpffs|good.toml|is not on a bpf filesystem|not-bpffs/p
 another XDP program on the interface|foreign.toml|another XDP program|
+corrupt incarnation file|good.toml|incarnation file $tmp/corrupt-state/incarnation: "twelve" is not a decimal number||corrupt-state
+state directory that is a file|good.toml|state directory $tmp/file-state||file-state
 AGENT
+check "the corrupt incarnation file is left as it was" test "$(cat "$tmp/corrupt-state/incarnation")" == twelve
 # The refusals of the file name it, the line and the key (README).
 while IFS='|' read -r what cfg key; do
     run_agent_with "$tmp/$cfg"
@@ -276,7 +284,7 @@ check "no pin root was created by the failed agents" test ! -e "$agent_root"
 
 echo "cli_test: a running agent refuses bad settings"
 ip netns exec "$ns" "$peerlb" agent -c "$tmp/good.toml" --pin-root "$agent_root" \
-    --run-dir "$tmp/agent-run" >"$tmp/agent.log" 2>&1 &
+    --run-dir "$tmp/agent-run" --state-dir "$tmp/agent-state" >"$tmp/agent.log" 2>&1 &
 agent_pid=$!
 for i in $(seq 100); do
     ip netns exec "$ns" "$peerlb" peers --run-dir "$tmp/agent-run" >/dev/null 2>&1 && break
@@ -284,6 +292,11 @@ for i in $(seq 100); do
 done
 run peers --json --run-dir "$tmp/agent-run"
 check "the agent runs and answers" python3 -c 'import json, sys; assert json.loads(sys.argv[1])[0]["id"] == "c1"' "$out"
+check "the agent's incarnation is the counter it persisted under --state-dir" python3 -c '
+import json, sys
+me = json.loads(sys.argv[1])[0]
+assert me["incarnation"] == int(sys.argv[2]) >= 1, (me["incarnation"], sys.argv[2])
+' "$out" "$(cat "$tmp/agent-state/incarnation" 2>/dev/null)"
 accept_below() { # the running agent's setting, from status --json
     ip netns exec "$ns" "$peerlb" status --json --pin-root "$agent_root" --run-dir "$tmp/agent-run" |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["agent"]["accept_below"])'

@@ -16,6 +16,10 @@
 //   bit-flip  + a real heartbeat with one bit flipped
 //   replay    + a real heartbeat sent again, unchanged
 //   mix       * all of the above in turn (the + kinds included)
+//   duplicate * a valid, current heartbeat with --id itself, from node address
+//               10.77.0.250, incarnation 1, sequence 1, 2...: a second node
+//               configured with that id (the agents must report it; a real
+//               node with that id, further along, keeps its peer entry)
 //
 // With --summary it prints one JSON object: what was sent, how fast, and
 // for each of --receivers the drop reasons its agent should count, derived
@@ -168,8 +172,8 @@ int main(int argc, char** argv)
     app.add_option("--kind", kind)
         ->required()
         ->check(CLI::IsMember({"wrong-key", "garbage", "random", "stale", "future", "malformed",
-                               "truncated", "bit-flip", "replay", "mix", "members"}));
-    app.add_option("--key", key_file, "the cluster key (stale, future, malformed, mix, members)");
+                               "truncated", "bit-flip", "replay", "mix", "members", "duplicate"}));
+    app.add_option("--key", key_file, "the cluster key (stale, future, malformed, mix, members, duplicate)");
     app.add_option("--id", id, "node id of forged heartbeats (default intruder; mix: cycles)");
     app.add_option("--count", count)->check(CLI::Range(1l, 10'000'000l));
     app.add_option("--rate", rate, "datagrams per second (0: as fast as possible)")
@@ -185,7 +189,7 @@ int main(int argc, char** argv)
     // members: valid heartbeats, each from a new node (<id>-<i>, its own
     // address), as a key holder or a churn of node addresses would send.
     const bool needs_key = kind == "stale" || kind == "future" || kind == "malformed" ||
-                           kind == "mix" || kind == "members";
+                           kind == "mix" || kind == "members" || kind == "duplicate";
     const bool needs_capture = kind == "truncated" || kind == "bit-flip" || kind == "replay" || kind == "mix";
     if (needs_key && key_file.empty()) {
         std::cerr << "forge_heartbeat: --kind " << kind << " needs --key\n";
@@ -349,6 +353,18 @@ int main(int argc, char** argv)
                 hb.mac = {0x02, 0x66, 0x66, 0x66, uint8_t(i >> 8), uint8_t(i)};
                 hb.load_bp = 9900; // never a candidate: the test's traffic is not theirs
                 datagram = encode_heartbeat(hb, key);
+            } else if (k == "duplicate") {
+                Heartbeat hb;
+                hb.node_id = id;
+                hb.incarnation = 1; // never above the real node's: its entry stays
+                hb.sequence = 1 + uint64_t(i);
+                hb.interval_ms = 100;
+                hb.sent_unix_ms = unix_ms_now();
+                hb.node_address = parse_ip("10.77.0.250");
+                hb.mac = {0x02, 0x66, 0x66, 0x66, 0x66, 0x67};
+                hb.load_bp = 9900;
+                datagram = encode_heartbeat(hb, key);
+                expect_by_id(id, "replayed");
             } else if (k == "malformed") {
                 datagram = frame_and_sign(malformed_body(unsigned(rng())), key);
                 expect_all("malformed");

@@ -325,6 +325,30 @@ TEST(ConfigValid, LongestNodeId)
     EXPECT_EQ(parse_config(with_line(2, R"(id = "Node_1.a-b")"), "t.toml").node_id, "Node_1.a-b");
 }
 
+// The incarnation counter's directory: one per node id by default, so that
+// nodes sharing a machine (tests) never share one; the file may name another.
+TEST(ConfigValid, StateDirDefaultsPerNodeIdAndMayBeSet)
+{
+    EXPECT_EQ(parse_config(kMinimal, "t.toml").state_dir, "/var/lib/peerlb/s1");
+    EXPECT_EQ(parse_config(with_line(2, R"(id = "n-7")"), "t.toml").state_dir, "/var/lib/peerlb/n-7");
+    EXPECT_EQ(parse_config(with_line(5, R"(services = ["10.0.0.111"]
+state_dir = "/srv/peerlb state")"), "t.toml").state_dir,
+              "/srv/peerlb state");
+}
+
+TEST(ConfigErrors, StateDirMustBeAnAbsolutePath)
+{
+    const auto with_state_dir = [](const std::string& value) {
+        return with_line(5, "services = [\"10.0.0.111\"]\nstate_dir = " + value);
+    };
+    EXPECT_EQ(error_of(with_state_dir(R"("var/lib/peerlb")")),
+              "t.toml:6: node.state_dir: \"var/lib/peerlb\" is not an absolute path");
+    EXPECT_EQ(error_of(with_state_dir(R"("")")), "t.toml:6: node.state_dir: \"\" is not an absolute path");
+    EXPECT_EQ(error_of(with_state_dir("7")), "t.toml:6: node.state_dir: expected a string, got an integer");
+    EXPECT_EQ(error_of(with_state_dir(R"("/a\u0000b")")),
+              "t.toml:6: node.state_dir: must not contain a NUL character");
+}
+
 // ---------------------------------------------------------------------------
 // Refused files
 
@@ -999,6 +1023,7 @@ TEST(ConfigValid, ShippedExampleParses)
     EXPECT_EQ(c.takeover, defaults.takeover);
     EXPECT_EQ(c.grace_ms, defaults.grace_ms);
     EXPECT_EQ(c.health_port, 80);
+    EXPECT_EQ(c.state_dir, "/var/lib/peerlb/s1");
 }
 
 // Found by the config fuzzer: a value that smuggles in a second key.

@@ -1071,8 +1071,13 @@ TEST(DatagramCrossKind, OneKindsBodyUnderTheOthersMagicIsMalformed)
 
 // --- replay guard ------------------------------------------------------------
 
-constexpr uint64_t kNow = 1'700'000'000'000ULL;
+// The receiver's clocks: monotonic (ages what the guard remembers) and wall
+// (the window of a first datagram). They start at unrelated values; a step
+// of the wall clock moves only the wall clock.
+constexpr uint64_t kNow = 1'700'000'000'000ULL; // wall clock, unix ms
+constexpr uint64_t kMono = 5'000'000;           // monotonic ms (uptime)
 constexpr uint64_t kWindow = 30'000;
+constexpr uint64_t kHour = 3'600'000;
 
 Heartbeat at(const std::string& id, uint64_t incarnation, uint64_t sequence, uint64_t sent = kNow)
 {
@@ -1084,56 +1089,62 @@ Heartbeat at(const std::string& id, uint64_t incarnation, uint64_t sequence, uin
     return hb;
 }
 
+// Both clocks `elapsed` ms after the start (no step).
+DropReason check_after(ReplayGuard& g, const Heartbeat& hb, uint64_t elapsed = 0)
+{
+    return g.check(hb, kMono + elapsed, kNow + elapsed);
+}
+
 TEST(ReplayGuard, SameDatagramTwice)
 {
     ReplayGuard g(kWindow);
     const Bytes d = encode_heartbeat(at("a", 100, 7), kKey);
     const Decoded first = decode_heartbeat(d, kKey), second = decode_heartbeat(d, kKey);
     ASSERT_EQ(first.reason, DropReason::none);
-    EXPECT_EQ(g.check(first.hb, kNow), DropReason::none);
-    EXPECT_EQ(g.check(second.hb, kNow + 10), DropReason::replayed);
+    EXPECT_EQ(check_after(g, first.hb), DropReason::none);
+    EXPECT_EQ(check_after(g, second.hb, 10), DropReason::replayed);
 }
 
 TEST(ReplayGuard, OlderSequenceReplayedNewerAccepted)
 {
     ReplayGuard g(kWindow);
-    EXPECT_EQ(g.check(at("a", 100, 10), kNow), DropReason::none);
-    EXPECT_EQ(g.check(at("a", 100, 9), kNow), DropReason::replayed);
-    EXPECT_EQ(g.check(at("a", 100, 1), kNow), DropReason::replayed);
-    EXPECT_EQ(g.check(at("a", 100, 11), kNow), DropReason::none);
-    EXPECT_EQ(g.check(at("a", 100, 1000), kNow), DropReason::none); // gaps are fine (lost datagrams)
-    EXPECT_EQ(g.check(at("a", 100, 999), kNow), DropReason::replayed);
+    EXPECT_EQ(check_after(g, at("a", 100, 10)), DropReason::none);
+    EXPECT_EQ(check_after(g, at("a", 100, 9)), DropReason::replayed);
+    EXPECT_EQ(check_after(g, at("a", 100, 1)), DropReason::replayed);
+    EXPECT_EQ(check_after(g, at("a", 100, 11)), DropReason::none);
+    EXPECT_EQ(check_after(g, at("a", 100, 1000)), DropReason::none); // gaps are fine (lost datagrams)
+    EXPECT_EQ(check_after(g, at("a", 100, 999)), DropReason::replayed);
 }
 
 TEST(ReplayGuard, NewIncarnationRestartsSequence)
 {
     ReplayGuard g(kWindow);
-    EXPECT_EQ(g.check(at("a", 100, 500), kNow), DropReason::none);
-    EXPECT_EQ(g.check(at("a", 200, 1), kNow), DropReason::none);
-    EXPECT_EQ(g.check(at("a", 200, 1), kNow), DropReason::replayed);
-    EXPECT_EQ(g.check(at("a", 200, 2), kNow), DropReason::none);
+    EXPECT_EQ(check_after(g, at("a", 100, 500)), DropReason::none);
+    EXPECT_EQ(check_after(g, at("a", 200, 1)), DropReason::none);
+    EXPECT_EQ(check_after(g, at("a", 200, 1)), DropReason::replayed);
+    EXPECT_EQ(check_after(g, at("a", 200, 2)), DropReason::none);
 }
 
 TEST(ReplayGuard, OldIncarnationAfterNewerIsReplayed)
 {
     ReplayGuard g(kWindow);
-    EXPECT_EQ(g.check(at("a", 200, 1), kNow), DropReason::none);
-    EXPECT_EQ(g.check(at("a", 100, 501), kNow), DropReason::replayed);
-    EXPECT_EQ(g.check(at("a", 100, UINT64_MAX), kNow), DropReason::replayed);
-    EXPECT_EQ(g.check(at("a", 200, 2), kNow), DropReason::none);
+    EXPECT_EQ(check_after(g, at("a", 200, 1)), DropReason::none);
+    EXPECT_EQ(check_after(g, at("a", 100, 501)), DropReason::replayed);
+    EXPECT_EQ(check_after(g, at("a", 100, UINT64_MAX)), DropReason::replayed);
+    EXPECT_EQ(check_after(g, at("a", 200, 2)), DropReason::none);
 }
 
-// A node restarted with its clock behind its previous start announces a
-// lower incarnation: refused while its last accepted datagram is within the
-// window (a replay would look the same), taken again after that, not never.
+// A node restarted with a lower incarnation (its state directory lost) is
+// refused while its last accepted datagram is within the window (a replay
+// would look the same), taken again after that, not never.
 TEST(ReplayGuard, LowerIncarnationTakenAgainAfterAWindowOfSilence)
 {
     ReplayGuard g(kWindow);
-    EXPECT_EQ(g.check(at("a", 200, 7, kNow), kNow), DropReason::none);
-    EXPECT_EQ(g.check(at("a", 100, 1, kNow + 1000), kNow + 1000), DropReason::replayed);
-    const uint64_t later = kNow + kWindow + 1;
-    EXPECT_EQ(g.check(at("a", 100, 1, later), later), DropReason::none);
-    EXPECT_EQ(g.check(at("a", 100, 1, later), later), DropReason::replayed);
+    EXPECT_EQ(check_after(g, at("a", 200, 7, kNow)), DropReason::none);
+    EXPECT_EQ(check_after(g, at("a", 100, 1, kNow + 1000), 1000), DropReason::replayed);
+    const uint64_t later = kWindow + 1;
+    EXPECT_EQ(check_after(g, at("a", 100, 1, kNow + later), later), DropReason::none);
+    EXPECT_EQ(check_after(g, at("a", 100, 1, kNow + later), later), DropReason::replayed);
 }
 
 // What was captured before a sender fell silent is stale by its send time
@@ -1142,8 +1153,82 @@ TEST(ReplayGuard, ForgottenSenderCannotBeReplayed)
 {
     ReplayGuard g(kWindow);
     const Heartbeat captured = at("a", 100, 7, kNow);
-    EXPECT_EQ(g.check(captured, kNow), DropReason::none);
-    EXPECT_EQ(g.check(captured, kNow + kWindow + 1), DropReason::stale);
+    EXPECT_EQ(check_after(g, captured), DropReason::none);
+    Heartbeat next = captured;
+    next.sequence = 8;
+    EXPECT_EQ(check_after(g, next, kWindow + 1), DropReason::stale);
+}
+
+// The receiver's wall clock stepped an hour either way: a known
+// incarnation's next sequence is still taken (the peer stays alive), and
+// what was taken is still a replay.
+TEST(ReplayGuard, ReceiverWallClockSteppedAnHourKeepsAKnownIncarnation)
+{
+    for (const int64_t step : {int64_t(kHour), -int64_t(kHour)}) {
+        SCOPED_TRACE(step);
+        ReplayGuard g(kWindow);
+        EXPECT_EQ(g.check(at("a", 100, 7, kNow), kMono, kNow), DropReason::none);
+        const uint64_t stepped = kNow + 500 + uint64_t(step);
+        EXPECT_EQ(g.check(at("a", 100, 8, kNow + 500), kMono + 500, stepped), DropReason::none);
+        EXPECT_EQ(g.check(at("a", 100, 9, kNow + 1000), kMono + 1000, stepped + 500), DropReason::none);
+        EXPECT_EQ(g.check(at("a", 100, 9, kNow + 1000), kMono + 1010, stepped + 510), DropReason::replayed);
+        EXPECT_EQ(g.check(at("a", 100, 7, kNow), kMono + 1020, stepped + 520), DropReason::replayed);
+        // And on and on: the step aged nothing out.
+        for (uint64_t i = 1; i <= 100; i++)
+            EXPECT_EQ(g.check(at("a", 100, 9 + i, kNow + 1000 + i * 500), kMono + 1000 + i * 500,
+                              stepped + 500 + i * 500),
+                      DropReason::none);
+    }
+}
+
+// The sender's wall clock stepped: its send times jump, its sequence does
+// not; it is taken.
+TEST(ReplayGuard, SenderWallClockSteppedAnHourKeepsAKnownIncarnation)
+{
+    ReplayGuard g(kWindow);
+    EXPECT_EQ(check_after(g, at("a", 100, 7, kNow)), DropReason::none);
+    EXPECT_EQ(check_after(g, at("a", 100, 8, kNow + kHour), 500), DropReason::none);
+    EXPECT_EQ(check_after(g, at("a", 100, 9, kNow - kHour), 1000), DropReason::none);
+    EXPECT_EQ(check_after(g, at("a", 100, 9, kNow + 1500), 1500), DropReason::replayed);
+    EXPECT_EQ(check_after(g, at("a", 100, 10, 0), 2000), DropReason::none);
+}
+
+// The window guards the first datagram of an incarnation not known here,
+// and tells how far off the sender's clock is.
+TEST(ReplayGuard, FirstDatagramOfAnUnknownIncarnationOutsideTheWindowIsStale)
+{
+    ReplayGuard g(kWindow);
+    EXPECT_EQ(check_after(g, at("a", 1, 1, kNow + kHour)), DropReason::stale);
+    EXPECT_EQ(g.last_stale_skew_ms(), int64_t(kHour));
+    EXPECT_EQ(check_after(g, at("b", 1, 1, kNow - kHour)), DropReason::stale);
+    EXPECT_EQ(g.last_stale_skew_ms(), -int64_t(kHour));
+    EXPECT_EQ(g.remembered(), 0u);
+    // A new incarnation of a known sender: the same rule, the old one kept.
+    EXPECT_EQ(check_after(g, at("c", 1, 5)), DropReason::none);
+    EXPECT_EQ(check_after(g, at("c", 2, 1, kNow - kHour), 100), DropReason::stale);
+    EXPECT_EQ(check_after(g, at("c", 1, 6), 200), DropReason::none);
+    EXPECT_EQ(check_after(g, at("c", 2, 1, kNow + 300), 300), DropReason::none);
+    // The receiver's own clock stepped: a first datagram with a true time is
+    // refused too (its skew is logged; the clocks must agree to join).
+    EXPECT_EQ(g.check(at("d", 1, 1, kNow), kMono, kNow + kHour), DropReason::stale);
+    EXPECT_EQ(g.last_stale_skew_ms(), -int64_t(kHour));
+    EXPECT_EQ(g.check(at("e", 1, 1, 0), kMono, UINT64_MAX), DropReason::stale);
+    EXPECT_EQ(g.last_stale_skew_ms(), -INT64_MAX); // saturated, not wrapped
+}
+
+// Silence ages a sender out on the monotonic clock: a wall clock stepped
+// forward ages nothing (or the sender's next heartbeat would be judged by
+// the window, and refused), nor does one stepped back keep a sender.
+TEST(ReplayGuard, AgingFollowsTheMonotonicClockOnly)
+{
+    ReplayGuard g(kWindow);
+    EXPECT_EQ(g.check(at("a", 100, 7, kNow), kMono, kNow), DropReason::none);
+    EXPECT_EQ(g.check(at("a", 100, 8, kNow + 100), kMono + 100, kNow + 2 * kHour), DropReason::none);
+    EXPECT_EQ(g.check(at("a", 100, 8, kNow + 100), kMono + 200, kNow - 2 * kHour), DropReason::replayed);
+    // After a window of monotonic silence, the wall clock back where it
+    // started: a capture from before the silence is judged by its send time.
+    Heartbeat captured = at("a", 100, 9, kNow - 2 * kWindow);
+    EXPECT_EQ(g.check(captured, kMono + 100 + kWindow + 1, kNow), DropReason::stale);
 }
 
 // A wall clock that went back forgets nothing: a datagram from before the
@@ -1151,8 +1236,8 @@ TEST(ReplayGuard, ForgottenSenderCannotBeReplayed)
 TEST(ReplayGuard, ClockGoingBackForgetsNothing)
 {
     ReplayGuard g(kWindow);
-    EXPECT_EQ(g.check(at("a", 100, 7, kNow), kNow), DropReason::none);
-    EXPECT_EQ(g.check(at("a", 100, 7, kNow), kNow - 5000), DropReason::replayed);
+    EXPECT_EQ(g.check(at("a", 100, 7, kNow), kMono, kNow), DropReason::none);
+    EXPECT_EQ(g.check(at("a", 100, 7, kNow), kMono + 10, kNow - 5000), DropReason::replayed);
 }
 
 // Forged ids fill the table for one window only.
@@ -1160,60 +1245,60 @@ TEST(ReplayGuard, SendersAgeOutOfTheTable)
 {
     ReplayGuard g(kWindow);
     for (int i = 0; i < 2000; i++)
-        EXPECT_EQ(g.check(at("id" + std::to_string(i), 1, 1, kNow), kNow), DropReason::none);
+        EXPECT_EQ(check_after(g, at("id" + std::to_string(i), 1, 1, kNow)), DropReason::none);
     EXPECT_EQ(g.remembered(), 2000u);
-    const uint64_t later = kNow + kWindow + 1;
+    const uint64_t later = kWindow + 1;
     for (int i = 0; i < 1024; i++) // sweeps run every 1024 checks
-        g.check(at("fresh", 1, uint64_t(i) + 1, later), later);
+        check_after(g, at("fresh", 1, uint64_t(i) + 1, kNow + later), later);
     EXPECT_EQ(g.remembered(), 1u);
 }
 
 TEST(ReplayGuard, OutsideWindowPastAndFutureIsStale)
 {
     ReplayGuard g(kWindow);
-    EXPECT_EQ(g.check(at("a", 1, 1, kNow - kWindow - 1), kNow), DropReason::stale);
-    EXPECT_EQ(g.check(at("a", 1, 2, kNow + kWindow + 1), kNow), DropReason::stale);
-    EXPECT_EQ(g.check(at("a", 1, 3, 0), kNow), DropReason::stale);
-    EXPECT_EQ(g.check(at("a", 1, 4, UINT64_MAX), kNow), DropReason::stale);
+    EXPECT_EQ(check_after(g, at("a", 1, 1, kNow - kWindow - 1)), DropReason::stale);
+    EXPECT_EQ(check_after(g, at("b", 1, 2, kNow + kWindow + 1)), DropReason::stale);
+    EXPECT_EQ(check_after(g, at("c", 1, 3, 0)), DropReason::stale);
+    EXPECT_EQ(check_after(g, at("d", 1, 4, UINT64_MAX)), DropReason::stale);
     // The window's edges are inside it.
-    EXPECT_EQ(g.check(at("a", 1, 5, kNow - kWindow), kNow), DropReason::none);
-    EXPECT_EQ(g.check(at("a", 1, 6, kNow + kWindow), kNow), DropReason::none);
+    EXPECT_EQ(check_after(g, at("e", 1, 5, kNow - kWindow)), DropReason::none);
+    EXPECT_EQ(check_after(g, at("f", 1, 6, kNow + kWindow)), DropReason::none);
 }
 
 TEST(ReplayGuard, RecordsOnlyWhatItAccepts)
 {
     ReplayGuard g(kWindow);
-    EXPECT_EQ(g.check(at("a", 1, 5), kNow), DropReason::none);
-    // A stale datagram with a high sequence must not advance the record.
-    EXPECT_EQ(g.check(at("a", 1, 50, kNow - 2 * kWindow), kNow), DropReason::stale);
-    EXPECT_EQ(g.check(at("a", 1, 6), kNow), DropReason::none);
-    // Nor a stale one with a newer incarnation.
-    EXPECT_EQ(g.check(at("a", 9, 1, kNow + 2 * kWindow), kNow), DropReason::stale);
-    EXPECT_EQ(g.check(at("a", 1, 7), kNow), DropReason::none);
+    EXPECT_EQ(check_after(g, at("a", 1, 5)), DropReason::none);
+    // A stale datagram of a newer incarnation must not advance the record.
+    EXPECT_EQ(check_after(g, at("a", 9, 1, kNow + 2 * kWindow)), DropReason::stale);
+    EXPECT_EQ(check_after(g, at("a", 1, 6)), DropReason::none);
     // A stale first datagram of an unknown id records nothing either.
-    EXPECT_EQ(g.check(at("b", 5, 100, 0), kNow), DropReason::stale);
-    EXPECT_EQ(g.check(at("b", 5, 1), kNow), DropReason::none);
+    EXPECT_EQ(check_after(g, at("b", 5, 100, 0)), DropReason::stale);
+    EXPECT_EQ(check_after(g, at("b", 5, 1)), DropReason::none);
 }
 
 TEST(ReplayGuard, PerIdIndependence)
 {
     ReplayGuard g(kWindow);
-    EXPECT_EQ(g.check(at("a", 100, 10), kNow), DropReason::none);
-    EXPECT_EQ(g.check(at("b", 100, 10), kNow), DropReason::none);
-    EXPECT_EQ(g.check(at("b", 1, 1), kNow), DropReason::replayed);
-    EXPECT_EQ(g.check(at("c", 1, 1), kNow), DropReason::none);
-    EXPECT_EQ(g.check(at("a", 100, 11), kNow), DropReason::none);
-    EXPECT_EQ(g.check(at("b", 100, 11), kNow), DropReason::none);
-    EXPECT_EQ(g.check(at("c", 1, 1), kNow), DropReason::replayed);
+    EXPECT_EQ(check_after(g, at("a", 100, 10)), DropReason::none);
+    EXPECT_EQ(check_after(g, at("b", 100, 10)), DropReason::none);
+    EXPECT_EQ(check_after(g, at("b", 1, 1)), DropReason::replayed);
+    EXPECT_EQ(check_after(g, at("c", 1, 1)), DropReason::none);
+    EXPECT_EQ(check_after(g, at("a", 100, 11)), DropReason::none);
+    EXPECT_EQ(check_after(g, at("b", 100, 11)), DropReason::none);
+    EXPECT_EQ(check_after(g, at("c", 1, 1)), DropReason::replayed);
 }
 
 TEST(ReplayGuard, SetWindow)
 {
     ReplayGuard g(kWindow);
-    EXPECT_EQ(g.check(at("a", 1, 1, kNow - 5000), kNow), DropReason::none);
+    EXPECT_EQ(check_after(g, at("a", 1, 1, kNow - 5000)), DropReason::none);
     g.set_window(1000);
-    EXPECT_EQ(g.check(at("a", 1, 2, kNow - 5000), kNow), DropReason::stale);
-    EXPECT_EQ(g.check(at("a", 1, 3, kNow - 1000), kNow), DropReason::none);
+    EXPECT_EQ(g.window_ms(), 1000u);
+    EXPECT_EQ(check_after(g, at("b", 1, 1, kNow - 5000)), DropReason::stale);
+    EXPECT_EQ(check_after(g, at("b", 1, 2, kNow - 1000)), DropReason::none);
+    // A known incarnation is not judged by the window at all.
+    EXPECT_EQ(check_after(g, at("a", 1, 2, kNow - 5000)), DropReason::none);
 }
 
 // --- pin announcements (stateful URI rules) ----------------------------------

@@ -229,6 +229,7 @@ id = "s$n"
 interface = "eth0"
 address = "${CL_NODE_ADDR[$n]}"
 services = ["${CL_SVC_ADDR[$n]}", "${CL_SVC_ADDR6[$n]}"]
+state_dir = "$CL_TMP/state-s$n"
 
 [cluster]
 group = "$CL_GROUP"
@@ -295,8 +296,10 @@ cl_agent_start() { # cl_agent_start N: in the background, log in $CL_TMP/agent-s
     mountpoint -q "$CL_TMP/bpffs" || mount -t bpf bpf "$CL_TMP/bpffs" || return 1
     mkdir -p "$(cl_pin_root "$n")"
     # A plain command in the background: $! is the agent's own PID.
+    # Its incarnation counter in $CL_TMP too (never under /var/lib): kept
+    # across restarts of the agent within one run.
     ip netns exec "$(cl_ns "s$n")" "$CL_BUILD/peerlb" agent -c "$CL_TMP/s$n.toml" \
-        --pin-root "$(cl_pin_root "$n")" --run-dir "$CL_TMP/run-s$n" \
+        --pin-root "$(cl_pin_root "$n")" --run-dir "$CL_TMP/run-s$n" --state-dir "$CL_TMP/state-s$n" \
         >>"$CL_TMP/agent-s$n.log" 2>&1 &
     CL_AGENT_PIDS[$n]=$!
 }

@@ -25,8 +25,10 @@
 #include "../dataplane/maps.h"
 #include "control.h"
 #include "cookies.h"
+#include "duplicate_ids.h"
 #include "event_errors.h"
 #include "heartbeat.h"
+#include "incarnation.h"
 #include "load.h"
 #include "membership.h"
 #include "metrics.h"
@@ -104,6 +106,7 @@ private:
     void guarded(const char* what, Handle&& handle);
     template <class Message>
     DropReason admit(DropReason decoded, const Message& m, ReplayGuard& guard);
+    void note_duplicate_id(const Heartbeat& hb, DropReason verdict);
     void take(const Heartbeat& hb);
     void take(const FlowAnnouncement& a);
     void send_announcement(FlowAnnouncement a);
@@ -142,6 +145,8 @@ private:
     std::map<DropReason, uint64_t> drops_;
     uint64_t heartbeats_sent_ = 0, heartbeats_taken_ = 0, send_failures_ = 0;
     EventErrors errors_{kErrorLogPeriodNs};
+    DuplicateIds duplicate_ids_{kErrorLogPeriodNs};
+    EventErrors skew_log_{kErrorLogPeriodNs}; // main thread only
     uint32_t kept_per_s_ = 0, forwarded_per_s_ = 0;
     // What the metrics thread shows of state the main thread owns (the node
     // table, the takeover): copied by the loop each tick, read under mu_.
@@ -203,7 +208,8 @@ Maps open_dataplane(const Config& cfg, const AgentOptions& opts)
 
 Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& opts)
     : opts_(opts), key_(std::move(key)), ifindex_(interface_index(cfg.interface)),
-      lo_index_(interface_index("lo")), incarnation_(clock_ns(CLOCK_REALTIME)), cfg_(cfg),
+      lo_index_(interface_index("lo")),
+      incarnation_(next_incarnation(opts.state_dir.empty() ? cfg.state_dir : opts.state_dir)), cfg_(cfg),
       members_(cfg.node_id, cfg.dead_after), control_(opts.run_dir),
       addrs_(), maps_(open_dataplane(cfg, opts)),
       mac_(interface_mac(cfg.interface)), table_(maps_, cfg, mac_), socket_(cfg, ifindex_),
@@ -344,6 +350,8 @@ void Agent::handle_datagram(std::span<const uint8_t> datagram, bool cut)
     } else {
         Decoded d = decode_heartbeat(datagram, key_);
         reason = admit(d.reason, d.hb, guard_);
+        if (d.reason == DropReason::none)
+            note_duplicate_id(d.hb, reason);
         if (reason == DropReason::none)
             return take(d.hb);
     }
@@ -361,7 +369,36 @@ DropReason Agent::admit(DropReason decoded, const Message& m, ReplayGuard& guard
         return decoded;
     if (m.node_id == cfg_.node_id)
         return DropReason::own_id;
-    return guard.check(m, unix_ms());
+    const DropReason verdict = guard.check(m, mono_ns() / kMs, unix_ms());
+    // A known incarnation is taken whatever its send time: only a new one
+    // (a node joining or restarting) is refused for its clock, and the
+    // operator must hear of it.
+    uint64_t unlogged = 0;
+    if (verdict == DropReason::stale && skew_log_.record("clock skew", mono_ns(), &unlogged)) {
+        const int64_t skew = guard.last_stale_skew_ms();
+        spdlog::error("first datagram of {} incarnation {} refused: sent {} ms {} this node's clock, "
+                      "outside replay_window_ms {}; not taken until the two clocks agree (check "
+                      "NTP on both){}",
+                      m.node_id, m.incarnation, skew < 0 ? -uint64_t(skew) : uint64_t(skew),
+                      skew < 0 ? "behind" : "ahead of", guard.window_ms(),
+                      unlogged ? fmt::format(" ({} more refused for skew, not logged)", unlogged) : "");
+    }
+    return verdict;
+}
+
+// A heartbeat that shows two nodes with one id: counted and logged, never
+// silently absorbed by the own-id check or the replay guard.
+void Agent::note_duplicate_id(const Heartbeat& hb, DropReason verdict)
+{
+    std::lock_guard lock(mu_);
+    const Peer* peer = members_.find(hb.node_id);
+    const auto why = duplicate_id_evidence(hb, verdict, peer ? &peer->last : nullptr,
+                                           {cfg_.node_id, cfg_.node_address, incarnation_}, unix_ms(),
+                                           cfg_.replay_window_ms);
+    uint64_t unlogged = 0;
+    if (why && duplicate_ids_.record(hb.node_id, mono_ns(), &unlogged))
+        spdlog::error("duplicate node id: {}; give each node its own [node] id{}", *why,
+                      unlogged ? fmt::format(" ({} more not logged)", unlogged) : "");
 }
 
 void Agent::take(const FlowAnnouncement& a)
@@ -675,6 +712,7 @@ json Agent::status_json() const
         {"flows_installed", takeover_.flows_installed()},
         {"flows_announced", takeover_.flows_announced()},
         {"node_slots_refused", table_.slots_refused()},
+        {"duplicate_ids", duplicate_ids_.counts()},
         {"errors", errors_json()},
     };
 }
@@ -826,6 +864,9 @@ std::string Agent::render_metrics()
              "Events the agent failed to handle (logged, then carried on), by event kind.");
     for (const auto& [what, count] : errors_.counts())
         m.sample("peerlb_agent_errors_total", {{"event", what}}, double(count));
+    m.family("peerlb_duplicate_node_id_total", "counter",
+             "Heartbeats showing two nodes with one id (logged with the id and addresses).")
+        .sample("peerlb_duplicate_node_id_total", {}, double(duplicate_ids_.total()));
     m.family("peerlb_node_slots_refused_total", "counter",
              "Writes of a peer left out of the data plane: every node slot held by a live node.")
         .sample("peerlb_node_slots_refused_total", {}, double(table_.slots_refused()));

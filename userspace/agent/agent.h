@@ -11,6 +11,7 @@ struct AgentOptions {
     std::string config_path;
     std::string pin_root;
     std::string run_dir;
+    std::string state_dir; // overrides [node] state_dir when not empty
 };
 
 // Runs until SIGINT or SIGTERM; returns the exit code. An invalid

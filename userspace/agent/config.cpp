@@ -384,7 +384,7 @@ IpAddress host_address(const Section& s, const toml::node& node, std::string_vie
 
 void parse_node(const Section& s, Config& cfg)
 {
-    s.allow_only({"id", "interface", "address", "services"});
+    s.allow_only({"id", "interface", "address", "services", "state_dir"});
 
     cfg.node_id = s.required_string("id");
     const bool id_ok = cfg.node_id.size() <= kMaxNodeIdLength &&
@@ -435,6 +435,18 @@ void parse_node(const Section& s, Config& cfg)
                 s.fail_at(line_of(*node), k,
                           fmt::format("{} is listed twice (also services[{}])", text, j));
         cfg.owned_services.push_back(ip);
+    }
+
+    // Where the incarnation counter lives (incarnation.h); one per node id,
+    // so that test nodes sharing a machine never share it.
+    cfg.state_dir = kDefaultStateRoot + cfg.node_id;
+    if (auto dir = s.string("state_dir")) {
+        if (dir->find('\0') != std::string::npos)
+            s.fail(*s.find("state_dir"), "state_dir", "must not contain a NUL character");
+        if (dir->empty() || dir->front() != '/')
+            s.fail(*s.find("state_dir"), "state_dir",
+                   fmt::format("\"{}\" is not an absolute path", *dir));
+        cfg.state_dir = *dir;
     }
 }
 

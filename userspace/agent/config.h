@@ -51,6 +51,8 @@ struct Config {
     std::string interface;          // NIC the data plane attaches to
     IpAddress node_address;         // heartbeats, forwarding
     std::vector<IpAddress> owned_services; // service addresses this node owns
+    std::string state_dir;          // the incarnation counter's directory (absolute);
+                                    // default kDefaultStateRoot + node_id
 
     // [cluster]: exactly one of group / peers
     std::optional<Endpoint> group;  // multicast group:port
@@ -114,6 +116,7 @@ struct Config {
 };
 
 inline constexpr uint16_t kHeartbeatPort = 7946;
+inline constexpr const char* kDefaultStateRoot = "/var/lib/peerlb/";
 
 // Reads and validates `path`; throws Error naming file, line and key.
 Config load_config(const std::string& path);

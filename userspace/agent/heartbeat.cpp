@@ -675,29 +675,40 @@ DatagramKind datagram_kind(std::span<const uint8_t> datagram)
 }
 
 DropReason ReplayGuard::check(const std::string& node_id, uint64_t incarnation, uint64_t sequence,
-                              uint64_t sent_unix_ms, uint64_t now_unix_ms)
+                              uint64_t sent_unix_ms, uint64_t now_mono_ms, uint64_t now_unix_ms)
 {
-    const uint64_t skew = sent_unix_ms > now_unix_ms ? sent_unix_ms - now_unix_ms : now_unix_ms - sent_unix_ms;
-    if (skew > window_ms_)
-        return DropReason::stale;
-
     if (++checks_ % 1024 == 0)
-        forget_old(now_unix_ms);
+        forget_old(now_mono_ms);
     auto it = seen_.find(node_id);
-    if (it != seen_.end() && !aged_out(it->second, now_unix_ms)) {
-        const Seen& s = it->second;
+    if (it != seen_.end() && !aged_out(it->second, now_mono_ms)) {
+        Seen& s = it->second;
         if (incarnation < s.incarnation)
             return DropReason::replayed;
-        if (incarnation == s.incarnation && sequence <= s.sequence)
-            return DropReason::replayed;
+        if (incarnation == s.incarnation) {
+            if (sequence <= s.sequence)
+                return DropReason::replayed;
+            s.sequence = sequence;
+            s.accepted_mono_ms = now_mono_ms;
+            return DropReason::none;
+        }
     }
-    seen_[node_id] = Seen{incarnation, sequence, now_unix_ms};
+
+    // The first datagram of an incarnation not known here.
+    constexpr uint64_t kMaxSkew = uint64_t(INT64_MAX);
+    const bool ahead = sent_unix_ms > now_unix_ms;
+    const uint64_t skew = ahead ? sent_unix_ms - now_unix_ms : now_unix_ms - sent_unix_ms;
+    if (skew > window_ms_) {
+        const auto magnitude = static_cast<int64_t>(std::min(skew, kMaxSkew));
+        last_stale_skew_ms_ = ahead ? magnitude : -magnitude;
+        return DropReason::stale;
+    }
+    seen_[node_id] = Seen{incarnation, sequence, now_mono_ms};
     return DropReason::none;
 }
 
-void ReplayGuard::forget_old(uint64_t now_unix_ms)
+void ReplayGuard::forget_old(uint64_t now_mono_ms)
 {
-    std::erase_if(seen_, [&](const auto& entry) { return aged_out(entry.second, now_unix_ms); });
+    std::erase_if(seen_, [&](const auto& entry) { return aged_out(entry.second, now_mono_ms); });
 }
 
 } // namespace peerlb

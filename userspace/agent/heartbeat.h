@@ -1,6 +1,7 @@
 // Heartbeat datagrams (DESIGN.md section 3): what a node tells its peers
 // every interval, authenticated with HMAC-SHA256 under the cluster key and
-// replay-protected by (incarnation, sequence) and a wall-clock window.
+// replay-protected by (incarnation, sequence); a wall-clock window guards
+// only the first datagram of an incarnation (ReplayGuard).
 //
 // Wire format, all integers big-endian:
 //   magic "PLBH" | version u8 (1) | flags u8 (0) | body_len u16
@@ -36,7 +37,7 @@ enum class AnnouncedState : uint8_t { alive = 1, unroutable = 2, leaving = 3 };
 
 struct Heartbeat {
     std::string node_id;      // 1..32 bytes
-    uint64_t incarnation = 0; // grows on every agent start (unix ns at start)
+    uint64_t incarnation = 0; // grows on every agent start (persisted: incarnation.h)
     uint64_t sequence = 0;    // grows with every datagram of one incarnation
     uint64_t sent_unix_ms = 0;
     uint32_t interval_ms = 0; // the sender's period: receivers judge its silence by it
@@ -105,7 +106,7 @@ enum class DropReason {
     malformed,      // authenticated, but a TLV or field is missing, cut or out of range
     own_id,         // our own datagram looped back, or someone using our id
     replayed,       // sequence not newer for its incarnation, or an old incarnation
-    stale,          // sent_unix_ms outside the replay window
+    stale,          // first datagram of an incarnation, sent_unix_ms outside the replay window
     bad_id,         // authenticated, but a node id is empty, too long, not UTF-8 or not printable
 };
 const char* drop_reason_name(DropReason r);
@@ -156,46 +157,55 @@ DatagramKind datagram_kind(std::span<const uint8_t> datagram);
 Decoded decode_heartbeat(std::span<const uint8_t> datagram, std::span<const uint8_t> key);
 
 // Remembers, per node id, the newest (incarnation, sequence) taken, and
-// drops what is not newer or outside the window around `now_unix_ms`.
-// A sender whose incarnation grows (a restart) starts a new sequence.
+// drops what is not newer. Only monotonic facts judge a known incarnation:
+// its next sequence is taken whatever its send time, so a wall clock
+// stepped at the sender or here kills no peer. The wall-clock window
+// guards the first datagram of an incarnation not known here (a new node,
+// a restart, a sender forgotten after a window of silence): a capture from
+// before that cannot be replayed. A sender whose incarnation grows (a
+// restart) starts a new sequence.
 class ReplayGuard {
 public:
     explicit ReplayGuard(uint64_t window_ms) : window_ms_(window_ms) {}
     // none: accepted and recorded; replayed / stale: dropped, nothing recorded.
     // Any kind of datagram: it judges the sender's id, incarnation, sequence
-    // and send time.
+    // and send time. now_mono_ms: this node's CLOCK_MONOTONIC (ages what is
+    // remembered); now_unix_ms: its wall clock (the first datagram's window).
     template <class Message>
-    DropReason check(const Message& m, uint64_t now_unix_ms)
+    DropReason check(const Message& m, uint64_t now_mono_ms, uint64_t now_unix_ms)
     {
-        return check(m.node_id, m.incarnation, m.sequence, m.sent_unix_ms, now_unix_ms);
+        return check(m.node_id, m.incarnation, m.sequence, m.sent_unix_ms, now_mono_ms, now_unix_ms);
     }
     void set_window(uint64_t window_ms) { window_ms_ = window_ms; }
+    uint64_t window_ms() const { return window_ms_; }
     // Senders remembered now (what a forger of ids can make it hold is
     // bounded by the ids it sent within one window).
     size_t remembered() const { return seen_.size(); }
+    // The last datagram refused as stale: its send time minus this node's
+    // wall clock (positive: the sender is ahead), for the log.
+    int64_t last_stale_skew_ms() const { return last_stale_skew_ms_; }
 
 private:
     DropReason check(const std::string& node_id, uint64_t incarnation, uint64_t sequence,
-                     uint64_t sent_unix_ms, uint64_t now_unix_ms);
+                     uint64_t sent_unix_ms, uint64_t now_mono_ms, uint64_t now_unix_ms);
     // Forgets senders not heard from for a window: whatever they sent before
-    // is refused as stale by its send time, so nothing of theirs can replay.
-    // A node restarted with a lower incarnation (its clock went back) is
-    // then taken again, a window after its last accepted datagram.
-    void forget_old(uint64_t now_unix_ms);
-    // aged_out: accepted more than a window ago (a clock that went back
-    // ages nothing, or a replay from before the step would pass).
+    // is then judged as a first datagram, and refused as stale by its send
+    // time. A node restarted with a lower incarnation (its state directory
+    // lost) is taken again a window after its last accepted datagram.
+    void forget_old(uint64_t now_mono_ms);
     struct Seen {
         uint64_t incarnation;
         uint64_t sequence;
-        uint64_t accepted_unix_ms; // receiver's clock
+        uint64_t accepted_mono_ms; // receiver's monotonic clock: a wall clock step ages nothing
     };
-    bool aged_out(const Seen& s, uint64_t now_unix_ms) const
+    bool aged_out(const Seen& s, uint64_t now_mono_ms) const
     {
-        return now_unix_ms > s.accepted_unix_ms && now_unix_ms - s.accepted_unix_ms > window_ms_;
+        return now_mono_ms > s.accepted_mono_ms && now_mono_ms - s.accepted_mono_ms > window_ms_;
     }
     uint64_t window_ms_;
     std::unordered_map<std::string, Seen> seen_; // by node id
     uint64_t checks_ = 0;
+    int64_t last_stale_skew_ms_ = 0;
 };
 
 } // namespace peerlb

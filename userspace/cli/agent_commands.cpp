@@ -44,7 +44,7 @@ std::string load_bar(double pct, int width)
 } // namespace
 
 int cmd_agent(const std::string& config, const std::string& pin_root, const std::string& run_dir,
-              bool verbose)
+              const std::string& state_dir, bool verbose)
 {
     auto logger = spdlog::stderr_color_mt("peerlb");
     logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ %v");
@@ -52,7 +52,7 @@ int cmd_agent(const std::string& config, const std::string& pin_root, const std:
     libbpf_set_print(libbpf_to_log);
     if (verbose)
         spdlog::set_level(spdlog::level::debug);
-    return run_agent(AgentOptions{config, pin_root, run_dir});
+    return run_agent(AgentOptions{config, pin_root, run_dir, state_dir});
 }
 
 int cmd_peers(const std::string& run_dir, bool as_json)

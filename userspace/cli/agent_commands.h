@@ -9,7 +9,7 @@
 namespace peerlb::cli {
 
 int cmd_agent(const std::string& config, const std::string& pin_root, const std::string& run_dir,
-              bool verbose);
+              const std::string& state_dir, bool verbose);
 int cmd_peers(const std::string& run_dir, bool json);
 int cmd_set(const std::string& run_dir, const std::string& key, const std::string& value);
 // A live view, redrawn every interval; `frames` > 0 stops after that many

@@ -460,10 +460,16 @@ int main(int argc, char** argv)
     auto* rules_cmd = app.add_subcommand("rules", "URI rules of the http mode, with hit counters");
     add_common(rules_cmd, common, true);
 
-    std::string config_path;
+    std::string config_path, state_dir;
     auto* agent_cmd = app.add_subcommand("agent", "run this node's agent in the foreground");
     add_common(agent_cmd, common, false);
     agent_cmd->add_option("-c,--config", config_path, "TOML configuration file")->required();
+    agent_cmd->add_option("--state-dir", state_dir,
+                          "directory of the incarnation counter (default: [node] state_dir, "
+                          "else /var/lib/peerlb/<node id>)")
+        ->check(CLI::Validator(
+            [](std::string& dir) { return dir.empty() ? std::string("empty path") : std::string(); },
+            "DIR"));
     auto* peers_cmd = app.add_subcommand("peers", "the cluster as this node's agent sees it");
     add_common(peers_cmd, common, true);
     std::string set_key, set_value;
@@ -505,7 +511,7 @@ int main(int argc, char** argv)
         if (*rules_cmd)
             return cmd_rules(common);
         if (*agent_cmd)
-            return cli::cmd_agent(config_path, common.pin_root, common.run_dir, g_verbose);
+            return cli::cmd_agent(config_path, common.pin_root, common.run_dir, state_dir, g_verbose);
         if (*peers_cmd)
             return cli::cmd_peers(common.run_dir, common.json);
         if (*set_cmd)
