@@ -257,10 +257,19 @@ static __always_inline int lb_orphan(struct xdp_md *ctx, const struct lb_pkt *p)
 	 * Otherwise the kernel answers (RST). */
 	g = lb_in_grace(&p->key);
 	if (g) {
+		struct lb_flow flow = {
+			.node = g->previous,
+			.reason = LB_REASON_HANDOVER,
+			.created_ns = bpf_ktime_get_ns(),
+		};
+
 		if (g->previous == LB_NODE_LOCAL) {
 			lb_count(LB_C_DROP_ORPHAN_GRACE, p->len);
 			return XDP_DROP;
 		}
+		/* Recorded, so the connection keeps going there after the grace
+		 * period; a peer's announcement of it overwrites the entry. */
+		bpf_map_update_elem(&lb_flows, &p->key, &flow, BPF_ANY);
 		ret = lb_forward(ctx, p, g->previous);
 		if (ret == XDP_TX)
 			lb_count(LB_C_TX_GRACE_PREVIOUS, p->len);

@@ -13,7 +13,11 @@
 #    one heartbeat period once they hear each other;
 #  - an agent that restarts with a peer's addresses left on its NIC (as its
 #    crashed predecessor would have left them) gives them back to the live
-#    owner: one holder, one ARP reply.
+#    owner: one holder, one ARP reply;
+#  - a node whose agent alone dies (data plane, nginx and connections stay)
+#    is fenced: once a peer holds its address only the peer answers ARP,
+#    and the node's own long-lived connections keep working through the
+#    peer (sent on to it) past the grace period.
 # Usage: takeover_test.sh BUILD_DIR
 set -uo pipefail
 
@@ -313,5 +317,35 @@ check "s3 holds its own address again, and only s3" \
 check "node 1's address has exactly one live holder" cl_wait_until 3000 one_live_holder "$svc1"
 check "the node address and s3's other addresses stay" \
     bash -c '[[ $(ip -n "$1" -o addr show dev eth0) =~ "inet ${2}/24 " ]]' _ "$(cl_ns s3)" "${CL_NODE_ADDR[3]}"
+
+echo "$name: node 3's agent alone dies (its data plane, nginx and connections stay)"
+svc3=${CL_SVC_ADDR[3]}
+cl_agent_load 2 10 && cl_agent_load 3 10
+sleep 0.3
+keeper fenced "$svc3" 8 0.1
+cl_wait_until 5000 keeper_started fenced >/dev/null
+servers=$(sed -n 's/^started //p' "$CL_TMP/keeper-fenced.log")
+check "long-lived connections to $svc3 are served by s3 itself ($servers)" \
+    bash -c '[[ -n $1 && ! " $1 " =~ " s2 " && ! " $1 " =~ None ]]' _ "$servers"
+counter() { # counter N NAME: packets of counter NAME on server N
+    cl_peerlb "$1" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"][sys.argv[1]]["packets"])' "$2"
+}
+cl_agent_stop 3 KILL
+waited=$(cl_wait_until 5000 cl_held_by "$svc3" "s2 s3")
+echo "    s2 took $svc3 over $waited ms after s3's agent died (s3 keeps it on its NIC)"
+check "s2 takes the address of the node whose agent died" test "$waited" != timeout
+sleep 0.5 # s3's own information is stale for as long as its peers waited
+replies=$(arp_replies "$svc3")
+echo "    ARP replies for $svc3 with s3 fenced: $replies"
+check "an ARP request for $svc3 gets one reply: s3 is fenced" test "$replies" = 1
+check "s3's data plane dropped ARP requests for $svc3 ($(counter 3 drop_fenced_neigh))" \
+    test "$(counter 3 drop_fenced_neigh)" -gt 0
+sleep 3.5 # past the grace period (3000 ms)
+summary=$(keeper_summary fenced)
+echo "    long-lived connections to the fenced node: $summary"
+check "zero failures of the fenced node's own connections, past the grace period" \
+    keeper_clean "$summary" 200
+check "s2 sent the fenced node's unknown segments on to it ($(counter 2 tx_grace_previous))" \
+    test "$(counter 2 tx_grace_previous)" -gt 0
 
 check_summary "$name"
