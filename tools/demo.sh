@@ -104,11 +104,15 @@ kill "$traffic" 2>/dev/null
 wait "$traffic" 2>/dev/null
 
 echo
-echo "== s3's agent is killed: s1 and s2 mark it dead after 3 silent periods"
+echo "== s3's agent is killed: s1 and s2 mark it dead after 3 silent periods, one of them"
+echo "   takes s3's address over, and s3's data plane fences it (stops answering ARP for it)"
 cl_agent_stop 3 KILL
-sleep 1
+taken_over() { [[ $(cl_holders "${CL_SVC_ADDR[3]}") == "s1 s3" || $(cl_holders "${CL_SVC_ADDR[3]}") == "s2 s3" ]]; }
+cl_wait_until 10000 taken_over >/dev/null
+sleep 0.5
 cl_agent_cli 1 peers
-table "s1 at 90 %, s3's agent dead: s1 hands off to s2 only; s3 keeps its own (fail-safe)"
+echo "   ${CL_SVC_ADDR[3]} is on the NICs of: $(cl_holders "${CL_SVC_ADDR[3]}") (s3's own copy fenced)"
+table "s1 at 90 %, s3's agent dead: s1 hands off to s2 only; s3's address, taken over, goes to s2"
 
 echo
 echo "== peerlb status on s1"

@@ -163,6 +163,8 @@ TEST(ConfigValid, DefaultsWhenOptionalTablesAbsent)
     EXPECT_FALSE(c.forward_ipip);
     EXPECT_DOUBLE_EQ(c.conn_cost, d.conn_cost);
     EXPECT_EQ(c.failsafe_after_ms, d.failsafe_after_ms);
+    EXPECT_EQ(c.syn_cookies, uint32_t(LB_SYN_COOKIES_AUTO));
+    EXPECT_EQ(c.syn_cookie_rate, 1000u);
     EXPECT_EQ(c.source, peerlb::LoadSource::connections);
     EXPECT_EQ(c.capacity, 1000u);
     EXPECT_EQ(c.update_ms, d.update_ms);
@@ -190,6 +192,8 @@ pick = "least"
 forward = "ipip"
 conn_cost = 1
 failsafe_after_ms = 2500
+syn_cookies = "always"
+syn_cookie_rate = 250
 [load]
 source = "exec"
 capacity = 5
@@ -221,6 +225,8 @@ port = 443
     EXPECT_TRUE(c.forward_ipip);
     EXPECT_DOUBLE_EQ(c.conn_cost, 1.0); // an integer is fine for a float key
     EXPECT_EQ(c.failsafe_after_ms, 2500u);
+    EXPECT_EQ(c.syn_cookies, uint32_t(LB_SYN_COOKIES_ALWAYS));
+    EXPECT_EQ(c.syn_cookie_rate, 250u);
     EXPECT_EQ(c.source, peerlb::LoadSource::exec);
     EXPECT_EQ(c.capacity, 5u);
     EXPECT_EQ(c.load_command, "echo 42");
@@ -440,6 +446,10 @@ TEST(ConfigErrors, OutOfRange)
         {"[balance]\nconn_cost = nan\n", "t.toml:12: balance.conn_cost: "},
         {"[balance]\nfailsafe_after_ms = 9\n", "t.toml:12: balance.failsafe_after_ms: "},
         {"[balance]\nfailsafe_after_ms = 4294967296\n", "t.toml:12: balance.failsafe_after_ms: "},
+        {"[balance]\nsyn_cookies = \"sometimes\"\n", "t.toml:12: balance.syn_cookies: "},
+        {"[balance]\nsyn_cookies = true\n", "t.toml:12: balance.syn_cookies: "},
+        {"[balance]\nsyn_cookie_rate = 0\n", "t.toml:12: balance.syn_cookie_rate: "},
+        {"[balance]\nsyn_cookie_rate = 10000001\n", "t.toml:12: balance.syn_cookie_rate: "},
         {"[load]\ncapacity = 0\n", "t.toml:12: load.capacity: "},
         {"[load]\nupdate_ms = 0\n", "t.toml:12: load.update_ms: "},
         {"[load]\nupdate_ms = 1001\n", "t.toml:12: load.update_ms: "},
@@ -967,6 +977,9 @@ TEST(ConfigSet, EveryKindOfValue)
     EXPECT_FALSE(peerlb::apply_setting(c, "health.enabled", "false").health_enabled);
     EXPECT_EQ(peerlb::apply_setting(c, "load.smoothing_ms", "250").smoothing_ms, 250u);
     EXPECT_EQ(peerlb::apply_setting(c, "log.level", "debug").log_level, "debug");
+    EXPECT_EQ(peerlb::apply_setting(c, "balance.syn_cookies", "off").syn_cookies,
+              uint32_t(LB_SYN_COOKIES_OFF));
+    EXPECT_EQ(peerlb::apply_setting(c, "balance.syn_cookie_rate", "5000").syn_cookie_rate, 5000u);
 }
 
 TEST(ConfigSet, HealthTimingKeepsTheHealthPort)
