@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -981,24 +982,34 @@ int Agent::run()
         if (cfg_.metrics_listen)
             publish_snapshot(); // what the metrics thread reads
 
-        pollfd fds[] = {{socket_.fd(), POLLIN, 0}, {control_.fd(), POLLIN, 0},
-                        {sigfd.get(), POLLIN, 0},
-                        {pin_events_ ? ring_buffer__epoll_fd(pin_events_.get()) : -1, POLLIN, 0}};
+        // The control socket's clients after the fixed three: each served a
+        // step at a time, as its bytes come, never holding the loop.
+        std::vector<pollfd> fds = {
+            {socket_.fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0},
+            {pin_events_ ? ring_buffer__epoll_fd(pin_events_.get()) : -1, POLLIN, 0}};
+        const size_t control_from = fds.size();
+        control_.add_poll_fds(fds);
         const uint64_t until = std::min({next_heartbeat, now + kTickNs, ownership_at_ns_});
-        const int timeout_ms = int((until > now ? until - now : 0) / kMs) + 1;
-        if (poll(fds, 4, timeout_ms) < 0 && errno != EINTR)
+        int timeout_ms = int((until > now ? until - now : 0) / kMs) + 1;
+        if (const auto deadline = control_.next_deadline())
+            timeout_ms = int(std::clamp<int64_t>(
+                std::chrono::ceil<std::chrono::milliseconds>(*deadline - ControlServer::Clock::now())
+                    .count(),
+                0, timeout_ms));
+        if (poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR)
             throw SystemError("poll", errno);
-        if (fds[3].revents & POLLIN)
+        if (fds[2].revents & POLLIN)
             ring_buffer__consume(pin_events_.get()); // each event guarded in the callback
         // Datagrams (fds[0]) are read at the top of the loop, before peers
         // are judged: poll only wakes it for them.
-        if (fds[1].revents & POLLIN)
+        const bool control_ready =
+            std::any_of(fds.begin() + control_from, fds.end(), [](const pollfd& p) { return p.revents; });
+        const auto control_deadline = control_.next_deadline();
+        if (control_ready || (control_deadline && *control_deadline <= ControlServer::Clock::now()))
             guarded("control request", [&] {
-                control_.serve_one([this](const nlohmann::json& req) {
-                    return nlohmann::json(handle(req));
-                });
+                control_.serve([this](const nlohmann::json& req) { return nlohmann::json(handle(req)); });
             });
-        if (fds[2].revents & POLLIN) {
+        if (fds[1].revents & POLLIN) {
             signalfd_siginfo si{};
             if (read(sigfd.get(), &si, sizeof(si)) == sizeof(si))
                 spdlog::info("signal {}: leaving the cluster; the data plane stays attached",
