@@ -14,6 +14,10 @@
 #     and restarted at once: no long-lived connection breaks or moves, no new
 #     connection fails, its maps are consistent after every restart, and no
 #     service address is ever held by two nodes (sampled every ~50 ms).
+#  3. More joiners than node slots; an agent stalled (SIGSTOP) resumes.
+#  4. Control clients that send their requests one byte at a time, again
+#     and again: the agent's heartbeats go out on time all the same (its
+#     peers never see it suspect) and the CLI is answered.
 # Usage: robustness_test.sh BUILD_DIR
 set -uo pipefail
 
@@ -530,5 +534,98 @@ check "after the stall s2's and s3's addresses stayed theirs alone (sampled 20 t
     bash -c '! grep -v "^s2|s3$" "$1"' _ "$CL_TMP/stall-holders.log"
 waited=$(cl_wait_until 5000 holds_own)
 check "then every node holds its own addresses again (s1's given back)" test "$waited" != timeout
+
+# --------------------------------------------------------------------------
+echo "$name: control clients that send their requests one byte at a time"
+# The agent serves its control socket on its event loop, so no client may
+# hold it, however slowly its request comes: 2 clients at a byte every 30 ms
+# (a request in ~0.5 s) and 2 at a byte every 150 ms (never done), each
+# connecting again as soon as it is done, for TRICKLE_S seconds. Meanwhile
+# s1's heartbeats go out on time (its peers never see it suspect nor hear it
+# late) and the CLI's requests are answered at once.
+TRICKLE_S=4
+trickle_json() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
+sent_before=$(agent_json 1 status | trickle_json 'd["agent"]["heartbeats_sent"]')
+trickle_from=$(cl_now_ms)
+python3 - "$CL_TMP/run-s1/agent.sock" "$TRICKLE_S" >"$CL_TMP/trickle.json" 2>"$CL_TMP/trickle.err" <<'EOF' &
+import json, socket, sys, threading, time
+path, seconds = sys.argv[1], float(sys.argv[2])
+request = b'{"cmd": "status"}\n'
+end = time.time() + seconds
+stats = {}
+def trickle(name, gap):
+    s = stats[name] = {"connections": 0, "answered": 0, "refused": 0, "cut": 0}
+    while time.time() < end:
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.connect(path)
+        s["connections"] += 1
+        try:
+            for b in request:
+                c.sendall(bytes([b]))
+                time.sleep(gap)
+            c.settimeout(3)
+            answer = b""
+            while not answer.endswith(b"\n"):
+                chunk = c.recv(1 << 16)
+                if not chunk:
+                    break
+                answer += chunk
+            reply = json.loads(answer) if answer.strip() else {}
+            s["answered" if "node_id" in reply else "refused"] += 1
+        except OSError:
+            s["cut"] += 1  # the agent closed it: past its deadline
+        finally:
+            c.close()
+threads = [threading.Thread(target=trickle, args=(f"{n}-{i}", gap))
+           for n, gap in (("fast", 0.03), ("slow", 0.15)) for i in range(2)]
+for t in threads: t.start()
+for t in threads: t.join()
+json.dump(stats, sys.stdout)
+EOF
+trickler=$!
+BG_PIDS+=($trickler)
+# Meanwhile: s1 asked for its status, s2 and s3 for how long ago they heard s1.
+: >"$CL_TMP/trickle-watch.log"
+while kill -0 "$trickler" 2>/dev/null; do
+    t0=$(cl_now_ms)
+    if agent_json 1 status >/dev/null; then
+        echo "status $(($(cl_now_ms) - t0))" >>"$CL_TMP/trickle-watch.log"
+    else
+        echo "status failed" >>"$CL_TMP/trickle-watch.log"
+    fi
+    for n in 2 3; do
+        agent_json "$n" peers | python3 -c '
+import json, sys
+print("age", sys.argv[1], [p["age_ms"] for p in json.load(sys.stdin) if p["id"] == "s1"][0])' "s$n" \
+            >>"$CL_TMP/trickle-watch.log" 2>&1
+    done
+done
+wait "$trickler"
+trickle_rc=$?
+sent=$(($(agent_json 1 status | trickle_json 'd["agent"]["heartbeats_sent"]') - sent_before))
+trickle_ms=$(($(cl_now_ms) - trickle_from))
+echo "    tricklers: $(cat "$CL_TMP/trickle.json" 2>/dev/null) $(head -c 300 "$CL_TMP/trickle.err")"
+check "the trickling clients ran (rc $trickle_rc) and connected again and again" python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert len(s) == 4 and all(c["connections"] >= 2 for c in s.values()), s
+' "$CL_TMP/trickle.json"
+check "a request that trickles in within the deadline is answered (the fast ones)" python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert all(c["answered"] >= 1 for n, c in s.items() if n.startswith("fast")), s
+' "$CL_TMP/trickle.json"
+ages=$(sed -n 's/^age s[23] //p' "$CL_TMP/trickle-watch.log" | sort -n | tail -n 1)
+statuses=$(sed -n 's/^status //p' "$CL_TMP/trickle-watch.log")
+echo "    s1 sent $sent heartbeats in $trickle_ms ms (every 100 ms: $((trickle_ms / 100))); its peers heard it at most ${ages:-?} ms before ($(grep -c '^age' "$CL_TMP/trickle-watch.log") looks); CLI status answered $(grep -c . <<<"$statuses") times, the slowest in $(sort -n <<<"$statuses" | tail -n 1) ms"
+check "s1 kept sending heartbeats on time ($sent in $trickle_ms ms)" \
+    test $((sent * 100 * 100)) -ge $((trickle_ms * 90))
+check "s2 and s3 always heard s1 within 1.5 periods (latest age ${ages:-none} ms < 150 ms)" \
+    bash -c '[[ -n $1 && $1 -lt 150 ]] && ! grep -q "^age s[23] [^0-9]" "$2"' _ "$ages" "$CL_TMP/trickle-watch.log"
+suspects=$(for n in 2 3; do log_lines_since "$n" "peer s1 .*-> (suspect|dead)" "$trickle_from" | sed "s/^/s$n: /"; done)
+check "no peer marked s1 suspect${suspects:+: $suspects}" test -z "$suspects"
+check "the CLI's requests to s1 were all answered, each within 1 s" \
+    bash -c '! grep -q "status failed" "$1" && [[ -n $2 ]] && (( $(sort -n <<<"$2" | tail -n 1) < 1000 ))' \
+    _ "$CL_TMP/trickle-watch.log" "$statuses"
 
 check_summary "$name"

@@ -305,6 +305,83 @@ TEST(MembershipTest, ClockBeforeLastHeardCountsAsNow)
     EXPECT_EQ(m.find("b")->state, PeerState::alive);
 }
 
+// changes() grows with what the ownership computation reads of the peers
+// (who, in which state, which services and claims) and with nothing that
+// every heartbeat renews: the agent computes the owners again only then.
+TEST(MembershipTest, ChangesCountWhatOwnershipReads)
+{
+    FakeClock clock;
+    Membership m("self", 3);
+    uint64_t seen = m.changes();
+    auto changed = [&] {
+        const bool grew = m.changes() != seen;
+        seen = m.changes();
+        return grew;
+    };
+    Heartbeat hb = beat("b", 100);
+    hb.services = {parse_ip("10.0.0.100")};
+    hb.claims = hb.services;
+    m.on_heartbeat(hb, clock.now);
+    EXPECT_TRUE(changed()) << "a new peer";
+
+    // Every heartbeat renews these: no change.
+    for (int i = 0; i < 5; i++) {
+        clock.advance_ms(100);
+        hb.sequence++;
+        hb.sent_unix_ms += 100;
+        hb.load_bp = uint16_t(1000 * i);
+        hb.kept_per_s = uint32_t(i);
+        hb.state = i % 2 ? AnnouncedState::unroutable : AnnouncedState::alive;
+        m.on_heartbeat(hb, clock.now);
+        EXPECT_TRUE(m.tick(clock.now).empty());
+        EXPECT_FALSE(changed()) << "heartbeat " << i;
+    }
+    hb.state = AnnouncedState::alive;
+
+    clock.advance_ms(100);
+    hb.claims.push_back(parse_ip("10.0.0.101")); // took an address over
+    m.on_heartbeat(hb, clock.now);
+    EXPECT_TRUE(changed()) << "a new claim";
+    clock.advance_ms(100);
+    hb.claims = {parse_ip("10.0.0.101"), parse_ip("10.0.0.100")}; // the same set, in another order
+    m.on_heartbeat(hb, clock.now);
+    EXPECT_TRUE(changed()) << "claims listed otherwise: counted (cheap, and never missed)";
+    clock.advance_ms(100);
+    hb.services.push_back(parse_ip("fd00::100"));
+    m.on_heartbeat(hb, clock.now);
+    EXPECT_TRUE(changed()) << "a new service address";
+    clock.advance_ms(100);
+    m.on_heartbeat(hb, clock.now);
+    EXPECT_FALSE(changed());
+
+    clock.advance_ms(200);
+    EXPECT_EQ(m.tick(clock.now).size(), 1u);
+    EXPECT_TRUE(changed()) << "alive -> suspect";
+    clock.advance_ms(200);
+    EXPECT_EQ(m.tick(clock.now).size(), 1u);
+    EXPECT_TRUE(changed()) << "suspect -> dead";
+    EXPECT_TRUE(m.tick(clock.now).empty());
+    EXPECT_FALSE(changed());
+    m.on_heartbeat(hb, clock.now);
+    EXPECT_TRUE(changed()) << "dead -> alive";
+
+    // Leaving, then forgotten (no addresses any more).
+    hb.state = AnnouncedState::leaving;
+    hb.services.clear();
+    hb.claims.clear();
+    m.on_heartbeat(hb, clock.now);
+    EXPECT_TRUE(changed()) << "leaving";
+    EXPECT_TRUE(m.forget_dead(clock.now, 1000 * kMs).empty());
+    EXPECT_FALSE(changed());
+    clock.advance_ms(1000);
+    EXPECT_EQ(m.forget_dead(clock.now, 1000 * kMs).size(), 1u);
+    EXPECT_TRUE(changed()) << "forgotten";
+
+    // Our own id, echoed back: nothing.
+    m.on_heartbeat(beat("self"), clock.now);
+    EXPECT_FALSE(changed());
+}
+
 TEST(MembershipTest, StateNames)
 {
     EXPECT_STREQ(peer_state_name(PeerState::alive), "alive");

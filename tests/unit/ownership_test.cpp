@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <initializer_list>
+#include <map>
 #include <random>
 #include <tuple>
 
@@ -558,4 +559,129 @@ TEST(Adoption, AdoptedAddressIsReleasedToALiveHome)
     EXPECT_EQ(owner_of(a, "10.77.0.111"), "s2");
     EXPECT_EQ(home_of(a, "10.77.0.111"), "");
     EXPECT_EQ(rows(a), rows(compute_owners(twice, "s2", now, kHoldDown)));
+}
+
+// The agent computes the owners again only when its inputs change or at
+// next_ownership_change(): the time a give-back comes due.
+TEST(NextOwnershipChange, AGiveBackComesDueAtTheHomesHoldDownEnd)
+{
+    const uint64_t back = 1'000'000'000'000ull;
+    std::vector<NodeOwnershipView> nodes = {
+        node("a", true, {"10.0.0.1"}, {}, back),
+        node("b", true, {"10.0.0.2"}, {"10.0.0.2", "10.0.0.1"}),
+    };
+    EXPECT_EQ(next_ownership_change(nodes, back, kHoldDown), back + kHoldDown);
+    EXPECT_EQ(next_ownership_change(nodes, back + kHoldDown - 1, kHoldDown), back + kHoldDown);
+    // The answer the deadline stands for: b releases at it, not before.
+    EXPECT_EQ(owner_of(compute_owners(nodes, "b", back + kHoldDown - 1, kHoldDown), "10.0.0.1"), "b");
+    EXPECT_EQ(owner_of(compute_owners(nodes, "b", back + kHoldDown, kHoldDown), "10.0.0.1"), "a");
+    // Once it has passed, time changes nothing more.
+    EXPECT_EQ(next_ownership_change(nodes, back + kHoldDown, kHoldDown), std::nullopt);
+    // The earliest of two.
+    nodes.push_back(node("c", true, {"10.0.0.3"}, {}, back - 5));
+    nodes[1].claims.push_back(ip("10.0.0.3"));
+    EXPECT_EQ(next_ownership_change(nodes, back, kHoldDown), back - 5 + kHoldDown);
+}
+
+TEST(NextOwnershipChange, NothingComesDueWithoutAClaimOnALiveHome)
+{
+    const uint64_t back = 1'000'000'000'000ull;
+    // Nobody claims a's address; b's claim on a dead node's address (held
+    // for as long as c stays dead, whatever the time); b's own address.
+    std::vector<NodeOwnershipView> nodes = {
+        node("a", true, {"10.0.0.1"}, {"10.0.0.1"}, back),
+        node("b", true, {"10.0.0.2"}, {"10.0.0.2", "10.0.0.3"}, back),
+        node("c", false, {"10.0.0.3"}, {}, back),
+    };
+    EXPECT_EQ(next_ownership_change(nodes, back, kHoldDown), std::nullopt);
+    // A dead claimant's claim does not count either.
+    nodes[2].claims = ips({"10.0.0.1"});
+    EXPECT_EQ(next_ownership_change(nodes, back, kHoldDown), std::nullopt);
+    // A hold-down that never ends (saturated) is no deadline.
+    nodes[1].claims.push_back(ip("10.0.0.1"));
+    EXPECT_EQ(next_ownership_change(nodes, back, UINT64_MAX), std::nullopt);
+    EXPECT_EQ(next_ownership_change(nodes, back, kHoldDown), back + kHoldDown);
+}
+
+// The property the agent relies on, over random clusters: from every view,
+// compute_owners() gives the same answer at every time before the deadline
+// (at all times when there is none), so computing it only at the deadline
+// and on input changes misses nothing.
+TEST(NextOwnershipChange, NoAnswerChangesBeforeTheDeadline)
+{
+    std::mt19937_64 rng(20240515);
+    const std::vector<const char*> addresses = {"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4",
+                                                "10.0.0.5", "fd00::1"};
+    const uint64_t now = 100 * kHoldDown;
+    size_t with_deadline = 0, changed_at_deadline = 0;
+    for (int round = 0; round < 2000; round++) {
+        std::vector<NodeOwnershipView> nodes;
+        const int count = 2 + int(rng() % 3);
+        for (int i = 0; i < count; i++) {
+            NodeOwnershipView v;
+            v.id = fmt::format("n{}", i);
+            v.live = rng() % 4 != 0;
+            // Back a while ago, just now, or not yet (a clock read later).
+            v.alive_since_ns = now - kHoldDown * 2 + rng() % (kHoldDown * 2 + 1000);
+            for (const char* a : addresses) {
+                if (rng() % 5 == 0)
+                    v.home.push_back(ip(a));
+                if (rng() % 4 == 0)
+                    v.claims.push_back(ip(a));
+            }
+            nodes.push_back(v);
+        }
+        const auto deadline = next_ownership_change(nodes, now, kHoldDown);
+        const uint64_t end = deadline.value_or(now + 3 * kHoldDown);
+        if (deadline) {
+            with_deadline++;
+            ASSERT_GT(*deadline, now);
+        }
+        for (const auto& self : nodes) {
+            const auto at_now = rows(compute_owners(nodes, self.id, now, kHoldDown));
+            for (uint64_t t : {now + 1, now + (end - now) / 2, end - 1})
+                ASSERT_EQ(rows(compute_owners(nodes, self.id, t, kHoldDown)), at_now)
+                    << "round " << round << ", view of " << self.id << ", " << t - now
+                    << " ns after now; deadline " << (deadline ? fmt::format("{}", *deadline - now) : "none");
+            if (deadline && rows(compute_owners(nodes, self.id, *deadline, kHoldDown)) != at_now)
+                changed_at_deadline++;
+        }
+    }
+    // The random clusters reach the interesting cases.
+    EXPECT_GT(with_deadline, 100u);
+    EXPECT_GT(changed_at_deadline, 50u);
+}
+
+// A `set` computes the owners again only when it changes what they depend on.
+TEST(AffectsOwnership, EveryRuntimeSettingIsClassified)
+{
+    Config base;
+    base.node_id = "s1";
+    // Keys whose change may move addresses: the rules, and the listen
+    // period of a starting agent (dead_after x interval_ms).
+    const std::map<std::string, std::pair<std::string, bool>> changes = {
+        {"balance.accept_below", {"61", false}},     {"balance.min_difference", {"33", false}},
+        {"balance.pick", {"least", false}},          {"balance.conn_cost", {"0.7", false}},
+        {"balance.failsafe_after_ms", {"4000", false}},
+        {"cluster.interval_ms", {"250", true}},      {"cluster.dead_after", {"5", true}},
+        {"cluster.load_step", {"20", false}},        {"cluster.replay_window_ms", {"20000", false}},
+        {"cluster.hold_down_ms", {"1234", true}},    {"cluster.grace_ms", {"3000", false}},
+        {"load.capacity", {"77", false}},            {"load.update_ms", {"20", false}},
+        {"load.smoothing_ms", {"300", false}},       {"health.enabled", {"false", false}},
+        {"health.interval_ms", {"700", false}},      {"health.timeout_ms", {"300", false}},
+        {"health.fail_after", {"4", false}},         {"log.level", {"debug", false}},
+    };
+    for (const auto& key : runtime_settings()) {
+        auto it = changes.find(key);
+        ASSERT_NE(it, changes.end()) << key << ": a new runtime setting; does it affect ownership?";
+        const Config next = apply_setting(base, key, it->second.first);
+        EXPECT_EQ(affects_ownership(base, next), it->second.second) << key;
+        EXPECT_FALSE(affects_ownership(next, next)) << key;
+    }
+    Config other = base;
+    other.takeover = false;
+    EXPECT_TRUE(affects_ownership(base, other));
+    other = base;
+    other.owned_services = ips({"10.0.0.9"});
+    EXPECT_TRUE(affects_ownership(base, other));
 }

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -173,6 +174,14 @@ private:
     std::map<std::string, uint64_t> came_alive_ns_; // when each peer last joined or came back
     std::string coordinator_;
     OwnerMap owners_; // the last ownership computation
+    // The owners are computed again only when their inputs may have changed
+    // (main thread): the peers (members_.changes()), the settings (a `set`),
+    // this node's own claims, or the time (ownership_at_ns_).
+    bool ownership_due_ = true;      // own claims changed, or the last computation failed
+    uint64_t ownership_seen_ = 0;    // members_.changes() the last computation read
+    uint64_t ownership_at_ns_ = 0;   // hold-down or listen period end, or a retry
+    uint64_t ownership_config_generation_ = 0;
+    Config ownership_config_;        // the settings as of ownership_config_generation_
 
     std::atomic<uint32_t> load_bp_{0};
     std::atomic<bool> healthy_{true};
@@ -510,17 +519,28 @@ std::vector<NodeOwnershipView> Agent::ownership_views() const
     return views;
 }
 
+// Called by run() when an input changed or ownership_at_ns_ came; sets
+// when to call it again. Due again if it fails half-way (exception).
 void Agent::evaluate_ownership(uint64_t now)
 {
+    ownership_due_ = true;
     OwnerMap owners;
     {
         std::lock_guard lock(mu_);
+        ownership_seen_ = members_.changes();
         // A starting agent listens first: a peer may hold its address.
-        if (now - started_ns_ < uint64_t(cfg_.dead_after) * cfg_.interval_ms * kMs)
+        const uint64_t listened = started_ns_ + uint64_t(cfg_.dead_after) * cfg_.interval_ms * kMs;
+        if (now < listened) {
+            ownership_at_ns_ = listened;
+            ownership_due_ = false;
             return;
+        }
         const auto views = ownership_views();
+        ownership_at_ns_ = UINT64_MAX;
         if (cfg_.takeover) {
-            owners = compute_owners(views, cfg_.node_id, now, uint64_t(cfg_.hold_down_ms) * kMs);
+            const uint64_t hold_down_ns = uint64_t(cfg_.hold_down_ms) * kMs;
+            owners = compute_owners(views, cfg_.node_id, now, hold_down_ns);
+            ownership_at_ns_ = next_ownership_change(views, now, hold_down_ns).value_or(UINT64_MAX);
         } else { // each node holds its own addresses, whatever happens to the others
             for (const auto& v : views)
                 for (const auto& a : v.home)
@@ -529,7 +549,13 @@ void Agent::evaluate_ownership(uint64_t now)
         coordinator_ = coordinator(views).value_or("");
         owners_ = owners;
     }
-    takeover_.apply(owners, now, unix_ms());
+    const auto claims = takeover_.claims();
+    const bool settled = takeover_.apply(owners, now, unix_ms());
+    // What this node holds is an input too (its claims: an adopted leftover
+    // is decided by the next computation); a failed take is tried again.
+    ownership_due_ = takeover_.claims() != claims;
+    if (!settled)
+        ownership_at_ns_ = std::min(ownership_at_ns_, now + kTickNs);
 }
 
 void Agent::take(const Heartbeat& hb)
@@ -945,6 +971,7 @@ int Agent::run()
                  cfg_.node_id, format_ip(cfg_.node_address), cfg_.interface, cfg_.interval_ms,
                  incarnation_);
 
+    ownership_config_ = cfg_; // a `set` is compared with this
     uint64_t next_heartbeat = mono_ns();
     while (true) {
         const uint64_t now = mono_ns();
@@ -953,6 +980,12 @@ int Agent::run()
             std::lock_guard lock(mu_);
             interval_ms = cfg_.interval_ms;
             load_step = cfg_.load_step;
+            if (ownership_config_generation_ != config_generation_) { // a `set`
+                if (affects_ownership(ownership_config_, cfg_))
+                    ownership_due_ = true;
+                ownership_config_ = cfg_;
+                ownership_config_generation_ = config_generation_;
+            }
         }
         const bool load_jumped =
             measured_ &&
@@ -981,7 +1014,15 @@ int Agent::run()
                 came_alive_ns_.erase(id);
             }
         }
-        guarded("ownership", [&] { evaluate_ownership(now); });
+        // Peers joined, died, came back or changed their claims, a `set`,
+        // this node's claims, or a deadline: the owners may have changed.
+        bool ownership_inputs_changed;
+        {
+            std::lock_guard lock(mu_);
+            ownership_inputs_changed = members_.changes() != ownership_seen_;
+        }
+        if (ownership_due_ || ownership_inputs_changed || now >= ownership_at_ns_)
+            guarded("ownership", [&] { evaluate_ownership(now); });
         guarded("takeover timers", [&] { takeover_.run_timers(now); });
         if (cookies_)
             guarded("cookie keys", [&] {
@@ -992,24 +1033,34 @@ int Agent::run()
         if (cfg_.metrics_listen)
             publish_snapshot(); // what the metrics thread reads
 
-        pollfd fds[] = {{socket_.fd(), POLLIN, 0}, {control_.fd(), POLLIN, 0},
-                        {sigfd.get(), POLLIN, 0},
-                        {pin_events_ ? ring_buffer__epoll_fd(pin_events_.get()) : -1, POLLIN, 0}};
-        const uint64_t until = std::min(next_heartbeat, now + kTickNs);
-        const int timeout_ms = int((until > now ? until - now : 0) / kMs) + 1;
-        if (poll(fds, 4, timeout_ms) < 0 && errno != EINTR)
+        // The control socket's clients after the fixed three: each served a
+        // step at a time, as its bytes come, never holding the loop.
+        std::vector<pollfd> fds = {
+            {socket_.fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0},
+            {pin_events_ ? ring_buffer__epoll_fd(pin_events_.get()) : -1, POLLIN, 0}};
+        const size_t control_from = fds.size();
+        control_.add_poll_fds(fds);
+        const uint64_t until = std::min({next_heartbeat, now + kTickNs, ownership_at_ns_});
+        int timeout_ms = int((until > now ? until - now : 0) / kMs) + 1;
+        if (const auto deadline = control_.next_deadline())
+            timeout_ms = int(std::clamp<int64_t>(
+                std::chrono::ceil<std::chrono::milliseconds>(*deadline - ControlServer::Clock::now())
+                    .count(),
+                0, timeout_ms));
+        if (poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR)
             throw SystemError("poll", errno);
-        if (fds[3].revents & POLLIN)
+        if (fds[2].revents & POLLIN)
             ring_buffer__consume(pin_events_.get()); // each event guarded in the callback
         // Datagrams (fds[0]) are read at the top of the loop, before peers
         // are judged: poll only wakes it for them.
-        if (fds[1].revents & POLLIN)
+        const bool control_ready =
+            std::any_of(fds.begin() + control_from, fds.end(), [](const pollfd& p) { return p.revents; });
+        const auto control_deadline = control_.next_deadline();
+        if (control_ready || (control_deadline && *control_deadline <= ControlServer::Clock::now()))
             guarded("control request", [&] {
-                control_.serve_one([this](const nlohmann::json& req) {
-                    return nlohmann::json(handle(req));
-                });
+                control_.serve([this](const nlohmann::json& req) { return nlohmann::json(handle(req)); });
             });
-        if (fds[2].revents & POLLIN) {
+        if (fds[1].revents & POLLIN) {
             signalfd_siginfo si{};
             if (read(sigfd.get(), &si, sizeof(si)) == sizeof(si))
                 spdlog::info("signal {}: leaving the cluster; the data plane stays attached",

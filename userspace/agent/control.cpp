@@ -19,9 +19,10 @@ namespace peerlb {
 namespace {
 
 constexpr size_t kMaxMessage = 64 * 1024;
-// The agent serves requests on its event loop: a request gets this long in
-// all, however its bytes trickle in, so that no client can stall the loop.
-constexpr int kServeDeadlineMs = 250;
+// A client of the agent gets this long in all, from its connection to its
+// answer written, however its bytes trickle: it holds one of the server's
+// places meanwhile (never the loop).
+constexpr auto kClientDeadline = std::chrono::milliseconds(1000);
 // The CLI waits this long in all for the agent's answer.
 constexpr int kRequestDeadlineMs = 2000;
 
@@ -160,28 +161,109 @@ ControlServer::~ControlServer()
         std::filesystem::remove(created_dir_, ec);
 }
 
-void ControlServer::serve_one(const Handler& handler)
+namespace {
+
+// The answer line to one request line; a bad request gets {"error": ...}.
+std::string answer(const ControlServer::Handler& handler, const std::string& line)
 {
-    Fd client(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-    if (!client)
-        return;
-    const auto deadline = Clock::now() + std::chrono::milliseconds(kServeDeadlineMs);
-    std::string line;
     nlohmann::json reply;
-    if (!read_line(client.get(), line, deadline)) {
-        reply = {{"error", "no complete request"}};
-    } else {
-        try {
-            reply = handler(nlohmann::json::parse(line));
-        } catch (const nlohmann::json::exception& e) {
-            reply = {{"error", fmt::format("bad request: {}", e.what())}};
-        } catch (const std::exception& e) {
-            reply = {{"error", e.what()}};
-        }
+    try {
+        reply = handler(nlohmann::json::parse(line));
+    } catch (const nlohmann::json::exception& e) {
+        reply = {{"error", fmt::format("bad request: {}", e.what())}};
+    } catch (const std::exception& e) {
+        reply = {{"error", e.what()}};
     }
     // Replaced, not thrown: a stray byte in a string must not end the agent.
-    write_all(client.get(), reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n",
-              deadline);
+    return reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+std::string error_line(const char* what)
+{
+    return nlohmann::json({{"error", what}}).dump() + "\n";
+}
+
+} // namespace
+
+void ControlServer::add_poll_fds(std::vector<pollfd>& fds) const
+{
+    if (clients_.size() < kMaxClients)
+        fds.push_back({listen_.get(), POLLIN, 0});
+    for (const auto& c : clients_)
+        fds.push_back({c.fd.get(), short(c.out.empty() ? POLLIN : POLLOUT), 0});
+}
+
+std::optional<ControlServer::Clock::time_point> ControlServer::next_deadline() const
+{
+    std::optional<Clock::time_point> next;
+    for (const auto& c : clients_)
+        if (!next || c.deadline < *next)
+            next = c.deadline;
+    return next;
+}
+
+void ControlServer::serve(const Handler& handler)
+{
+    while (clients_.size() < kMaxClients) {
+        Fd fd(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+        if (!fd)
+            break; // nobody waiting (or a failed accept, tried again at the next wake-up)
+        clients_.push_back(Client{std::move(fd), Clock::now() + kClientDeadline, {}, {}, 0});
+    }
+    std::erase_if(clients_, [&](Client& c) { return !step(c, handler); });
+}
+
+bool ControlServer::step(Client& c, const Handler& handler)
+{
+    const auto now = Clock::now();
+    if (c.out.empty()) { // reading the request
+        bool eof = false;
+        char buf[4096];
+        while (c.in.find('\n') == std::string::npos && c.in.size() <= kMaxMessage) {
+            const ssize_t n = ::read(c.fd.get(), buf, sizeof(buf));
+            if (n > 0) {
+                c.in.append(buf, size_t(n));
+                continue;
+            }
+            if (n == 0) {
+                eof = true;
+                break;
+            }
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            return false; // the client is gone
+        }
+        if (const size_t nl = c.in.find('\n'); nl != std::string::npos && nl <= kMaxMessage) {
+            c.in.resize(nl);
+            c.out = answer(handler, c.in);
+        } else if (c.in.size() > kMaxMessage) {
+            c.out = error_line("request too large");
+        } else if (eof && !c.in.empty()) {
+            c.out = answer(handler, c.in); // the last line needs no newline
+        } else if (eof) {
+            return false; // left without a word
+        } else if (now >= c.deadline) {
+            c.out = error_line("no complete request");
+        } else {
+            return true; // more to come
+        }
+    }
+    while (c.written < c.out.size()) { // writing the answer
+        const ssize_t n =
+            ::send(c.fd.get(), c.out.data() + c.written, c.out.size() - c.written, MSG_NOSIGNAL);
+        if (n > 0) {
+            c.written += size_t(n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return now < c.deadline; // the rest when the socket takes it, if in time
+        return false;
+    }
+    return false; // answered
 }
 
 nlohmann::json control_request(const std::string& run_dir, const nlohmann::json& request)

@@ -58,6 +58,8 @@ std::optional<PeerEvent> Membership::on_heartbeat(const Heartbeat& hb, uint64_t 
     auto [it, inserted] = peers_.try_emplace(hb.node_id);
     Peer& p = it->second;
     const std::optional<PeerState> before = inserted ? std::nullopt : std::optional<PeerState>(p.state);
+    if (inserted || p.last.services != hb.services || p.last.claims != hb.claims)
+        changes_++;
     p.last = hb;
     p.last_heard_ns = now_ns;
     p.heartbeats++;
@@ -67,6 +69,7 @@ std::optional<PeerEvent> Membership::on_heartbeat(const Heartbeat& hb, uint64_t 
         return std::nullopt;
     p.state = now_state;
     p.state_since_ns = now_ns;
+    changes_++;
     return PeerEvent{hb.node_id, before, now_state};
 }
 
@@ -82,6 +85,7 @@ std::vector<std::string> Membership::forget_dead(uint64_t now_ns, uint64_t after
             gone.push_back(entry.first);
         return forget;
     });
+    changes_ += gone.size();
     return gone;
 }
 
@@ -96,6 +100,7 @@ std::vector<PeerEvent> Membership::tick(uint64_t now_ns)
         p.state = s;
         p.state_since_ns = now_ns;
     }
+    changes_ += events.size();
     return events;
 }
 

@@ -64,12 +64,20 @@ public:
     const std::map<std::string, Peer>& peers() const { return peers_; }
     const Peer* find(const std::string& id) const;
 
+    // Grows whenever a peer is added or forgotten, changes state, or
+    // announces other services or claims than in its previous heartbeat;
+    // never for what every heartbeat renews (load, sequence, timestamps).
+    // Whoever saw the same count sees the same peers, states and addresses:
+    // the agent computes the address owners again only when it grew.
+    uint64_t changes() const { return changes_; }
+
 private:
     PeerState judge(const Peer& p, uint64_t now_ns) const;
 
     std::string self_id_;
     uint32_t dead_after_;
     std::map<std::string, Peer> peers_; // by node id: stable order for slots and output
+    uint64_t changes_ = 0;
 };
 
 } // namespace peerlb

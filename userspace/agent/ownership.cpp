@@ -162,6 +162,32 @@ OwnerMap compute_owners(const std::vector<NodeOwnershipView>& nodes, const std::
     return result;
 }
 
+std::optional<uint64_t> next_ownership_change(const std::vector<NodeOwnershipView>& nodes,
+                                              uint64_t now_ns, uint64_t hold_down_ns)
+{
+    // Time enters compute_owners() only through held_down_passed(): for a
+    // live home whose address a live node other than itself claims.
+    std::optional<uint64_t> next;
+    for (const auto& home : nodes) {
+        if (!home.live || home.home.empty())
+            continue;
+        uint64_t ends;
+        if (__builtin_add_overflow(home.alive_since_ns, hold_down_ns, &ends) || ends <= now_ns)
+            continue; // never, or passed already (no change to come)
+        if (next && *next <= ends)
+            continue;
+        const bool claimed_by_another = std::any_of(nodes.begin(), nodes.end(), [&](const auto& n) {
+            return n.live && n.id != home.id &&
+                   std::any_of(n.claims.begin(), n.claims.end(), [&](const IpAddress& a) {
+                       return std::find(home.home.begin(), home.home.end(), a) != home.home.end();
+                   });
+        });
+        if (claimed_by_another)
+            next = ends;
+    }
+    return next;
+}
+
 std::optional<std::string> coordinator(const std::vector<NodeOwnershipView>& nodes)
 {
     std::optional<std::string> lowest;

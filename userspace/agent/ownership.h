@@ -78,6 +78,16 @@ using OwnerMap = std::map<IpAddress, AddressOwner, IpAddressLess>;
 OwnerMap compute_owners(const std::vector<NodeOwnershipView>& nodes, const std::string& self_id,
                         uint64_t now_ns, uint64_t hold_down_ns, size_t max_held = kMaxClaims);
 
+// The earliest time after now_ns at which compute_owners() may answer
+// differently for the same `nodes`: the end of a live node's hold-down while
+// another live node claims one of its home addresses (give-back). Time
+// changes nothing else, so until then, and for ever when nullopt, the answer
+// changes only when `nodes` (or self_id, hold_down_ns) do. The agent
+// computes the owners again at that time or when its inputs change, not on
+// every turn of its loop. Conservative: a time returned may change nothing.
+std::optional<uint64_t> next_ownership_change(const std::vector<NodeOwnershipView>& nodes,
+                                              uint64_t now_ns, uint64_t hold_down_ns);
+
 // The lowest live id, or nullopt when no node is live.
 std::optional<std::string> coordinator(const std::vector<NodeOwnershipView>& nodes);
 

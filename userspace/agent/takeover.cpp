@@ -53,6 +53,13 @@ std::vector<Adoption> adoptable(const std::vector<IpAddress>& leftovers, const O
     return out;
 }
 
+bool affects_ownership(const Config& before, const Config& after)
+{
+    return before.node_id != after.node_id || before.owned_services != after.owned_services ||
+           before.takeover != after.takeover || before.hold_down_ms != after.hold_down_ms ||
+           before.dead_after != after.dead_after || before.interval_ms != after.interval_ms;
+}
+
 Takeover::Takeover(const Config& cfg, AddressManager& addrs, Maps& maps, unsigned nic_ifindex,
                    const Mac& nic_mac, SendAnnouncement send)
     : cfg_(cfg), addrs_(addrs), maps_(maps), ifindex_(nic_ifindex), mac_(nic_mac),
@@ -60,8 +67,9 @@ Takeover::Takeover(const Config& cfg, AddressManager& addrs, Maps& maps, unsigne
 {
 }
 
-void Takeover::apply(const OwnerMap& owners, uint64_t now_ns, uint64_t now_unix_ms)
+bool Takeover::apply(const OwnerMap& owners, uint64_t now_ns, uint64_t now_unix_ms)
 {
+    bool settled = true;
     // Leftovers the cluster names now: held from here on, so this node's
     // next heartbeat and computation count its claim (the usual rules then
     // keep it, or release it to a home that holds it or after the hold-down).
@@ -73,6 +81,7 @@ void Takeover::apply(const OwnerMap& owners, uint64_t now_ns, uint64_t now_unix_
         } catch (const std::exception& e) {
             spdlog::error("looking for {} on {}: {} (trying again)", format_ip(address),
                           cfg_.interface, e.what());
+            settled = false;
             continue;
         }
         std::erase(leftovers_, address);
@@ -93,7 +102,7 @@ void Takeover::apply(const OwnerMap& owners, uint64_t now_ns, uint64_t now_unix_
         // A leftover adopted now is decided at the next computation, which
         // counts this node's claim on it.
         if (mine && !held && !just_adopted)
-            take(address, owner, now_ns, now_unix_ms);
+            settled = take(address, owner, now_ns, now_unix_ms) && settled;
         else if (!mine && held && !just_adopted)
             release(address, owner);
 
@@ -108,9 +117,10 @@ void Takeover::apply(const OwnerMap& owners, uint64_t now_ns, uint64_t now_unix_
         }
         last = owner.owner;
     }
+    return settled;
 }
 
-void Takeover::take(const IpAddress& a, const AddressOwner& o, uint64_t now_ns,
+bool Takeover::take(const IpAddress& a, const AddressOwner& o, uint64_t now_ns,
                     uint64_t now_unix_ms)
 {
     try {
@@ -126,7 +136,7 @@ void Takeover::take(const IpAddress& a, const AddressOwner& o, uint64_t now_ns,
         addrs_.add(a, ifindex_);
     } catch (const std::exception& e) {
         spdlog::error("cannot take {}: {} (trying again)", format_ip(a), e.what());
-        return;
+        return false;
     }
     held_[a] = Held{o.home, now_unix_ms};
     if (o.taken_over()) {
@@ -138,6 +148,7 @@ void Takeover::take(const IpAddress& a, const AddressOwner& o, uint64_t now_ns,
     announce_neighbours(a);
     for (uint64_t delay : kNeighbourRepeatsMs)
         pending_.push_back({now_ns + delay * kMs, a, ""});
+    return true;
 }
 
 void Takeover::release(const IpAddress& a, const AddressOwner& o)

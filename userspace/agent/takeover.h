@@ -45,6 +45,13 @@ struct Adoption {
 // release); it is looked up again at each computation.
 std::vector<Adoption> adoptable(const std::vector<IpAddress>& leftovers, const OwnerMap& owners);
 
+// Whether going from settings `before` to `after` may change what the
+// agent computes of the address owners: the rules (takeover, hold-down),
+// the node's identity and home addresses, and the listen period at start
+// (dead_after x interval_ms). A `set` of anything else needs no new
+// computation.
+bool affects_ownership(const Config& before, const Config& after);
+
 class Takeover {
 public:
     // Sends one announcement datagram (signed by the caller's codec).
@@ -62,8 +69,11 @@ public:
     void set_fenced_slot(FencedSlot fenced_slot) { fenced_slot_ = std::move(fenced_slot); }
 
     // Takes, releases and announces as `owners` (this node's computation)
-    // says. now_ns: CLOCK_MONOTONIC; now_unix_ms for status.
-    void apply(const OwnerMap& owners, uint64_t now_ns, uint64_t now_unix_ms);
+    // says. now_ns: CLOCK_MONOTONIC; now_unix_ms for status. False when
+    // something failed and is to be tried again with the same owners (an
+    // address that could not be added, a leftover that could not be looked
+    // up): the caller calls again soon, even if nothing else changed.
+    bool apply(const OwnerMap& owners, uint64_t now_ns, uint64_t now_unix_ms);
 
     // An address found on the NIC at start (this agent restarted): held, so
     // the first computation keeps or releases it like any other.
@@ -106,7 +116,7 @@ private:
         std::string to;            // announcement: the holder; empty: a neighbour announcement
     };
 
-    void take(const IpAddress& a, const AddressOwner& o, uint64_t now_ns, uint64_t now_unix_ms);
+    bool take(const IpAddress& a, const AddressOwner& o, uint64_t now_ns, uint64_t now_unix_ms);
     void release(const IpAddress& a, const AddressOwner& o);
     void announce_flows(const IpAddress& a, const std::string& to);
     void announce_neighbours(const IpAddress& a);
