@@ -170,6 +170,12 @@ cl_peerlb_up() {
     mkdir -p "$CL_TMP/bpffs"
     mountpoint -q "$CL_TMP/bpffs" || mount -t bpf bpf "$CL_TMP/bpffs" || return 1
     for n in 1 2 3; do
+        # ipip's route lookup for the outer header needs forwarding on lo
+        # (bpf/forward.bpf.h, lb_route): the agent sets it, attach does not.
+        if [[ $mode == ipip ]]; then
+            cl_in "s$n" sysctl -qw net.ipv4.conf.lo.forwarding=1 net.ipv6.conf.lo.forwarding=1 ||
+                return 1
+        fi
         cl_peerlb "$n" attach --iface eth0 --forward "$mode" >/dev/null || return 1
         for m in 1 2 3; do
             local self=()
