@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
 /* Moving packets between nodes (DESIGN.md section 2): the l2 rewrite, the
  * outer IPv4/IPv6 header pushed for ipip and popped by the receiving node,
- * and the copy of the Ethernet header and VLAN tags that moves with them. */
+ * the copy of the Ethernet header and VLAN tags that moves with them, and
+ * the next hop of an ipip frame from the kernel's routing table. */
 #ifndef PEERLB_BPF_FORWARD_H
 #define PEERLB_BPF_FORWARD_H
 
@@ -17,6 +18,16 @@
 #define LB_IP_DF 0x4000
 
 #define LB_L2_MAX (sizeof(struct ethhdr) + LB_MAX_VLAN_TAGS * sizeof(struct vlan_hdr_lb))
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+
+/* The loopback device's index, the same in every network namespace. */
+#define LB_LOOPBACK_IFINDEX 1
 
 /* The Ethernet header and VLAN tags, kept aside while an outer IP header is
  * pushed or popped behind them. Every size is a constant per tag count: a
@@ -105,20 +116,17 @@ LB_GLOBAL int lb_decapsulate(struct xdp_md *ctx, const struct lb_pkt *p)
 	return lb_l2_restore(ctx, &l2) ? 0 : -1;
 }
 
-/* Moves the L2 header `hdr_len` bytes to the front, addressed from `self`
- * to `peer` with ethertype `proto`, and writes the outer header `hdr` in
+/* Moves the L2 header `hdr_len` bytes to the front with ethertype `proto`
+ * (its MACs are the caller's to set) and writes the outer header `hdr` in
  * the gap. hdr_len is a constant at each (inlined) call. */
-static __always_inline int lb_push_outer(struct xdp_md *ctx, const struct lb_pkt *p,
-					 const struct lb_node *self, const struct lb_node *peer,
-					 __be16 proto, const void *hdr, __u32 hdr_len)
+static __always_inline int lb_push_outer(struct xdp_md *ctx, const struct lb_pkt *p, __be16 proto,
+					 const void *hdr, __u32 hdr_len)
 {
 	struct lb_l2_copy l2;
 	void *l3, *data_end;
 
 	if (lb_l2_save(ctx, p->vlan_tags, proto, &l2))
 		return -1;
-	__builtin_memcpy(&l2.bytes[0], peer->mac, ETH_ALEN);
-	__builtin_memcpy(&l2.bytes[ETH_ALEN], self->mac, ETH_ALEN);
 	if (bpf_xdp_adjust_head(ctx, -(int)hdr_len))
 		return -1;
 	l3 = lb_l2_restore(ctx, &l2);
@@ -214,14 +222,21 @@ refused:
 	return XDP_PASS;
 }
 
-/* Pushes an outer header from this node to `peer` (same family) and sets the
- * MACs for the next hop. */
-static __always_inline int lb_encapsulate(struct xdp_md *ctx, const struct lb_pkt *p,
-					  const struct lb_node *self, const struct lb_node *peer,
-					  __u32 mtu)
+/* Pushes an outer header from this node to `peer` (same family); the MACs
+ * are set afterwards, for the next hop (lb_next_hop). 0, or -1 when the
+ * packet would exceed `mtu` or cannot be moved. Global: its copies of the
+ * L2 and outer headers live in a frame of their own, off the stack of the
+ * deepest call chain (see lb_fib_scratch). */
+LB_GLOBAL int lb_encapsulate(struct xdp_md *ctx, const struct lb_pkt *p, const struct lb_node *self,
+			     const struct lb_node *peer, __u32 mtu)
 {
-	__u32 inner_len = p->len - p->l3_off;
-	__u8 inner = p->key.family == LB_FAMILY_IPV4 ? IPPROTO_IPIP : IPPROTO_IPV6;
+	__u32 inner_len;
+	__u8 inner;
+
+	if (!p || !self || !peer)
+		return -1;
+	inner_len = p->len - p->l3_off;
+	inner = p->key.family == LB_FAMILY_IPV4 ? IPPROTO_IPIP : IPPROTO_IPV6;
 
 	if (self->family == LB_FAMILY_IPV4) {
 		struct iphdr outer = {
@@ -238,7 +253,7 @@ static __always_inline int lb_encapsulate(struct xdp_md *ctx, const struct lb_pk
 		if (inner_len + sizeof(outer) > mtu)
 			return -1;
 		outer.check = lb_ipv4_csum(&outer);
-		return lb_push_outer(ctx, p, self, peer, bpf_htons(ETH_P_IP), &outer, sizeof(outer));
+		return lb_push_outer(ctx, p, bpf_htons(ETH_P_IP), &outer, sizeof(outer));
 	} else {
 		struct ipv6hdr outer = {
 			.version = 6,
@@ -251,20 +266,177 @@ static __always_inline int lb_encapsulate(struct xdp_md *ctx, const struct lb_pk
 			return -1;
 		__builtin_memcpy(&outer.saddr, self->addr.v6, 16);
 		__builtin_memcpy(&outer.daddr, peer->addr.v6, 16);
-		return lb_push_outer(ctx, p, self, peer, bpf_htons(ETH_P_IPV6), &outer, sizeof(outer));
+		return lb_push_outer(ctx, p, bpf_htons(ETH_P_IPV6), &outer, sizeof(outer));
 	}
 }
 
-/* Sends the packet on to node `slot` (XDP_TX). When that is impossible (slot
- * emptied, families differ, packet too big to encapsulate) the packet is
- * dropped and counted: passing it would make the local kernel reset a
- * connection that lives on the peer. */
+/* How long a next hop from the routing table is reused, per CPU and per
+ * node, before it is looked up again: a flow's packets do not each pay a
+ * route and a neighbour lookup (~100-200 ns), and a changed route or
+ * neighbour (a router's failover) reaches the forwarded flows within it. */
+#define LB_NEXT_HOP_TTL_NS (50ull * 1000 * 1000)
+
+/* Fills `hop` (MACs, interface, MTU) from the kernel's routing table for an
+ * outer packet of `outer_len` bytes from this node (`self`) to `peer`.
+ * 0, or -1 with *counter set to the drop's reason (see lb_next_hop).
+ *
+ * The lookup is the one the kernel makes for a packet this node sends
+ * itself (input interface lo): the outer source is this node's address.
+ * bpf_fib_lookup answers only when forwarding is enabled on that input
+ * interface, so it needs net.ipv4.conf.lo.forwarding (IPv6:
+ * net.ipv6.conf.lo.forwarding) = 1, which the agent sets in ipip mode;
+ * nothing the node receives is routed by it. */
+static __always_inline int lb_route(struct xdp_md *ctx, const struct lb_pkt *p,
+				    const struct lb_node *self, const struct lb_node *peer,
+				    __u32 outer_len, struct lb_next_hop *hop, __u32 *counter)
+{
+	struct bpf_fib_lookup *fib;
+	__u32 zero = 0, on_link;
+	long ret;
+
+	fib = bpf_map_lookup_elem(&lb_fib_scratch, &zero);
+	if (!fib) {
+		*counter = LB_C_DROP_FORWARD_ERROR;
+		return -1;
+	}
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->ifindex = LB_LOOPBACK_IFINDEX;
+	fib->tot_len = outer_len;
+	if (self->family == LB_FAMILY_IPV4) {
+		fib->family = AF_INET;
+		fib->ipv4_src = self->addr.v4;
+		fib->ipv4_dst = peer->addr.v4;
+	} else {
+		fib->family = AF_INET6;
+		__builtin_memcpy(fib->ipv6_src, self->addr.v6, 16);
+		__builtin_memcpy(fib->ipv6_dst, peer->addr.v6, 16);
+	}
+	ret = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+	hop->ifindex = fib->ifindex;
+	switch (ret) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+		__builtin_memcpy(hop->dmac, fib->dmac, ETH_ALEN);
+		__builtin_memcpy(hop->smac, fib->smac, ETH_ALEN);
+		hop->mtu = fib->mtu_result;
+		hop->peer_mac = 0;
+		return 0;
+	case BPF_FIB_LKUP_RET_NO_NEIGH:
+		/* The lookup left the next hop's address in ipv4_dst/ipv6_dst
+		 * (a gateway's, or the peer's own when on-link). */
+		if (self->family == LB_FAMILY_IPV4)
+			on_link = fib->family == AF_INET && fib->ipv4_dst == peer->addr.v4;
+		else
+			on_link = fib->ipv6_dst[0] == peer->addr.v6[0] &&
+				  fib->ipv6_dst[1] == peer->addr.v6[1] &&
+				  fib->ipv6_dst[2] == peer->addr.v6[2] &&
+				  fib->ipv6_dst[3] == peer->addr.v6[3];
+		if (on_link && (fib->ifindex == ctx->ingress_ifindex || p->vlan_tags)) {
+			__builtin_memcpy(hop->dmac, peer->mac, ETH_ALEN);
+			__builtin_memcpy(hop->smac, self->mac, ETH_ALEN);
+			hop->mtu = 0; /* not reported without a neighbour */
+			hop->peer_mac = 1;
+			return 0;
+		}
+		*counter = LB_C_DROP_FORWARD_NO_NEIGH;
+		return -1;
+	case BPF_FIB_LKUP_RET_FWD_DISABLED:
+		*counter = LB_C_DROP_FORWARD_FIB_DISABLED;
+		return -1;
+	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
+		*counter = LB_C_DROP_FORWARD_ERROR;
+		return -1;
+	default: /* the others, and helper errors (< 0) */
+		*counter = LB_C_DROP_FORWARD_NO_ROUTE;
+		return -1;
+	}
+}
+
+/* Addresses an ipip frame to node `slot` (`peer`; from this node, `self`,
+ * both of one family), already encapsulated, to its next hop from the
+ * kernel's routing table (DESIGN.md section 2): across routers the outer
+ * frame goes to the router the route names, not to the peer's own MAC.
+ * Returns XDP_TX, XDP_REDIRECT when the route leaves by another interface
+ * (bpf_redirect; on veth, that interface's other end must run an XDP
+ * program, as for XDP_TX: DESIGN.md section 7), or XDP_DROP with the reason
+ * counted here (p: the frame as it came in, for the bytes). The answer is
+ * reused for LB_NEXT_HOP_TTL_NS; drops are not: each is looked up again.
+ *
+ * A next hop whose MAC is not resolved yet (BPF_FIB_LKUP_RET_NO_NEIGH; XDP
+ * cannot resolve it, and passing the packet would make this node's kernel
+ * answer, or reset, a connection that lives on the peer):
+ * - when the next hop is the peer itself (on-link) on the interface the
+ *   frame came in by, the frame goes to the peer's own MAC, from its
+ *   heartbeats (lb_nodes), as before routes were looked up: peers on one
+ *   segment that only ever multicast to each other have no neighbour
+ *   entries; counted beside the send (ipip_peer_mac);
+ * - otherwise (a router's MAC) it is dropped (drop_forward_no_neigh): the
+ *   client retransmits, and the agent's unicast heartbeats to its peers
+ *   (cluster.peers, how routed clusters are set up) keep the router's entry
+ *   resolved.
+ * Forwarding off on lo (see lb_route): drop_forward_fib_disabled, never
+ * sent blind to the peer's MAC. No route, a blackhole, unreachable or
+ * prohibited destination, or a route that needs an lwt encapsulation:
+ * drop_forward_no_route. An outer packet larger than the route's MTU:
+ * drop_forward_error, like one larger than the interface's.
+ *
+ * A VLAN-tagged frame leaves the way it came in, its tags kept (XDP_TX):
+ * the route's interface is then a VLAN device on top of the one XDP runs
+ * on, which a redirect cannot reach. The route to the peer must leave by the
+ * frame's VLAN. */
+LB_GLOBAL int lb_next_hop(struct xdp_md *ctx, const struct lb_pkt *p, const struct lb_node *self,
+			  const struct lb_node *peer, __u32 slot)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 counter = LB_C_DROP_FORWARD_ERROR, outer_len, same_link;
+	struct lb_next_hop *hop;
+	struct ethhdr *eth = data;
+	__u64 now;
+
+	hop = bpf_map_lookup_elem(&lb_next_hops, &slot);
+	if (!p || !self || !peer || !hop || (void *)(eth + 1) > data_end)
+		goto drop;
+	outer_len = p->len - p->l3_off +
+		    (self->family == LB_FAMILY_IPV4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr));
+	now = bpf_ktime_get_coarse_ns(); /* a tick is precise enough */
+	same_link = hop->ifindex == ctx->ingress_ifindex || p->vlan_tags;
+	if (hop->family != peer->family || !lb_addr_eq(&hop->peer, &peer->addr, peer->family) ||
+	    now - hop->checked_ns >= LB_NEXT_HOP_TTL_NS || (hop->peer_mac && !same_link)) {
+		hop->family = 0; /* nothing cached until a lookup succeeds */
+		if (lb_route(ctx, p, self, peer, outer_len, hop, &counter))
+			goto drop;
+		hop->peer = peer->addr;
+		hop->family = peer->family;
+		hop->checked_ns = now;
+		same_link = hop->ifindex == ctx->ingress_ifindex || p->vlan_tags;
+	} else if (hop->mtu && outer_len > hop->mtu) {
+		goto drop; /* as the lookup's BPF_FIB_LKUP_RET_FRAG_NEEDED */
+	}
+	__builtin_memcpy(eth->h_dest, hop->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, hop->smac, ETH_ALEN);
+	if (hop->peer_mac)
+		lb_count(LB_C_IPIP_PEER_MAC, p->len);
+	if (same_link)
+		return XDP_TX;
+	lb_count(LB_C_IPIP_REDIRECT, p->len);
+	return bpf_redirect(hop->ifindex, 0);
+drop:
+	lb_count(counter, p ? p->len : 0);
+	return XDP_DROP;
+}
+
+/* Sends the packet on to node `slot`: XDP_TX, or in ipip mode whatever the
+ * route to the peer asks (lb_next_hop: XDP_TX, XDP_REDIRECT). When that is
+ * impossible (slot emptied, families differ, packet too big to encapsulate,
+ * no route or next hop) the packet is dropped and counted: passing it would
+ * make the local kernel reset a connection that lives on the peer. */
 LB_GLOBAL int lb_forward(struct xdp_md *ctx, const struct lb_pkt *p, __u32 slot)
 {
 	struct lb_node_counters *nc;
 	struct lb_node *self, *peer;
 	struct lb_config *cfg;
 	__u32 zero = 0, self_slot;
+	int ret = XDP_TX;
 	__u64 bytes;
 
 	if (!p)
@@ -282,6 +454,9 @@ LB_GLOBAL int lb_forward(struct xdp_md *ctx, const struct lb_pkt *p, __u32 slot)
 	if (cfg->forward == LB_FORWARD_IPIP) {
 		if (peer->family != self->family || lb_encapsulate(ctx, p, self, peer, cfg->mtu))
 			goto error;
+		ret = lb_next_hop(ctx, p, self, peer, slot);
+		if (ret == XDP_DROP)
+			return XDP_DROP; /* counted by its reason */
 	} else {
 		void *data = (void *)(long)ctx->data;
 		void *data_end = (void *)(long)ctx->data_end;
@@ -298,7 +473,7 @@ LB_GLOBAL int lb_forward(struct xdp_md *ctx, const struct lb_pkt *p, __u32 slot)
 		nc->packets_forwarded++;
 		nc->bytes_forwarded += bytes;
 	}
-	return XDP_TX;
+	return ret;
 error:
 	lb_count(LB_C_DROP_FORWARD_ERROR, bytes);
 	return XDP_DROP;

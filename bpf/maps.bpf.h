@@ -5,6 +5,7 @@
 #define PEERLB_BPF_MAPS_H
 
 #include <linux/bpf.h>
+#include <linux/if_ether.h>
 #include <bpf/bpf_helpers.h>
 
 #include "../maps/config.h"
@@ -154,6 +155,38 @@ struct {
 	__type(key, __u32);
 	__type(value, struct lb_syn_meter);
 } lb_syn_meter SEC(".maps");
+
+/* Per-CPU scratch for the ipip next-hop lookup (forward.bpf.h, lb_route):
+ * its 64 bytes do not fit on the stack of the deepest call chain
+ * (xdp_peerlb, lb_http_first_segment, lb_commit, lb_forward: the
+ * verifier's 512-byte limit is for the frames of a chain together). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bpf_fib_lookup);
+} lb_fib_scratch SEC(".maps");
+
+/* The ipip next hop towards a node, as the routing table gave it
+ * (forward.bpf.h, lb_next_hop), reused for LB_NEXT_HOP_TTL_NS. */
+struct lb_next_hop {
+	union lb_addr peer; /* the node address it is for */
+	__u64 checked_ns;   /* bpf_ktime_get_ns() of the lookup */
+	__u32 ifindex;      /* the route's interface */
+	__u16 mtu;          /* the route's MTU */
+	__u8 family;        /* of peer; 0: nothing cached */
+	__u8 peer_mac;      /* 1: no neighbour entry, the on-link peer's own MAC */
+	__u8 dmac[ETH_ALEN];
+	__u8 smac[ETH_ALEN];
+};
+
+/* Per-CPU (no torn entries between CPUs), by node slot; not pinned. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_MAX_NODES);
+	__type(key, __u32);
+	__type(value, struct lb_next_hop);
+} lb_next_hops SEC(".maps");
 
 static __always_inline void lb_count(__u32 counter, __u64 bytes)
 {

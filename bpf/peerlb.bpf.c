@@ -360,7 +360,7 @@ int xdp_peerlb(struct xdp_md *ctx)
 		/* Counted as sent only when sent: a failed forward is counted
 		 * as drop_forward_error alone. */
 		ret = lb_forward(ctx, &p, node);
-		if (ret == XDP_TX)
+		if (ret == XDP_TX || ret == XDP_REDIRECT)
 			lb_count(LB_C_TX_FLOW_FORWARD, p.len);
 		return ret;
 	}

@@ -54,7 +54,13 @@ enum lb_counter_kind {
 	X(PASS_TUNNEL_REFUSED, "pass_tunnel_refused", PASSED)                   \
 	X(PASS_SYN_BAD_OPTIONS, "pass_syn_bad_options", PASSED)                 \
 	X(PASS_SYN_RESIZE_FAILED, "pass_syn_resize_failed", PASSED)             \
-	X(DROP_SYN_COOKIE_ERROR, "drop_syn_cookie_error", DROPPED)             \
+	X(DROP_SYN_COOKIE_ERROR, "drop_syn_cookie_error", DROPPED)              \
+	/* ipip next hop (bpf/forward.bpf.h, lb_next_hop) */                    \
+	X(DROP_FORWARD_NO_ROUTE, "drop_forward_no_route", DROPPED)              \
+	X(DROP_FORWARD_NO_NEIGH, "drop_forward_no_neigh", DROPPED)              \
+	X(DROP_FORWARD_FIB_DISABLED, "drop_forward_fib_disabled", DROPPED)      \
+	X(IPIP_PEER_MAC, "ipip_peer_mac", OTHER)                                \
+	X(IPIP_REDIRECT, "ipip_redirect", OTHER)                                \
 	X(SYN_COOKIE_L4, "syn_cookie_l4", OTHER)                                \
 	X(COOKIE_ACK_L4, "cookie_ack_l4", OTHER)                                \
 	X(DROP_FENCED_NEIGH, "drop_fenced_neigh", DROPPED)                      \

@@ -4,9 +4,13 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
+#include <net/if.h>
+#include <sched.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <vector>
 
 #include <fmt/format.h>
@@ -62,6 +66,51 @@ void reset_map(const bpf_map* map)
             throw SystemError(fmt::format("reset map {}", bpf_map__name(map)), errno);
 }
 
+void run_command(const std::string& cmd)
+{
+    if (std::system((cmd + " >/dev/null").c_str()) != 0)
+        throw Error("test network: " + cmd);
+}
+
+void write_proc(const std::string& path, const char* value)
+{
+    std::ofstream f(path);
+    f << value;
+    f.flush();
+    if (!f)
+        throw Error(fmt::format("test network: write {} = {}", path, value));
+}
+
+// The test network (fixture.h), made once: returns lbtest0's index.
+uint32_t make_test_network()
+{
+    if (unshare(CLONE_NEWNET))
+        throw SystemError("unshare a network namespace for the test network", errno);
+    run_command("ip link set lo up");
+    run_command(fmt::format("ip link add lbtest0 address {} mtu 9000 type veth peer name lbtest1 "
+                            "mtu 9000",
+                            format_mac(node_mac(kSelfSlot).data())));
+    run_command("ip link set lbtest1 up && ip link set lbtest0 up");
+    run_command(fmt::format("ip addr add {}/24 dev lbtest0",
+                            format_ip(node_addr(LB_FAMILY_IPV4, kSelfSlot))));
+    run_command(fmt::format("ip addr add {}/64 dev lbtest0 nodad",
+                            format_ip(node_addr(LB_FAMILY_IPV6, kSelfSlot))));
+    for (uint32_t slot = 0; slot < kNodeSlots; slot++) {
+        if (slot == kSelfSlot)
+            continue;
+        for (uint8_t family : {LB_FAMILY_IPV4, LB_FAMILY_IPV6})
+            run_command(fmt::format("ip neigh replace {} lladdr {} dev lbtest0 nud permanent",
+                                    format_ip(node_addr(family, slot)),
+                                    format_mac(node_mac(slot).data())));
+    }
+    write_proc("/proc/sys/net/ipv4/conf/lo/forwarding", "1");
+    write_proc("/proc/sys/net/ipv6/conf/lo/forwarding", "1");
+    const unsigned index = if_nametoindex("lbtest0");
+    if (!index)
+        throw SystemError("test network: lbtest0's index", errno);
+    return index;
+}
+
 Skeleton& shared_skeleton()
 {
     static std::unique_ptr<Skeleton> skel = [] {
@@ -73,6 +122,12 @@ Skeleton& shared_skeleton()
 }
 
 } // namespace
+
+uint32_t test_link_ifindex()
+{
+    static const uint32_t index = make_test_network();
+    return index;
+}
 
 Mac node_mac(uint32_t slot)
 {
@@ -198,6 +253,7 @@ void DataPlaneTest::SetUp()
 {
     if (geteuid() != 0)
         GTEST_SKIP() << "needs root to load BPF programs (BPF_PROG_TEST_RUN)";
+    test_link_ifindex(); // the process's own network, from the first test on
     skel_ = &shared_skeleton();
     bpf_map* map;
     bpf_object__for_each_map(map, (*skel_)->obj)
@@ -284,7 +340,7 @@ void DataPlaneTest::add_flow(const lb_flow_key& key, uint32_t node)
         throw SystemError("write flow", errno);
 }
 
-RunResult try_run(int prog_fd, const Bytes& frame)
+RunResult try_run(int prog_fd, const Bytes& frame, uint32_t ingress_ifindex)
 {
     RunResult r;
     // Room for an outer IPv6 header and then some.
@@ -294,6 +350,13 @@ RunResult try_run(int prog_fd, const Bytes& frame)
     opts.data_size_in = uint32_t(frame.size());
     opts.data_out = r.out.data();
     opts.data_size_out = uint32_t(r.out.size());
+    xdp_md ctx{};
+    if (ingress_ifindex) {
+        ctx.data_end = uint32_t(frame.size());
+        ctx.ingress_ifindex = ingress_ifindex;
+        opts.ctx_in = &ctx;
+        opts.ctx_size_in = sizeof(ctx);
+    }
     // repeat > 1 would rerun on the already rewritten buffer.
     opts.repeat = 1;
     if (bpf_prog_test_run_opts(prog_fd, &opts)) {
@@ -309,7 +372,8 @@ RunResult try_run(int prog_fd, const Bytes& frame)
 
 RunResult DataPlaneTest::run_xdp(const Bytes& frame)
 {
-    RunResult r = try_run(bpf_program__fd((*skel_)->progs.xdp_peerlb), frame);
+    RunResult r =
+        try_run(bpf_program__fd((*skel_)->progs.xdp_peerlb), frame, test_link_ifindex());
     EXPECT_EQ(r.error, 0) << "BPF_PROG_TEST_RUN(xdp_peerlb): " << std::strerror(r.error);
     return r;
 }

@@ -44,8 +44,19 @@ struct RunResult {
     uint32_t duration_ns = 0; // the program's run time, as the kernel measured it
 };
 
-// One BPF_PROG_TEST_RUN (repeat = 1) of any program.
-RunResult try_run(int prog_fd, const Bytes& frame);
+// One BPF_PROG_TEST_RUN (repeat = 1) of any program. An XDP program's run
+// may name its ingress interface (xdp_md.ingress_ifindex; 0: lo).
+RunResult try_run(int prog_fd, const Bytes& frame, uint32_t ingress_ifindex = 0);
+
+// The network the XDP runs see (ipip forwarding asks its routing table,
+// bpf_fib_lookup): made at the first DataPlaneTest::SetUp, in a network
+// namespace this process enters then and keeps (the root namespace's routes
+// and interfaces are never seen nor touched). lbtest0 (MAC node_mac(0),
+// 10.0.0.1/24, fd00::1/64, MTU 9000; its other end lbtest1) is the ingress
+// interface of every run_xdp; the test cluster's peers are on its link with
+// permanent neighbour entries (node_addr -> node_mac), and forwarding is on
+// for lo, as the agent sets it in ipip mode. Tests that change it undo it.
+uint32_t test_link_ifindex();
 
 // XDP_PASS with the frame exactly as it came in.
 ::testing::AssertionResult passed_untouched(const RunResult& r, const Bytes& in);

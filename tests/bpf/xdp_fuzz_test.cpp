@@ -321,7 +321,7 @@ TEST_F(XdpFuzz, EveryVerdictAndOutputIsOneTheDesignAllows)
             drops_since_last();
         }
         const FuzzPacket p = gen.next();
-        const RunResult r = try_run(prog_fd_, p.bytes);
+        const RunResult r = try_run(prog_fd_, p.bytes, test_link_ifindex());
         const DropDelta drops = drops_since_last();
         const Judgement j = judge(world, p.bytes, r.error, r.verdict, r.out, drops);
         run++;

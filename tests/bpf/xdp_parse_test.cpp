@@ -191,7 +191,8 @@ TEST_P(XdpParse, EveryTruncationOfAForwardableSynPassesUntouched)
             SCOPED_TRACE("first " + std::to_string(len) + " of " + std::to_string(whole.size()) +
                          " bytes");
             const Bytes cut = slice(whole, 0, len);
-            RunResult r = try_run(bpf_program__fd(skeleton()->progs.xdp_peerlb), cut);
+            RunResult r =
+                try_run(bpf_program__fd(skeleton()->progs.xdp_peerlb), cut, test_link_ifindex());
             if (len < kEthHeaderLen) {
                 // The kernel refuses runts before the program sees them.
                 EXPECT_EQ(r.error, EINVAL);

@@ -198,6 +198,12 @@ if ((cookies_l4)); then
     done
 fi
 if [[ $mode == ipip ]]; then
+    # The outer frames' next hop from s1's routing table: s2 and s3 share
+    # its link (their own MACs, from the heartbeats, when s1 has no
+    # neighbour entry for them: ipip_peer_mac).
+    fib_drops=$(( $(counter 1 drop_forward_no_route) + $(counter 1 drop_forward_no_neigh) +
+        $(counter 1 drop_forward_fib_disabled) ))
+    check "s1 found a next hop for every ipip forward ($fib_drops dropped)" test "$fib_drops" -eq 0
     for n in 2 3; do
         check "s$n decapsulated steered-in packets ($(counter $n pass_decapsulated))" \
             test "$(counter $n pass_decapsulated)" -gt 1000

@@ -309,6 +309,30 @@ void XdpCost::add_paths(uint8_t f)
              }});
     }
 
+    // The same ipip forward with its next hop looked up in the routing
+    // table (bpf_fib_lookup) at every call: the next-hop cache emptied.
+    // What a flow's packet costs once per LB_NEXT_HOP_TTL_NS per CPU: no
+    // target of its own.
+    {
+        const uint16_t port = sport++;
+        const Bytes frame = client_frame(f, data(port));
+        const int next_hops = bpf_map__fd(skeleton()->maps.lb_next_hops);
+        const size_t value_size = bpf_map__value_size(skeleton()->maps.lb_next_hops);
+        const std::vector<uint8_t> zeros((value_size + 7) / 8 * 8 *
+                                         size_t(libbpf_num_possible_cpus()));
+        add({"forward", "flow ipip, route lookup", f, xdp, frame, XDP_TX, "tx_flow_forward", 0,
+             [=, this] {
+                 l4_state(f, LB_FORWARD_IPIP);
+                 add_flow(client_key(f, port), kFlowPeer);
+             },
+             [=] {
+                 const uint32_t slot = kFlowPeer;
+                 if (bpf_map_update_elem(next_hops, &slot, zeros.data(), BPF_ANY))
+                     throw SystemError("empty the next-hop cache", errno);
+             },
+             [=](const RunResult& r) { return ipip_forwarded(r, frame, kFlowPeer, f); }});
+    }
+
     // New SYNs: every call a fresh one (the entry the last made deleted).
     {
         const uint16_t port = sport++;
@@ -424,7 +448,7 @@ void XdpCost::add_paths(uint8_t f)
     p.apply();
     counter_deltas();
     p.prepare();
-    const RunResult r = try_run(p.prog_fd, p.frame);
+    const RunResult r = try_run(p.prog_fd, p.frame, test_link_ifindex());
     if (r.error)
         return ::testing::AssertionFailure() << "BPF_PROG_TEST_RUN: " << std::strerror(r.error);
     if (r.verdict != p.verdict)
@@ -458,7 +482,7 @@ void XdpCost::add_paths(uint8_t f)
         return ok;
     for (int i = 0; i < calls; i++) {
         p.prepare();
-        const RunResult r = try_run(p.prog_fd, p.frame);
+        const RunResult r = try_run(p.prog_fd, p.frame, test_link_ifindex());
         if (r.error || r.verdict != p.verdict)
             return ::testing::AssertionFailure()
                    << "call " << i << ": verdict " << r.verdict << ", not " << p.verdict

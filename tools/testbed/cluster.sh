@@ -180,6 +180,12 @@ cl_peerlb_up() {
     mkdir -p "$CL_TMP/bpffs"
     mountpoint -q "$CL_TMP/bpffs" || mount -t bpf bpf "$CL_TMP/bpffs" || return 1
     for n in 1 2 3; do
+        # ipip's route lookup for the outer header needs forwarding on lo
+        # (bpf/forward.bpf.h, lb_route): the agent sets it, attach does not.
+        if [[ $mode == ipip ]]; then
+            cl_in "s$n" sysctl -qw net.ipv4.conf.lo.forwarding=1 net.ipv6.conf.lo.forwarding=1 ||
+                return 1
+        fi
         cl_peerlb "$n" attach --iface eth0 --forward "$mode" >/dev/null || return 1
         for m in 1 2 3; do
             local self=()
@@ -211,7 +217,9 @@ cl_set_load() {
 
 # cl_agent_config N [EXTRA-TOML]: server N's agent configuration, load read
 # from $CL_TMP/load-sN (written with cl_agent_load), heartbeat every
-# ${CL_INTERVAL_MS:-100} ms, forwarding ${CL_FORWARD:-l2}. The benchmarks
+# ${CL_INTERVAL_MS:-100} ms, forwarding ${CL_FORWARD:-l2}, heartbeats to the
+# group CL_GROUP, or by unicast to ${CL_PEERS[N]} when set (the TOML array's
+# items, e.g. '"10.0.0.2", "10.0.0.3"': across routers). The benchmarks
 # change more: CL_PICK (weighted), CL_ACCEPT_BELOW (50), CL_MIN_DIFFERENCE
 # (20), CL_BALANCE_EXTRA (more [balance] keys),
 # CL_LOAD_TOML (the whole [load] body), CL_HEALTH_PATH (/).
@@ -223,6 +231,8 @@ cl_agent_config() {
     [[ -f $CL_TMP/load-s$n ]] || echo 10 >"$CL_TMP/load-s$n"
     local load_toml=${CL_LOAD_TOML:-}
     [[ -n $load_toml ]] || printf -v load_toml 'source = "file"\nfile = "%s"' "$CL_TMP/load-s$n"
+    local members="group = \"$CL_GROUP\""
+    [[ -n ${CL_PEERS[$n]:-} ]] && members="peers = [${CL_PEERS[$n]}]"
     cat >"$CL_TMP/s$n.toml" <<EOF
 [node]
 id = "s$n"
@@ -232,7 +242,7 @@ services = ["${CL_SVC_ADDR[$n]}", "${CL_SVC_ADDR6[$n]}"]
 state_dir = "$CL_TMP/state-s$n"
 
 [cluster]
-group = "$CL_GROUP"
+$members
 key_file = "$CL_TMP/cluster.key"
 interval_ms = ${CL_INTERVAL_MS:-100}
 dead_after = 3

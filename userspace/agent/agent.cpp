@@ -231,6 +231,8 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
     // Only once the data plane is in place: an agent that cannot attach
     // (pin root off bpffs, another XDP program) leaves the host as it was.
     set_arp_sysctls(cfg.interface);
+    if (cfg.forward_ipip)
+        set_ipip_sysctls();
     // Keys always: l4 services answer SYN floods with cookies too, and
     // `set balance.syn_cookies` may turn them on at any time.
     if (cfg.has_http_service() || cfg.syn_cookies != LB_SYN_COOKIES_OFF)
@@ -996,6 +998,11 @@ int Agent::run()
         if (now >= next_heartbeat || load_jumped) {
             guarded("heartbeat send", [&] { send_heartbeat(AnnouncedState::alive); });
             next_heartbeat = now + uint64_t(interval_ms) * kMs;
+            // Setting net.ipv4.ip_forward (or net.ipv6.conf.all.forwarding)
+            // resets every interface's forwarding, lo's included: put back
+            // within a period (logged when it was off).
+            if (cfg_.forward_ipip)
+                guarded("ipip sysctls", [] { set_ipip_sysctls(); });
         }
         // Heartbeats already queued are read before peers are judged: after
         // a stall (a slow disk, a paused VM) they prove the peers alive.

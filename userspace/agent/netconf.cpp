@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -168,6 +169,19 @@ void set_cookie_sysctls()
         if (read_sysctl(path) == "0") {
             write_sysctl(path, "1");
             spdlog::info("cluster SYN cookies: set net.ipv4.{} = 1 (was 0)", name);
+        }
+    }
+}
+
+void set_ipip_sysctls()
+{
+    for (const char* family : {"ipv4", "ipv6"}) {
+        const std::string path = fmt::format("/proc/sys/net/{}/conf/lo/forwarding", family);
+        if (!std::filesystem::exists(path)) // IPv6 disabled on this host
+            continue;
+        if (read_sysctl(path) == "0") {
+            write_sysctl(path, "1");
+            spdlog::info("ipip forwarding: set net.{}.conf.lo.forwarding = 1 (was 0)", family);
         }
     }
 }

@@ -21,6 +21,13 @@ void set_arp_sysctls(const std::string& iface);
 // Sets only those that are off, and logs it.
 void set_cookie_sysctls();
 
+// What forward = "ipip" needs from the kernel: forwarding on lo, IPv4 and
+// IPv6 (net.ipv{4,6}.conf.lo.forwarding = 1), without which the data plane's
+// route lookup for the outer header (bpf_fib_lookup, input interface lo)
+// answers nothing. Nothing the node receives is routed by it. Sets only
+// those that are off, and logs it.
+void set_ipip_sysctls();
+
 // Whether `address` is configured on `iface` (getifaddrs).
 bool interface_has_address(const std::string& iface, const IpAddress& address);
 
