@@ -70,17 +70,30 @@ static __always_inline void lb_pin_event(const struct lb_pin_key *key, __u32 op,
 	bpf_ringbuf_submit(ev, 0);
 }
 
+/* The pin key of a client: its address, or for IPv6 its /64, which one
+ * host holds whole (RFC 4291 interface ids): one client with many
+ * addresses takes one entry, not enough to evict other clients' pins. */
+static __always_inline void lb_pin_key_of(const struct lb_pkt *p, struct lb_pin_key *key)
+{
+	key->family = p->key.family;
+	key->client = p->key.saddr;
+	if (p->key.family == LB_FAMILY_IPV6) {
+		key->client.v6[2] = 0;
+		key->client.v6[3] = 0;
+	}
+}
+
 static __always_inline void lb_pin_client(const struct lb_pkt *p, __u64 now, __u32 node,
 					  __u32 rule, __u32 timeout_s)
 {
-	struct lb_pin_key key = { .family = p->key.family };
+	struct lb_pin_key key = {};
 	struct lb_pin pin = {
 		.node = node,
 		.rule = rule,
 		.expires_ns = now + (__u64)timeout_s * 1000000000ull,
 	};
 
-	key.client = p->key.saddr;
+	lb_pin_key_of(p, &key);
 	bpf_map_update_elem(&lb_pins, &key, &pin, BPF_ANY);
 	lb_pin_event(&key, LB_PIN_SET, node, rule, timeout_s);
 }
@@ -92,13 +105,13 @@ static __always_inline int lb_pinned(const struct lb_config *cfg, const struct l
 				     __u64 now, const struct lb_http_request *req,
 				     struct lb_decision *d, struct lb_flow *flow)
 {
-	struct lb_pin_key key = { .family = p->key.family };
+	struct lb_pin_key key = {};
 	struct lb_uri_rule *rule;
 	struct lb_pin *pin;
 	struct lb_node *n;
 	__u32 node, index;
 
-	key.client = p->key.saddr;
+	lb_pin_key_of(p, &key);
 	pin = bpf_map_lookup_elem(&lb_pins, &key);
 	if (!pin)
 		return 0;

@@ -13,7 +13,7 @@
 #define LB_PIN_EVENTS_MAP "lb_pin_events"
 
 struct lb_pin_key {
-	union lb_addr client;
+	union lb_addr client; /* IPv6: the client's /64 (the rest zero) */
 	__u8 family;
 	__u8 pad[3];
 };

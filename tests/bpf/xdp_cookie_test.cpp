@@ -634,5 +634,57 @@ TEST_F(XdpCookie, DecidedFlowIsForwardedAndFollowed)
     });
 }
 
+// Stateful rules pin an IPv6 client by its /64 (one host holds a /64
+// whole): its other addresses follow the pin, and a client rotating
+// through them takes one pin entry, not one per address.
+TEST_F(XdpCookie, Ipv6ClientsArePinnedByTheirSlash64)
+{
+    set_family(LB_FAMILY_IPV6);
+    use_http(LB_FORWARD_L2);
+    set_load(kSelfSlot, 1000); // below T1: kept, unless pinned elsewhere
+    lb_uri_rule rule{};
+    const std::string_view prefix = "/index";
+    std::memcpy(rule.pattern, prefix.data(), prefix.size());
+    rule.pattern_len = uint16_t(prefix.size());
+    rule.flags = LB_URI_STATEFUL | LB_URI_SELF;
+    rule.nodes = 1ull << kSelfSlot;
+    rule.pin_timeout_s = 600;
+    maps().set_uri_rule(0, rule);
+    change_config([](lb_config& cfg) { cfg.uri_rules = 1; });
+
+    // The entry request pins the client: the key is its /64.
+    const uint32_t cookie = handshake(kClientPort, 4000);
+    const Bytes first = segment(kClientPort, 4000, cookie);
+    EXPECT_TRUE(passed_untouched(run_xdp(first), first));
+    auto pins = maps().pins();
+    ASSERT_EQ(pins.size(), 1u);
+    IpAddress prefix64 = client();
+    std::memset(&prefix64.addr.v6[2], 0, 8);
+    EXPECT_EQ(std::memcmp(&pins[0].first.client, &prefix64.addr, sizeof(prefix64.addr)), 0);
+    EXPECT_EQ(pins[0].second.node, uint32_t(LB_NODE_LOCAL));
+
+    // The pin moves to peer 2 (as a peer's announcement would set it): a
+    // request from another address of the /64 follows it.
+    maps().set_pin(pins[0].first, lb_pin{2, 0, pins[0].second.expires_ns});
+    IpAddress other = client();
+    other.addr.v6[3] ^= htonl(0x5a5a);
+    Tcp s;
+    s.sport = kClientPort + 1;
+    s.seq = 5000;
+    s.options = linux_syn_options();
+    const RunResult r = run_xdp(tcp_frame(inbound(), other, service(), s));
+    ASSERT_EQ(r.verdict, uint32_t(XDP_TX));
+    const uint32_t cookie2 = read32(r.out, kEthHeaderLen + kIpv6HeaderLen + 4);
+    Tcp req;
+    req.sport = kClientPort + 1;
+    req.flags = kAck | kPsh;
+    req.seq = 5001;
+    req.ack = cookie2 + 1;
+    req.payload = request();
+    const Bytes from_other = tcp_frame(inbound(), other, service(), req);
+    EXPECT_TRUE(l2_forwarded(run_xdp(from_other), from_other, 2));
+    EXPECT_EQ(maps().pins().size(), 1u);
+}
+
 } // namespace
 } // namespace peerlb::test
