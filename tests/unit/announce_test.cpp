@@ -653,6 +653,17 @@ TEST(UnfitServiceAddress, RefusesWhatNoServiceMayBe)
         EXPECT_EQ(unfit_service_address(parse_ip(address), nodes), why) << address;
 }
 
+TEST(UnfitServiceAddress, RefusesThisNodesGateways)
+{
+    const std::vector<IpAddress> gateways = {parse_ip("10.0.0.1"), parse_ip("fd00::1")};
+    for (const char* gw : {"10.0.0.1", "fd00::1"})
+        EXPECT_EQ(unfit_service_address(parse_ip(gw), {}, gateways), "it is a gateway of this node");
+    EXPECT_EQ(unfit_service_address(parse_ip("10.0.0.2"), {}, gateways), "");
+    // The machine's own routes read: whatever they hold is a gateway.
+    for (const IpAddress& g : peerlb::gateways())
+        EXPECT_EQ(unfit_service_address(g, {}, peerlb::gateways()), "it is a gateway of this node");
+}
+
 } // namespace
 } // namespace peerlb
 

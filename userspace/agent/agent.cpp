@@ -36,6 +36,7 @@
 #include "netconf.h"
 #include "node_table.h"
 #include "ownership.h"
+#include "service_book.h"
 #include "takeover.h"
 #include "transport.h"
 
@@ -120,6 +121,7 @@ private:
     void on_peer_event(const PeerEvent& ev);
     void install_uri_rules();
     void learn_services(const Heartbeat& hb);
+    void drop_unannounced_services(uint64_t now);
     void update_rates(uint64_t now);
     void publish_snapshot();
     json handle(const json& req);
@@ -169,6 +171,9 @@ private:
     // The data plane's pin events (stateful URI rules), told to the peers.
     std::unique_ptr<ring_buffer, void (*)(ring_buffer*)> pin_events_{nullptr, ring_buffer__free};
     std::set<std::string> known_services_;
+    // Peers' service addresses on lo: until a minute after no peer
+    // announces one (connections handed here on it can end).
+    ServiceBook service_book_{kForgetDeadAfterNs};
     Takeover takeover_;
     uint64_t started_ns_;
     std::map<std::string, uint64_t> came_alive_ns_; // when each peer last joined or came back
@@ -572,9 +577,29 @@ void Agent::take(const Heartbeat& hb)
             peer = *p;
     }
     learn_services(hb);
+    service_book_.announce(hb.node_id, hb.services, mono_ns());
     table_.write_peer(peer);
     if (ev)
         on_peer_event(*ev);
+}
+
+// A peer's service address that no peer has announced for a while: off lo
+// and out of the data plane (unless this node owns it, or holds it now).
+void Agent::drop_unannounced_services(uint64_t now)
+{
+    for (const auto& a : service_book_.expired(now)) {
+        const bool own = std::find(cfg_.owned_services.begin(), cfg_.owned_services.end(), a) !=
+                         cfg_.owned_services.end();
+        const auto claims = takeover_.claims();
+        if (own || std::find(claims.begin(), claims.end(), a) != claims.end())
+            continue;
+        guarded("service address", [&] {
+            table_.remove_service_address(a);
+            addrs_.remove(a, lo_index_);
+            known_services_.erase(format_ip(a));
+            spdlog::info("removed service address {} from lo: no peer announces it", format_ip(a));
+        });
+    }
 }
 
 void Agent::learn_services(const Heartbeat& hb)
@@ -595,7 +620,8 @@ void Agent::learn_services(const Heartbeat& hb)
         guarded("service address", [&] {
             // A key holder could announce the gateway's or a peer's address:
             // refused, counted and logged like any failed event.
-            if (const std::string why = unfit_service_address(a, node_addresses); !why.empty())
+            if (const std::string why = unfit_service_address(a, node_addresses, gateways());
+                !why.empty())
                 throw Error(fmt::format("{}'s service address {} refused: {}", hb.node_id,
                                         format_ip(a), why));
             // Held on lo so this node can terminate connections handed to it.
@@ -1019,8 +1045,10 @@ int Agent::run()
             for (const auto& id : members_.forget_dead(now, kForgetDeadAfterNs)) {
                 table_.forget_peer(id);
                 came_alive_ns_.erase(id);
+                service_book_.forget(id, now);
             }
         }
+        drop_unannounced_services(now);
         // Peers joined, died, came back or changed their claims, a `set`,
         // this node's claims, or a deadline: the owners may have changed.
         bool ownership_inputs_changed;

@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -19,11 +21,15 @@
 namespace peerlb {
 
 std::string unfit_service_address(const IpAddress& address,
-                                  const std::vector<IpAddress>& node_addresses)
+                                  const std::vector<IpAddress>& node_addresses,
+                                  const std::vector<IpAddress>& gateways)
 {
     for (const auto& n : node_addresses)
         if (n == address)
             return "it is a node's own address";
+    for (const auto& g : gateways)
+        if (g == address)
+            return "it is a gateway of this node";
     if (address.family == LB_FAMILY_IPV4) {
         const uint32_t a = ntohl(address.addr.v4);
         if (a == 0)
@@ -94,6 +100,48 @@ rtnl_addr* host_address(const IpAddress& address, unsigned ifindex)
 }
 
 } // namespace
+
+std::vector<IpAddress> gateways()
+{
+    std::vector<IpAddress> out;
+    // IPv4: "Iface Destination Gateway ...", the gateway as the kernel's
+    // %08X of a network-order word: its native bytes are the address.
+    std::ifstream v4("/proc/net/route");
+    std::string line;
+    std::getline(v4, line); // the header
+    while (std::getline(v4, line)) {
+        char iface[64] = {}, dst[16] = {}, gw[16] = {};
+        if (std::sscanf(line.c_str(), "%63s %15s %15s", iface, dst, gw) != 3)
+            continue;
+        const uint32_t word = uint32_t(std::strtoul(gw, nullptr, 16));
+        if (word == 0)
+            continue;
+        IpAddress a{};
+        a.family = LB_FAMILY_IPV4;
+        std::memcpy(&a.addr.v4, &word, sizeof(word));
+        out.push_back(a);
+    }
+    // IPv6: the fifth field is the next hop, 32 hex digits in order.
+    std::ifstream v6("/proc/net/ipv6_route");
+    while (std::getline(v6, line)) {
+        char f[5][40] = {};
+        if (std::sscanf(line.c_str(), "%39s %39s %39s %39s %39s", f[0], f[1], f[2], f[3], f[4]) != 5 ||
+            std::strlen(f[4]) != 32)
+            continue;
+        IpAddress a{};
+        a.family = LB_FAMILY_IPV6;
+        auto* bytes = reinterpret_cast<uint8_t*>(a.addr.v6);
+        bool any = false;
+        for (int i = 0; i < 16; i++) {
+            const char pair[3] = {f[4][2 * i], f[4][2 * i + 1], 0};
+            bytes[i] = uint8_t(std::strtoul(pair, nullptr, 16));
+            any |= bytes[i] != 0;
+        }
+        if (any)
+            out.push_back(a);
+    }
+    return out;
+}
 
 bool interface_has_address(const std::string& iface, const IpAddress& address)
 {

@@ -42,10 +42,16 @@ std::vector<InterfaceAddress> interface_addresses(const std::string& iface);
 
 // Why `address`, announced by a peer as one of its service addresses, must
 // not be held on this node's lo (and balanced), or "" when it may: loopback,
-// unspecified, multicast, link-local and broadcast addresses, and any node's
-// own address (this node's or a peer's: holding it would steal its traffic).
+// unspecified, multicast, link-local and broadcast addresses, any node's
+// own address (this node's or a peer's: holding it would steal its
+// traffic), or a gateway of this node (its routes' next hops).
 std::string unfit_service_address(const IpAddress& address,
-                                  const std::vector<IpAddress>& node_addresses);
+                                  const std::vector<IpAddress>& node_addresses,
+                                  const std::vector<IpAddress>& gateways = {});
+
+// The next hops of this node's IPv4 and IPv6 routes (/proc/net/route,
+// /proc/net/ipv6_route); empty when they cannot be read.
+std::vector<IpAddress> gateways();
 
 class AddressManager {
 public:

@@ -258,6 +258,17 @@ void NodeTable::add_service_address(const IpAddress& address)
     }
 }
 
+void NodeTable::remove_service_address(const IpAddress& address)
+{
+    for (const auto& svc : cfg_.services) {
+        lb_service_key key{};
+        key.addr = address.addr;
+        key.family = address.family;
+        key.port = htons(svc.port);
+        maps_.remove_service(key);
+    }
+}
+
 void NodeTable::write_uri_rules(const std::vector<UriRuleConfig>& rules,
                                 const std::map<std::string, IpAddress>& addresses)
 {

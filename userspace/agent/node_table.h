@@ -76,6 +76,8 @@ public:
     void forget_peer(const std::string& node_id) { peer_addresses_.erase(node_id); }
     // (address, port) for every service port, so the data plane balances it.
     void add_service_address(const IpAddress& address);
+    // Its (address, port) entries out of lb_services.
+    void remove_service_address(const IpAddress& address);
     // lb_uri_rules and lb_config.uri_rules from the config's rules; node
     // ids resolve through `addresses` (self included) to slots, ids without
     // an address (not heard from yet) are left out.

@@ -185,6 +185,11 @@ void Maps::add_service(const lb_service_key& key, const lb_service& svc)
     update(fds_.services, &key, &svc, "service map");
 }
 
+void Maps::remove_service(const lb_service_key& key)
+{
+    erase(fds_.services, &key);
+}
+
 std::vector<std::pair<lb_service_key, lb_service>> Maps::services() const
 {
     std::vector<std::pair<lb_service_key, lb_service>> out;

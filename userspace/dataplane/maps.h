@@ -82,6 +82,7 @@ public:
     void set_node_entry(uint32_t slot, const lb_node& node);
 
     void add_service(const lb_service_key& key, const lb_service& svc);
+    void remove_service(const lb_service_key& key); // absent: nothing to do
     std::vector<std::pair<lb_service_key, lb_service>> services() const;
 
     // Both tables: established first, then half-open.
