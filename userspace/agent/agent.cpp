@@ -26,6 +26,7 @@
 #include "../dataplane/maps.h"
 #include "control.h"
 #include "cookies.h"
+#include "datagram_router.h"
 #include "duplicate_ids.h"
 #include "event_errors.h"
 #include "heartbeat.h"
@@ -100,13 +101,10 @@ private:
     // Main thread.
     void send_heartbeat(AnnouncedState state);
     void receive_datagrams();
-    void handle_datagram(std::span<const uint8_t> datagram, bool cut);
     // Runs one event's handling (`what`: its kind, a fixed name): an
     // exception ends that event only, logged and counted, never the agent.
     template <class Handle>
     void guarded(const char* what, Handle&& handle);
-    template <class Message>
-    DropReason admit(DropReason decoded, const Message& m, ReplayGuard& guard);
     void note_duplicate_id(const Heartbeat& hb, DropReason verdict);
     void take(const Heartbeat& hb);
     void take(const FlowAnnouncement& a);
@@ -143,11 +141,9 @@ private:
     Config cfg_;
     uint64_t config_generation_ = 0;
     Membership members_;
-    std::map<DropReason, uint64_t> drops_;
     uint64_t heartbeats_sent_ = 0, heartbeats_taken_ = 0, send_failures_ = 0;
     EventErrors errors_{kErrorLogPeriodNs};
     DuplicateIds duplicate_ids_{kErrorLogPeriodNs};
-    EventErrors skew_log_{kErrorLogPeriodNs}; // main thread only
     uint32_t kept_per_s_ = 0, forwarded_per_s_ = 0;
     // What the metrics thread shows of state the main thread owns (the node
     // table, the takeover): copied by the loop each tick, read under mu_.
@@ -163,9 +159,7 @@ private:
     Mac mac_;
     NodeTable table_; // main thread, except write_self (meter thread)
     HeartbeatSocket socket_;
-    ReplayGuard guard_;
-    ReplayGuard announcement_guard_;
-    ReplayGuard pin_guard_;
+    DatagramRouter router_; // main thread, except dropped()
     // The data plane's pin events (stateful URI rules), told to the peers.
     std::unique_ptr<ring_buffer, void (*)(ring_buffer*)> pin_events_{nullptr, ring_buffer__free};
     std::set<std::string> known_services_;
@@ -222,8 +216,13 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
       members_(cfg.node_id, cfg.dead_after), control_(opts.run_dir),
       addrs_(), maps_(open_dataplane(cfg, opts)),
       mac_(interface_mac(cfg.interface)), table_(maps_, cfg, mac_), socket_(cfg, ifindex_),
-      guard_(cfg.replay_window_ms), announcement_guard_(cfg.replay_window_ms),
-      pin_guard_(cfg.replay_window_ms),
+      router_(cfg.node_id, key_, cfg.replay_window_ms, kErrorLogPeriodNs,
+              {.heartbeat = {.take = [this](const Heartbeat& hb) { take(hb); },
+                             .judged = [this](const Heartbeat& hb, DropReason verdict) {
+                                 note_duplicate_id(hb, verdict);
+                             }},
+               .announcement = {.take = [this](const FlowAnnouncement& a) { take(a); }},
+               .pin = {.take = [this](const PinAnnouncement& a) { take(a); }}}),
       takeover_(cfg, addrs_, maps_, ifindex_, mac_,
                 [this](const FlowAnnouncement& a) { send_announcement(a); }),
       started_ns_(mono_ns())
@@ -338,63 +337,8 @@ void Agent::receive_datagrams()
         if (!n)
             return;
         const auto datagram = std::span<const uint8_t>(buf.data(), std::min(*n, buf.size()));
-        guarded("datagram", [&] { handle_datagram(datagram, *n > buf.size()); });
+        guarded("datagram", [&] { router_.route(datagram, *n > buf.size(), mono_ns(), unix_ms()); });
     }
-}
-
-// `cut`: the datagram did not fit in the buffer.
-void Agent::handle_datagram(std::span<const uint8_t> datagram, bool cut)
-{
-    DropReason reason;
-    if (cut) {
-        reason = DropReason::truncated; // did not fit: never decoded from a part
-    } else if (datagram_kind(datagram) == DatagramKind::pin) {
-        DecodedPin d = decode_pin(datagram, key_);
-        reason = admit(d.reason, d.pin, pin_guard_);
-        if (reason == DropReason::none)
-            return take(d.pin);
-    } else if (datagram_kind(datagram) == DatagramKind::announcement) {
-        DecodedAnnouncement d = decode_announcement(datagram, key_);
-        reason = admit(d.reason, d.announcement, announcement_guard_);
-        if (reason == DropReason::none)
-            return take(d.announcement);
-    } else {
-        Decoded d = decode_heartbeat(datagram, key_);
-        reason = admit(d.reason, d.hb, guard_);
-        if (d.reason == DropReason::none)
-            note_duplicate_id(d.hb, reason);
-        if (reason == DropReason::none)
-            return take(d.hb);
-    }
-    std::lock_guard lock(mu_);
-    drops_[reason]++;
-    spdlog::debug("datagram dropped: {}", drop_reason_name(reason));
-}
-
-// What every kind of authenticated datagram passes before it is taken: not
-// our own id, and not a replay (each kind has its guard).
-template <class Message>
-DropReason Agent::admit(DropReason decoded, const Message& m, ReplayGuard& guard)
-{
-    if (decoded != DropReason::none)
-        return decoded;
-    if (m.node_id == cfg_.node_id)
-        return DropReason::own_id;
-    const DropReason verdict = guard.check(m, mono_ns() / kMs, unix_ms());
-    // A known incarnation is taken whatever its send time: only a new one
-    // (a node joining or restarting) is refused for its clock, and the
-    // operator must hear of it.
-    uint64_t unlogged = 0;
-    if (verdict == DropReason::stale && skew_log_.record("clock skew", mono_ns(), &unlogged)) {
-        const int64_t skew = guard.last_stale_skew_ms();
-        spdlog::error("first datagram of {} incarnation {} refused: sent {} ms {} this node's clock, "
-                      "outside replay_window_ms {}; not taken until the two clocks agree (check "
-                      "NTP on both){}",
-                      m.node_id, m.incarnation, skew < 0 ? -uint64_t(skew) : uint64_t(skew),
-                      skew < 0 ? "behind" : "ahead of", guard.window_ms(),
-                      unlogged ? fmt::format(" ({} more refused for skew, not logged)", unlogged) : "");
-    }
-    return verdict;
 }
 
 // A heartbeat that shows two nodes with one id: counted and logged, never
@@ -714,10 +658,8 @@ json Agent::errors_json() const
 json Agent::status_json() const
 {
     json drops = json::object();
-    for (DropReason r : kAllDropReasons) {
-        auto it = drops_.find(r);
-        drops[drop_reason_name(r)] = it == drops_.end() ? 0 : it->second;
-    }
+    for (DropReason r : kAllDropReasons)
+        drops[drop_reason_name(r)] = router_.dropped(r);
     return {
         {"node_id", cfg_.node_id},
         {"interface", cfg_.interface},
@@ -757,9 +699,7 @@ json Agent::handle(const json& req)
             set_cookie_sysctls();
         table_.apply_config(next);
         members_.set_dead_after(next.dead_after);
-        guard_.set_window(next.replay_window_ms);
-        announcement_guard_.set_window(next.replay_window_ms);
-        pin_guard_.set_window(next.replay_window_ms);
+        router_.set_replay_window(next.replay_window_ms);
         takeover_.set_config(next);
         cfg_ = next;
         config_generation_++;
@@ -883,11 +823,9 @@ std::string Agent::render_metrics()
     m.family("peerlb_heartbeats_received_total", "counter", "Heartbeats taken from peers.")
         .sample("peerlb_heartbeats_received_total", {}, double(heartbeats_taken_));
     m.family("peerlb_heartbeat_drops_total", "counter", "Heartbeats dropped, by reason.");
-    for (DropReason r : kAllDropReasons) {
-        auto it = drops_.find(r);
+    for (DropReason r : kAllDropReasons)
         m.sample("peerlb_heartbeat_drops_total", {{"reason", drop_reason_name(r)}},
-                 double(it == drops_.end() ? 0 : it->second));
-    }
+                 double(router_.dropped(r)));
     m.family("peerlb_agent_errors_total", "counter",
              "Events the agent failed to handle (logged, then carried on), by event kind.");
     for (const auto& [what, count] : errors_.counts())
