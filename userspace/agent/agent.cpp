@@ -1,7 +1,6 @@
 #include "agent.h"
 
 #include <net/if.h>
-#include <bpf/libbpf.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -37,6 +36,7 @@
 #include "netconf.h"
 #include "node_table.h"
 #include "ownership.h"
+#include "pin_relay.h"
 #include "takeover.h"
 #include "transport.h"
 
@@ -109,8 +109,8 @@ private:
     void take(const Heartbeat& hb);
     void take(const FlowAnnouncement& a);
     void send_announcement(FlowAnnouncement a);
-    void take(const PinAnnouncement& a);
-    void announce_pin(const lb_pin_event& ev);
+    template <class Message, class Encode>
+    int send_stamped(Message& m, Encode encode);
     std::optional<std::string> node_id_of_slot(uint32_t slot) const;
     std::optional<uint32_t> slot_of_node_id(const std::string& id) const;
     void evaluate_ownership(uint64_t now);
@@ -160,8 +160,7 @@ private:
     NodeTable table_; // main thread, except write_self (meter thread)
     HeartbeatSocket socket_;
     DatagramRouter router_; // main thread, except dropped()
-    // The data plane's pin events (stateful URI rules), told to the peers.
-    std::unique_ptr<ring_buffer, void (*)(ring_buffer*)> pin_events_{nullptr, ring_buffer__free};
+    PinRelay pins_;
     std::set<std::string> known_services_;
     Takeover takeover_;
     uint64_t started_ns_;
@@ -222,7 +221,11 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
                                  note_duplicate_id(hb, verdict);
                              }},
                .announcement = {.take = [this](const FlowAnnouncement& a) { take(a); }},
-               .pin = {.take = [this](const PinAnnouncement& a) { take(a); }}}),
+               .pin = {.take = [this](const PinAnnouncement& a) { pins_.take(a, mono_ns()); }}}),
+      pins_(maps_,
+            {[this](uint32_t slot) { return node_id_of_slot(slot); },
+             [this](const std::string& id) { return slot_of_node_id(id); }},
+            [this](PinAnnouncement& a) { return send_stamped(a, encode_pin); }),
       takeover_(cfg, addrs_, maps_, ifindex_, mac_,
                 [this](const FlowAnnouncement& a) { send_announcement(a); }),
       started_ns_(mono_ns())
@@ -239,23 +242,8 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
     cookies_.emplace(maps_, key_, cfg.cookie_epoch_s);
     cookies_->update(unix_ms() / 1000);
     install_uri_rules();
-    if (cfg.has_http_service()) {
-        ring_buffer* rb = ring_buffer__new(
-            maps_.fds().pin_events.get(),
-            [](void* ctx, void* data, size_t size) {
-                // Guarded here: no exception may unwind through libbpf.
-                auto* self = static_cast<Agent*>(ctx);
-                if (size >= sizeof(lb_pin_event))
-                    self->guarded("pin event", [&] {
-                        self->announce_pin(*static_cast<const lb_pin_event*>(data));
-                    });
-                return 0;
-            },
-            this, nullptr);
-        if (!rb)
-            throw SystemError("open the pin event ring buffer", errno);
-        pin_events_.reset(rb);
-    }
+    if (cfg.has_http_service())
+        pins_.listen([this](const char* what, const std::function<void()>& handle) { guarded(what, handle); });
     // On lo, every service address, own ones too: whoever holds one on its
     // NIC, this node can end the connections handed to it. The NIC gets
     // the addresses this node holds (Takeover).
@@ -394,62 +382,21 @@ std::optional<uint32_t> Agent::slot_of_node_id(const std::string& id) const
     return std::nullopt;
 }
 
-// This node's data plane pinned a client (or ended its pin): every peer
-// installs the same pin, naming the serving node by id.
-void Agent::announce_pin(const lb_pin_event& ev)
-{
-    PinAnnouncement a;
-    auto serving = node_id_of_slot(ev.node);
-    if (!serving) {
-        spdlog::warn("pin of a client to slot {}: no known node there, not announced", ev.node);
-        return;
-    }
-    a.node_id = cfg_.node_id;
-    a.incarnation = incarnation_;
-    a.sequence = ++sequence_;
-    a.sent_unix_ms = unix_ms();
-    a.pinned = ev.op == LB_PIN_SET;
-    a.client.family = ev.key.family;
-    a.client.addr = ev.key.client;
-    a.serving = *serving;
-    a.rule = static_cast<uint8_t>(ev.rule);
-    a.ttl_ms = ev.timeout_s * 1000;
-    if (int failed = socket_.send(encode_pin(a, key_)))
-        spdlog::warn("pin announcement: {} send(s) failed", failed);
-    spdlog::debug("{} client {} to {} (rule {})", a.pinned ? "pinned" : "unpinned",
-                  format_ip(a.client), a.serving, a.rule);
-}
-
-void Agent::take(const PinAnnouncement& a)
-{
-    lb_pin_key key{};
-    key.client = a.client.addr;
-    key.family = a.client.family;
-    if (!a.pinned) {
-        maps_.delete_pin(key);
-        return;
-    }
-    auto slot = slot_of_node_id(a.serving);
-    if (!slot) {
-        spdlog::warn("{} pinned {} to {}, a node not known here: ignored", a.node_id,
-                     format_ip(a.client), a.serving);
-        return;
-    }
-    lb_pin pin{};
-    pin.node = *slot;
-    pin.rule = a.rule;
-    pin.expires_ns = mono_ns() + uint64_t(a.ttl_ms) * kMs;
-    maps_.set_pin(key, pin);
-}
-
 void Agent::send_announcement(FlowAnnouncement a)
 {
-    a.node_id = cfg_.node_id;
-    a.incarnation = incarnation_;
-    a.sequence = ++sequence_;
-    a.sent_unix_ms = unix_ms();
-    if (int failed = socket_.send(encode_announcement(a, key_)))
+    if (int failed = send_stamped(a, encode_announcement))
         spdlog::warn("flow announcement to {}: {} send(s) failed", a.to, failed);
+}
+
+// Datagrams other than heartbeats share their sequence space.
+template <class Message, class Encode>
+int Agent::send_stamped(Message& m, Encode encode)
+{
+    m.node_id = cfg_.node_id;
+    m.incarnation = incarnation_;
+    m.sequence = ++sequence_;
+    m.sent_unix_ms = unix_ms();
+    return socket_.send(encode(m, key_));
 }
 
 std::vector<NodeOwnershipView> Agent::ownership_views() const
@@ -982,7 +929,7 @@ int Agent::run()
         // step at a time, as its bytes come, never holding the loop.
         std::vector<pollfd> fds = {
             {socket_.fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0},
-            {pin_events_ ? ring_buffer__epoll_fd(pin_events_.get()) : -1, POLLIN, 0}};
+            {pins_.poll_fd(), POLLIN, 0}};
         const size_t control_from = fds.size();
         control_.add_poll_fds(fds);
         const uint64_t until = std::min({next_heartbeat, now + kTickNs, ownership_at_ns_});
@@ -995,7 +942,7 @@ int Agent::run()
         if (poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR)
             throw SystemError("poll", errno);
         if (fds[2].revents & POLLIN)
-            ring_buffer__consume(pin_events_.get()); // each event guarded in the callback
+            pins_.consume(); // each event guarded in the callback
         // Datagrams (fds[0]) are read at the top of the loop, before peers
         // are judged: poll only wakes it for them.
         const bool control_ready =
