@@ -31,6 +31,7 @@
 #include "heartbeat.h"
 #include "incarnation.h"
 #include "load.h"
+#include "load_meter.h"
 #include "membership.h"
 #include "metrics.h"
 #include "netconf.h"
@@ -126,7 +127,6 @@ private:
     json errors_json() const;
 
     // Threads of their own.
-    void meter_loop();
     void health_loop();
     std::string render_metrics();
 
@@ -176,10 +176,9 @@ private:
     uint64_t ownership_config_generation_ = 0;
     Config ownership_config_;        // the settings as of ownership_config_generation_
 
-    std::atomic<uint32_t> load_bp_{0};
     std::atomic<bool> healthy_{true};
-    std::atomic<bool> measured_{false};
-    std::atomic<bool> stop_{false};
+    std::atomic<bool> stop_{false}; // the health thread's
+    LoadMeter meter_;
     uint32_t last_sent_load_ = 0;
     uint64_t last_sent_ns_ = 0;
     uint64_t rates_at_ns_ = 0, kept_total_ = 0, forwarded_total_ = 0;
@@ -228,7 +227,12 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
             [this](PinAnnouncement& a) { return send_stamped(a, encode_pin); }),
       takeover_(cfg, addrs_, maps_, ifindex_, mac_,
                 [this](const FlowAnnouncement& a) { send_announcement(a); }),
-      started_ns_(mono_ns())
+      started_ns_(mono_ns()),
+      meter_(cfg, [this](uint32_t load_bp, uint64_t now) {
+          // Rewritten while measured: if this agent stops, the data
+          // plane sees its own load go stale and keeps everything.
+          table_.write_self(load_bp, healthy_, now);
+      })
 {
     // Only once the data plane is in place: an agent that cannot attach
     // (pin root off bpffs, another XDP program) leaves the host as it was.
@@ -283,7 +287,7 @@ void Agent::send_heartbeat(AnnouncedState state)
     hb.sequence = ++sequence_;
     hb.sent_unix_ms = unix_ms();
     hb.mac = mac_;
-    hb.load_bp = static_cast<uint16_t>(load_bp_.load());
+    hb.load_bp = static_cast<uint16_t>(meter_.load_bp());
     hb.state = state == AnnouncedState::alive && !healthy_ ? AnnouncedState::unroutable : state;
     int failed = socket_.send(encode_heartbeat(hb, key_));
     std::lock_guard lock(mu_);
@@ -566,7 +570,7 @@ json Agent::peers_json() const
         {"id", cfg_.node_id},
         {"address", format_ip(cfg_.node_address)},
         {"state", "self"},
-        {"load", percent(load_bp_.load())},
+        {"load", percent(meter_.load_bp())},
         {"owns", held_by(owners_, cfg_.node_id, cfg_.owned_services)},
         {"routable", healthy_.load()},
         {"slot", table_.self_slot()},
@@ -612,7 +616,7 @@ json Agent::status_json() const
         {"interface", cfg_.interface},
         {"config", cfg_.path},
         {"incarnation", incarnation_},
-        {"load", percent(load_bp_.load())},
+        {"load", percent(meter_.load_bp())},
         {"healthy", healthy_.load()},
         {"interval_ms", cfg_.interval_ms},
         {"dead_after", cfg_.dead_after},
@@ -649,6 +653,7 @@ json Agent::handle(const json& req)
         router_.set_replay_window(next.replay_window_ms);
         takeover_.set_config(next);
         cfg_ = next;
+        meter_.configure(next);
         config_generation_++;
         spdlog::info("set {} = {}", key, value);
         return {{"ok", true}, {"key", key}, {"value", value}};
@@ -659,52 +664,6 @@ json Agent::handle(const json& req)
     if (cmd == "status")
         return status_json();
     return {{"error", fmt::format("unknown command '{}'", cmd)}};
-}
-
-void Agent::meter_loop()
-{
-    std::unique_ptr<LoadSourceReader> source;
-    Config built_from; // the settings `source` was made with
-    uint64_t generation = ~0ull;
-    LoadSmoother smoother(0);
-    uint32_t period_ms = 10;
-    bool failing = false;
-    auto same_source = [](const Config& a, const Config& b) {
-        return a.source == b.source && a.capacity == b.capacity && a.load_file == b.load_file &&
-               a.load_command == b.load_command && a.cgroup == b.cgroup;
-    };
-    while (!stop_) {
-        {
-            std::lock_guard lock(mu_);
-            if (generation != config_generation_) {
-                // Rebuilt only when its own settings change: a sampling
-                // source starts over from zero.
-                if (!source || !same_source(built_from, cfg_)) {
-                    source = make_load_source(cfg_);
-                    built_from = cfg_;
-                }
-                smoother.set_tau_ms(cfg_.smoothing_ms);
-                period_ms = load_period_ms(cfg_);
-                generation = config_generation_;
-            }
-        }
-        const uint64_t now = mono_ns();
-        try {
-            load_bp_ = smoother.update(source->read_bp(now), now);
-            if (failing)
-                spdlog::info("load source {} reads again", source->describe());
-            failing = false;
-            measured_ = true;
-            // Rewritten while measured: if this agent stops, the data
-            // plane sees its own load go stale and keeps everything.
-            table_.write_self(load_bp_, healthy_, now);
-        } catch (const std::exception& e) {
-            if (!failing)
-                spdlog::error("load source {}: {}", source->describe(), e.what());
-            failing = true;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(period_ms));
-    }
 }
 
 void Agent::health_loop()
@@ -754,7 +713,7 @@ std::string Agent::render_metrics()
     MetricsText m;
     std::lock_guard lock(mu_);
     m.family("peerlb_local_load_percent", "gauge", "Measured local load (0-100).")
-        .sample("peerlb_local_load_percent", {}, percent(load_bp_.load()));
+        .sample("peerlb_local_load_percent", {}, percent(meter_.load_bp()));
     m.family("peerlb_healthy", "gauge", "1 when the local service passes its health check.")
         .sample("peerlb_healthy", {}, healthy_ ? 1 : 0);
     m.family("peerlb_peer_load_percent", "gauge", "Last load announced by each peer (0-100).");
@@ -834,20 +793,19 @@ int Agent::run()
     if (!sigfd)
         throw SystemError("signalfd", errno);
 
-    std::thread meter([this] { meter_loop(); });
+    meter_.start();
     std::thread health([this] { health_loop(); });
     std::unique_ptr<MetricsServer> metrics;
     struct Join {
         Agent* self;
-        std::thread& a;
-        std::thread& b;
+        std::thread& health;
         ~Join()
         {
             self->stop_ = true;
-            a.join();
-            b.join();
+            self->meter_.stop();
+            health.join();
         }
-    } join{this, meter, health};
+    } join{this, health};
     if (cfg_.metrics_listen) {
         metrics = std::make_unique<MetricsServer>(*cfg_.metrics_listen,
                                                   [this] { return render_metrics(); });
@@ -875,8 +833,8 @@ int Agent::run()
             }
         }
         const bool load_jumped =
-            measured_ &&
-            uint32_t(std::abs(int(load_bp_.load()) - int(last_sent_load_))) >= load_step * 100 &&
+            meter_.measured() &&
+            uint32_t(std::abs(int(meter_.load_bp()) - int(last_sent_load_))) >= load_step * 100 &&
             now - last_sent_ns_ >= kTickNs;
         // Each event below is guarded on its own: one that fails is
         // logged and counted, and the others still run.
