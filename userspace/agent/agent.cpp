@@ -38,6 +38,7 @@
 #include "node_table.h"
 #include "ownership.h"
 #include "pin_relay.h"
+#include "status_view.h"
 #include "takeover.h"
 #include "transport.h"
 
@@ -68,31 +69,6 @@ constexpr uint64_t kErrorLogPeriodNs = 10'000'000'000ull;
 // Dead peers without addresses are forgotten after this (bounded tables).
 constexpr uint64_t kForgetDeadAfterNs = 60'000'000'000ull;
 
-double percent(uint32_t bp) { return bp / 100.0; }
-
-// The addresses `id` holds by the last ownership computation; before the
-// first one, its home addresses.
-std::vector<std::string> held_by(const OwnerMap& owners, const std::string& id,
-                                 const std::vector<IpAddress>& home)
-{
-    std::vector<std::string> out;
-    if (owners.empty()) {
-        for (const auto& a : home)
-            out.push_back(format_ip(a));
-        return out;
-    }
-    for (const auto& [address, owner] : owners)
-        if (owner.owner == id)
-            out.push_back(format_ip(address));
-    return out;
-}
-
-// Decisions on new connections, whatever the mode (SYN or http request).
-bool is_decision(const CounterTotal& c)
-{
-    return c.kind == LB_KIND_KEPT || c.kind == LB_KIND_FORWARDED;
-}
-
 class Agent {
 public:
     Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& opts);
@@ -120,11 +96,9 @@ private:
     void install_uri_rules();
     void learn_services(const Heartbeat& hb);
     void update_rates(uint64_t now);
+    StatusSnapshot snapshot(uint64_t now) const;
     void publish_snapshot();
     json handle(const json& req);
-    json peers_json() const;
-    json status_json() const;
-    json errors_json() const;
 
     // Threads of their own.
     void health_loop();
@@ -145,12 +119,9 @@ private:
     EventErrors errors_{kErrorLogPeriodNs};
     DuplicateIds duplicate_ids_{kErrorLogPeriodNs};
     uint32_t kept_per_s_ = 0, forwarded_per_s_ = 0;
-    // What the metrics thread shows of state the main thread owns (the node
-    // table, the takeover): copied by the loop each tick, read under mu_.
-    struct LoopSnapshot {
-        uint64_t takeovers = 0, givebacks = 0, flows_installed = 0, flows_announced = 0;
-        std::map<std::string, uint32_t> slot_of_peer;
-    } snapshot_;
+    // What the metrics thread shows: state the main thread owns (the node
+    // table, the takeover) among it, so taken by the loop each tick.
+    StatusSnapshot published_;
 
     ControlServer control_;
     AddressManager addrs_;
@@ -562,82 +533,6 @@ void Agent::update_rates(uint64_t now)
     rates_at_ns_ = now;
 }
 
-json Agent::peers_json() const
-{
-    const uint64_t now = mono_ns();
-    json out = json::array();
-    out.push_back({
-        {"id", cfg_.node_id},
-        {"address", format_ip(cfg_.node_address)},
-        {"state", "self"},
-        {"load", percent(meter_.load_bp())},
-        {"owns", held_by(owners_, cfg_.node_id, cfg_.owned_services)},
-        {"routable", healthy_.load()},
-        {"slot", table_.self_slot()},
-        {"age_ms", 0},
-        {"incarnation", incarnation_},
-        {"kept_per_s", kept_per_s_},
-        {"forwarded_per_s", forwarded_per_s_},
-    });
-    for (const auto& [id, p] : members_.peers()) {
-        auto slot = table_.slot_of(p.last.node_address);
-        out.push_back({
-            {"id", id},
-            {"address", format_ip(p.last.node_address)},
-            {"state", peer_state_name(p.state)},
-            {"load", percent(p.last.load_bp)},
-            {"owns", held_by(owners_, id, p.last.services)},
-            {"routable", p.routable()},
-            {"slot", slot ? json(*slot) : json(nullptr)},
-            {"age_ms", (now - p.last_heard_ns) / kMs},
-            {"incarnation", p.last.incarnation},
-            {"kept_per_s", p.last.kept_per_s},
-            {"forwarded_per_s", p.last.forwarded_per_s},
-        });
-    }
-    return out;
-}
-
-json Agent::errors_json() const
-{
-    json out = json::object();
-    for (const auto& [what, count] : errors_.counts())
-        out[what] = count;
-    return out;
-}
-
-json Agent::status_json() const
-{
-    json drops = json::object();
-    for (DropReason r : kAllDropReasons)
-        drops[drop_reason_name(r)] = router_.dropped(r);
-    return {
-        {"node_id", cfg_.node_id},
-        {"interface", cfg_.interface},
-        {"config", cfg_.path},
-        {"incarnation", incarnation_},
-        {"load", percent(meter_.load_bp())},
-        {"healthy", healthy_.load()},
-        {"interval_ms", cfg_.interval_ms},
-        {"dead_after", cfg_.dead_after},
-        {"accept_below", cfg_.accept_below},
-        {"min_difference", cfg_.min_difference},
-        {"pick", cfg_.pick_least ? "least" : "weighted"},
-        {"heartbeats_sent", heartbeats_sent_},
-        {"heartbeats_taken", heartbeats_taken_},
-        {"heartbeat_drops", drops},
-        {"addresses", takeover_.status()},
-        {"coordinator", coordinator_},
-        {"takeovers", takeover_.takeovers()},
-        {"givebacks", takeover_.givebacks()},
-        {"flows_installed", takeover_.flows_installed()},
-        {"flows_announced", takeover_.flows_announced()},
-        {"node_slots_refused", table_.slots_refused()},
-        {"duplicate_ids", duplicate_ids_.counts()},
-        {"errors", errors_json()},
-    };
-}
-
 json Agent::handle(const json& req)
 {
     const std::string cmd = req.value("cmd", "");
@@ -658,11 +553,10 @@ json Agent::handle(const json& req)
         spdlog::info("set {} = {}", key, value);
         return {{"ok", true}, {"key", key}, {"value", value}};
     }
-    std::lock_guard lock(mu_);
     if (cmd == "peers")
-        return peers_json();
+        return peers_json(snapshot(mono_ns()));
     if (cmd == "status")
-        return status_json();
+        return status_json(snapshot(mono_ns()));
     return {{"error", fmt::format("unknown command '{}'", cmd)}};
 }
 
@@ -695,89 +589,64 @@ void Agent::health_loop()
     }
 }
 
-void Agent::publish_snapshot()
+// Main thread: the takeover and the node table are its own.
+StatusSnapshot Agent::snapshot(uint64_t now) const
 {
-    LoopSnapshot s{takeover_.takeovers(), takeover_.givebacks(), takeover_.flows_installed(),
-                   takeover_.flows_announced(), {}};
+    StatusSnapshot s;
+    s.taken_ns = now;
+    s.incarnation = incarnation_;
+    s.load_bp = meter_.load_bp();
+    s.healthy = healthy_;
+    s.slot = table_.self_slot();
+    s.addresses = takeover_.status();
+    s.takeovers = takeover_.takeovers();
+    s.givebacks = takeover_.givebacks();
+    s.flows_installed = takeover_.flows_installed();
+    s.flows_announced = takeover_.flows_announced();
+    s.node_slots_refused = table_.slots_refused();
+    for (DropReason r : kAllDropReasons)
+        s.drops[r] = router_.dropped(r);
     std::lock_guard lock(mu_);
+    s.node_id = cfg_.node_id;
+    s.interface = cfg_.interface;
+    s.config_path = cfg_.path;
+    s.node_address = cfg_.node_address;
+    s.home = cfg_.owned_services;
+    s.interval_ms = cfg_.interval_ms;
+    s.dead_after = cfg_.dead_after;
+    s.accept_below = cfg_.accept_below;
+    s.min_difference = cfg_.min_difference;
+    s.pick_least = cfg_.pick_least;
+    s.kept_per_s = kept_per_s_;
+    s.forwarded_per_s = forwarded_per_s_;
     for (const auto& [id, p] : members_.peers())
-        if (auto slot = table_.slot_of(p.last.node_address))
-            s.slot_of_peer[id] = *slot;
-    snapshot_ = std::move(s);
+        s.peers[id] = {p, table_.slot_of(p.last.node_address)};
+    s.owners = owners_;
+    s.coordinator = coordinator_;
+    s.heartbeats_sent = heartbeats_sent_;
+    s.heartbeats_taken = heartbeats_taken_;
+    s.duplicate_ids = duplicate_ids_.counts();
+    s.duplicate_ids_total = duplicate_ids_.total();
+    s.errors = errors_.counts();
+    return s;
 }
 
-// On the metrics server's thread: what the main thread owns comes from
-// snapshot_, the rest under mu_ or from the maps.
+void Agent::publish_snapshot()
+{
+    StatusSnapshot s = snapshot(mono_ns());
+    std::lock_guard lock(mu_);
+    published_ = std::move(s);
+}
+
+// On the metrics server's thread: the loop's last snapshot, and the maps.
 std::string Agent::render_metrics()
 {
-    MetricsText m;
-    std::lock_guard lock(mu_);
-    m.family("peerlb_local_load_percent", "gauge", "Measured local load (0-100).")
-        .sample("peerlb_local_load_percent", {}, percent(meter_.load_bp()));
-    m.family("peerlb_healthy", "gauge", "1 when the local service passes its health check.")
-        .sample("peerlb_healthy", {}, healthy_ ? 1 : 0);
-    m.family("peerlb_peer_load_percent", "gauge", "Last load announced by each peer (0-100).");
-    for (const auto& [id, p] : members_.peers())
-        m.sample("peerlb_peer_load_percent", {{"node", id}}, percent(p.last.load_bp));
-    m.family("peerlb_peer_state", "gauge", "1 for the state each peer is in.");
-    for (const auto& [id, p] : members_.peers())
-        for (PeerState s : {PeerState::alive, PeerState::suspect, PeerState::dead})
-            m.sample("peerlb_peer_state", {{"node", id}, {"state", peer_state_name(s)}},
-                     p.state == s ? 1 : 0);
-    m.family("peerlb_heartbeats_sent_total", "counter", "Heartbeats sent.")
-        .sample("peerlb_heartbeats_sent_total", {}, double(heartbeats_sent_));
-    m.family("peerlb_heartbeats_received_total", "counter", "Heartbeats taken from peers.")
-        .sample("peerlb_heartbeats_received_total", {}, double(heartbeats_taken_));
-    m.family("peerlb_heartbeat_drops_total", "counter", "Heartbeats dropped, by reason.");
-    for (DropReason r : kAllDropReasons)
-        m.sample("peerlb_heartbeat_drops_total", {{"reason", drop_reason_name(r)}},
-                 double(router_.dropped(r)));
-    m.family("peerlb_agent_errors_total", "counter",
-             "Events the agent failed to handle (logged, then carried on), by event kind.");
-    for (const auto& [what, count] : errors_.counts())
-        m.sample("peerlb_agent_errors_total", {{"event", what}}, double(count));
-    m.family("peerlb_duplicate_node_id_total", "counter",
-             "Heartbeats showing two nodes with one id (logged with the id and addresses).")
-        .sample("peerlb_duplicate_node_id_total", {}, double(duplicate_ids_.total()));
-    m.family("peerlb_node_slots_refused_total", "counter",
-             "Writes of a peer left out of the data plane: every node slot held by a live node.")
-        .sample("peerlb_node_slots_refused_total", {}, double(table_.slots_refused()));
-    const auto counters = maps_.counters();
-    m.family("peerlb_decisions_total", "counter",
-             "New connections decided (SYNs, http first requests), by outcome and counter.");
-    for (const auto& c : counters)
-        if (is_decision(c))
-            m.sample("peerlb_decisions_total",
-                     {{"kind", counter_kind_name(c.kind)}, {"counter", c.name}},
-                     double(c.packets));
-    m.family("peerlb_redirects_total", "counter", "New connections handed to each peer.");
-    const auto per_slot = maps_.node_counters();
-    for (const auto& [id, slot] : snapshot_.slot_of_peer)
-        m.sample("peerlb_redirects_total", {{"node", id}}, double(per_slot[slot].conns_forwarded));
-    m.family("peerlb_takeovers_total", "counter", "Peers' addresses this node took over.")
-        .sample("peerlb_takeovers_total", {}, double(snapshot_.takeovers));
-    m.family("peerlb_givebacks_total", "counter", "Addresses given back to their returning node.")
-        .sample("peerlb_givebacks_total", {}, double(snapshot_.givebacks));
-    m.family("peerlb_handover_flows_total", "counter",
-             "Connections handed over when an address moved, by direction.")
-        .sample("peerlb_handover_flows_total", {{"direction", "installed"}},
-                double(snapshot_.flows_installed))
-        .sample("peerlb_handover_flows_total", {{"direction", "announced"}},
-                double(snapshot_.flows_announced));
-    m.family("peerlb_orphans_total", "counter",
-             "Segments with no flow and no socket, by outcome.");
-    for (const auto& c : counters) {
-        if (c.name == "drop_orphan_grace")
-            m.sample("peerlb_orphans_total", {{"outcome", "dropped_in_grace"}}, double(c.packets));
-        else if (c.name == "pass_orphan")
-            m.sample("peerlb_orphans_total", {{"outcome", "passed"}}, double(c.packets));
+    StatusSnapshot s;
+    {
+        std::lock_guard lock(mu_);
+        s = published_;
     }
-    m.family("peerlb_packets_total", "counter",
-             "Data plane packets, by counter (verdict and reason) and its kind.");
-    for (const auto& c : counters)
-        m.sample("peerlb_packets_total", {{"kind", counter_kind_name(c.kind)}, {"counter", c.name}},
-                 double(c.packets));
-    return m.text();
+    return metrics_text(s, maps_.counters(), maps_.node_counters());
 }
 
 int Agent::run()
@@ -807,6 +676,7 @@ int Agent::run()
         }
     } join{this, health};
     if (cfg_.metrics_listen) {
+        publish_snapshot();
         metrics = std::make_unique<MetricsServer>(*cfg_.metrics_listen,
                                                   [this] { return render_metrics(); });
         spdlog::info("metrics on http://{}:{}/metrics", format_ip(cfg_.metrics_listen->address),
