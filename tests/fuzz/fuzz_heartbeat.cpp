@@ -183,54 +183,54 @@ void check(const Bytes& datagram)
     const std::span<const uint8_t> other_key(kOtherKeyBytes);
     const DatagramKind kind = datagram_kind(datagram);
 
-    const Decoded hb = decode_heartbeat(datagram, kKey);
+    const Decoded<Heartbeat> hb = decode_heartbeat(datagram, kKey);
     if (hb.reason == DropReason::none) {
         FUZZ_CHECK(kind == DatagramKind::heartbeat, "heartbeat taken without the heartbeat magic: " + hex(datagram));
         FUZZ_CHECK(decode_heartbeat(datagram, other_key).reason == DropReason::bad_mac,
                    "heartbeat taken under another key: " + hex(datagram));
         check_round_trip(
-            "heartbeat", datagram, hb.hb, [](const Heartbeat& m) { return encode_heartbeat(m, kKey); },
+            "heartbeat", datagram, hb.message, [](const Heartbeat& m) { return encode_heartbeat(m, kKey); },
             [](const Bytes& d) {
-                Decoded r = decode_heartbeat(d, kKey);
-                return std::pair(r.reason, r.hb);
+                Decoded<Heartbeat> r = decode_heartbeat(d, kKey);
+                return std::pair(r.reason, r.message);
             });
     } else {
-        FUZZ_CHECK(untouched(hb.hb), std::string("a refused heartbeat (") + drop_reason_name(hb.reason) +
-                                         ") left fields set: " + describe(hb.hb) + "\ndatagram: " + hex(datagram));
+        FUZZ_CHECK(untouched(hb.message), std::string("a refused heartbeat (") + drop_reason_name(hb.reason) +
+                                         ") left fields set: " + describe(hb.message) + "\ndatagram: " + hex(datagram));
     }
 
-    const DecodedPin pin = decode_pin(datagram, kKey);
+    const Decoded<PinAnnouncement> pin = decode_pin(datagram, kKey);
     if (pin.reason == DropReason::none) {
         FUZZ_CHECK(kind == DatagramKind::pin, "pin taken without the pin magic: " + hex(datagram));
         FUZZ_CHECK(decode_pin(datagram, other_key).reason == DropReason::bad_mac,
                    "pin taken under another key: " + hex(datagram));
         check_round_trip(
-            "pin", datagram, pin.pin, [](const PinAnnouncement& m) { return encode_pin(m, kKey); },
+            "pin", datagram, pin.message, [](const PinAnnouncement& m) { return encode_pin(m, kKey); },
             [](const Bytes& d) {
-                DecodedPin r = decode_pin(d, kKey);
-                return std::pair(r.reason, r.pin);
+                Decoded<PinAnnouncement> r = decode_pin(d, kKey);
+                return std::pair(r.reason, r.message);
             });
     } else {
-        FUZZ_CHECK(untouched(pin.pin), std::string("a refused pin (") + drop_reason_name(pin.reason) +
-                                           ") left fields set: " + describe(pin.pin) + "\ndatagram: " + hex(datagram));
+        FUZZ_CHECK(untouched(pin.message), std::string("a refused pin (") + drop_reason_name(pin.reason) +
+                                           ") left fields set: " + describe(pin.message) + "\ndatagram: " + hex(datagram));
     }
 
-    const DecodedAnnouncement an = decode_announcement(datagram, kKey);
+    const Decoded<FlowAnnouncement> an = decode_announcement(datagram, kKey);
     if (an.reason == DropReason::none) {
         FUZZ_CHECK(kind == DatagramKind::announcement,
                    "announcement taken without the announcement magic: " + hex(datagram));
         FUZZ_CHECK(decode_announcement(datagram, other_key).reason == DropReason::bad_mac,
                    "announcement taken under another key: " + hex(datagram));
         check_round_trip(
-            "announcement", datagram, an.announcement,
+            "announcement", datagram, an.message,
             [](const FlowAnnouncement& m) { return encode_announcement(m, kKey); },
             [](const Bytes& d) {
-                DecodedAnnouncement r = decode_announcement(d, kKey);
-                return std::pair(r.reason, r.announcement);
+                Decoded<FlowAnnouncement> r = decode_announcement(d, kKey);
+                return std::pair(r.reason, r.message);
             });
     } else {
-        FUZZ_CHECK(untouched(an.announcement), std::string("a refused announcement (") + drop_reason_name(an.reason) +
-                                                   ") left fields set: " + describe(an.announcement) +
+        FUZZ_CHECK(untouched(an.message), std::string("a refused announcement (") + drop_reason_name(an.reason) +
+                                                   ") left fields set: " + describe(an.message) +
                                                    "\ndatagram: " + hex(datagram));
     }
 }

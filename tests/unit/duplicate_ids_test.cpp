@@ -102,7 +102,7 @@ TEST(DuplicateIdEvidence, PeerRestartsAndOldCapturesAreNotEvidence)
     EXPECT_FALSE(evidence(from("s2", "10.0.0.13", 3), DropReason::none, nullptr));
 }
 
-// The agent's path for a heartbeat (Agent::handle_datagram): the replay
+// The agent's path for a heartbeat (DatagramRouter::route): the replay
 // guard, the evidence against the last one taken, then the peer table.
 struct Receiver {
     ReplayGuard guard{kWindow};

@@ -159,29 +159,29 @@ std::vector<Tlv> with(std::vector<Tlv> tlvs, uint8_t type, Bytes value)
 TEST(HeartbeatCodec, RoundTripIpv4NoServices)
 {
     const Heartbeat hb = ipv4_heartbeat(0);
-    const Decoded d = decode_heartbeat(encode_heartbeat(hb, kKey), kKey);
+    const Decoded<Heartbeat> d = decode_heartbeat(encode_heartbeat(hb, kKey), kKey);
     ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
-    EXPECT_EQ(d.hb, hb);
-    EXPECT_TRUE(d.hb.services.empty());
+    EXPECT_EQ(d.message, hb);
+    EXPECT_TRUE(d.message.services.empty());
 }
 
 TEST(HeartbeatCodec, RoundTripIpv4SeveralServices)
 {
     const Heartbeat hb = ipv4_heartbeat(5);
-    const Decoded d = decode_heartbeat(encode_heartbeat(hb, kKey), kKey);
+    const Decoded<Heartbeat> d = decode_heartbeat(encode_heartbeat(hb, kKey), kKey);
     ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
-    EXPECT_EQ(d.hb, hb);
-    ASSERT_EQ(d.hb.services.size(), 5u);
-    EXPECT_EQ(format_ip(d.hb.services[4]), "192.0.2.14");
-    EXPECT_EQ(format_ip(d.hb.node_address), "10.0.0.1");
+    EXPECT_EQ(d.message, hb);
+    ASSERT_EQ(d.message.services.size(), 5u);
+    EXPECT_EQ(format_ip(d.message.services[4]), "192.0.2.14");
+    EXPECT_EQ(format_ip(d.message.node_address), "10.0.0.1");
 }
 
 TEST(HeartbeatCodec, RoundTripIpv6NoServices)
 {
     const Heartbeat hb = ipv6_heartbeat(0);
-    const Decoded d = decode_heartbeat(encode_heartbeat(hb, kKey), kKey);
+    const Decoded<Heartbeat> d = decode_heartbeat(encode_heartbeat(hb, kKey), kKey);
     ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
-    EXPECT_EQ(d.hb, hb);
+    EXPECT_EQ(d.message, hb);
 }
 
 TEST(HeartbeatCodec, RoundTripIpv6MixedServicesAndEveryState)
@@ -189,12 +189,12 @@ TEST(HeartbeatCodec, RoundTripIpv6MixedServicesAndEveryState)
     for (AnnouncedState s : {AnnouncedState::alive, AnnouncedState::unroutable, AnnouncedState::leaving}) {
         Heartbeat hb = ipv6_heartbeat(7);
         hb.state = s;
-        const Decoded d = decode_heartbeat(encode_heartbeat(hb, kKey), kKey);
+        const Decoded<Heartbeat> d = decode_heartbeat(encode_heartbeat(hb, kKey), kKey);
         ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
-        EXPECT_EQ(d.hb, hb);
-        EXPECT_EQ(format_ip(d.hb.node_address), "fd00::1:2:3:4");
-        EXPECT_EQ(format_ip(d.hb.services[0]), "2001:db8:5::1");
-        EXPECT_EQ(format_ip(d.hb.services[1]), "192.0.2.1");
+        EXPECT_EQ(d.message, hb);
+        EXPECT_EQ(format_ip(d.message.node_address), "fd00::1:2:3:4");
+        EXPECT_EQ(format_ip(d.message.services[0]), "2001:db8:5::1");
+        EXPECT_EQ(format_ip(d.message.services[1]), "192.0.2.1");
     }
 }
 
@@ -210,9 +210,9 @@ TEST(HeartbeatCodec, RoundTripLimits)
     hb.kept_per_s = hb.forwarded_per_s = UINT32_MAX;
     const Bytes d = encode_heartbeat(hb, kKey);
     EXPECT_LE(d.size(), kMaxHeartbeatSize);
-    const Decoded out = decode_heartbeat(d, kKey);
+    const Decoded<Heartbeat> out = decode_heartbeat(d, kKey);
     ASSERT_EQ(out.reason, DropReason::none) << drop_reason_name(out.reason);
-    EXPECT_EQ(out.hb, hb);
+    EXPECT_EQ(out.message, hb);
 }
 
 TEST(HeartbeatCodec, DecodedFieldsDifferWhenInputDiffers)
@@ -220,10 +220,10 @@ TEST(HeartbeatCodec, DecodedFieldsDifferWhenInputDiffers)
     // operator== is what the round trips rely on: make sure it can say no.
     Heartbeat a = ipv4_heartbeat(2), b = a;
     b.services[1] = parse_ip("192.0.2.99");
-    EXPECT_NE(decode_heartbeat(encode_heartbeat(a, kKey), kKey).hb, b);
+    EXPECT_NE(decode_heartbeat(encode_heartbeat(a, kKey), kKey).message, b);
     b = a;
     b.mac[5] ^= 1;
-    EXPECT_NE(decode_heartbeat(encode_heartbeat(a, kKey), kKey).hb, b);
+    EXPECT_NE(decode_heartbeat(encode_heartbeat(a, kKey), kKey).message, b);
 }
 
 TEST(HeartbeatCodec, HeaderBytes)
@@ -364,9 +364,9 @@ TEST(HeartbeatReject, RandomGarbageNeverAccepted)
 TEST(HeartbeatMalformed, HandCraftedCompleteDatagramIsAccepted)
 {
     // The baseline for the tests below: the crafting itself is right.
-    const Decoded d = decode_heartbeat(sign(body_of(complete_tlvs())), kKey);
+    const Decoded<Heartbeat> d = decode_heartbeat(sign(body_of(complete_tlvs())), kKey);
     ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
-    EXPECT_EQ(d.hb, ipv4_heartbeat(2));
+    EXPECT_EQ(d.message, ipv4_heartbeat(2));
 }
 
 TEST(HeartbeatMalformed, EachRequiredTlvMissing)
@@ -409,9 +409,9 @@ TEST(HeartbeatMalformed, NodeIdLength)
     EXPECT_EQ(decode_reason(sign(body_of(with(complete_tlvs(), T_ID, str(std::string(33, 'x')))))),
               DropReason::bad_id);
     EXPECT_EQ(decode_reason(sign(body_of(with(complete_tlvs(), T_ID, {})))), DropReason::bad_id);
-    const Decoded d = decode_heartbeat(sign(body_of(with(complete_tlvs(), T_ID, str(std::string(32, 'x'))))), kKey);
+    const Decoded<Heartbeat> d = decode_heartbeat(sign(body_of(with(complete_tlvs(), T_ID, str(std::string(32, 'x'))))), kKey);
     EXPECT_EQ(d.reason, DropReason::none);
-    EXPECT_EQ(d.hb.node_id, std::string(32, 'x'));
+    EXPECT_EQ(d.message.node_id, std::string(32, 'x'));
 }
 
 TEST(HeartbeatMalformed, UnknownTlvTypeIsSkipped)
@@ -420,9 +420,9 @@ TEST(HeartbeatMalformed, UnknownTlvTypeIsSkipped)
     tlvs.insert(tlvs.begin() + 3, Tlv{0xc8, Bytes(40, 0xab)});
     tlvs.push_back(Tlv{0x7f, {}});
     tlvs.push_back(Tlv{0, {1, 2, 3}}); // reserved type 0: skipped too
-    const Decoded d = decode_heartbeat(sign(body_of(tlvs)), kKey);
+    const Decoded<Heartbeat> d = decode_heartbeat(sign(body_of(tlvs)), kKey);
     ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
-    EXPECT_EQ(d.hb, ipv4_heartbeat(2));
+    EXPECT_EQ(d.message, ipv4_heartbeat(2));
 }
 
 TEST(HeartbeatMalformed, BadFamilyOrAddressLength)
@@ -467,10 +467,10 @@ TEST(HeartbeatMalformed, OptionalRateTlvs)
     std::vector<Tlv> tlvs = complete_tlvs();
     tlvs.push_back(Tlv{T_KEPT, be(1234, 4)});
     tlvs.push_back(Tlv{T_FORWARDED, be(0x01020304, 4)});
-    const Decoded d = decode_heartbeat(sign(body_of(tlvs)), kKey);
+    const Decoded<Heartbeat> d = decode_heartbeat(sign(body_of(tlvs)), kKey);
     ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
-    EXPECT_EQ(d.hb.kept_per_s, 1234u);
-    EXPECT_EQ(d.hb.forwarded_per_s, 0x01020304u);
+    EXPECT_EQ(d.message.kept_per_s, 1234u);
+    EXPECT_EQ(d.message.forwarded_per_s, 0x01020304u);
     // Wrong length, or given twice: malformed.
     EXPECT_EQ(decode_reason(sign(body_of(with(tlvs, T_KEPT, be(1, 2))))), DropReason::malformed);
     tlvs.push_back(Tlv{T_FORWARDED, be(5, 4)});
@@ -549,23 +549,23 @@ TEST(HeartbeatCodec, RoundTripClaims)
 {
     for (size_t n : {size_t{1}, size_t{2}, size_t{7}}) {
         const Heartbeat hb = with_claims(ipv6_heartbeat(3), n);
-        const Decoded d = decode_heartbeat(encode_heartbeat(hb, kKey), kKey);
+        const Decoded<Heartbeat> d = decode_heartbeat(encode_heartbeat(hb, kKey), kKey);
         ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
-        EXPECT_EQ(d.hb, hb);
+        EXPECT_EQ(d.message, hb);
         // Claims stay claims, services stay services.
-        EXPECT_EQ(d.hb.services.size(), 3u);
-        ASSERT_EQ(d.hb.claims.size(), n);
-        EXPECT_EQ(format_ip(d.hb.claims[0]), "2001:db8:c::1");
+        EXPECT_EQ(d.message.services.size(), 3u);
+        ASSERT_EQ(d.message.claims.size(), n);
+        EXPECT_EQ(format_ip(d.message.claims[0]), "2001:db8:c::1");
         if (n > 1) {
-            EXPECT_EQ(format_ip(d.hb.claims[1]), "198.51.100.1");
+            EXPECT_EQ(format_ip(d.message.claims[1]), "198.51.100.1");
         }
     }
     // Claims but no services.
     const Heartbeat hb = with_claims(ipv4_heartbeat(0), 2);
-    const Decoded d = decode_heartbeat(encode_heartbeat(hb, kKey), kKey);
+    const Decoded<Heartbeat> d = decode_heartbeat(encode_heartbeat(hb, kKey), kKey);
     ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
-    EXPECT_EQ(d.hb, hb);
-    EXPECT_TRUE(d.hb.services.empty());
+    EXPECT_EQ(d.message, hb);
+    EXPECT_TRUE(d.message.services.empty());
 }
 
 TEST(HeartbeatCodec, RoundTripMaxClaims)
@@ -575,9 +575,9 @@ TEST(HeartbeatCodec, RoundTripMaxClaims)
         hb.claims.push_back(parse_ip("203.0.113." + std::to_string(i)));
     const Bytes d = encode_heartbeat(hb, kKey);
     EXPECT_LE(d.size(), kMaxHeartbeatSize);
-    const Decoded out = decode_heartbeat(d, kKey);
+    const Decoded<Heartbeat> out = decode_heartbeat(d, kKey);
     ASSERT_EQ(out.reason, DropReason::none) << drop_reason_name(out.reason);
-    EXPECT_EQ(out.hb, hb);
+    EXPECT_EQ(out.message, hb);
 }
 
 TEST(HeartbeatCodec, ClaimsAreTlv13)
@@ -599,19 +599,19 @@ TEST(HeartbeatCodec, ClaimsAreTlv13)
 TEST(HeartbeatMalformed, ClaimsOptionalAndHandCrafted)
 {
     // A datagram of before claims existed: no claim TLV, empty claims.
-    const Decoded old = decode_heartbeat(sign(body_of(complete_tlvs())), kKey);
+    const Decoded<Heartbeat> old = decode_heartbeat(sign(body_of(complete_tlvs())), kKey);
     ASSERT_EQ(old.reason, DropReason::none) << drop_reason_name(old.reason);
-    EXPECT_TRUE(old.hb.claims.empty());
+    EXPECT_TRUE(old.message.claims.empty());
 
     std::vector<Tlv> tlvs = complete_tlvs();
     tlvs.insert(tlvs.begin() + 2, Tlv{T_CLAIM, {4, 198, 51, 100, 7}});
     tlvs.push_back(Tlv{T_CLAIM, {6, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9}});
-    const Decoded d = decode_heartbeat(sign(body_of(tlvs)), kKey);
+    const Decoded<Heartbeat> d = decode_heartbeat(sign(body_of(tlvs)), kKey);
     ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
-    ASSERT_EQ(d.hb.claims.size(), 2u);
-    EXPECT_EQ(format_ip(d.hb.claims[0]), "198.51.100.7");
-    EXPECT_EQ(format_ip(d.hb.claims[1]), "fd00::9");
-    EXPECT_EQ(d.hb.services, ipv4_heartbeat(2).services);
+    ASSERT_EQ(d.message.claims.size(), 2u);
+    EXPECT_EQ(format_ip(d.message.claims[0]), "198.51.100.7");
+    EXPECT_EQ(format_ip(d.message.claims[1]), "fd00::9");
+    EXPECT_EQ(d.message.services, ipv4_heartbeat(2).services);
 }
 
 TEST(HeartbeatMalformed, TooManyClaims)
@@ -619,9 +619,9 @@ TEST(HeartbeatMalformed, TooManyClaims)
     std::vector<Tlv> tlvs = complete_tlvs();
     for (size_t i = 0; i < kMaxOwnedServices; i++)
         tlvs.push_back(Tlv{T_CLAIM, {4, 203, 0, 113, static_cast<uint8_t>(i)}});
-    const Decoded full = decode_heartbeat(sign(body_of(tlvs)), kKey);
+    const Decoded<Heartbeat> full = decode_heartbeat(sign(body_of(tlvs)), kKey);
     ASSERT_EQ(full.reason, DropReason::none) << drop_reason_name(full.reason);
-    EXPECT_EQ(full.hb.claims.size(), kMaxOwnedServices);
+    EXPECT_EQ(full.message.claims.size(), kMaxOwnedServices);
     tlvs.push_back(Tlv{T_CLAIM, {4, 203, 0, 113, 200}}); // the 33rd
     EXPECT_EQ(decode_reason(sign(body_of(tlvs))), DropReason::malformed);
 }
@@ -665,9 +665,9 @@ TEST(HeartbeatEncode, EveryFieldAtItsLimitFitsInOneDatagram)
     const Bytes d = encode_heartbeat(hb, kKey);
     EXPECT_EQ(d.size(), 1447u); // 40 framing + 127 fixed TLVs + 64 x 20 address TLVs
     EXPECT_LE(d.size(), kMaxHeartbeatSize);
-    const Decoded out = decode_heartbeat(d, kKey);
+    const Decoded<Heartbeat> out = decode_heartbeat(d, kKey);
     ASSERT_EQ(out.reason, DropReason::none) << drop_reason_name(out.reason);
-    EXPECT_EQ(out.hb, hb);
+    EXPECT_EQ(out.message, hb);
 
     hb.claims.push_back(parse_ip("2001:db8:c::ffff"));
     EXPECT_THROW(encode_heartbeat(hb, kKey), Error);
@@ -719,15 +719,15 @@ TEST(AnnounceCodec, RoundTripIpv4AndIpv6With0And1And50Flows)
             const FlowAnnouncement a = announcement(family, n);
             const Bytes d = encode_announcement(a, kKey);
             EXPECT_LE(d.size(), kMaxHeartbeatSize);
-            const DecodedAnnouncement out = decode_announcement(d, kKey);
+            const Decoded<FlowAnnouncement> out = decode_announcement(d, kKey);
             ASSERT_EQ(out.reason, DropReason::none) << drop_reason_name(out.reason) << " family "
                                                     << int(family) << ", " << n << " flows";
-            EXPECT_EQ(out.announcement, a);
-            ASSERT_EQ(out.announcement.flows.size(), n);
+            EXPECT_EQ(out.message, a);
+            ASSERT_EQ(out.message.flows.size(), n);
             if (n) {
-                EXPECT_EQ(out.announcement.flows[0].client_port, 0xfff0);
-                EXPECT_EQ(out.announcement.flows[0].service_port, 80);
-                EXPECT_EQ(format_ip(out.announcement.flows[0].client),
+                EXPECT_EQ(out.message.flows[0].client_port, 0xfff0);
+                EXPECT_EQ(out.message.flows[0].service_port, 80);
+                EXPECT_EQ(format_ip(out.message.flows[0].client),
                           family == LB_FAMILY_IPV4 ? "198.51.100.1" : "2001:db8:c1:ffff:ffff:ffff:ffff:1");
             }
         }
@@ -746,9 +746,9 @@ TEST(AnnounceCodec, FullAnnouncementFitsInOneDatagram)
     ASSERT_GE(kMaxFlowsPerAnnouncement, 50u);
     const Bytes d = encode_announcement(a, kKey);
     EXPECT_LE(d.size(), kMaxHeartbeatSize);
-    const DecodedAnnouncement out = decode_announcement(d, kKey);
+    const Decoded<FlowAnnouncement> out = decode_announcement(d, kKey);
     ASSERT_EQ(out.reason, DropReason::none) << drop_reason_name(out.reason);
-    EXPECT_EQ(out.announcement, a);
+    EXPECT_EQ(out.message, a);
 }
 
 TEST(AnnounceCodec, HeaderAndHmac)
@@ -788,7 +788,7 @@ TEST(AnnounceCodec, FlowTlvLayout)
 TEST(AnnounceCodec, DecodedDiffersWhenInputDiffers)
 {
     const FlowAnnouncement a = announcement(LB_FAMILY_IPV4, 2);
-    const FlowAnnouncement got = decode_announcement(encode_announcement(a, kKey), kKey).announcement;
+    const FlowAnnouncement got = decode_announcement(encode_announcement(a, kKey), kKey).message;
     FlowAnnouncement b = a;
     b.flows[1].service_port = 8443;
     EXPECT_NE(got, b);
@@ -860,9 +860,9 @@ TEST(AnnounceReject, RandomGarbageNeverAccepted)
 
 TEST(AnnounceMalformed, HandCraftedCompleteDatagramIsAccepted)
 {
-    const DecodedAnnouncement d = decode_announcement(sign(body_of(complete_announcement_tlvs()), 'F'), kKey);
+    const Decoded<FlowAnnouncement> d = decode_announcement(sign(body_of(complete_announcement_tlvs()), 'F'), kKey);
     ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
-    EXPECT_EQ(d.announcement, announcement(LB_FAMILY_IPV4, 2));
+    EXPECT_EQ(d.message, announcement(LB_FAMILY_IPV4, 2));
 }
 
 TEST(AnnounceMalformed, EachRequiredTlvMissing)
@@ -876,9 +876,9 @@ TEST(AnnounceMalformed, EachRequiredTlvMissing)
     // Flows may be absent.
     std::vector<Tlv> tlvs = complete_announcement_tlvs();
     std::erase_if(tlvs, [](const Tlv& t) { return t.type == T_FLOW; });
-    const DecodedAnnouncement d = decode_announcement(sign(body_of(tlvs), 'F'), kKey);
+    const Decoded<FlowAnnouncement> d = decode_announcement(sign(body_of(tlvs), 'F'), kKey);
     ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
-    EXPECT_EQ(d.announcement, announcement(LB_FAMILY_IPV4, 0));
+    EXPECT_EQ(d.message, announcement(LB_FAMILY_IPV4, 0));
 }
 
 TEST(AnnounceMalformed, FlowFamilyMismatch)
@@ -899,11 +899,11 @@ TEST(AnnounceMalformed, FlowFamilyMismatch)
     // Without the flows, that IPv6 service address is fine: the family check is what failed.
     std::erase_if(tlvs, [](const Tlv& t) { return t.type == T_FLOW; });
     tlvs.push_back(Tlv{T_FLOW, v6_flow});
-    const DecodedAnnouncement d = decode_announcement(sign(body_of(tlvs), 'F'), kKey);
+    const Decoded<FlowAnnouncement> d = decode_announcement(sign(body_of(tlvs), 'F'), kKey);
     ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
-    ASSERT_EQ(d.announcement.flows.size(), 1u);
-    EXPECT_EQ(format_ip(d.announcement.flows[0].client), "2001:db8::1");
-    EXPECT_EQ(d.announcement.flows[0].client_port, 40000);
+    ASSERT_EQ(d.message.flows.size(), 1u);
+    EXPECT_EQ(format_ip(d.message.flows[0].client), "2001:db8::1");
+    EXPECT_EQ(d.message.flows[0].client_port, 40000);
 }
 
 TEST(AnnounceMalformed, BadFlowTlv)
@@ -933,11 +933,11 @@ TEST(AnnounceMalformed, BadFieldValues)
     EXPECT_EQ(reason(with(complete_announcement_tlvs(), T_SERVICE_ADDRESS, {4, 192, 0, 2})), DropReason::malformed);
     EXPECT_EQ(reason(with(complete_announcement_tlvs(), T_SERVICE_ADDRESS, {0, 192, 0, 2, 80})),
               DropReason::malformed);
-    const DecodedAnnouncement d =
+    const Decoded<FlowAnnouncement> d =
         decode_announcement(sign(body_of(with(complete_announcement_tlvs(), T_TO, str(std::string(32, 't')))), 'F'),
                             kKey);
     ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
-    EXPECT_EQ(d.announcement.to, std::string(32, 't'));
+    EXPECT_EQ(d.message.to, std::string(32, 't'));
 }
 
 TEST(AnnounceMalformed, RepeatedSingleField)
@@ -956,9 +956,9 @@ TEST(AnnounceMalformed, TooManyFlows)
     std::erase_if(tlvs, [](const Tlv& t) { return t.type == T_FLOW; });
     for (size_t i = 0; i < kMaxFlowsPerAnnouncement; i++)
         tlvs.push_back(Tlv{T_FLOW, {4, 198, 51, 100, static_cast<uint8_t>(i), 0x9c, 0x40, 0, 80}});
-    const DecodedAnnouncement full = decode_announcement(sign(body_of(tlvs), 'F'), kKey);
+    const Decoded<FlowAnnouncement> full = decode_announcement(sign(body_of(tlvs), 'F'), kKey);
     ASSERT_EQ(full.reason, DropReason::none) << drop_reason_name(full.reason);
-    EXPECT_EQ(full.announcement.flows.size(), kMaxFlowsPerAnnouncement);
+    EXPECT_EQ(full.message.flows.size(), kMaxFlowsPerAnnouncement);
     tlvs.push_back(Tlv{T_FLOW, {4, 198, 51, 100, 250, 0x9c, 0x40, 0, 80}});
     EXPECT_EQ(announcement_reason(sign(body_of(tlvs), 'F')), DropReason::malformed);
 }
@@ -971,9 +971,9 @@ TEST(AnnounceMalformed, UnknownTlvTypeIsSkipped)
     tlvs.push_back(Tlv{T_INTERVAL, be(0, 4)});
     tlvs.push_back(Tlv{T_CLAIM, {}});
     tlvs.push_back(Tlv{0, {1}});
-    const DecodedAnnouncement d = decode_announcement(sign(body_of(tlvs), 'F'), kKey);
+    const Decoded<FlowAnnouncement> d = decode_announcement(sign(body_of(tlvs), 'F'), kKey);
     ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
-    EXPECT_EQ(d.announcement, announcement(LB_FAMILY_IPV4, 2));
+    EXPECT_EQ(d.message, announcement(LB_FAMILY_IPV4, 2));
     // A TLV cut by the end of the body is not skipped.
     Bytes body = body_of(complete_announcement_tlvs());
     body.insert(body.end(), {0xc8, 0x00, 0x05, 1});
@@ -1099,10 +1099,10 @@ TEST(ReplayGuard, SameDatagramTwice)
 {
     ReplayGuard g(kWindow);
     const Bytes d = encode_heartbeat(at("a", 100, 7), kKey);
-    const Decoded first = decode_heartbeat(d, kKey), second = decode_heartbeat(d, kKey);
+    const Decoded<Heartbeat> first = decode_heartbeat(d, kKey), second = decode_heartbeat(d, kKey);
     ASSERT_EQ(first.reason, DropReason::none);
-    EXPECT_EQ(check_after(g, first.hb), DropReason::none);
-    EXPECT_EQ(check_after(g, second.hb, 10), DropReason::replayed);
+    EXPECT_EQ(check_after(g, first.message), DropReason::none);
+    EXPECT_EQ(check_after(g, second.message, 10), DropReason::replayed);
 }
 
 TEST(ReplayGuard, OlderSequenceReplayedNewerAccepted)
@@ -1326,9 +1326,9 @@ TEST(PinCodec, RoundTripBothFamiliesAndOps)
             const Bytes d = encode_pin(p, kKey);
             EXPECT_EQ(datagram_kind(d), DatagramKind::pin);
             EXPECT_EQ(std::string(d.begin(), d.begin() + 4), "PLBP");
-            const DecodedPin out = decode_pin(d, kKey);
+            const Decoded<PinAnnouncement> out = decode_pin(d, kKey);
             ASSERT_EQ(out.reason, DropReason::none) << drop_reason_name(out.reason);
-            EXPECT_EQ(out.pin, p);
+            EXPECT_EQ(out.message, p);
             // Another kind's decoder refuses it by its magic.
             EXPECT_EQ(decode_heartbeat(d, kKey).reason, DropReason::bad_magic);
             EXPECT_EQ(decode_announcement(d, kKey).reason, DropReason::bad_magic);
@@ -1343,9 +1343,9 @@ TEST(PinReject, WrongKeyBitFlipsAndTruncations)
     for (size_t bit = 0; bit < good.size() * 8; bit++) {
         Bytes d = good;
         d[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
-        const DecodedPin out = decode_pin(d, kKey);
+        const Decoded<PinAnnouncement> out = decode_pin(d, kKey);
         EXPECT_NE(out.reason, DropReason::none) << "bit " << bit;
-        EXPECT_EQ(out.pin, PinAnnouncement{}) << "a refused pin leaves nothing set";
+        EXPECT_EQ(out.message, PinAnnouncement{}) << "a refused pin leaves nothing set";
     }
     for (size_t n = 0; n < good.size(); n++)
         EXPECT_NE(decode_pin(Bytes(good.begin(), good.begin() + n), kKey).reason, DropReason::none)
@@ -1402,15 +1402,15 @@ TEST(NodeIdValidation, ValidNodeId)
 TEST(NodeIdValidation, HeartbeatWithBadIdIsDroppedAsBadId)
 {
     for (const auto& [id, why] : bad_ids()) {
-        const Decoded d = decode_heartbeat(sign(body_of(with(complete_tlvs(), T_ID, id))), kKey);
+        const Decoded<Heartbeat> d = decode_heartbeat(sign(body_of(with(complete_tlvs(), T_ID, id))), kKey);
         EXPECT_EQ(d.reason, DropReason::bad_id) << why << ": " << drop_reason_name(d.reason);
-        EXPECT_EQ(d.hb, Heartbeat{}) << why;
+        EXPECT_EQ(d.message, Heartbeat{}) << why;
     }
     // Multi-byte UTF-8 is an id like any other.
     const Bytes utf8 = str("n\xc3\xb6" "de-\xe2\x82\xac");
-    const Decoded d = decode_heartbeat(sign(body_of(with(complete_tlvs(), T_ID, utf8))), kKey);
+    const Decoded<Heartbeat> d = decode_heartbeat(sign(body_of(with(complete_tlvs(), T_ID, utf8))), kKey);
     ASSERT_EQ(d.reason, DropReason::none) << drop_reason_name(d.reason);
-    EXPECT_EQ(d.hb.node_id, std::string(utf8.begin(), utf8.end()));
+    EXPECT_EQ(d.message.node_id, std::string(utf8.begin(), utf8.end()));
 }
 
 TEST(NodeIdValidation, MalformedBodyStaysMalformedWhateverTheId)
@@ -1427,10 +1427,10 @@ TEST(NodeIdValidation, AnnouncementSenderAndToAreValidated)
     ASSERT_EQ(announcement_reason(sign(body_of(complete_announcement_tlvs()), 'F')), DropReason::none);
     for (uint8_t field : {uint8_t{T_ID}, uint8_t{T_TO}})
         for (const auto& [id, why] : bad_ids()) {
-            const DecodedAnnouncement d =
+            const Decoded<FlowAnnouncement> d =
                 decode_announcement(sign(body_of(with(complete_announcement_tlvs(), field, id)), 'F'), kKey);
             EXPECT_EQ(d.reason, DropReason::bad_id) << "type " << int(field) << ", " << why;
-            EXPECT_EQ(d.announcement, FlowAnnouncement{});
+            EXPECT_EQ(d.message, FlowAnnouncement{});
         }
 }
 
@@ -1455,9 +1455,9 @@ TEST(NodeIdValidation, PinSenderAndServingAreValidated)
     ASSERT_EQ(decode_pin(sign(body_of(complete_pin_tlvs()), 'P'), kKey).reason, DropReason::none);
     for (uint8_t field : {uint8_t{T_ID}, uint8_t{19}})
         for (const auto& [id, why] : bad_ids()) {
-            const DecodedPin d = decode_pin(sign(body_of(with(complete_pin_tlvs(), field, id)), 'P'), kKey);
+            const Decoded<PinAnnouncement> d = decode_pin(sign(body_of(with(complete_pin_tlvs(), field, id)), 'P'), kKey);
             EXPECT_EQ(d.reason, DropReason::bad_id) << "type " << int(field) << ", " << why;
-            EXPECT_EQ(d.pin, PinAnnouncement{});
+            EXPECT_EQ(d.message, PinAnnouncement{});
         }
 }
 

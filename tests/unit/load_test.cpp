@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "userspace/agent/load.h"
+#include "userspace/agent/load_meter.h"
 #include "userspace/dataplane/error.h"
 #include "userspace/dataplane/fd.h"
 
@@ -701,6 +702,85 @@ TEST(ProbeService, ServerClosingWithoutReplyIsUnhealthy)
     std::string why;
     EXPECT_FALSE(probe_service(loopback4(), http.port(), "/", 1000, why));
     EXPECT_FALSE(why.empty());
+}
+
+// ---- the load meter ------------------------------------------------------
+
+Config file_source(const std::string& path)
+{
+    Config cfg;
+    cfg.source = LoadSource::file;
+    cfg.load_file = path;
+    cfg.update_ms = 5;
+    return cfg;
+}
+
+TEST(LoadMeter, PeriodIsUpdateMsExceptForCostlySources)
+{
+    Config cfg;
+    cfg.update_ms = 20;
+    cfg.source = LoadSource::file;
+    EXPECT_EQ(load_period_ms(cfg), 20u);
+    for (LoadSource sampled : {LoadSource::connections, LoadSource::cpu, LoadSource::cgroup}) {
+        cfg.source = sampled;
+        EXPECT_EQ(load_period_ms(cfg), 100u);
+    }
+    cfg.source = LoadSource::exec;
+    EXPECT_EQ(load_period_ms(cfg), 1000u);
+    cfg.update_ms = 1000;
+    cfg.source = LoadSource::cpu;
+    EXPECT_EQ(load_period_ms(cfg), 1000u);
+}
+
+TEST(LoadMeter, SourceIsMadeAgainOnlyForItsOwnSettings)
+{
+    const Config a = file_source("/x");
+    Config b = a;
+    b.smoothing_ms = 500;
+    b.update_ms = 50;
+    EXPECT_TRUE(same_load_source(a, b));
+    b.load_file = "/y";
+    EXPECT_FALSE(same_load_source(a, b));
+    b = a;
+    b.capacity = a.capacity + 1;
+    EXPECT_FALSE(same_load_source(a, b));
+}
+
+// Waits for the meter to publish `bp`; false after 2 s.
+bool publishes(const std::atomic<uint32_t>& published, uint32_t bp)
+{
+    for (int i = 0; i < 400 && published != bp; i++)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return published == bp;
+}
+
+TEST(LoadMeter, PublishesEachReadingAndTakesNewSettings)
+{
+    TempDir dir;
+    std::atomic<uint32_t> published{0};
+    LoadMeter meter(file_source(dir.write("a", "40")), [&](uint32_t bp, uint64_t) { published = bp; });
+    EXPECT_FALSE(meter.measured());
+    meter.start();
+    EXPECT_TRUE(publishes(published, 4000));
+    EXPECT_TRUE(meter.measured());
+    EXPECT_EQ(meter.load_bp(), 4000u);
+    dir.write("a", "55");
+    EXPECT_TRUE(publishes(published, 5500)); // read again at its period
+    meter.configure(file_source(dir.write("b", "12.5")));
+    EXPECT_TRUE(publishes(published, 1250));
+    meter.stop();
+}
+
+TEST(LoadMeter, FailingSourceIsNeitherMeasuredNorPublished)
+{
+    TempDir dir;
+    std::atomic<int> published{0};
+    LoadMeter meter(file_source(dir.file("missing")), [&](uint32_t, uint64_t) { published++; });
+    meter.start();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    meter.stop();
+    EXPECT_FALSE(meter.measured());
+    EXPECT_EQ(published, 0);
 }
 
 } // namespace

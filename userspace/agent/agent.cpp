@@ -1,7 +1,6 @@
 #include "agent.h"
 
 #include <net/if.h>
-#include <bpf/libbpf.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -26,17 +25,21 @@
 #include "../dataplane/maps.h"
 #include "control.h"
 #include "cookies.h"
+#include "datagram_router.h"
 #include "duplicate_ids.h"
 #include "event_errors.h"
 #include "heartbeat.h"
 #include "incarnation.h"
 #include "load.h"
+#include "load_meter.h"
 #include "membership.h"
 #include "metrics.h"
 #include "netconf.h"
 #include "node_table.h"
 #include "ownership.h"
+#include "pin_relay.h"
 #include "service_book.h"
+#include "status_view.h"
 #include "takeover.h"
 #include "transport.h"
 
@@ -67,31 +70,6 @@ constexpr uint64_t kErrorLogPeriodNs = 10'000'000'000ull;
 // Dead peers without addresses are forgotten after this (bounded tables).
 constexpr uint64_t kForgetDeadAfterNs = 60'000'000'000ull;
 
-double percent(uint32_t bp) { return bp / 100.0; }
-
-// The addresses `id` holds by the last ownership computation; before the
-// first one, its home addresses.
-std::vector<std::string> held_by(const OwnerMap& owners, const std::string& id,
-                                 const std::vector<IpAddress>& home)
-{
-    std::vector<std::string> out;
-    if (owners.empty()) {
-        for (const auto& a : home)
-            out.push_back(format_ip(a));
-        return out;
-    }
-    for (const auto& [address, owner] : owners)
-        if (owner.owner == id)
-            out.push_back(format_ip(address));
-    return out;
-}
-
-// Decisions on new connections, whatever the mode (SYN or http request).
-bool is_decision(const CounterTotal& c)
-{
-    return c.kind == LB_KIND_KEPT || c.kind == LB_KIND_FORWARDED;
-}
-
 class Agent {
 public:
     Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& opts);
@@ -101,19 +79,16 @@ private:
     // Main thread.
     void send_heartbeat(AnnouncedState state);
     void receive_datagrams();
-    void handle_datagram(std::span<const uint8_t> datagram, bool cut);
     // Runs one event's handling (`what`: its kind, a fixed name): an
     // exception ends that event only, logged and counted, never the agent.
     template <class Handle>
     void guarded(const char* what, Handle&& handle);
-    template <class Message>
-    DropReason admit(DropReason decoded, const Message& m, ReplayGuard& guard);
     void note_duplicate_id(const Heartbeat& hb, DropReason verdict);
     void take(const Heartbeat& hb);
     void take(const FlowAnnouncement& a);
     void send_announcement(FlowAnnouncement a);
-    void take(const PinAnnouncement& a);
-    void announce_pin(const lb_pin_event& ev);
+    template <class Message, class Encode>
+    int send_stamped(Message& m, Encode encode);
     std::optional<std::string> node_id_of_slot(uint32_t slot) const;
     std::optional<uint32_t> slot_of_node_id(const std::string& id) const;
     void evaluate_ownership(uint64_t now);
@@ -123,14 +98,11 @@ private:
     void learn_services(const Heartbeat& hb);
     void drop_unannounced_services(uint64_t now);
     void update_rates(uint64_t now);
+    StatusSnapshot snapshot(uint64_t now) const;
     void publish_snapshot();
     json handle(const json& req);
-    json peers_json() const;
-    json status_json() const;
-    json errors_json() const;
 
     // Threads of their own.
-    void meter_loop();
     void health_loop();
     std::string render_metrics();
 
@@ -145,18 +117,13 @@ private:
     Config cfg_;
     uint64_t config_generation_ = 0;
     Membership members_;
-    std::map<DropReason, uint64_t> drops_;
     uint64_t heartbeats_sent_ = 0, heartbeats_taken_ = 0, send_failures_ = 0;
     EventErrors errors_{kErrorLogPeriodNs};
     DuplicateIds duplicate_ids_{kErrorLogPeriodNs};
-    EventErrors skew_log_{kErrorLogPeriodNs}; // main thread only
     uint32_t kept_per_s_ = 0, forwarded_per_s_ = 0;
-    // What the metrics thread shows of state the main thread owns (the node
-    // table, the takeover): copied by the loop each tick, read under mu_.
-    struct LoopSnapshot {
-        uint64_t takeovers = 0, givebacks = 0, flows_installed = 0, flows_announced = 0;
-        std::map<std::string, uint32_t> slot_of_peer;
-    } snapshot_;
+    // What the metrics thread shows: state the main thread owns (the node
+    // table, the takeover) among it, so taken by the loop each tick.
+    StatusSnapshot published_;
 
     ControlServer control_;
     AddressManager addrs_;
@@ -165,11 +132,8 @@ private:
     Mac mac_;
     NodeTable table_; // main thread, except write_self (meter thread)
     HeartbeatSocket socket_;
-    ReplayGuard guard_;
-    ReplayGuard announcement_guard_;
-    ReplayGuard pin_guard_;
-    // The data plane's pin events (stateful URI rules), told to the peers.
-    std::unique_ptr<ring_buffer, void (*)(ring_buffer*)> pin_events_{nullptr, ring_buffer__free};
+    DatagramRouter router_; // main thread, except dropped()
+    PinRelay pins_;
     std::set<std::string> known_services_;
     // Peers' service addresses on lo: until a minute after no peer
     // announces one (connections handed here on it can end).
@@ -188,10 +152,9 @@ private:
     uint64_t ownership_config_generation_ = 0;
     Config ownership_config_;        // the settings as of ownership_config_generation_
 
-    std::atomic<uint32_t> load_bp_{0};
     std::atomic<bool> healthy_{true};
-    std::atomic<bool> measured_{false};
-    std::atomic<bool> stop_{false};
+    std::atomic<bool> stop_{false}; // the health thread's
+    LoadMeter meter_;
     uint32_t last_sent_load_ = 0;
     uint64_t last_sent_ns_ = 0;
     uint64_t rates_at_ns_ = 0, kept_total_ = 0, forwarded_total_ = 0;
@@ -227,11 +190,25 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
       members_(cfg.node_id, cfg.dead_after), control_(opts.run_dir),
       addrs_(), maps_(open_dataplane(cfg, opts)),
       mac_(interface_mac(cfg.interface)), table_(maps_, cfg, mac_), socket_(cfg, ifindex_),
-      guard_(cfg.replay_window_ms), announcement_guard_(cfg.replay_window_ms),
-      pin_guard_(cfg.replay_window_ms),
+      router_(cfg.node_id, key_, cfg.replay_window_ms, kErrorLogPeriodNs,
+              {.heartbeat = {.take = [this](const Heartbeat& hb) { take(hb); },
+                             .judged = [this](const Heartbeat& hb, DropReason verdict) {
+                                 note_duplicate_id(hb, verdict);
+                             }},
+               .announcement = {.take = [this](const FlowAnnouncement& a) { take(a); }},
+               .pin = {.take = [this](const PinAnnouncement& a) { pins_.take(a, mono_ns()); }}}),
+      pins_(maps_,
+            {[this](uint32_t slot) { return node_id_of_slot(slot); },
+             [this](const std::string& id) { return slot_of_node_id(id); }},
+            [this](PinAnnouncement& a) { return send_stamped(a, encode_pin); }),
       takeover_(cfg, addrs_, maps_, ifindex_, mac_,
                 [this](const FlowAnnouncement& a) { send_announcement(a); }),
-      started_ns_(mono_ns())
+      started_ns_(mono_ns()),
+      meter_(cfg, [this](uint32_t load_bp, uint64_t now) {
+          // Rewritten while measured: if this agent stops, the data
+          // plane sees its own load go stale and keeps everything.
+          table_.write_self(load_bp, healthy_, now);
+      })
 {
     // Only once the data plane is in place: an agent that cannot attach
     // (pin root off bpffs, another XDP program) leaves the host as it was.
@@ -245,23 +222,8 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
     cookies_.emplace(maps_, key_, cfg.cookie_epoch_s);
     cookies_->update(unix_ms() / 1000);
     install_uri_rules();
-    if (cfg.has_http_service()) {
-        ring_buffer* rb = ring_buffer__new(
-            maps_.fds().pin_events.get(),
-            [](void* ctx, void* data, size_t size) {
-                // Guarded here: no exception may unwind through libbpf.
-                auto* self = static_cast<Agent*>(ctx);
-                if (size >= sizeof(lb_pin_event))
-                    self->guarded("pin event", [&] {
-                        self->announce_pin(*static_cast<const lb_pin_event*>(data));
-                    });
-                return 0;
-            },
-            this, nullptr);
-        if (!rb)
-            throw SystemError("open the pin event ring buffer", errno);
-        pin_events_.reset(rb);
-    }
+    if (cfg.has_http_service())
+        pins_.listen([this](const char* what, const std::function<void()>& handle) { guarded(what, handle); });
     // On lo, every service address, own ones too: whoever holds one on its
     // NIC, this node can end the connections handed to it. The NIC gets
     // the addresses this node holds (Takeover).
@@ -301,7 +263,7 @@ void Agent::send_heartbeat(AnnouncedState state)
     hb.sequence = ++sequence_;
     hb.sent_unix_ms = unix_ms();
     hb.mac = mac_;
-    hb.load_bp = static_cast<uint16_t>(load_bp_.load());
+    hb.load_bp = static_cast<uint16_t>(meter_.load_bp());
     hb.state = state == AnnouncedState::alive && !healthy_ ? AnnouncedState::unroutable : state;
     int failed = socket_.send(encode_heartbeat(hb, key_));
     std::lock_guard lock(mu_);
@@ -343,63 +305,8 @@ void Agent::receive_datagrams()
         if (!n)
             return;
         const auto datagram = std::span<const uint8_t>(buf.data(), std::min(*n, buf.size()));
-        guarded("datagram", [&] { handle_datagram(datagram, *n > buf.size()); });
+        guarded("datagram", [&] { router_.route(datagram, *n > buf.size(), mono_ns(), unix_ms()); });
     }
-}
-
-// `cut`: the datagram did not fit in the buffer.
-void Agent::handle_datagram(std::span<const uint8_t> datagram, bool cut)
-{
-    DropReason reason;
-    if (cut) {
-        reason = DropReason::truncated; // did not fit: never decoded from a part
-    } else if (datagram_kind(datagram) == DatagramKind::pin) {
-        DecodedPin d = decode_pin(datagram, key_);
-        reason = admit(d.reason, d.pin, pin_guard_);
-        if (reason == DropReason::none)
-            return take(d.pin);
-    } else if (datagram_kind(datagram) == DatagramKind::announcement) {
-        DecodedAnnouncement d = decode_announcement(datagram, key_);
-        reason = admit(d.reason, d.announcement, announcement_guard_);
-        if (reason == DropReason::none)
-            return take(d.announcement);
-    } else {
-        Decoded d = decode_heartbeat(datagram, key_);
-        reason = admit(d.reason, d.hb, guard_);
-        if (d.reason == DropReason::none)
-            note_duplicate_id(d.hb, reason);
-        if (reason == DropReason::none)
-            return take(d.hb);
-    }
-    std::lock_guard lock(mu_);
-    drops_[reason]++;
-    spdlog::debug("datagram dropped: {}", drop_reason_name(reason));
-}
-
-// What every kind of authenticated datagram passes before it is taken: not
-// our own id, and not a replay (each kind has its guard).
-template <class Message>
-DropReason Agent::admit(DropReason decoded, const Message& m, ReplayGuard& guard)
-{
-    if (decoded != DropReason::none)
-        return decoded;
-    if (m.node_id == cfg_.node_id)
-        return DropReason::own_id;
-    const DropReason verdict = guard.check(m, mono_ns() / kMs, unix_ms());
-    // A known incarnation is taken whatever its send time: only a new one
-    // (a node joining or restarting) is refused for its clock, and the
-    // operator must hear of it.
-    uint64_t unlogged = 0;
-    if (verdict == DropReason::stale && skew_log_.record("clock skew", mono_ns(), &unlogged)) {
-        const int64_t skew = guard.last_stale_skew_ms();
-        spdlog::error("first datagram of {} incarnation {} refused: sent {} ms {} this node's clock, "
-                      "outside replay_window_ms {}; not taken until the two clocks agree (check "
-                      "NTP on both){}",
-                      m.node_id, m.incarnation, skew < 0 ? -uint64_t(skew) : uint64_t(skew),
-                      skew < 0 ? "behind" : "ahead of", guard.window_ms(),
-                      unlogged ? fmt::format(" ({} more refused for skew, not logged)", unlogged) : "");
-    }
-    return verdict;
 }
 
 // A heartbeat that shows two nodes with one id: counted and logged, never
@@ -455,62 +362,21 @@ std::optional<uint32_t> Agent::slot_of_node_id(const std::string& id) const
     return std::nullopt;
 }
 
-// This node's data plane pinned a client (or ended its pin): every peer
-// installs the same pin, naming the serving node by id.
-void Agent::announce_pin(const lb_pin_event& ev)
-{
-    PinAnnouncement a;
-    auto serving = node_id_of_slot(ev.node);
-    if (!serving) {
-        spdlog::warn("pin of a client to slot {}: no known node there, not announced", ev.node);
-        return;
-    }
-    a.node_id = cfg_.node_id;
-    a.incarnation = incarnation_;
-    a.sequence = ++sequence_;
-    a.sent_unix_ms = unix_ms();
-    a.pinned = ev.op == LB_PIN_SET;
-    a.client.family = ev.key.family;
-    a.client.addr = ev.key.client;
-    a.serving = *serving;
-    a.rule = static_cast<uint8_t>(ev.rule);
-    a.ttl_ms = ev.timeout_s * 1000;
-    if (int failed = socket_.send(encode_pin(a, key_)))
-        spdlog::warn("pin announcement: {} send(s) failed", failed);
-    spdlog::debug("{} client {} to {} (rule {})", a.pinned ? "pinned" : "unpinned",
-                  format_ip(a.client), a.serving, a.rule);
-}
-
-void Agent::take(const PinAnnouncement& a)
-{
-    lb_pin_key key{};
-    key.client = a.client.addr;
-    key.family = a.client.family;
-    if (!a.pinned) {
-        maps_.delete_pin(key);
-        return;
-    }
-    auto slot = slot_of_node_id(a.serving);
-    if (!slot) {
-        spdlog::warn("{} pinned {} to {}, a node not known here: ignored", a.node_id,
-                     format_ip(a.client), a.serving);
-        return;
-    }
-    lb_pin pin{};
-    pin.node = *slot;
-    pin.rule = a.rule;
-    pin.expires_ns = mono_ns() + uint64_t(a.ttl_ms) * kMs;
-    maps_.set_pin(key, pin);
-}
-
 void Agent::send_announcement(FlowAnnouncement a)
 {
-    a.node_id = cfg_.node_id;
-    a.incarnation = incarnation_;
-    a.sequence = ++sequence_;
-    a.sent_unix_ms = unix_ms();
-    if (int failed = socket_.send(encode_announcement(a, key_)))
+    if (int failed = send_stamped(a, encode_announcement))
         spdlog::warn("flow announcement to {}: {} send(s) failed", a.to, failed);
+}
+
+// Datagrams other than heartbeats share their sequence space.
+template <class Message, class Encode>
+int Agent::send_stamped(Message& m, Encode encode)
+{
+    m.node_id = cfg_.node_id;
+    m.incarnation = incarnation_;
+    m.sequence = ++sequence_;
+    m.sent_unix_ms = unix_ms();
+    return socket_.send(encode(m, key_));
 }
 
 std::vector<NodeOwnershipView> Agent::ownership_views() const
@@ -693,84 +559,6 @@ void Agent::update_rates(uint64_t now)
     rates_at_ns_ = now;
 }
 
-json Agent::peers_json() const
-{
-    const uint64_t now = mono_ns();
-    json out = json::array();
-    out.push_back({
-        {"id", cfg_.node_id},
-        {"address", format_ip(cfg_.node_address)},
-        {"state", "self"},
-        {"load", percent(load_bp_.load())},
-        {"owns", held_by(owners_, cfg_.node_id, cfg_.owned_services)},
-        {"routable", healthy_.load()},
-        {"slot", table_.self_slot()},
-        {"age_ms", 0},
-        {"incarnation", incarnation_},
-        {"kept_per_s", kept_per_s_},
-        {"forwarded_per_s", forwarded_per_s_},
-    });
-    for (const auto& [id, p] : members_.peers()) {
-        auto slot = table_.slot_of(p.last.node_address);
-        out.push_back({
-            {"id", id},
-            {"address", format_ip(p.last.node_address)},
-            {"state", peer_state_name(p.state)},
-            {"load", percent(p.last.load_bp)},
-            {"owns", held_by(owners_, id, p.last.services)},
-            {"routable", p.routable()},
-            {"slot", slot ? json(*slot) : json(nullptr)},
-            {"age_ms", (now - p.last_heard_ns) / kMs},
-            {"incarnation", p.last.incarnation},
-            {"kept_per_s", p.last.kept_per_s},
-            {"forwarded_per_s", p.last.forwarded_per_s},
-        });
-    }
-    return out;
-}
-
-json Agent::errors_json() const
-{
-    json out = json::object();
-    for (const auto& [what, count] : errors_.counts())
-        out[what] = count;
-    return out;
-}
-
-json Agent::status_json() const
-{
-    json drops = json::object();
-    for (DropReason r : kAllDropReasons) {
-        auto it = drops_.find(r);
-        drops[drop_reason_name(r)] = it == drops_.end() ? 0 : it->second;
-    }
-    return {
-        {"node_id", cfg_.node_id},
-        {"interface", cfg_.interface},
-        {"config", cfg_.path},
-        {"incarnation", incarnation_},
-        {"load", percent(load_bp_.load())},
-        {"healthy", healthy_.load()},
-        {"interval_ms", cfg_.interval_ms},
-        {"dead_after", cfg_.dead_after},
-        {"accept_below", cfg_.accept_below},
-        {"min_difference", cfg_.min_difference},
-        {"pick", cfg_.pick_least ? "least" : "weighted"},
-        {"heartbeats_sent", heartbeats_sent_},
-        {"heartbeats_taken", heartbeats_taken_},
-        {"heartbeat_drops", drops},
-        {"addresses", takeover_.status()},
-        {"coordinator", coordinator_},
-        {"takeovers", takeover_.takeovers()},
-        {"givebacks", takeover_.givebacks()},
-        {"flows_installed", takeover_.flows_installed()},
-        {"flows_announced", takeover_.flows_announced()},
-        {"node_slots_refused", table_.slots_refused()},
-        {"duplicate_ids", duplicate_ids_.counts()},
-        {"errors", errors_json()},
-    };
-}
-
 json Agent::handle(const json& req)
 {
     const std::string cmd = req.value("cmd", "");
@@ -783,67 +571,19 @@ json Agent::handle(const json& req)
             set_cookie_sysctls();
         table_.apply_config(next);
         members_.set_dead_after(next.dead_after);
-        guard_.set_window(next.replay_window_ms);
-        announcement_guard_.set_window(next.replay_window_ms);
-        pin_guard_.set_window(next.replay_window_ms);
+        router_.set_replay_window(next.replay_window_ms);
         takeover_.set_config(next);
         cfg_ = next;
+        meter_.configure(next);
         config_generation_++;
         spdlog::info("set {} = {}", key, value);
         return {{"ok", true}, {"key", key}, {"value", value}};
     }
-    std::lock_guard lock(mu_);
     if (cmd == "peers")
-        return peers_json();
+        return peers_json(snapshot(mono_ns()));
     if (cmd == "status")
-        return status_json();
+        return status_json(snapshot(mono_ns()));
     return {{"error", fmt::format("unknown command '{}'", cmd)}};
-}
-
-void Agent::meter_loop()
-{
-    std::unique_ptr<LoadSourceReader> source;
-    Config built_from; // the settings `source` was made with
-    uint64_t generation = ~0ull;
-    LoadSmoother smoother(0);
-    uint32_t period_ms = 10;
-    bool failing = false;
-    auto same_source = [](const Config& a, const Config& b) {
-        return a.source == b.source && a.capacity == b.capacity && a.load_file == b.load_file &&
-               a.load_command == b.load_command && a.cgroup == b.cgroup;
-    };
-    while (!stop_) {
-        {
-            std::lock_guard lock(mu_);
-            if (generation != config_generation_) {
-                // Rebuilt only when its own settings change: a sampling
-                // source starts over from zero.
-                if (!source || !same_source(built_from, cfg_)) {
-                    source = make_load_source(cfg_);
-                    built_from = cfg_;
-                }
-                smoother.set_tau_ms(cfg_.smoothing_ms);
-                period_ms = load_period_ms(cfg_);
-                generation = config_generation_;
-            }
-        }
-        const uint64_t now = mono_ns();
-        try {
-            load_bp_ = smoother.update(source->read_bp(now), now);
-            if (failing)
-                spdlog::info("load source {} reads again", source->describe());
-            failing = false;
-            measured_ = true;
-            // Rewritten while measured: if this agent stops, the data
-            // plane sees its own load go stale and keeps everything.
-            table_.write_self(load_bp_, healthy_, now);
-        } catch (const std::exception& e) {
-            if (!failing)
-                spdlog::error("load source {}: {}", source->describe(), e.what());
-            failing = true;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(period_ms));
-    }
 }
 
 void Agent::health_loop()
@@ -875,91 +615,64 @@ void Agent::health_loop()
     }
 }
 
-void Agent::publish_snapshot()
+// Main thread: the takeover and the node table are its own.
+StatusSnapshot Agent::snapshot(uint64_t now) const
 {
-    LoopSnapshot s{takeover_.takeovers(), takeover_.givebacks(), takeover_.flows_installed(),
-                   takeover_.flows_announced(), {}};
+    StatusSnapshot s;
+    s.taken_ns = now;
+    s.incarnation = incarnation_;
+    s.load_bp = meter_.load_bp();
+    s.healthy = healthy_;
+    s.slot = table_.self_slot();
+    s.addresses = takeover_.status();
+    s.takeovers = takeover_.takeovers();
+    s.givebacks = takeover_.givebacks();
+    s.flows_installed = takeover_.flows_installed();
+    s.flows_announced = takeover_.flows_announced();
+    s.node_slots_refused = table_.slots_refused();
+    for (DropReason r : kAllDropReasons)
+        s.drops[r] = router_.dropped(r);
     std::lock_guard lock(mu_);
+    s.node_id = cfg_.node_id;
+    s.interface = cfg_.interface;
+    s.config_path = cfg_.path;
+    s.node_address = cfg_.node_address;
+    s.home = cfg_.owned_services;
+    s.interval_ms = cfg_.interval_ms;
+    s.dead_after = cfg_.dead_after;
+    s.accept_below = cfg_.accept_below;
+    s.min_difference = cfg_.min_difference;
+    s.pick_least = cfg_.pick_least;
+    s.kept_per_s = kept_per_s_;
+    s.forwarded_per_s = forwarded_per_s_;
     for (const auto& [id, p] : members_.peers())
-        if (auto slot = table_.slot_of(p.last.node_address))
-            s.slot_of_peer[id] = *slot;
-    snapshot_ = std::move(s);
+        s.peers[id] = {p, table_.slot_of(p.last.node_address)};
+    s.owners = owners_;
+    s.coordinator = coordinator_;
+    s.heartbeats_sent = heartbeats_sent_;
+    s.heartbeats_taken = heartbeats_taken_;
+    s.duplicate_ids = duplicate_ids_.counts();
+    s.duplicate_ids_total = duplicate_ids_.total();
+    s.errors = errors_.counts();
+    return s;
 }
 
-// On the metrics server's thread: what the main thread owns comes from
-// snapshot_, the rest under mu_ or from the maps.
+void Agent::publish_snapshot()
+{
+    StatusSnapshot s = snapshot(mono_ns());
+    std::lock_guard lock(mu_);
+    published_ = std::move(s);
+}
+
+// On the metrics server's thread: the loop's last snapshot, and the maps.
 std::string Agent::render_metrics()
 {
-    MetricsText m;
-    std::lock_guard lock(mu_);
-    m.family("peerlb_local_load_percent", "gauge", "Measured local load (0-100).")
-        .sample("peerlb_local_load_percent", {}, percent(load_bp_.load()));
-    m.family("peerlb_healthy", "gauge", "1 when the local service passes its health check.")
-        .sample("peerlb_healthy", {}, healthy_ ? 1 : 0);
-    m.family("peerlb_peer_load_percent", "gauge", "Last load announced by each peer (0-100).");
-    for (const auto& [id, p] : members_.peers())
-        m.sample("peerlb_peer_load_percent", {{"node", id}}, percent(p.last.load_bp));
-    m.family("peerlb_peer_state", "gauge", "1 for the state each peer is in.");
-    for (const auto& [id, p] : members_.peers())
-        for (PeerState s : {PeerState::alive, PeerState::suspect, PeerState::dead})
-            m.sample("peerlb_peer_state", {{"node", id}, {"state", peer_state_name(s)}},
-                     p.state == s ? 1 : 0);
-    m.family("peerlb_heartbeats_sent_total", "counter", "Heartbeats sent.")
-        .sample("peerlb_heartbeats_sent_total", {}, double(heartbeats_sent_));
-    m.family("peerlb_heartbeats_received_total", "counter", "Heartbeats taken from peers.")
-        .sample("peerlb_heartbeats_received_total", {}, double(heartbeats_taken_));
-    m.family("peerlb_heartbeat_drops_total", "counter", "Heartbeats dropped, by reason.");
-    for (DropReason r : kAllDropReasons) {
-        auto it = drops_.find(r);
-        m.sample("peerlb_heartbeat_drops_total", {{"reason", drop_reason_name(r)}},
-                 double(it == drops_.end() ? 0 : it->second));
+    StatusSnapshot s;
+    {
+        std::lock_guard lock(mu_);
+        s = published_;
     }
-    m.family("peerlb_agent_errors_total", "counter",
-             "Events the agent failed to handle (logged, then carried on), by event kind.");
-    for (const auto& [what, count] : errors_.counts())
-        m.sample("peerlb_agent_errors_total", {{"event", what}}, double(count));
-    m.family("peerlb_duplicate_node_id_total", "counter",
-             "Heartbeats showing two nodes with one id (logged with the id and addresses).")
-        .sample("peerlb_duplicate_node_id_total", {}, double(duplicate_ids_.total()));
-    m.family("peerlb_node_slots_refused_total", "counter",
-             "Writes of a peer left out of the data plane: every node slot held by a live node.")
-        .sample("peerlb_node_slots_refused_total", {}, double(table_.slots_refused()));
-    const auto counters = maps_.counters();
-    m.family("peerlb_decisions_total", "counter",
-             "New connections decided (SYNs, http first requests), by outcome and counter.");
-    for (const auto& c : counters)
-        if (is_decision(c))
-            m.sample("peerlb_decisions_total",
-                     {{"kind", counter_kind_name(c.kind)}, {"counter", c.name}},
-                     double(c.packets));
-    m.family("peerlb_redirects_total", "counter", "New connections handed to each peer.");
-    const auto per_slot = maps_.node_counters();
-    for (const auto& [id, slot] : snapshot_.slot_of_peer)
-        m.sample("peerlb_redirects_total", {{"node", id}}, double(per_slot[slot].conns_forwarded));
-    m.family("peerlb_takeovers_total", "counter", "Peers' addresses this node took over.")
-        .sample("peerlb_takeovers_total", {}, double(snapshot_.takeovers));
-    m.family("peerlb_givebacks_total", "counter", "Addresses given back to their returning node.")
-        .sample("peerlb_givebacks_total", {}, double(snapshot_.givebacks));
-    m.family("peerlb_handover_flows_total", "counter",
-             "Connections handed over when an address moved, by direction.")
-        .sample("peerlb_handover_flows_total", {{"direction", "installed"}},
-                double(snapshot_.flows_installed))
-        .sample("peerlb_handover_flows_total", {{"direction", "announced"}},
-                double(snapshot_.flows_announced));
-    m.family("peerlb_orphans_total", "counter",
-             "Segments with no flow and no socket, by outcome.");
-    for (const auto& c : counters) {
-        if (c.name == "drop_orphan_grace")
-            m.sample("peerlb_orphans_total", {{"outcome", "dropped_in_grace"}}, double(c.packets));
-        else if (c.name == "pass_orphan")
-            m.sample("peerlb_orphans_total", {{"outcome", "passed"}}, double(c.packets));
-    }
-    m.family("peerlb_packets_total", "counter",
-             "Data plane packets, by counter (verdict and reason) and its kind.");
-    for (const auto& c : counters)
-        m.sample("peerlb_packets_total", {{"kind", counter_kind_name(c.kind)}, {"counter", c.name}},
-                 double(c.packets));
-    return m.text();
+    return metrics_text(s, maps_.counters(), maps_.node_counters());
 }
 
 int Agent::run()
@@ -975,21 +688,21 @@ int Agent::run()
     if (!sigfd)
         throw SystemError("signalfd", errno);
 
-    std::thread meter([this] { meter_loop(); });
+    meter_.start();
     std::thread health([this] { health_loop(); });
     std::unique_ptr<MetricsServer> metrics;
     struct Join {
         Agent* self;
-        std::thread& a;
-        std::thread& b;
+        std::thread& health;
         ~Join()
         {
             self->stop_ = true;
-            a.join();
-            b.join();
+            self->meter_.stop();
+            health.join();
         }
-    } join{this, meter, health};
+    } join{this, health};
     if (cfg_.metrics_listen) {
+        publish_snapshot();
         metrics = std::make_unique<MetricsServer>(*cfg_.metrics_listen,
                                                   [this] { return render_metrics(); });
         spdlog::info("metrics on http://{}:{}/metrics", format_ip(cfg_.metrics_listen->address),
@@ -1016,8 +729,8 @@ int Agent::run()
             }
         }
         const bool load_jumped =
-            measured_ &&
-            uint32_t(std::abs(int(load_bp_.load()) - int(last_sent_load_))) >= load_step * 100 &&
+            meter_.measured() &&
+            uint32_t(std::abs(int(meter_.load_bp()) - int(last_sent_load_))) >= load_step * 100 &&
             now - last_sent_ns_ >= kTickNs;
         // Each event below is guarded on its own: one that fails is
         // logged and counted, and the others still run.
@@ -1072,7 +785,7 @@ int Agent::run()
         // step at a time, as its bytes come, never holding the loop.
         std::vector<pollfd> fds = {
             {socket_.fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0},
-            {pin_events_ ? ring_buffer__epoll_fd(pin_events_.get()) : -1, POLLIN, 0}};
+            {pins_.poll_fd(), POLLIN, 0}};
         const size_t control_from = fds.size();
         control_.add_poll_fds(fds);
         const uint64_t until = std::min({next_heartbeat, now + kTickNs, ownership_at_ns_});
@@ -1085,7 +798,7 @@ int Agent::run()
         if (poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR)
             throw SystemError("poll", errno);
         if (fds[2].revents & POLLIN)
-            ring_buffer__consume(pin_events_.get()); // each event guarded in the callback
+            pins_.consume(); // each event guarded in the callback
         // Datagrams (fds[0]) are read at the top of the loop, before peers
         // are judged: poll only wakes it for them.
         const bool control_ready =

@@ -26,6 +26,7 @@
 #include "../dataplane/error.h"
 #include "../dataplane/fd.h"
 #include "heartbeat.h"
+#include "load_meter.h"
 
 extern "C" {
 #include "../../maps/common.h"
@@ -860,20 +861,6 @@ bool Config::has_http_service() const
 {
     return std::any_of(services.begin(), services.end(),
                        [](const ServiceConfig& s) { return s.mode == ServiceMode::http; });
-}
-
-uint32_t load_period_ms(const Config& cfg)
-{
-    // Costly sources are not read at update_ms: a process, a /proc read or
-    // a sock_diag dump (~3 ms of kernel time for its hash walk) every 10 ms
-    // would be load of its own.
-    constexpr uint32_t kExecPeriodMs = 1000;
-    constexpr uint32_t kSampledSourcePeriodMs = 100;
-    if (cfg.source == LoadSource::exec)
-        return std::max(cfg.update_ms, kExecPeriodMs);
-    if (cfg.source != LoadSource::file)
-        return std::max(cfg.update_ms, kSampledSourcePeriodMs);
-    return cfg.update_ms;
 }
 
 const std::vector<std::string>& runtime_settings()

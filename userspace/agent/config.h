@@ -132,11 +132,6 @@ std::vector<uint8_t> load_key(const std::string& key_file);
 
 namespace peerlb {
 
-// How often the load meter reads the configured source: update_ms, but at
-// least 100 ms for sampled sources (a sock_diag walk, /proc, a cgroup) and
-// 1 s for a command. The one place these rules live.
-uint32_t load_period_ms(const Config& cfg);
-
 // A run-time change (`peerlb set KEY VALUE`): the file's key names, types and
 // ranges. Returns the changed copy; throws Error naming the key. Only the
 // keys of runtime_settings() may change without a restart.

@@ -556,10 +556,10 @@ std::vector<uint8_t> encode_heartbeat(const Heartbeat& hb, std::span<const uint8
     return seal(kHeartbeatMagic, body, key, what);
 }
 
-Decoded decode_heartbeat(std::span<const uint8_t> datagram, std::span<const uint8_t> key)
+Decoded<Heartbeat> decode_heartbeat(std::span<const uint8_t> datagram, std::span<const uint8_t> key)
 {
-    Decoded d;
-    d.reason = decode_as(datagram, kHeartbeatMagic, key, parse_heartbeat, d.hb);
+    Decoded<Heartbeat> d;
+    d.reason = decode_as(datagram, kHeartbeatMagic, key, parse_heartbeat, d.message);
     return d;
 }
 
@@ -592,10 +592,10 @@ std::vector<uint8_t> encode_announcement(const FlowAnnouncement& a, std::span<co
     return seal(kAnnouncementMagic, body, key, what);
 }
 
-DecodedAnnouncement decode_announcement(std::span<const uint8_t> datagram, std::span<const uint8_t> key)
+Decoded<FlowAnnouncement> decode_announcement(std::span<const uint8_t> datagram, std::span<const uint8_t> key)
 {
-    DecodedAnnouncement d;
-    d.reason = decode_as(datagram, kAnnouncementMagic, key, parse_announcement, d.announcement);
+    Decoded<FlowAnnouncement> d;
+    d.reason = decode_as(datagram, kAnnouncementMagic, key, parse_announcement, d.message);
     return d;
 }
 
@@ -656,10 +656,10 @@ std::vector<uint8_t> encode_pin(const PinAnnouncement& p, std::span<const uint8_
     return seal(kPinMagic, body, key, what);
 }
 
-DecodedPin decode_pin(std::span<const uint8_t> datagram, std::span<const uint8_t> key)
+Decoded<PinAnnouncement> decode_pin(std::span<const uint8_t> datagram, std::span<const uint8_t> key)
 {
-    DecodedPin d;
-    d.reason = decode_as(datagram, kPinMagic, key, parse_pin, d.pin);
+    Decoded<PinAnnouncement> d;
+    d.reason = decode_as(datagram, kPinMagic, key, parse_pin, d.message);
     return d;
 }
 

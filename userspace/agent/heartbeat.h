@@ -124,29 +124,23 @@ bool valid_node_id(std::string_view id);
 // too many services, load over 10000).
 std::vector<uint8_t> encode_heartbeat(const Heartbeat& hb, std::span<const uint8_t> key);
 
+// What a decoder returns, whatever the kind of datagram.
+template <class Message>
 struct Decoded {
-    DropReason reason = DropReason::none; // none: hb is valid and authenticated
-    Heartbeat hb;
+    DropReason reason = DropReason::none; // none: message is valid and authenticated
+    Message message;
 };
 
 // Encodes and signs; throws Error if a field is out of range or there are
 // more than kMaxFlowsPerAnnouncement flows.
 std::vector<uint8_t> encode_announcement(const FlowAnnouncement& a, std::span<const uint8_t> key);
 
-struct DecodedAnnouncement {
-    DropReason reason = DropReason::none;
-    FlowAnnouncement announcement;
-};
-DecodedAnnouncement decode_announcement(std::span<const uint8_t> datagram,
+Decoded<FlowAnnouncement> decode_announcement(std::span<const uint8_t> datagram,
                                         std::span<const uint8_t> key);
 
 std::vector<uint8_t> encode_pin(const PinAnnouncement& p, std::span<const uint8_t> key);
 
-struct DecodedPin {
-    DropReason reason = DropReason::none;
-    PinAnnouncement pin;
-};
-DecodedPin decode_pin(std::span<const uint8_t> datagram, std::span<const uint8_t> key);
+Decoded<PinAnnouncement> decode_pin(std::span<const uint8_t> datagram, std::span<const uint8_t> key);
 
 
 // What a datagram is, from its magic alone (before any authentication).
@@ -154,7 +148,7 @@ enum class DatagramKind { heartbeat, announcement, pin, unknown };
 DatagramKind datagram_kind(std::span<const uint8_t> datagram);
 
 // Verifies the HMAC (constant time) before looking at any field.
-Decoded decode_heartbeat(std::span<const uint8_t> datagram, std::span<const uint8_t> key);
+Decoded<Heartbeat> decode_heartbeat(std::span<const uint8_t> datagram, std::span<const uint8_t> key);
 
 // Remembers, per node id, the newest (incarnation, sequence) taken, and
 // drops what is not newer. Only monotonic facts judge a known incarnation:
