@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "userspace/agent/health.h"
 #include "userspace/agent/load.h"
 #include "userspace/agent/load_meter.h"
 #include "userspace/dataplane/error.h"

@@ -30,6 +30,7 @@
 #include "event_errors.h"
 #include "heartbeat.h"
 #include "incarnation.h"
+#include "health.h"
 #include "load.h"
 #include "load_meter.h"
 #include "membership.h"

@@ -1,5 +1,5 @@
-// The load meter: five sources of the local load, the EWMA smoother and the
-// local health probe (DESIGN.md section 3).
+// The load meter's sources: five of the local load, and the EWMA smoother
+// (DESIGN.md section 3).
 #include "load.h"
 #include "sock_diag.h"
 
@@ -29,6 +29,7 @@
 
 #include "../dataplane/error.h"
 #include "../dataplane/fd.h"
+#include "io_util.h"
 
 extern char** environ;
 
@@ -41,36 +42,9 @@ constexpr uint32_t kFullBp = 10000;
 constexpr size_t kMaxText = 4096;
 constexpr int kExecTimeoutMs = 1000;
 
-using Clock = std::chrono::steady_clock;
-
-int ms_until(Clock::time_point deadline)
-{
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0)
-        return 0;
-    // Round up so that poll() does not return just before the deadline.
-    return int(std::min<long long>(left + 1, 1'000'000));
-}
-
-// The text as it appears in messages: trimmed, non-printables escaped, cut.
-std::string quote(std::string_view text)
-{
-    std::string out = "'";
-    size_t n = 0;
-    for (unsigned char c : text) {
-        if (++n > 64) {
-            out += "...";
-            break;
-        }
-        if (c == '\n')
-            out += "\\n";
-        else if (c < 0x20 || c >= 0x7f)
-            out += fmt::format("\\x{:02x}", c);
-        else
-            out += char(c);
-    }
-    return out + "'";
-}
+using io_util::Clock;
+using io_util::ms_until;
+using io_util::quote;
 
 bool is_space(char c)
 {
@@ -544,16 +518,6 @@ private:
     std::string command_;
 };
 
-// ---- health probe helpers ------------------------------------------------
-
-std::string endpoint_text(const IpAddress& address, uint16_t port)
-{
-    std::string ip = format_ip(address.addr, address.family);
-    if (address.family == LB_FAMILY_IPV6)
-        return fmt::format("[{}]:{}", ip, port);
-    return fmt::format("{}:{}", ip, port);
-}
-
 } // namespace
 
 std::unique_ptr<LoadSourceReader> make_load_source(const Config& cfg)
@@ -600,152 +564,6 @@ uint32_t LoadSmoother::update(uint32_t raw_bp, uint64_t now_ns)
     if (now_ns > last_ns_ || tau_ns_ == 0)
         last_ns_ = now_ns;
     return value();
-}
-
-bool probe_service(const IpAddress& address, uint16_t port, const std::string& http_path,
-                   uint32_t timeout_ms, std::string& why)
-{
-    const std::string where = endpoint_text(address, port);
-    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-    auto timed_out = [&](const char* stage) {
-        why = fmt::format("{} {}: timeout after {} ms", stage, where, timeout_ms);
-        return false;
-    };
-    auto failed = [&](const char* stage, int err) {
-        why = fmt::format("{} {}: {}", stage, where, std::strerror(err));
-        return false;
-    };
-
-    sockaddr_storage ss{};
-    socklen_t sslen;
-    int family;
-    if (address.family == LB_FAMILY_IPV4) {
-        auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons(port);
-        std::memcpy(&sin->sin_addr, &address.addr.v4, 4);
-        sslen = sizeof(sockaddr_in);
-        family = AF_INET;
-    } else if (address.family == LB_FAMILY_IPV6) {
-        auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons(port);
-        std::memcpy(&sin6->sin6_addr, address.addr.v6, 16);
-        sslen = sizeof(sockaddr_in6);
-        family = AF_INET6;
-    } else {
-        why = fmt::format("probe: address family {} is not IPv4 or IPv6", address.family);
-        return false;
-    }
-
-    Fd sock(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!sock)
-        return failed("socket for", errno);
-
-    if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&ss), sslen) < 0) {
-        if (errno != EINPROGRESS && errno != EINTR)
-            return failed("connect", errno);
-        for (;;) {
-            pollfd p{sock.get(), POLLOUT, 0};
-            int timeout = ms_until(deadline);
-            if (timeout == 0)
-                return timed_out("connect");
-            int r = ::poll(&p, 1, timeout);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0)
-                return failed("poll connect", errno);
-            if (r > 0)
-                break;
-        }
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (::getsockopt(sock.get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-            return failed("getsockopt connect", errno);
-        if (err != 0)
-            return failed("connect", err);
-    }
-    if (http_path.empty()) {
-        why.clear();
-        return true;
-    }
-
-    std::string host = format_ip(address.addr, address.family);
-    if (address.family == LB_FAMILY_IPV6)
-        host = "[" + host + "]";
-    if (port != 80) { // not `":" + std::to_string(port)`: GCC 12's false -Wrestrict
-        host += ':';
-        host += std::to_string(port);
-    }
-    std::string request =
-        fmt::format("GET {} HTTP/1.0\r\nHost: {}\r\nConnection: close\r\n\r\n", http_path, host);
-    size_t off = 0;
-    while (off < request.size()) {
-        ssize_t n = ::send(sock.get(), request.data() + off, request.size() - off, MSG_NOSIGNAL);
-        if (n > 0) {
-            off += size_t(n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-            return failed("send to", errno);
-        pollfd p{sock.get(), POLLOUT, 0};
-        int timeout = ms_until(deadline);
-        if (timeout == 0 || ::poll(&p, 1, timeout) == 0)
-            return timed_out("HTTP request to");
-    }
-
-    // The status line: "HTTP/1.x SSS reason".
-    std::string reply;
-    while (reply.find('\n') == std::string::npos && reply.size() < 1024) {
-        char buf[512];
-        ssize_t n = ::recv(sock.get(), buf, sizeof(buf), 0);
-        if (n > 0) {
-            reply.append(buf, size_t(n));
-            continue;
-        }
-        if (n == 0)
-            break;
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return failed("HTTP reply from", errno);
-        pollfd p{sock.get(), POLLIN, 0};
-        int timeout = ms_until(deadline);
-        if (timeout == 0)
-            return timed_out("HTTP reply from");
-        int r = ::poll(&p, 1, timeout);
-        if (r < 0 && errno != EINTR)
-            return failed("poll HTTP reply from", errno);
-        if (r == 0)
-            return timed_out("HTTP reply from");
-    }
-    std::string_view line(reply);
-    line = line.substr(0, line.find('\n'));
-    if (!line.empty() && line.back() == '\r')
-        line.remove_suffix(1);
-    int status = 0;
-    bool ok = line.size() >= 12 && line.substr(0, 7) == "HTTP/1." && line[8] == ' ';
-    if (ok) {
-        for (size_t i = 9; i < 12; i++) {
-            if (line[i] < '0' || line[i] > '9')
-                ok = false;
-            else
-                status = status * 10 + (line[i] - '0');
-        }
-        ok = ok && (line.size() == 12 || line[12] == ' ');
-    }
-    if (!ok) {
-        why = fmt::format("HTTP reply from {}: bad status line {}", where, quote(line));
-        return false;
-    }
-    if (status < 200 || status > 399) {
-        why = fmt::format("HTTP status {} from {}{}", status, where, http_path);
-        return false;
-    }
-    why.clear();
-    return true;
 }
 
 } // namespace peerlb

@@ -1,6 +1,6 @@
 // The load meter (DESIGN.md section 3): the local load in basis points
-// (0..10000) from one of five sources, smoothed; and the local health check
-// of the service.
+// (0..10000) from one of five sources, smoothed. (The local health check of
+// the service is in health.h.)
 #pragma once
 
 #include <cstdint>
@@ -50,11 +50,5 @@ private:
     uint64_t last_ns_ = 0;
     bool primed_ = false;
 };
-
-// One health probe: a TCP connect to address:port within timeout, and when
-// http_path is set an HTTP/1.0 GET of it answered with a 2xx or 3xx status.
-// Returns true when healthy; `why` says what failed otherwise.
-bool probe_service(const IpAddress& address, uint16_t port, const std::string& http_path,
-                   uint32_t timeout_ms, std::string& why);
 
 } // namespace peerlb
