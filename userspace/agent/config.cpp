@@ -26,7 +26,7 @@
 #include "../dataplane/error.h"
 #include "../dataplane/fd.h"
 #include "heartbeat.h"
-#include "load_meter.h"
+#include "load_period.h"
 
 extern "C" {
 #include "../../maps/common.h"

@@ -9,20 +9,6 @@
 
 namespace peerlb {
 
-uint32_t load_period_ms(const Config& cfg)
-{
-    // Costly sources are not read at update_ms: a process, a /proc read or
-    // a sock_diag dump (~3 ms of kernel time for its hash walk) every 10 ms
-    // would be load of its own.
-    constexpr uint32_t kExecPeriodMs = 1000;
-    constexpr uint32_t kSampledSourcePeriodMs = 100;
-    if (cfg.source == LoadSource::exec)
-        return std::max(cfg.update_ms, kExecPeriodMs);
-    if (cfg.source != LoadSource::file)
-        return std::max(cfg.update_ms, kSampledSourcePeriodMs);
-    return cfg.update_ms;
-}
-
 bool same_load_source(const Config& a, const Config& b)
 {
     return a.source == b.source && a.capacity == b.capacity && a.load_file == b.load_file &&

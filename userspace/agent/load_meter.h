@@ -10,13 +10,9 @@
 #include <thread>
 
 #include "config.h"
+#include "load_period.h"
 
 namespace peerlb {
-
-// How often the load meter reads the configured source: update_ms, but at
-// least 100 ms for sampled sources (a sock_diag walk, /proc, a cgroup) and
-// 1 s for a command. The one place these rules live.
-uint32_t load_period_ms(const Config& cfg);
 
 // Whether two settings make the same source: a sampling source is made
 // again, and starts over from zero, only when they do not.
