@@ -147,7 +147,10 @@ def per_node(doc):
 b, a = per_node(sys.argv[1]), per_node(sys.argv[2])
 new = {addr: a[addr] - b.get(addr, 0) for addr in a}
 print("    connections handed off during wrk:", new)
-assert new.get("10.77.0.12", 0) >= 10 and new.get("10.77.0.13", 0) >= 10, new
+# ~33 connections drawn at random by spare capacity, the two peers equal:
+# at least 3 each (a split as uneven as 7/26 is 1 run in 30; under 3 is
+# 1 in a million).
+assert new.get("10.77.0.12", 0) >= 3 and new.get("10.77.0.13", 0) >= 3, new
 ' "$before" "$after"
 
 echo "$name: no peer 20 points lower (s1 60 %, s2 and s3 45 %)"
