@@ -3,6 +3,8 @@
 // BPF_PROG_TEST_RUN.
 #pragma once
 
+#include <sched.h>
+
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -80,6 +82,28 @@ inline std::string family_param_name(const ::testing::TestParamInfo<uint8_t>& in
 
 // Packets per counter name; only counters that moved.
 using Counts = std::map<std::string, uint64_t>;
+
+// Keeps this thread on the CPU it runs on, for the scope: for what the
+// data plane keeps per CPU (next hops, the SYN meter).
+class OnOneCpu {
+public:
+    OnOneCpu()
+    {
+        sched_getaffinity(0, sizeof(old_), &old_);
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(sched_getcpu(), &one);
+        pinned_ = sched_setaffinity(0, sizeof(one), &one) == 0;
+    }
+    ~OnOneCpu() { sched_setaffinity(0, sizeof(old_), &old_); }
+    OnOneCpu(const OnOneCpu&) = delete;
+    OnOneCpu& operator=(const OnOneCpu&) = delete;
+    bool pinned() const { return pinned_; }
+
+private:
+    cpu_set_t old_{};
+    bool pinned_ = false;
+};
 
 class DataPlaneTest : public ::testing::Test {
 protected:

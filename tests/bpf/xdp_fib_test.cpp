@@ -317,28 +317,7 @@ TEST_P(XdpFib, RouteByAnotherInterfaceIsARedirect)
     EXPECT_EQ(counter_deltas(), (Counts{{"syn_forward_least", 1}}));
 }
 
-// Keeps this thread on the CPU it runs on, for the scope: the next hops
-// are cached per CPU.
-class OnOneCpu {
-public:
-    OnOneCpu()
-    {
-        sched_getaffinity(0, sizeof(old_), &old_);
-        cpu_set_t one;
-        CPU_ZERO(&one);
-        CPU_SET(sched_getcpu(), &one);
-        pinned_ = sched_setaffinity(0, sizeof(one), &one) == 0;
-    }
-    ~OnOneCpu() { sched_setaffinity(0, sizeof(old_), &old_); }
-    OnOneCpu(const OnOneCpu&) = delete;
-    OnOneCpu& operator=(const OnOneCpu&) = delete;
-    bool pinned() const { return pinned_; }
-
-private:
-    cpu_set_t old_{};
-    bool pinned_ = false;
-};
-
+// The next hops are cached per CPU: OnOneCpu (fixture.h) keeps the test on one.
 TEST_P(XdpFib, TheNextHopIsReusedForItsTtlThenLookedUpAgain)
 {
     // LB_NEXT_HOP_TTL_NS of bpf/forward.bpf.h, on the kernel's coarse clock

@@ -24,23 +24,6 @@ using namespace tcp_flags;
 
 constexpr uint32_t kLeastPeer = 1; // pick = least: the peer a forward goes to
 
-// The meter is per CPU: the test runs on one.
-class PinnedToOneCpu {
-public:
-    PinnedToOneCpu()
-    {
-        sched_getaffinity(0, sizeof(saved_), &saved_);
-        cpu_set_t one;
-        CPU_ZERO(&one);
-        CPU_SET(sched_getcpu(), &one);
-        sched_setaffinity(0, sizeof(one), &one);
-    }
-    ~PinnedToOneCpu() { sched_setaffinity(0, sizeof(saved_), &saved_); }
-
-private:
-    cpu_set_t saved_{};
-};
-
 class XdpFlood : public HttpDataPlaneTest {
 protected:
     // The l4 test cluster (install_cluster: both services l4, pick =
@@ -68,6 +51,16 @@ protected:
         if (bpf_map_lookup_elem(maps().fds().flows_new.get(), &key, &value) == 0)
             return FlowEntry{key, value, false};
         return std::nullopt;
+    }
+
+    // The handshake ACK of client_syn(LB_FAMILY_IPV4) (server ISN 0).
+    Bytes handshake_ack() const
+    {
+        Tcp ack;
+        ack.flags = kAck;
+        ack.seq = 1;
+        ack.ack = 1;
+        return client_frame(LB_FAMILY_IPV4, ack);
     }
 
     // A packet from an address of 198.18.0.0/15 (spoofed), tuple i.
@@ -156,7 +149,7 @@ TEST_F(XdpFlood, ForgedOrStaleCookieAcksAreOrphansAndCreateNothing)
 
 TEST_F(XdpFlood, AutoTurnsCookiesOnAboveTheRateAndOffASecondAfter)
 {
-    PinnedToOneCpu pinned;
+    OnOneCpu pinned;
     use_l4(LB_SYN_COOKIES_AUTO, 50); // 5 SYNs per 100 ms window
     set_load(kSelfSlot, 9000); // the meter starts afresh (SetUp zeroes it)
     counter_deltas();
@@ -183,7 +176,7 @@ TEST_F(XdpFlood, AutoTurnsCookiesOnAboveTheRateAndOffASecondAfter)
 
 TEST_F(XdpFlood, CookieAckWinsOverAHalfOpenEntryOfARetransmittedSyn)
 {
-    PinnedToOneCpu pinned;
+    OnOneCpu pinned;
     use_l4(LB_SYN_COOKIES_AUTO, 50); // 5 SYNs per 100 ms window
     set_load(kSelfSlot, 9000);
     for (uint16_t i = 0; i < 5; i++)
@@ -240,16 +233,12 @@ class XdpFloodEviction : public XdpFlood {
 protected:
     bool forwarded_flow_survives_handshake_flood(uint32_t mode, uint32_t tuples)
     {
-        PinnedToOneCpu pinned;
+        OnOneCpu pinned;
         use_l4(mode);
         set_load(kSelfSlot, 9000);
         const Bytes syn = client_syn(LB_FAMILY_IPV4);
         EXPECT_TRUE(l2_forwarded(run_xdp(syn), syn, kLeastPeer));
-        Tcp ack;
-        ack.flags = kAck;
-        ack.seq = 1;
-        ack.ack = 1;
-        const Bytes a = client_frame(LB_FAMILY_IPV4, ack);
+        const Bytes a = handshake_ack();
         EXPECT_TRUE(l2_forwarded(run_xdp(a), a, kLeastPeer));
 
         for (uint32_t i = 0; i < tuples; i++) {
@@ -284,7 +273,7 @@ TEST_F(XdpFloodEviction, SynFloodLeavesNoStateAndARealClientsHalfOpenEntry)
     static_assert(LB_MAX_FLOWS_NEW < 100000);
     for (uint32_t mode : {LB_SYN_COOKIES_AUTO, LB_SYN_COOKIES_OFF}) {
         SCOPED_TRACE(mode == LB_SYN_COOKIES_AUTO ? "auto" : "off");
-        PinnedToOneCpu pinned;
+        OnOneCpu pinned;
         use_l4(mode);
         set_load(kSelfSlot, 9000);
         const Bytes syn = client_syn(LB_FAMILY_IPV4);
@@ -301,11 +290,7 @@ TEST_F(XdpFloodEviction, SynFloodLeavesNoStateAndARealClientsHalfOpenEntry)
             // What the meter lets through before it turns cookies on.
             EXPECT_LE(half_open, 1u + 1000 / 10);
             // The real client's handshake ACK finds its entry.
-            Tcp ack;
-            ack.flags = kAck;
-            ack.seq = 1;
-            ack.ack = 1;
-            const Bytes a = client_frame(LB_FAMILY_IPV4, ack);
+            const Bytes a = handshake_ack();
             EXPECT_TRUE(l2_forwarded(run_xdp(a), a, kLeastPeer));
         } else {
             EXPECT_GE(half_open, LB_MAX_FLOWS_NEW * 9 / 10) << "the flood fills the table";
