@@ -16,8 +16,8 @@
 
 /* Comparing peers: passes over the node slots driven by bpf_loop(), so each
  * step is verified once (unrolled, 64 slots times the step's branches ran
- * past the verifier's budget). The scan also leaves each slot's effective
- * load in per-CPU scratch for the pick. */
+ * past the verifier's budget). The scan also leaves each slot's view in
+ * per-CPU scratch for the pick. */
 struct lb_peer_loop {
 	const struct lb_config *cfg;
 	struct lb_scratch *scratch;
@@ -28,45 +28,59 @@ struct lb_peer_loop {
 	__u32 pad;
 };
 
-/* A slot's effective load, or LB_LOAD_UNUSABLE when it may not be chosen. */
-static __always_inline __u32 lb_slot_load(const struct lb_peer_loop *l, __u32 i)
+/* The change since node `slot` last reported its load of the connections
+ * this node decided for it (DESIGN.md section 2: load in real time). */
+static __always_inline __s32 lb_handed_since(__u32 slot, const struct lb_node *n)
+{
+	struct lb_handed *h = bpf_map_lookup_elem(&lb_handed, &slot);
+
+	return h ? lb_handed_delta(h->open, n->handed_at_report) : 0;
+}
+
+/* A slot as the decision compares it; load LB_LOAD_UNUSABLE when it may
+ * not be chosen. */
+static __always_inline void lb_slot_view(const struct lb_peer_loop *l, __u32 i,
+					 struct lb_peer_view *v)
 {
 	__u32 slot = i;
 	struct lb_node *n;
 
+	v->load_bp = LB_LOAD_UNUSABLE;
 	if (i >= LB_MAX_NODES || i == l->cfg->self_slot)
-		return LB_LOAD_UNUSABLE;
+		return;
 	if (l->mask && !(l->mask & (1ull << i)))
-		return LB_LOAD_UNUSABLE;
+		return;
 	n = bpf_map_lookup_elem(&lb_nodes, &slot);
 	if (!n || !lb_node_usable(n->state, n->updated_ns, l->now, l->cfg->peer_stale_ns))
-		return LB_LOAD_UNUSABLE;
-	return lb_effective_load(n->load_bp, n->pending, l->cfg->conn_cost_bp);
+		return;
+	v->load_bp = lb_effective_load(n->load_bp, lb_handed_since(slot, n), n->conn_cost_bp);
+	v->weight = n->weight;
+	v->flags = n->flags;
 }
 
 static long lb_min_cb(__u32 i, void *arg)
 {
 	struct lb_peer_loop *l = arg;
-	__u32 bp;
+	struct lb_peer_view v;
 
 	if (i >= LB_MAX_NODES)
 		return 1;
-	bp = lb_slot_load(l, i);
-	if (bp < l->min_bp)
-		l->min_bp = bp;
+	lb_slot_view(l, i, &v);
+	if (v.load_bp < l->min_bp)
+		l->min_bp = v.load_bp;
 	return 0;
 }
 
 static long lb_scan_cb(__u32 i, void *arg)
 {
 	struct lb_peer_loop *l = arg;
-	__u32 bp;
+	struct lb_peer_view *v;
 
 	if (i >= LB_MAX_NODES)
 		return 1;
-	bp = lb_slot_load(l, i);
-	l->scratch->load_bp[i] = bp;
-	lb_scan_peer(&l->scan, i, bp);
+	v = &l->scratch->peers[i];
+	lb_slot_view(l, i, v);
+	lb_scan_peer(&l->scan, i, v);
 	return 0;
 }
 
@@ -76,7 +90,7 @@ static long lb_pick_cb(__u32 i, void *arg)
 
 	if (i >= LB_MAX_NODES)
 		return 1;
-	lb_pick_peer(&l->scan, i, l->scratch->load_bp[i]);
+	lb_pick_peer(&l->scan, i, &l->scratch->peers[i]);
 	return 0;
 }
 
@@ -123,19 +137,37 @@ LB_GLOBAL int lb_decide_peers(const struct lb_decide_args *a, struct lb_decision
 	return 0;
 }
 
-/* This node's load for the decision; 0 when its own information is stale
- * (the fail-safe: keep everything). */
+/* This node's connections on its services, as the socket state
+ * tracepoint counted them plus the agent's correction. */
+static __always_inline __s64 lb_inflight_connections(void)
+{
+	__u32 counted = LB_INFLIGHT_COUNTED, correction = LB_INFLIGHT_CORRECTION;
+	struct lb_inflight *a, *b;
+
+	a = bpf_map_lookup_elem(&lb_inflight, &counted);
+	b = bpf_map_lookup_elem(&lb_inflight, &correction);
+	return (a ? a->connections : 0) + (b ? b->connections : 0);
+}
+
+/* This node's load for the decision: with load.source = "inflight" its
+ * open connections at this very packet, else its last measure plus what it
+ * decided to keep since. 0 when its own information is stale (the
+ * fail-safe: keep everything). */
 static __always_inline int lb_self_load(const struct lb_config *cfg, __u64 now, __u32 *local_bp)
 {
-	__u32 self_slot = cfg->self_slot;
+	__u32 self_slot = cfg->self_slot, bp;
 	struct lb_node *self;
 
 	self = bpf_map_lookup_elem(&lb_nodes, &self_slot);
 	if (!self || self->updated_ns == 0 ||
 	    !lb_node_usable(LB_NODE_ALIVE, self->updated_ns, now, cfg->self_stale_ns))
 		return 0;
-	*local_bp = lb_local_load(self->state,
-				  lb_effective_load(self->load_bp, self->pending, cfg->conn_cost_bp), cfg);
+	if (cfg->inflight_capacity)
+		bp = lb_inflight_load(lb_inflight_connections(), cfg->inflight_capacity);
+	else
+		bp = lb_effective_load(self->load_bp, lb_handed_since(self_slot, self),
+				       cfg->conn_cost_bp);
+	*local_bp = lb_local_load(self->state, bp, cfg);
 	return 1;
 }
 
@@ -149,36 +181,70 @@ enum lb_commit_table {
 
 /* Records a new connection's decision (flow->node, flow->reason) and acts
  * on it: XDP_PASS when kept, else forwarded to the node. `counter` (enum
- * lb_counter) counts the decision. The chosen node is charged one
- * connection until its next load update (lb_node.pending), so a burst does
- * not herd onto one node. */
+ * lb_counter) counts the decision. The connection counts as open for its
+ * node in lb_handed until the client closes it (lb_flow_closing), so that
+ * the node's load is corrected at once, not at its next report. A refused
+ * SYN (overflow = refuse) is dropped and leaves nothing; a refusal after
+ * the handshake (an http request, a cookie ACK) is kept instead: the
+ * client thinks it is connected already. */
 LB_GLOBAL int lb_commit(struct xdp_md *ctx, const struct lb_pkt *p, const struct lb_flow *flow,
 			__u32 counter, __u32 table)
 {
 	struct lb_node_counters *nc;
 	struct lb_config *cfg;
-	struct lb_node *n;
-	__u32 zero = 0, slot, node;
+	struct lb_handed *h;
+	struct lb_flow f;
+	__u32 zero = 0, slot;
 
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	if (!p || !flow || !cfg)
 		return XDP_PASS;
-	node = flow->node;
-	slot = node == LB_NODE_LOCAL ? cfg->self_slot : node;
-	n = bpf_map_lookup_elem(&lb_nodes, &slot);
-	if (n)
-		__sync_fetch_and_add(&n->pending, 1);
+	f = *flow;
+	if (f.node == LB_NODE_REFUSE) {
+		if (table == LB_COMMIT_HALF_OPEN) {
+			lb_count(LB_C_DROP_SYN_REFUSED, p->len);
+			return XDP_DROP;
+		}
+		f.node = LB_NODE_LOCAL;
+		f.reason = LB_REASON_OVERFLOW;
+	}
+	slot = f.node == LB_NODE_LOCAL ? cfg->self_slot : f.node;
+	h = bpf_map_lookup_elem(&lb_handed, &slot);
+	if (h) {
+		__sync_fetch_and_add(&h->open, 1);
+		f.handed = 1;
+	}
 	if (table == LB_COMMIT_ESTABLISHED)
-		bpf_map_update_elem(&lb_flows, &p->key, flow, BPF_ANY);
+		bpf_map_update_elem(&lb_flows, &p->key, &f, BPF_ANY);
 	else
-		bpf_map_update_elem(&lb_flows_new, &p->key, flow, BPF_ANY);
+		bpf_map_update_elem(&lb_flows_new, &p->key, &f, BPF_ANY);
 	lb_count(counter, p->len);
-	if (node == LB_NODE_LOCAL)
+	if (f.node == LB_NODE_LOCAL)
 		return XDP_PASS;
 	nc = bpf_map_lookup_elem(&lb_node_stats, &slot);
 	if (nc)
 		nc->conns_forwarded++;
-	return lb_forward(ctx, p, node);
+	return lb_forward(ctx, p, f.node);
+}
+
+/* The client closes (FIN) or aborts (RST) a connection of a flow entry:
+ * it no longer counts as open for its node (once: the entry remembers). */
+static __always_inline void lb_flow_closing(const struct lb_config *cfg, const struct lb_pkt *p,
+					    __u32 node)
+{
+	struct lb_flow *flow = bpf_map_lookup_elem(&lb_flows, &p->key);
+	struct lb_handed *h;
+	__u32 slot;
+
+	if (!flow)
+		flow = bpf_map_lookup_elem(&lb_flows_new, &p->key);
+	if (!flow || !flow->handed)
+		return;
+	flow->handed = 0;
+	slot = node == LB_NODE_LOCAL ? cfg->self_slot : node;
+	h = bpf_map_lookup_elem(&lb_handed, &slot);
+	if (h)
+		__sync_fetch_and_sub(&h->open, 1);
 }
 
 static __always_inline __u32 lb_syn_counter(__u32 reason)
@@ -192,6 +258,8 @@ static __always_inline __u32 lb_syn_counter(__u32 reason)
 		return LB_C_SYN_FORWARD_LEAST;
 	case LB_REASON_WEIGHTED:
 		return LB_C_SYN_FORWARD_WEIGHTED;
+	case LB_REASON_OVERFLOW:
+		return LB_C_SYN_LOCAL_OVERFLOW;
 	default:
 		return LB_C_SYN_LOCAL_FAILSAFE;
 	}

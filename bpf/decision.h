@@ -7,6 +7,7 @@
 
 #include "../maps/config.h"
 #include "../maps/flow.h"
+#include "../maps/load.h"
 #include "../maps/node.h"
 
 /* Load of a node that must not be chosen (self, empty, dead, stale). */
@@ -17,11 +18,33 @@ struct lb_decision {
 	__u32 reason; /* enum lb_reason */
 };
 
-/* Measured load plus the estimate for connections given since. */
-static inline __u32 lb_effective_load(__u32 load_bp, __u32 pending, __u32 conn_cost_bp)
+/* A node's load as a decision sees it: its last report plus, at `cost_bp`
+ * each, the connections this node decided for it since that are still
+ * open, less those decided before that have closed since (`handed_delta`,
+ * DESIGN.md section 2: load in real time). Never below 0. */
+static inline __u32 lb_effective_load(__u32 load_bp, __s32 handed_delta, __u32 cost_bp)
 {
-	__u64 load = (__u64)load_bp + (__u64)pending * conn_cost_bp;
+	__s64 load = (__s64)load_bp + (__s64)handed_delta * cost_bp;
 
+	if (load < 0)
+		return 0;
+	return load < LB_LOAD_UNUSABLE ? (__u32)load : LB_LOAD_UNUSABLE - 1;
+}
+
+/* The change of a wrapping lb_handed counter since `at_report`. */
+static inline __s32 lb_handed_delta(__u32 open_now, __u32 at_report)
+{
+	return (__s32)(open_now - at_report);
+}
+
+/* Load from a count of open connections over a capacity (inflight). */
+static inline __u32 lb_inflight_load(__s64 connections, __u32 capacity)
+{
+	__u64 load;
+
+	if (connections <= 0 || !capacity)
+		return 0;
+	load = (__u64)connections * LB_LOAD_FULL / capacity;
 	return load < LB_LOAD_UNUSABLE ? (__u32)load : LB_LOAD_UNUSABLE - 1;
 }
 
@@ -52,29 +75,53 @@ static inline __u32 lb_spare(__u32 load_bp)
 	return load_bp < LB_LOAD_FULL ? LB_LOAD_FULL - load_bp : 0;
 }
 
+/* A peer as the decision compares it. */
+struct lb_peer_view {
+	__u32 load_bp; /* effective load, or LB_LOAD_UNUSABLE (self, empty,
+			* dead, stale: never chosen) */
+	__u16 weight;  /* lb_node.weight: relative capacity, 100 = 1.0 */
+	__u8 flags;    /* lb_node.flags (LB_NODE_STANDBY) */
+	__u8 pad;
+};
+
 /* The decision runs in steps so that the XDP program can drive the two
  * passes over the peers with bpf_loop() (verified once) while lb_decide()
- * below drives the same steps with plain loops for userspace and tests. */
+ * below drives the same steps with plain loops for userspace and tests.
+ *
+ * Candidates (DESIGN.md section 2): usable peers below high_water and at
+ * least T2 under the local load (any peer below high_water once the local
+ * load is at or above it); standby peers only while every active peer is
+ * at or above T1 (the local load is, or the peers would not be scanned). */
 struct lb_scan {
-	__u32 limit;   /* candidates have load <= limit (= local - T2) */
-	__u32 best;    /* least-loaded candidate slot, LB_NODE_LOCAL if none */
-	__u32 best_bp;
+	__u32 limit;   /* candidates have load <= limit */
+	__u32 t1_bp;   /* accept_below: standby peers wait while an active one is under */
 	__u32 chosen;  /* weighted pick, LB_NODE_LOCAL until drawn */
-	__u64 total;   /* sum of candidate weights */
+	__u32 with_standby; /* step 3: standby peers are candidates */
+	__u32 min_active_bp; /* least load of a usable active peer */
+	__u32 best[2];     /* least-loaded candidate, by class (0 active, 1 standby) */
+	__u32 best_bp[2];
+	__u32 pad;
+	__u64 total[2];    /* sum of candidate weights, by class */
 	__u64 draw;    /* in [0, total) */
 	__u64 acc;
 };
 
-static inline int lb_is_candidate(const struct lb_scan *s, __u32 bp)
+static inline __u32 lb_peer_class(const struct lb_peer_view *v)
 {
-	return bp != LB_LOAD_UNUSABLE && bp <= s->limit;
+	return v->flags & LB_NODE_STANDBY ? 1 : 0;
 }
 
-/* Weight of a candidate: its spare capacity, +1 so that a candidate at full
- * load (possible only with T2 = 0) still has a chance. */
-static inline __u64 lb_weight(__u32 bp)
+static inline int lb_is_candidate(const struct lb_scan *s, const struct lb_peer_view *v)
 {
-	return (__u64)lb_spare(bp) + 1;
+	return v->load_bp != LB_LOAD_UNUSABLE && v->load_bp <= s->limit;
+}
+
+/* Weight of a candidate in the weighted pick: its spare capacity (+1 so
+ * that a candidate at full load, possible only with T2 = 0, still has a
+ * chance) times its relative capacity. */
+static inline __u64 lb_weight(const struct lb_peer_view *v)
+{
+	return ((__u64)lb_spare(v->load_bp) + 1) * (v->weight ? v->weight : 1);
 }
 
 /* Step 1: settles the cases that need no peer. Returns 1 when *d is final,
@@ -82,60 +129,99 @@ static inline __u64 lb_weight(__u32 bp)
 static inline int lb_decide_begin(const struct lb_config *cfg, __u32 local_bp,
 				  struct lb_decision *d, struct lb_scan *s)
 {
+	__u32 high_water = cfg->high_water_bp ? cfg->high_water_bp : LB_LOAD_UNUSABLE;
+
 	d->node = LB_NODE_LOCAL;
-	d->reason = LB_REASON_BELOW_T1;
-	if (local_bp < cfg->accept_below_bp)
-		return 1;
-	d->reason = LB_REASON_NO_LOWER_PEER;
-	/* Candidates have load <= local - T2; none can when local < T2. */
-	if (local_bp < cfg->min_difference_bp)
-		return 1;
-	s->limit = local_bp - cfg->min_difference_bp;
-	s->best = LB_NODE_LOCAL;
-	s->best_bp = LB_LOAD_UNUSABLE;
+	if (local_bp >= high_water) {
+		/* Past its high-water mark this node is no candidate itself:
+		 * any peer under its own is (overflow when none). */
+		d->reason = LB_REASON_OVERFLOW;
+		s->limit = high_water - 1;
+	} else {
+		d->reason = LB_REASON_BELOW_T1;
+		if (local_bp < cfg->accept_below_bp)
+			return 1;
+		d->reason = LB_REASON_NO_LOWER_PEER;
+		/* Candidates have load <= local - T2; none can when local < T2. */
+		if (local_bp < cfg->min_difference_bp)
+			return 1;
+		/* Under high_water itself, with T2 >= 0. */
+		s->limit = local_bp - cfg->min_difference_bp;
+	}
+	s->t1_bp = cfg->accept_below_bp;
 	s->chosen = LB_NODE_LOCAL;
-	s->total = 0;
+	s->with_standby = 0;
+	s->min_active_bp = LB_LOAD_UNUSABLE;
+	s->best[0] = s->best[1] = LB_NODE_LOCAL;
+	s->best_bp[0] = s->best_bp[1] = LB_LOAD_UNUSABLE;
+	s->total[0] = s->total[1] = 0;
 	s->draw = 0;
 	s->acc = 0;
 	return 0;
 }
 
-/* Step 2, for every slot: bp is the slot's effective load, or
- * LB_LOAD_UNUSABLE when it is not a candidate (self, empty, dead, stale). */
-static inline void lb_scan_peer(struct lb_scan *s, __u32 slot, __u32 bp)
+/* Step 2, for every slot. */
+static inline void lb_scan_peer(struct lb_scan *s, __u32 slot, const struct lb_peer_view *v)
 {
-	if (!lb_is_candidate(s, bp))
+	__u32 c = lb_peer_class(v);
+
+	if (v->load_bp == LB_LOAD_UNUSABLE)
 		return;
-	if (bp < s->best_bp) {
-		s->best_bp = bp;
-		s->best = slot;
+	if (!c && v->load_bp < s->min_active_bp)
+		s->min_active_bp = v->load_bp;
+	if (!lb_is_candidate(s, v))
+		return;
+	if (v->load_bp < s->best_bp[c]) {
+		s->best_bp[c] = v->load_bp;
+		s->best[c] = slot;
 	}
-	s->total += lb_weight(bp);
+	s->total[c] += lb_weight(v);
 }
 
 /* Step 3: returns 1 when *d is final (no candidate, or pick = least); else
- * the weighted draw is set and every slot goes through step 4. */
+ * the weighted draw is set and every slot goes through step 4. Without a
+ * candidate *d stays as step 1 left it: kept (the reason says why), or
+ * refused when overflowing with overflow = refuse. */
 static inline int lb_decide_after_scan(const struct lb_config *cfg, struct lb_scan *s,
 				       __u32 random, struct lb_decision *d)
 {
-	if (s->best == LB_NODE_LOCAL)
+	__u32 best = s->best[0], best_bp = s->best_bp[0];
+	__u64 total = s->total[0];
+
+	s->with_standby = s->min_active_bp >= s->t1_bp;
+	if (s->with_standby) {
+		if (s->best_bp[1] < best_bp) {
+			best = s->best[1];
+			best_bp = s->best_bp[1];
+		}
+		total += s->total[1];
+	}
+	if (best == LB_NODE_LOCAL) {
+		if (d->reason == LB_REASON_OVERFLOW && cfg->overflow == LB_OVERFLOW_REFUSE) {
+			d->node = LB_NODE_REFUSE;
+			d->reason = LB_REASON_REFUSED;
+		}
 		return 1;
+	}
 	if (cfg->pick == LB_PICK_LEAST) {
-		d->node = s->best;
+		d->node = best;
 		d->reason = LB_REASON_LEAST;
 		return 1;
 	}
-	s->draw = ((__u64)random * s->total) >> 32;
+	s->best[0] = best; /* the fallback of step 5 */
+	s->draw = ((__u64)random * total) >> 32;
 	return 0;
 }
 
 /* Step 4, for every slot in the same order: the draw falls in the share of
  * exactly one candidate. */
-static inline void lb_pick_peer(struct lb_scan *s, __u32 slot, __u32 bp)
+static inline void lb_pick_peer(struct lb_scan *s, __u32 slot, const struct lb_peer_view *v)
 {
-	if (s->chosen != LB_NODE_LOCAL || !lb_is_candidate(s, bp))
+	if (s->chosen != LB_NODE_LOCAL || !lb_is_candidate(s, v))
 		return;
-	s->acc += lb_weight(bp);
+	if (lb_peer_class(v) && !s->with_standby)
+		return;
+	s->acc += lb_weight(v);
 	if (s->draw < s->acc)
 		s->chosen = slot;
 }
@@ -144,14 +230,15 @@ static inline void lb_pick_peer(struct lb_scan *s, __u32 slot, __u32 bp)
 static inline void lb_decide_finish(const struct lb_scan *s, struct lb_decision *d)
 {
 	/* draw < total guarantees a pick; best covers a racing table change. */
-	d->node = s->chosen != LB_NODE_LOCAL ? s->chosen : s->best;
+	d->node = s->chosen != LB_NODE_LOCAL ? s->chosen : s->best[0];
 	d->reason = LB_REASON_WEIGHTED;
 }
 
-/* All steps at once. peer_bp[i] is the effective load of slot i for
- * i < slots; `random` is a uniform 32-bit draw (used by pick = weighted). */
+/* All steps at once. peers[i] is slot i's view for i < slots; `random` is
+ * a uniform 32-bit draw (used by pick = weighted). */
 static inline struct lb_decision lb_decide(const struct lb_config *cfg, __u32 local_bp,
-					   const __u32 *peer_bp, __u32 slots, __u32 random)
+					   const struct lb_peer_view *peers, __u32 slots,
+					   __u32 random)
 {
 	struct lb_decision d;
 	struct lb_scan s;
@@ -160,11 +247,11 @@ static inline struct lb_decision lb_decide(const struct lb_config *cfg, __u32 lo
 	if (lb_decide_begin(cfg, local_bp, &d, &s))
 		return d;
 	for (i = 0; i < slots && i < LB_MAX_NODES; i++)
-		lb_scan_peer(&s, i, peer_bp[i]);
+		lb_scan_peer(&s, i, &peers[i]);
 	if (lb_decide_after_scan(cfg, &s, random, &d))
 		return d;
 	for (i = 0; i < slots && i < LB_MAX_NODES; i++)
-		lb_pick_peer(&s, i, peer_bp[i]);
+		lb_pick_peer(&s, i, &peers[i]);
 	lb_decide_finish(&s, &d);
 	return d;
 }

@@ -8,10 +8,12 @@
 #include <linux/if_ether.h>
 #include <bpf/bpf_helpers.h>
 
+#include "decision.h"
 #include "../maps/config.h"
 #include "../maps/cookie.h"
 #include "../maps/flow.h"
 #include "../maps/grace.h"
+#include "../maps/load.h"
 #include "../maps/node.h"
 #include "../maps/pin.h"
 #include "../maps/service.h"
@@ -57,6 +59,22 @@ struct {
 	__type(value, struct lb_service);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_INFLIGHT_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct lb_inflight);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_inflight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_MAX_NODES);
+	__type(key, __u32);
+	__type(value, struct lb_handed);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_handed SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -138,7 +156,7 @@ struct {
 
 /* Per-CPU scratch for the SYN decision: too large for the 512-byte stack. */
 struct lb_scratch {
-	__u32 load_bp[LB_MAX_NODES];
+	struct lb_peer_view peers[LB_MAX_NODES];
 };
 
 struct {

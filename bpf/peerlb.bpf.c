@@ -2,7 +2,9 @@
 /* peerlb data plane, entry points (DESIGN.md section 2): the XDP program
  * that keeps each new TCP connection or hands it to a less-loaded peer, TC
  * egress that clamps the MSS of SYN-ACKs for the IPIP overhead, and TC
- * ingress that creates "http" connections from their cookies.
+ * ingress that creates "http" connections from their cookies, and the socket
+ * state tracepoint that counts the connections open on the services
+ * (inflight.bpf.h).
  *
  * Each entry point parses the frame once (parse.bpf.h) and dispatches; the
  * work is done by global functions that the verifier checks once each:
@@ -21,6 +23,7 @@
 #include "decide.bpf.h"
 #include "forward.bpf.h"
 #include "http_route.bpf.h"
+#include "inflight.bpf.h"
 #include "maps.bpf.h"
 #include "parse.bpf.h"
 #include "syn_flood.bpf.h"
@@ -345,6 +348,7 @@ int xdp_peerlb(struct xdp_md *ctx)
 		if (svc->mode != LB_MODE_HTTP && lb_syn_cookies_lately(cfg, bpf_ktime_get_ns())) {
 			ret = lb_l4_cookie_ack(ctx, &p);
 			if (ret >= 0) {
+				lb_flow_closing(cfg, &p, node);
 				bpf_map_delete_elem(&lb_flows_new, &p.key);
 				return ret;
 			}
@@ -353,6 +357,8 @@ int xdp_peerlb(struct xdp_md *ctx)
 		ret = LB_FLOW_HIT;
 	}
 	if (ret == LB_FLOW_HIT) {
+		if (p.tcp_flags & (LB_TCP_FIN | LB_TCP_RST))
+			lb_flow_closing(cfg, &p, node);
 		if (node == LB_NODE_LOCAL) {
 			lb_count(LB_C_PASS_FLOW_LOCAL, p.len);
 			return XDP_PASS;

@@ -11,6 +11,8 @@
 #define LB_MAX_NODES 64
 /* Marks "this node" where a node slot is expected (flow value, decision). */
 #define LB_NODE_LOCAL 0xffffffffu
+/* A decision that drops the SYN (overflow = refuse); never in a flow. */
+#define LB_NODE_REFUSE 0xfffffffeu
 
 /* Loads are carried in basis points: 10000 = 100 %. */
 #define LB_LOAD_FULL 10000u

@@ -22,6 +22,13 @@ enum lb_syn_cookies {
 	LB_SYN_COOKIES_OFF = 2,
 };
 
+/* What a node at or above high_water does with a new connection when
+ * every peer is too. */
+enum lb_overflow {
+	LB_OVERFLOW_KEEP = 0,   /* keep it */
+	LB_OVERFLOW_REFUSE = 1, /* drop the SYN: the client retries later */
+};
+
 enum lb_forward {
 	LB_FORWARD_L2 = 0,   /* rewrite MACs, peers share a segment */
 	LB_FORWARD_IPIP = 1, /* outer IPv4/IPv6 header node to node */
@@ -32,8 +39,9 @@ struct lb_config {
 	__u32 min_difference_bp; /* T2: a peer must be this much lower */
 	__u32 pick;              /* enum lb_pick */
 	__u32 forward;           /* enum lb_forward */
-	/* Load one new connection is assumed to add to the node that gets it,
-	 * until that node's next load update (against herding). */
+	/* Load one connection adds to this node (100 % / capacity), for its
+	 * own connections decided since its last load update (load sources
+	 * other than inflight). */
 	__u32 conn_cost_bp;
 	__u32 self_slot;         /* this node's slot in lb_nodes */
 	__u32 node_slots;        /* slots in use: lb_nodes[0 .. node_slots) */
@@ -52,6 +60,12 @@ struct lb_config {
 	 * its peers take to call it dead): the node is fenced, it stops
 	 * answering ARP/ND for service addresses (a peer holds them now). */
 	__u64 fence_after_ns;
+	/* load.source = "inflight": this node's load is lb_inflight over this
+	 * many connections (100 %); 0: the agent's measure (lb_nodes). */
+	__u32 inflight_capacity;
+	__u32 high_water_bp;     /* a node at or above is never a candidate */
+	__u32 overflow;          /* enum lb_overflow */
+	__u32 netns_ino;         /* the network namespace whose sockets count */
 };
 
 #endif

@@ -49,6 +49,10 @@ enum lb_reason {
 				      * service address moved here */
 	LB_REASON_PINNED = 6,        /* its client is pinned to the node by a
 				      * stateful URI rule */
+	LB_REASON_OVERFLOW = 7,      /* kept: this node and every peer at or
+				      * above high_water (overflow = keep) */
+	LB_REASON_REFUSED = 8,       /* dropped, the same with overflow = refuse
+				      * (a decision only, never a flow) */
 	LB_REASON_MAX,
 };
 
@@ -68,7 +72,8 @@ struct lb_flow {
 	__u8 reason;      /* enum lb_reason */
 	__u8 rule;        /* URI rule index + 1 that routed it; 0: none */
 	__u8 http;        /* enum lb_flow_http bits */
-	__u8 pad;
+	__u8 handed;      /* 1: counted open in lb_handed, from the decision
+			   * until the client's FIN or RST */
 	__u64 created_ns; /* bpf_ktime_get_ns at the SYN (first request in http mode) */
 };
 

@@ -24,11 +24,25 @@ struct lb_node {
 	__u8 family;        /* LB_FAMILY_IPV4 / LB_FAMILY_IPV6 of addr */
 	__u8 state;         /* enum lb_node_state */
 	__u32 load_bp;      /* last measured load */
-	/* Connections given to this node since load_bp was written; the data
-	 * plane adds to it, the writer of load_bp resets it. */
-	__u32 pending;
+	/* lb_handed[slot].open when load_bp was written: the connections this
+	 * node decided for the node since, still open, are the difference
+	 * (wrapping u32 arithmetic; it can be negative: those decided before
+	 * and closed since, which load_bp still counts). */
+	__u32 handed_at_report;
 	__u64 updated_ns;   /* CLOCK_MONOTONIC (bpf_ktime_get_ns) of load_bp */
+	__u32 conn_cost_bp; /* load one connection adds to the node (100 % / its
+			     * capacity), as it announces it */
+	__u16 weight;       /* relative capacity in hundredths (1.0 = 100) */
+	__u8 flags;         /* enum lb_node_flags */
+	__u8 pad;
 };
+
+enum lb_node_flags {
+	LB_NODE_STANDBY = 1 << 0, /* a candidate only while every active node
+				   * is at or above T1 (DESIGN.md section 2) */
+};
+
+#define LB_WEIGHT_ONE 100 /* lb_node.weight of weight = 1.0 */
 
 /* lb_node_addrs: node address -> slot, recognises packets steered here. */
 struct lb_node_addr_key {

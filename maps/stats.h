@@ -65,7 +65,10 @@ enum lb_counter_kind {
 	X(COOKIE_ACK_L4, "cookie_ack_l4", OTHER)                                \
 	X(DROP_FENCED_NEIGH, "drop_fenced_neigh", DROPPED)                      \
 	X(DROP_FENCED_ORPHAN, "drop_fenced_orphan", DROPPED)                    \
-	X(TX_GRACE_PREVIOUS, "tx_grace_previous", SENT)
+	X(TX_GRACE_PREVIOUS, "tx_grace_previous", SENT)                         \
+	/* capacity (DESIGN.md section 2): every node at its high-water mark */ \
+	X(SYN_LOCAL_OVERFLOW, "syn_local_overflow", KEPT)                       \
+	X(DROP_SYN_REFUSED, "drop_syn_refused", DROPPED)
 
 enum lb_counter {
 #define LB_COUNTER_ENUM(name, text, kind) LB_C_##name,

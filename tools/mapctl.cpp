@@ -147,9 +147,12 @@ int main(int argc, char** argv)
             std::copy(m.begin(), m.end(), n.mac);
             n.state = parse_state(state);
             n.load_bp = percent_to_bp(load);
+            n.handed_at_report = maps.handed_open(slot);
             n.updated_ns = monotonic_ns();
-            maps.set_node(slot, n);
             lb_config cfg = maps.config();
+            n.conn_cost_bp = cfg.conn_cost_bp;
+            n.weight = LB_WEIGHT_ONE;
+            maps.set_node(slot, n);
             if (slot + 1 > cfg.node_slots)
                 cfg.node_slots = slot + 1;
             if (self)
@@ -158,7 +161,7 @@ int main(int argc, char** argv)
         } else if (*load_cmd) {
             lb_node n = maps.node(slot);
             n.load_bp = percent_to_bp(load);
-            n.pending = 0;
+            n.handed_at_report = maps.handed_open(slot);
             n.updated_ns = monotonic_ns();
             maps.set_node(slot, n);
         } else if (*service_cmd) {

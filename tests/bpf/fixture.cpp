@@ -246,6 +246,7 @@ lb_node test_node(uint8_t family, uint32_t slot, uint32_t load_bp, uint64_t now_
     n.state = LB_NODE_ALIVE;
     n.load_bp = load_bp;
     n.updated_ns = now_ns;
+    n.weight = LB_WEIGHT_ONE;
     return n;
 }
 
@@ -276,6 +277,8 @@ void DataPlaneTest::SetUp()
     fds.rule_stats = dup_map_fd((*skel_)->maps.lb_rule_stats);
     fds.pins = dup_map_fd((*skel_)->maps.lb_pins);
     fds.pin_events = dup_map_fd((*skel_)->maps.lb_pin_events);
+    fds.inflight = dup_map_fd((*skel_)->maps.lb_inflight);
+    fds.handed = dup_map_fd((*skel_)->maps.lb_handed);
     maps_ = std::make_unique<Maps>(std::move(fds));
     install_cluster(LB_FORWARD_L2);
 }
@@ -299,7 +302,11 @@ void DataPlaneTest::install_cluster(uint32_t forward, uint8_t node_family)
 
     const uint64_t now = monotonic_ns();
     for (uint32_t slot = 0; slot < kNodeSlots; slot++)
-        maps_->set_node(slot, test_node(node_family, slot, kInitialLoad[slot], now));
+    {
+        lb_node n = test_node(node_family, slot, kInitialLoad[slot], now);
+        n.handed_at_report = maps_->handed_open(slot); // a fresh report, as the agent writes it
+        maps_->set_node(slot, n);
+    }
     for (uint8_t family : {LB_FAMILY_IPV4, LB_FAMILY_IPV6}) {
         lb_service_key key{};
         key.addr = service_addr(family).addr;
@@ -307,6 +314,23 @@ void DataPlaneTest::install_cluster(uint32_t forward, uint8_t node_family)
         key.family = family;
         maps_->add_service(key, lb_service{LB_MODE_L4, 1});
     }
+}
+
+void DataPlaneTest::set_conn_cost(uint32_t cost_bp)
+{
+    lb_config cfg = maps_->config();
+    cfg.conn_cost_bp = cost_bp;
+    maps_->set_config(cfg);
+    for (uint32_t slot = 0; slot < kNodeSlots; slot++) {
+        lb_node n = maps_->node(slot);
+        n.conn_cost_bp = cost_bp;
+        maps_->set_node_entry(slot, n);
+    }
+}
+
+int32_t DataPlaneTest::handed_since(uint32_t slot) const
+{
+    return int32_t(maps_->handed_open(slot) - maps_->node(slot).handed_at_report);
 }
 
 void DataPlaneTest::set_load(uint32_t slot, uint32_t load_bp)
@@ -318,7 +342,7 @@ void DataPlaneTest::set_load_at(uint32_t slot, uint32_t load_bp, uint64_t update
 {
     lb_node n = maps_->node(slot);
     n.load_bp = load_bp;
-    n.pending = 0;
+    n.handed_at_report = maps_->handed_open(slot);
     n.updated_ns = updated_ns;
     maps_->set_node(slot, n);
 }

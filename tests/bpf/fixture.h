@@ -124,6 +124,12 @@ protected:
 
     // Writes a node's load as the agent does: fresh timestamp, pending reset.
     void set_load(uint32_t slot, uint32_t load_bp);
+    // The load one connection adds, for this node (lb_config) and every
+    // node slot alike (lb_node.conn_cost_bp, as peers announce it).
+    void set_conn_cost(uint32_t cost_bp);
+    // The connections this node decided for `slot` since its load was last
+    // written, still open (lb_handed less lb_node.handed_at_report).
+    int32_t handed_since(uint32_t slot) const;
     void set_load_at(uint32_t slot, uint32_t load_bp, uint64_t updated_ns);
     void set_state(uint32_t slot, uint8_t state);
     // A flow entry as a SYN before would have left it.

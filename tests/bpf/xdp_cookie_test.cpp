@@ -418,7 +418,7 @@ TEST_F(XdpCookie, CookieLivesAsLongAsItsEpochKey)
         EXPECT_TRUE(flow->established);
         EXPECT_EQ(flow->value.node, LB_NODE_LOCAL);
         EXPECT_EQ(flow->value.reason, LB_REASON_BELOW_T1);
-        EXPECT_EQ(maps().node(kSelfSlot).pending, 1u);
+        EXPECT_EQ(handed_since(kSelfSlot), 1);
 
         // Slot 1 expires: its cookies are not ours any more.
         set_key_valid(1, false);
@@ -521,7 +521,7 @@ TEST_F(XdpCookie, ForgedCookiesNeverCreateAFlow)
         EXPECT_TRUE(maps().flows().empty());
         EXPECT_EQ(counter_deltas(), (Counts{{"pass_orphan", uint64_t(runs)}}))
             << "no http_local / http_forward / drop_handshake_ack";
-        EXPECT_EQ(maps().node(kSelfSlot).pending, 0u);
+        EXPECT_EQ(handed_since(kSelfSlot), 0);
     });
 }
 
@@ -621,7 +621,7 @@ TEST_F(XdpCookie, DecidedFlowIsForwardedAndFollowed)
             }
             EXPECT_EQ(counter_deltas(), (Counts{{"tx_syn_cookie", 3}, {"http_forward", 3}}));
             EXPECT_EQ(conns_forwarded(kLeastPeer) - conns_before, 3u);
-            EXPECT_EQ(maps().node(kLeastPeer).pending, 3u);
+            EXPECT_EQ(handed_since(kLeastPeer), 3);
 
             // Peer 1 is loaded now: a new decision would pick peer 2; the
             // entries keep sending these flows to peer 1.

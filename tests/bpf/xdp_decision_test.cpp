@@ -93,12 +93,12 @@ TEST_F(XdpDecision, PeerExactlyT2LowerIsACandidate)
 TEST_F(XdpDecision, PendingConnectionsCountTowardsOwnLoad)
 {
     // 49.9 % plus one kept connection at 0.1 % each reaches T1.
-    change_config([](lb_config& c) { c.conn_cost_bp = 10; });
+    set_conn_cost(10);
     set_loads({4990, 1000, 2000, 4000});
     expect_syn(kFirstPort, LB_NODE_LOCAL, "syn_local_below_t1");
-    EXPECT_EQ(maps().node(kSelfSlot).pending, 1u);
+    EXPECT_EQ(handed_since(kSelfSlot), 1);
     expect_syn(kFirstPort + 1, 1, "syn_forward_least");
-    EXPECT_EQ(maps().node(1).pending, 1u);
+    EXPECT_EQ(handed_since(1), 1);
     // A load update resets the estimate.
     set_load(kSelfSlot, 4990);
     expect_syn(kFirstPort + 2, LB_NODE_LOCAL, "syn_local_below_t1");
@@ -112,7 +112,7 @@ TEST_F(XdpDecision, LeastWithoutConnectionCostSendsEverySynToOnePeer)
     std::map<uint32_t, int> per_node = send_syns(syns);
     EXPECT_EQ(per_node, (std::map<uint32_t, int>{{1, syns}}));
     EXPECT_EQ(conns_forwarded(1), uint64_t(syns));
-    EXPECT_EQ(maps().node(1).pending, uint32_t(syns));
+    EXPECT_EQ(handed_since(1), syns);
     EXPECT_EQ(counter_deltas(), (Counts{{"syn_forward_least", syns}}));
 }
 
@@ -143,7 +143,7 @@ TEST_F(XdpDecision, WeightedSpreadsInProportionToSpareCapacity)
 TEST_F(XdpDecision, LeastWithConnectionCostSpreadsAcrossPeers)
 {
     const uint32_t cost = 10;
-    change_config([&](lb_config& c) { c.conn_cost_bp = cost; });
+    set_conn_cost(cost);
     const uint32_t loads[kNodeSlots] = {9000, 1000, 2000, 4000};
     set_loads({loads[0], loads[1], loads[2], loads[3]});
     const int syns = 3000;
@@ -158,21 +158,24 @@ TEST_F(XdpDecision, LeastWithConnectionCostSpreadsAcrossPeers)
     // (each SYN charges its node, this one included) gives the very same
     // split: the pending estimate works in the program as designed.
     lb_config cfg = config();
-    uint32_t pending[kNodeSlots] = {};
+    int32_t pending[kNodeSlots] = {};
     std::map<uint32_t, int> model;
     for (int i = 0; i < syns; i++) {
-        uint32_t peer_bp[kNodeSlots];
-        for (uint32_t slot = 0; slot < kNodeSlots; slot++)
-            peer_bp[slot] = slot == kSelfSlot ? LB_LOAD_UNUSABLE
-                                              : lb_effective_load(loads[slot], pending[slot], cost);
-        lb_decision d = lb_decide(&cfg, lb_effective_load(loads[0], pending[0], cost), peer_bp,
+        lb_peer_view peers[kNodeSlots] = {};
+        for (uint32_t slot = 0; slot < kNodeSlots; slot++) {
+            peers[slot].load_bp = slot == kSelfSlot
+                                      ? LB_LOAD_UNUSABLE
+                                      : lb_effective_load(loads[slot], pending[slot], cost);
+            peers[slot].weight = LB_WEIGHT_ONE;
+        }
+        lb_decision d = lb_decide(&cfg, lb_effective_load(loads[0], pending[0], cost), peers,
                                   kNodeSlots, 0);
         model[d.node]++;
         pending[d.node == LB_NODE_LOCAL ? kSelfSlot : d.node]++;
     }
     EXPECT_EQ(per_node, model);
     for (uint32_t slot = 0; slot < kNodeSlots; slot++)
-        EXPECT_EQ(maps().node(slot).pending, pending[slot]) << "slot " << slot;
+        EXPECT_EQ(handed_since(slot), pending[slot]) << "slot " << slot;
     // Water-filling: the peers end within one connection's cost of each other.
     uint32_t low = UINT32_MAX, high = 0;
     for (uint32_t slot = 1; slot <= 3; slot++) {

@@ -162,7 +162,7 @@ TEST_P(XdpVerdict, SynBelowT1IsKept)
     ASSERT_TRUE(flow);
     EXPECT_EQ(flow->node, LB_NODE_LOCAL);
     EXPECT_EQ(flow->reason, LB_REASON_BELOW_T1);
-    EXPECT_EQ(maps().node(kSelfSlot).pending, 1u); // charged to this node
+    EXPECT_EQ(handed_since(kSelfSlot), 1); // charged to this node
 }
 
 TEST_P(XdpVerdict, SynAboveT1IsForwardedToTheLeastLoadedPeer)
@@ -177,8 +177,8 @@ TEST_P(XdpVerdict, SynAboveT1IsForwardedToTheLeastLoadedPeer)
     EXPECT_EQ(flow->reason, LB_REASON_LEAST);
     EXPECT_GE(flow->created_ns, before);
     EXPECT_LE(flow->created_ns, monotonic_ns());
-    EXPECT_EQ(maps().node(1).pending, 1u);
-    EXPECT_EQ(maps().node(kSelfSlot).pending, 0u);
+    EXPECT_EQ(handed_since(1), 1);
+    EXPECT_EQ(handed_since(kSelfSlot), 0);
     lb_node_counters to_peer = maps().node_counters().at(1);
     EXPECT_EQ(to_peer.conns_forwarded, 1u);
     EXPECT_EQ(to_peer.packets_forwarded, 1u);

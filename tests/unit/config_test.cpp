@@ -101,6 +101,8 @@ id = "s1"                      # unique in the cluster
 interface = "eth0"
 address = "10.0.0.11"          # node address
 services = ["10.0.0.111"]      # service addresses this node owns
+weight = 1.0                   # relative capacity
+standby = false
 
 [cluster]
 group = "239.7.7.7:7946"       # or peers = ["10.0.0.12", ...]
@@ -113,10 +115,12 @@ accept_below = 50
 min_difference = 20
 pick = "weighted"              # or "least"
 forward = "l2"                 # or "ipip"
+high_water = 100
+overflow = "keep"              # or "refuse"
 
 [load]
-source = "connections"         # cpu | cgroup | file | exec
-capacity = 1000                # connections = 100 %
+source = "inflight"            # connections | cpu | cgroup | file | exec
+capacity = 1000                # open connections = 100 %
 # file = "/run/peerlb/load"
 
 [[service]]
@@ -141,7 +145,11 @@ mode = "l4"                    # or "http"
     EXPECT_EQ(c.min_difference, 20u);
     EXPECT_FALSE(c.pick_least);
     EXPECT_FALSE(c.forward_ipip);
-    EXPECT_EQ(c.source, peerlb::LoadSource::connections);
+    EXPECT_EQ(c.high_water, 100u);
+    EXPECT_FALSE(c.overflow_refuse);
+    EXPECT_DOUBLE_EQ(c.weight, 1.0);
+    EXPECT_FALSE(c.standby);
+    EXPECT_EQ(c.source, peerlb::LoadSource::inflight);
     EXPECT_EQ(c.capacity, 1000u);
     ASSERT_EQ(c.services.size(), 1u);
     EXPECT_EQ(c.services[0].port, 80);
@@ -165,7 +173,7 @@ TEST(ConfigValid, DefaultsWhenOptionalTablesAbsent)
     EXPECT_EQ(c.failsafe_after_ms, d.failsafe_after_ms);
     EXPECT_EQ(c.syn_cookies, uint32_t(LB_SYN_COOKIES_AUTO));
     EXPECT_EQ(c.syn_cookie_rate, 1000u);
-    EXPECT_EQ(c.source, peerlb::LoadSource::connections);
+    EXPECT_EQ(c.source, peerlb::LoadSource::inflight);
     EXPECT_EQ(c.capacity, 1000u);
     EXPECT_EQ(c.update_ms, d.update_ms);
     EXPECT_EQ(c.smoothing_ms, 0u);
@@ -177,6 +185,28 @@ TEST(ConfigValid, DefaultsWhenOptionalTablesAbsent)
     EXPECT_EQ(c.health_fail_after, d.health_fail_after);
     EXPECT_FALSE(c.metrics_listen.has_value());
     EXPECT_EQ(c.log_level, "info");
+}
+
+TEST(ConfigValid, NodeWeightAndStandby)
+{
+    std::string text = kMinimal;
+    text.replace(text.find("services = "), 0, "weight = 2.5\nstandby = true\n");
+    const Config c = parse_config(text, "t.toml");
+    EXPECT_DOUBLE_EQ(c.weight, 2.5);
+    EXPECT_TRUE(c.standby);
+    EXPECT_EQ(c.weight_hundredths(), 250);
+}
+
+TEST(ConfigInvalid, CapacityKeysOutOfRange)
+{
+    std::string bad_weight = kMinimal;
+    bad_weight.replace(bad_weight.find("services = "), 0, "weight = 0\n");
+    EXPECT_THAT(error_of(bad_weight), HasSubstr("node.weight"));
+    EXPECT_THAT(error_of(kMinimal + "[balance]\nhigh_water = 0\n"), HasSubstr("balance.high_water"));
+    EXPECT_THAT(error_of(kMinimal + "[balance]\nhigh_water = 101\n"), HasSubstr("balance.high_water"));
+    EXPECT_THAT(error_of(kMinimal + "[balance]\noverflow = \"queue\"\n"), HasSubstr("balance.overflow"));
+    EXPECT_THAT(error_of(kMinimal + "[load]\nsource = \"inflight\"\ncapacity = 0\n"),
+                HasSubstr("load.capacity"));
 }
 
 TEST(ConfigValid, EveryKeySet)
@@ -194,6 +224,8 @@ conn_cost = 1
 failsafe_after_ms = 2500
 syn_cookies = "always"
 syn_cookie_rate = 250
+high_water = 90
+overflow = "refuse"
 [load]
 source = "exec"
 capacity = 5
@@ -216,6 +248,8 @@ port = 443
 )",
                                   "t.toml");
     EXPECT_EQ(c.interval_ms, 200u);
+    EXPECT_EQ(c.high_water, 90u);
+    EXPECT_TRUE(c.overflow_refuse);
     EXPECT_EQ(c.dead_after, 5u);
     EXPECT_EQ(c.load_step, 7u);
     EXPECT_EQ(c.replay_window_ms, 3000u);
@@ -1059,12 +1093,12 @@ TEST(ConfigInvalid, MoreServiceAddressesThanAHeartbeatCarries)
             line += fmt::format("{}\"{}{:x}\"", i ? ", " : "", prefix, i + 1);
         return line + "]";
     };
-    EXPECT_THAT(error_of(with_line(5, services_line(33, "10.0.9."))),
-                HasSubstr("t.toml:5: node.services: 33 service addresses; a node owns at most 32"));
+    EXPECT_THAT(error_of(with_line(5, services_line(32, "10.0.9."))),
+                HasSubstr("t.toml:5: node.services: 32 service addresses; a node owns at most 31"));
 
-    std::string longest = with_line(5, services_line(32, "fd00:9::"));
+    std::string longest = with_line(5, services_line(31, "fd00:9::"));
     longest.replace(longest.find("id = \"s1\""), 9, "id = \"" + std::string(32, 'n') + "\"");
     const Config c = parse_config(longest, "t.toml");
     EXPECT_EQ(c.node_id.size(), 32u);
-    EXPECT_EQ(c.owned_services.size(), 32u);
+    EXPECT_EQ(c.owned_services.size(), 31u);
 }

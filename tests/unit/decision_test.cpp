@@ -23,22 +23,39 @@ Loads no_peers()
 
 lb_config config(uint32_t t1_pct = 50, uint32_t t2_pct = 20, uint32_t pick = LB_PICK_LEAST)
 {
-    lb_config cfg{};
+    lb_config cfg{}; // high_water_bp 0: no high-water mark
     cfg.accept_below_bp = t1_pct * 100;
     cfg.min_difference_bp = t2_pct * 100;
     cfg.pick = pick;
     return cfg;
 }
 
-lb_decision decide(const lb_config& cfg, uint32_t local_bp, const Loads& peers, uint32_t slots,
+using Views = std::array<lb_peer_view, LB_MAX_NODES>;
+
+// Every peer of weight 1.0, active.
+Views views_of(const Loads& loads)
+{
+    Views v{};
+    for (size_t i = 0; i < loads.size(); i++)
+        v[i] = lb_peer_view{loads[i], LB_WEIGHT_ONE, 0, 0};
+    return v;
+}
+
+lb_decision decide(const lb_config& cfg, uint32_t local_bp, const Views& peers, uint32_t slots,
                    uint32_t random = 0)
 {
     return lb_decide(&cfg, local_bp, peers.data(), slots, random);
 }
 
+lb_decision decide(const lb_config& cfg, uint32_t local_bp, const Loads& peers, uint32_t slots,
+                   uint32_t random = 0)
+{
+    return decide(cfg, local_bp, views_of(peers), slots, random);
+}
+
 // Runs the weighted pick over `draws` evenly spaced random values: the exact
 // share each slot gets of the 32-bit draw space.
-std::map<uint32_t, int> spread(const lb_config& cfg, uint32_t local_bp, const Loads& peers,
+std::map<uint32_t, int> spread(const lb_config& cfg, uint32_t local_bp, const Views& peers,
                                uint32_t slots, int draws)
 {
     std::map<uint32_t, int> count;
@@ -99,7 +116,7 @@ TEST(Decision, UnusableAndOutOfRangeSlotsAreNeverChosen)
 
     peers[1] = 4000;
     auto weighted = config(50, 20, LB_PICK_WEIGHTED);
-    for (const auto& [node, n] : spread(weighted, 10000, peers, 3, 1000))
+    for (const auto& [node, n] : spread(weighted, 10000, views_of(peers), 3, 1000))
         EXPECT_EQ(node, 1u) << n << " picks went to slot " << node;
 }
 
@@ -124,7 +141,7 @@ TEST(Decision, WeightedSpreadsInProportionToSpareCapacity)
     peers[4] = 8000; // not a candidate: only 10 points below 90 %
     auto cfg = config(50, 20, LB_PICK_WEIGHTED);
     const int draws = 23003;
-    auto count = spread(cfg, 9000, peers, 5, draws);
+    auto count = spread(cfg, 9000, views_of(peers), 5, draws);
     EXPECT_EQ(count.count(4), 0u);
     EXPECT_EQ(count.count(LB_NODE_LOCAL), 0u);
     const double total = 9001 + 8001 + 6001;
@@ -156,7 +173,134 @@ TEST(EffectiveLoad, AddsPendingConnectionsAndSaturates)
 {
     EXPECT_EQ(lb_effective_load(4000, 0, 10), 4000u);
     EXPECT_EQ(lb_effective_load(4000, 25, 10), 4250u);
-    EXPECT_EQ(lb_effective_load(4000, 0xffffffffu, 0xffffffffu), LB_LOAD_UNUSABLE - 1);
+    EXPECT_EQ(lb_effective_load(4000, INT32_MAX, 0xffffffffu), LB_LOAD_UNUSABLE - 1);
+}
+
+TEST(EffectiveLoad, ConnectionsClosedSinceTheReportLowerIt)
+{
+    // Handed before the report (so in it) and closed since: taken off.
+    EXPECT_EQ(lb_effective_load(4000, -25, 10), 3750u);
+    EXPECT_EQ(lb_effective_load(100, -25, 10), 0u); // never below 0
+    // The wrapping counter: 3 opened and 5 closed across the wrap.
+    EXPECT_EQ(lb_handed_delta(1, 0xffffffffu), 2);
+    EXPECT_EQ(lb_handed_delta(0xfffffffeu, 0), -2);
+}
+
+TEST(InflightLoad, ConnectionsOverCapacity)
+{
+    EXPECT_EQ(lb_inflight_load(0, 8), 0u);
+    EXPECT_EQ(lb_inflight_load(-3, 8), 0u); // a correction not applied yet
+    EXPECT_EQ(lb_inflight_load(4, 8), 5000u);
+    EXPECT_EQ(lb_inflight_load(12, 8), 15000u); // past 100 %: high_water sees it
+    EXPECT_EQ(lb_inflight_load(1, 3), 3333u);
+    EXPECT_EQ(lb_inflight_load(5, 0), 0u);
+}
+
+// ---- capacity: weights, high water, overflow, standby -------------------
+
+namespace {
+
+lb_config with_high_water(lb_config cfg, uint32_t high_water_pct, uint32_t overflow)
+{
+    cfg.high_water_bp = high_water_pct * 100;
+    cfg.overflow = overflow;
+    return cfg;
+}
+
+} // namespace
+
+TEST(Capacity, WeightedPickDrawsInProportionToSpareTimesWeight)
+{
+    Views peers = views_of(no_peers());
+    peers[1] = {2000, 100, 0, 0}; // spare 8001 x 1
+    peers[2] = {2000, 300, 0, 0}; // spare 8001 x 3
+    peers[3] = {6000, 200, 0, 0}; // spare 4001 x 2
+    const int draws = 1000;
+    auto count = spread(config(50, 20, LB_PICK_WEIGHTED), 9000, peers, 4, draws);
+    const double total = 8001.0 * 1 + 8001.0 * 3 + 4001.0 * 2;
+    EXPECT_NEAR(count[1], draws * 8001.0 / total, 1);
+    EXPECT_NEAR(count[2], draws * 8001.0 * 3 / total, 1);
+    EXPECT_NEAR(count[3], draws * 4001.0 * 2 / total, 1);
+}
+
+TEST(Capacity, LeastIgnoresWeightsLoadIsPerCapacityAlready)
+{
+    Views peers = views_of(no_peers());
+    peers[1] = {3000, 100, 0, 0};
+    peers[2] = {3100, 1000, 0, 0};
+    EXPECT_EQ(decide(config(), 9000, peers, 3).node, 1u);
+}
+
+TEST(Capacity, APeerAtHighWaterIsNeverACandidate)
+{
+    const lb_config cfg = with_high_water(config(50, 20), 80, LB_OVERFLOW_KEEP);
+    Loads peers = no_peers();
+    peers[1] = 8000; // at the mark
+    peers[2] = 7999;
+    // Local 79.99 %: T2 asks 59.99 % or less: none.
+    lb_decision d = decide(cfg, 7999, peers, 3);
+    EXPECT_EQ(d.node, LB_NODE_LOCAL);
+    EXPECT_EQ(d.reason, LB_REASON_NO_LOWER_PEER);
+    // Local at its own mark: any peer under its mark takes it, T2 or not.
+    d = decide(cfg, 8000, peers, 3);
+    EXPECT_EQ(d.node, 2u);
+    EXPECT_EQ(d.reason, LB_REASON_LEAST);
+    // Every peer at its mark: kept, and said why.
+    peers[2] = 8500;
+    d = decide(cfg, 9999, peers, 3);
+    EXPECT_EQ(d.node, LB_NODE_LOCAL);
+    EXPECT_EQ(d.reason, LB_REASON_OVERFLOW);
+    // Without the mark, 80 % is T2 under 99.99 %.
+    d = decide(config(50, 20), 10000, peers, 3);
+    EXPECT_EQ(d.node, 1u);
+}
+
+TEST(Capacity, EveryNodeAtHighWaterKeepsOrRefuses)
+{
+    Loads peers = no_peers();
+    peers[1] = 10000;
+    peers[2] = 12000;
+    lb_decision d = decide(with_high_water(config(), 100, LB_OVERFLOW_KEEP), 10000, peers, 3);
+    EXPECT_EQ(d.node, LB_NODE_LOCAL);
+    EXPECT_EQ(d.reason, LB_REASON_OVERFLOW);
+    for (uint32_t pick : {LB_PICK_LEAST, LB_PICK_WEIGHTED}) {
+        d = decide(with_high_water(config(50, 20, pick), 100, LB_OVERFLOW_REFUSE), 10000, peers, 3);
+        EXPECT_EQ(d.node, LB_NODE_REFUSE);
+        EXPECT_EQ(d.reason, LB_REASON_REFUSED);
+    }
+    // Below its own mark a node never refuses, whatever the peers.
+    d = decide(with_high_water(config(), 100, LB_OVERFLOW_REFUSE), 9999, peers, 3);
+    EXPECT_EQ(d.node, LB_NODE_LOCAL);
+    EXPECT_EQ(d.reason, LB_REASON_NO_LOWER_PEER);
+    // No usable peer at all: the same.
+    d = decide(with_high_water(config(), 100, LB_OVERFLOW_REFUSE), 10000, no_peers(), 3);
+    EXPECT_EQ(d.node, LB_NODE_REFUSE);
+}
+
+TEST(Capacity, StandbyOnlyWhileEveryActiveNodeIsAtT1)
+{
+    Views peers = views_of(no_peers());
+    peers[1] = {4900, 100, 0, 0};               // active, under T1
+    peers[2] = {0, 100, LB_NODE_STANDBY, 0};     // standby, idle
+    // Local 90 %: the active peer is under T1, so the standby waits.
+    lb_decision d = decide(config(), 9000, peers, 3);
+    EXPECT_EQ(d.node, 1u);
+    auto count = spread(config(50, 20, LB_PICK_WEIGHTED), 9000, peers, 3, 100);
+    EXPECT_EQ(count[1], 100);
+    // The active peer reaches T1: the standby is a candidate, and the least.
+    peers[1].load_bp = 5000;
+    d = decide(config(), 9000, peers, 3);
+    EXPECT_EQ(d.node, 2u);
+    count = spread(config(50, 20, LB_PICK_WEIGHTED), 9000, peers, 3, 1000);
+    EXPECT_GT(count[2], count[1]);
+    EXPECT_GT(count[1], 0);
+    // No active peer at all (only this node, at 90 %): the standby takes it.
+    peers[1].load_bp = LB_LOAD_UNUSABLE;
+    EXPECT_EQ(decide(config(), 9000, peers, 3).node, 2u);
+    // An unusable active peer does not hold the standby back, a usable
+    // one under T1 does even when it is not a candidate (not T2 lower).
+    peers[1].load_bp = 4999;
+    EXPECT_EQ(decide(config(), 6000, peers, 3).node, LB_NODE_LOCAL);
 }
 
 TEST(EffectiveLoad, PendingConnectionsSpreadLeastPicks)

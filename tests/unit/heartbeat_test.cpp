@@ -650,20 +650,23 @@ TEST(HeartbeatEncode, RefusesTooManyOrBadClaims)
 
 TEST(HeartbeatEncode, EveryFieldAtItsLimitFitsInOneDatagram)
 {
-    // A 32-byte id, IPv6 everywhere, 32 services and 32 claims, the largest
-    // rates: whatever the config and the takeover allow can be sent, and what
+    // A 32-byte id, IPv6 everywhere, 31 services and 31 claims, the largest
+    // rates and capacity fields: whatever the config and the takeover allow can be sent, and what
     // is sent decodes to the same heartbeat (the fuzzer found the limits
     // exceeding the datagram size once).
     Heartbeat hb = ipv6_heartbeat(0);
     hb.node_id = std::string(32, 'n');
     hb.kept_per_s = hb.forwarded_per_s = UINT32_MAX;
     hb.load_bp = 10000;
+    hb.conn_cost_bp = 10000;
+    hb.weight = 10000;
+    hb.standby = true;
     for (size_t i = 0; i < kMaxOwnedServices; i++)
         hb.services.push_back(parse_ip("2001:db8:5::" + std::to_string(i + 1)));
     for (size_t i = 0; i < kMaxClaims; i++)
         hb.claims.push_back(parse_ip("2001:db8:c::" + std::to_string(i + 1)));
     const Bytes d = encode_heartbeat(hb, kKey);
-    EXPECT_EQ(d.size(), 1447u); // 40 framing + 127 fixed TLVs + 64 x 20 address TLVs
+    EXPECT_EQ(d.size(), 1423u); // 40 framing + 143 fixed TLVs + 62 x 20 address TLVs
     EXPECT_LE(d.size(), kMaxHeartbeatSize);
     const Decoded<Heartbeat> out = decode_heartbeat(d, kKey);
     ASSERT_EQ(out.reason, DropReason::none) << drop_reason_name(out.reason);

@@ -125,6 +125,20 @@ TEST(SlotTable, AddressChurnNeverExhaustsTheTable)
     }
 }
 
+TEST(DataplaneConfig, InflightCountsConnectionsOverCapacity)
+{
+    Config cfg; // load.source = "inflight" by default
+    cfg.capacity = 8;
+    cfg.conn_cost = 0.25; // not this source's: one connection is 1/8
+    lb_config out = dataplane_config(cfg, lb_config{}, 0, 1);
+    EXPECT_EQ(out.inflight_capacity, 8u);
+    EXPECT_EQ(out.conn_cost_bp, 1250u);
+    EXPECT_EQ(out.high_water_bp, 10000u);
+    EXPECT_EQ(out.overflow, uint32_t(LB_OVERFLOW_KEEP));
+    cfg.capacity = 30000; // less than a basis point each: still counted
+    EXPECT_EQ(dataplane_config(cfg, lb_config{}, 0, 1).conn_cost_bp, 1u);
+}
+
 TEST(DataplaneConfig, FromTheConfiguration)
 {
     Config cfg;
@@ -133,6 +147,9 @@ TEST(DataplaneConfig, FromTheConfiguration)
     cfg.pick_least = true;
     cfg.forward_ipip = true;
     cfg.conn_cost = 0.25;
+    cfg.source = LoadSource::connections;
+    cfg.high_water = 90;
+    cfg.overflow_refuse = true;
     cfg.interval_ms = 200;
     cfg.dead_after = 4;
     cfg.failsafe_after_ms = 700;
@@ -144,6 +161,9 @@ TEST(DataplaneConfig, FromTheConfiguration)
     EXPECT_EQ(out.pick, uint32_t(LB_PICK_LEAST));
     EXPECT_EQ(out.forward, uint32_t(LB_FORWARD_IPIP));
     EXPECT_EQ(out.conn_cost_bp, 25u);
+    EXPECT_EQ(out.inflight_capacity, 0u); // the agent writes the load
+    EXPECT_EQ(out.high_water_bp, 9000u);
+    EXPECT_EQ(out.overflow, uint32_t(LB_OVERFLOW_REFUSE));
     EXPECT_EQ(out.self_slot, 3u);
     EXPECT_EQ(out.node_slots, 5u);
     EXPECT_EQ(out.mtu, 1400u); // written at attach, kept

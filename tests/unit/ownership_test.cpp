@@ -664,6 +664,8 @@ TEST(AffectsOwnership, EveryRuntimeSettingIsClassified)
         {"balance.pick", {"least", false}},          {"balance.conn_cost", {"0.7", false}},
         {"balance.failsafe_after_ms", {"4000", false}},
         {"balance.syn_cookies", {"always", false}}, {"balance.syn_cookie_rate", {"5000", false}},
+        {"balance.high_water", {"90", false}},      {"balance.overflow", {"refuse", false}},
+        {"node.weight", {"2.5", false}},            {"node.standby", {"true", false}},
         {"cluster.interval_ms", {"250", true}},      {"cluster.dead_after", {"5", true}},
         {"cluster.load_step", {"20", false}},        {"cluster.replay_window_ms", {"20000", false}},
         {"cluster.hold_down_ms", {"1234", true}},    {"cluster.grace_ms", {"3000", false}},

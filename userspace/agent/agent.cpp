@@ -209,7 +209,7 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
           // Rewritten while measured: if this agent stops, the data
           // plane sees its own load go stale and keeps everything.
           table_.write_self(load_bp, healthy_, now);
-      })
+      }, &maps_)
 {
     // Only once the data plane is in place: an agent that cannot attach
     // (pin root off bpffs, another XDP program) leaves the host as it was.
@@ -259,6 +259,9 @@ void Agent::send_heartbeat(AnnouncedState state)
         hb.claims = takeover_.claims();
         hb.kept_per_s = kept_per_s_;
         hb.forwarded_per_s = forwarded_per_s_;
+        hb.conn_cost_bp = cfg_.conn_cost_bp();
+        hb.weight = cfg_.weight_hundredths();
+        hb.standby = cfg_.standby;
     }
     hb.incarnation = incarnation_;
     hb.sequence = ++sequence_;

@@ -383,9 +383,17 @@ IpAddress host_address(const Section& s, const toml::node& node, std::string_vie
     return ip;
 }
 
+// [node] weight and standby: settable at run time (announced in heartbeats).
+void parse_node_capacity(const Section& s, Config& cfg)
+{
+    cfg.weight = s.number("weight", 0.01, 100, cfg.weight);
+    cfg.standby = s.boolean("standby", cfg.standby);
+}
+
 void parse_node(const Section& s, Config& cfg)
 {
-    s.allow_only({"id", "interface", "address", "services", "state_dir"});
+    s.allow_only({"id", "interface", "address", "services", "state_dir", "weight", "standby"});
+    parse_node_capacity(s, cfg);
 
     cfg.node_id = s.required_string("id");
     const bool id_ok = cfg.node_id.size() <= kMaxNodeIdLength &&
@@ -525,7 +533,7 @@ void parse_cluster(const Section& s, Config& cfg, uint32_t& key_file_line)
 void parse_balance(const Section& s, Config& cfg)
 {
     s.allow_only({"accept_below", "min_difference", "pick", "forward", "conn_cost",
-                  "failsafe_after_ms", "syn_cookies", "syn_cookie_rate"});
+                  "failsafe_after_ms", "syn_cookies", "syn_cookie_rate", "high_water", "overflow"});
     cfg.accept_below = s.u32("accept_below", 0, 100, cfg.accept_below);
     cfg.min_difference = s.u32("min_difference", 0, 100, cfg.min_difference);
     cfg.pick_least = s.choice<bool>("pick", {{"weighted", false}, {"least", true}}, cfg.pick_least);
@@ -538,6 +546,9 @@ void parse_balance(const Section& s, Config& cfg)
                                           {"off", LB_SYN_COOKIES_OFF}},
                                          cfg.syn_cookies);
     cfg.syn_cookie_rate = s.u32("syn_cookie_rate", 1, 10'000'000, cfg.syn_cookie_rate);
+    cfg.high_water = s.u32("high_water", 1, 100, cfg.high_water);
+    cfg.overflow_refuse =
+        s.choice<bool>("overflow", {{"keep", false}, {"refuse", true}}, cfg.overflow_refuse);
 }
 
 void parse_load_tuning(const Section& s, Config& cfg)
@@ -551,7 +562,8 @@ void parse_load(const Section& s, Config& cfg)
 {
     s.allow_only({"source", "capacity", "file", "command", "cgroup", "update_ms", "smoothing_ms"});
     cfg.source = s.choice<LoadSource>("source",
-                                      {{"connections", LoadSource::connections},
+                                      {{"inflight", LoadSource::inflight},
+                                       {"connections", LoadSource::connections},
                                        {"cpu", LoadSource::cpu},
                                        {"cgroup", LoadSource::cgroup},
                                        {"file", LoadSource::file},
@@ -844,6 +856,8 @@ const RuntimeSetting kRuntimeSettings[] = {
     {"balance.pick", parse_balance},           {"balance.conn_cost", parse_balance},
     {"balance.failsafe_after_ms", parse_balance},
     {"balance.syn_cookies", parse_balance},    {"balance.syn_cookie_rate", parse_balance},
+    {"balance.high_water", parse_balance},     {"balance.overflow", parse_balance},
+    {"node.weight", parse_node_capacity},      {"node.standby", parse_node_capacity},
     {"cluster.interval_ms", parse_cluster_timing}, {"cluster.dead_after", parse_cluster_timing},
     {"cluster.load_step", parse_cluster_timing},
     {"cluster.replay_window_ms", parse_cluster_timing},
@@ -856,6 +870,17 @@ const RuntimeSetting kRuntimeSettings[] = {
 };
 
 } // namespace
+
+uint32_t Config::conn_cost_bp() const
+{
+    double bp = source == LoadSource::inflight ? double(LB_LOAD_FULL) / capacity : conn_cost * 100;
+    return uint32_t(std::clamp(std::lround(bp), 1l, long(LB_LOAD_FULL)));
+}
+
+uint16_t Config::weight_hundredths() const
+{
+    return uint16_t(std::clamp(std::lround(weight * 100), 1l, 10000l));
+}
 
 bool Config::has_http_service() const
 {

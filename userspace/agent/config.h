@@ -13,7 +13,7 @@
 
 namespace peerlb {
 
-enum class LoadSource { connections, cpu, cgroup, file, exec };
+enum class LoadSource { inflight, connections, cpu, cgroup, file, exec };
 enum class ServiceMode { l4, http };
 
 // An address and UDP port heartbeats go to or come from.
@@ -53,6 +53,8 @@ struct Config {
     std::vector<IpAddress> owned_services; // service addresses this node owns
     std::string state_dir;          // the incarnation counter's directory (absolute);
                                     // default kDefaultStateRoot + node_id
+    double weight = 1.0;            // relative capacity, announced (0.01..100)
+    bool standby = false;           // a candidate only while every active node is at or above T1
 
     // [cluster]: exactly one of group / peers
     std::optional<Endpoint> group;  // multicast group:port
@@ -77,10 +79,12 @@ struct Config {
     // SYNs per second and CPU, "always", "off" (enum lb_syn_cookies)
     uint32_t syn_cookies = LB_SYN_COOKIES_AUTO;
     uint32_t syn_cookie_rate = 1000; // 1..10 000 000
+    uint32_t high_water = 100;      // %: a node at or above is never a candidate (1..100)
+    bool overflow_refuse = false;   // overflow = "refuse": every node at high_water drops SYNs
 
     // [load]
-    LoadSource source = LoadSource::connections;
-    uint32_t capacity = 1000;       // connections = 100 % (source connections), >= 1
+    LoadSource source = LoadSource::inflight;
+    uint32_t capacity = 1000;       // connections = 100 % (sources inflight, connections), >= 1
     std::string load_file;          // source file: a number 0..100
     std::string load_command;       // source exec: run by /bin/sh, prints 0..100
     std::string cgroup;             // source cgroup: cgroup v2 directory
@@ -113,6 +117,12 @@ struct Config {
     std::vector<UriRuleConfig> uri_rules;
 
     bool has_http_service() const;
+    // The load one connection adds to this node, in basis points (at least
+    // 1): 100 % / capacity when the load counts connections, else
+    // balance.conn_cost. Announced to peers and used for its own decisions.
+    uint32_t conn_cost_bp() const;
+    // weight in hundredths (1.0 = 100), as heartbeats and lb_node carry it.
+    uint16_t weight_hundredths() const;
 };
 
 inline constexpr uint16_t kHeartbeatPort = 7946;

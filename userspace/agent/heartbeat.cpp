@@ -62,6 +62,10 @@ enum TlvType : uint8_t {
     kTlvPinServing = 19,     // 1..32 bytes: node id the client is pinned to
     kTlvPinRule = 20,        // u8: rule index
     kTlvPinTtlMs = 21,       // u32
+    // Heartbeat, optional (capacity, DESIGN.md section 2):
+    kTlvConnCostBp = 22,     // u32, 1..10000: load one connection adds (absent: 0, unknown)
+    kTlvWeight = 23,         // u16, 1..10000: relative capacity in hundredths (absent: 100)
+    kTlvNodeFlags = 24,      // u8: bit 0 standby (absent: 0)
 };
 
 using Magic = std::array<uint8_t, 4>;
@@ -74,6 +78,8 @@ constexpr size_t kMacSize = 32;   // HMAC-SHA256
 constexpr size_t kTlvHeaderSize = 3;
 constexpr size_t kPortsSize = 4; // client_port u16 + service_port u16 of a flow
 constexpr uint16_t kMaxLoadBp = 10000;
+constexpr uint16_t kMaxWeight = 10000; // weight 100.0
+constexpr uint8_t kFlagStandby = 1 << 0;
 
 // The largest heartbeat: every field at its limit, every address IPv6.
 constexpr size_t kIpv6AddressValue = 1 + 16;
@@ -82,7 +88,8 @@ constexpr size_t kWorstHeartbeat =
     (kTlvHeaderSize + kMaxNodeIdLen) + 3 * (kTlvHeaderSize + 8) /* incarnation, sequence, sent */ +
     (kTlvHeaderSize + 4) /* interval */ + (kTlvHeaderSize + kIpv6AddressValue) /* node address */ +
     (kTlvHeaderSize + 6) /* mac */ + (kMaxOwnedServices + kMaxClaims) * (kTlvHeaderSize + kIpv6AddressValue) +
-    (kTlvHeaderSize + 2) /* load */ + (kTlvHeaderSize + 1) /* state */ + 2 * (kTlvHeaderSize + 4) /* rates */;
+    (kTlvHeaderSize + 2) /* load */ + (kTlvHeaderSize + 1) /* state */ + 2 * (kTlvHeaderSize + 4) /* rates */ +
+    (kTlvHeaderSize + 4) /* conn cost */ + (kTlvHeaderSize + 2) /* weight */ + (kTlvHeaderSize + 1) /* flags */;
 static_assert(kWorstHeartbeat <= kMaxHeartbeatSize,
               "a heartbeat at the field limits must fit in one datagram");
 
@@ -392,6 +399,19 @@ bool parse_heartbeat(std::span<const uint8_t> body, Heartbeat& hb)
             return seen.first(type) && get_uint(value, 4, hb.kept_per_s);
         case kTlvForwardedPerS:
             return seen.first(type) && get_uint(value, 4, hb.forwarded_per_s);
+        case kTlvConnCostBp:
+            return seen.first(type) && get_uint(value, 4, hb.conn_cost_bp) && hb.conn_cost_bp >= 1 &&
+                   hb.conn_cost_bp <= kMaxLoadBp;
+        case kTlvWeight:
+            return seen.first(type) && get_uint(value, 2, hb.weight) && hb.weight >= 1 &&
+                   hb.weight <= kMaxWeight;
+        case kTlvNodeFlags: {
+            uint8_t flags = 0;
+            if (!seen.first(type) || !get_uint(value, 1, flags))
+                return false;
+            hb.standby = flags & kFlagStandby;
+            return true;
+        }
         default:
             return true; // unknown (or reserved 0): skipped
         }
@@ -535,6 +555,12 @@ std::vector<uint8_t> encode_heartbeat(const Heartbeat& hb, std::span<const uint8
         throw Error("heartbeat: load " + std::to_string(hb.load_bp) + " over " + std::to_string(kMaxLoadBp));
     if (hb.interval_ms == 0)
         throw Error("heartbeat: interval_ms must be > 0");
+    if (hb.conn_cost_bp > kMaxLoadBp)
+        throw Error("heartbeat: connection cost " + std::to_string(hb.conn_cost_bp) + " over " +
+                    std::to_string(kMaxLoadBp));
+    if (hb.weight < 1 || hb.weight > kMaxWeight)
+        throw Error("heartbeat: weight " + std::to_string(hb.weight) + " outside 1.." +
+                    std::to_string(kMaxWeight));
     if (!valid_family(hb.node_address.family))
         throw Error("heartbeat: node address has no IPv4/IPv6 family");
     if (!valid_state(static_cast<uint8_t>(hb.state)))
@@ -553,6 +579,10 @@ std::vector<uint8_t> encode_heartbeat(const Heartbeat& hb, std::span<const uint8
     put_tlv_uint(body, kTlvState, static_cast<uint8_t>(hb.state), 1);
     put_tlv_uint(body, kTlvKeptPerS, hb.kept_per_s, 4);
     put_tlv_uint(body, kTlvForwardedPerS, hb.forwarded_per_s, 4);
+    if (hb.conn_cost_bp)
+        put_tlv_uint(body, kTlvConnCostBp, hb.conn_cost_bp, 4);
+    put_tlv_uint(body, kTlvWeight, hb.weight, 2);
+    put_tlv_uint(body, kTlvNodeFlags, hb.standby ? kFlagStandby : 0, 1);
     return seal(kHeartbeatMagic, body, key, what);
 }
 

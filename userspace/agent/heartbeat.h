@@ -24,14 +24,16 @@ namespace peerlb {
 
 // 1500-byte Ethernet MTU less IPv6 (40) and UDP (8) headers: one datagram is
 // never fragmented on a standard LAN, whichever family carries it. A
-// heartbeat at every field's limit (a 32-byte id, 32 IPv6 services and 32
+// heartbeat at every field's limit (a 32-byte id, 31 IPv6 services and 31
 // IPv6 claims) fits: heartbeat.cpp checks it at compile time.
 inline constexpr size_t kMaxHeartbeatSize = 1452;
 inline constexpr size_t kMaxNodeIdLen = 32;
 // Service addresses a node owns by configuration, and addresses it holds at
 // once (its own and a dead peer's): compute_owners never gives a node more.
-inline constexpr size_t kMaxOwnedServices = 32;
-inline constexpr size_t kMaxClaims = 32;
+// 31, not 32: the capacity fields (weight, cost of a connection) took the
+// room of one address in each list.
+inline constexpr size_t kMaxOwnedServices = 31;
+inline constexpr size_t kMaxClaims = 31;
 
 enum class AnnouncedState : uint8_t { alive = 1, unroutable = 2, leaving = 3 };
 
@@ -49,6 +51,12 @@ struct Heartbeat {
     AnnouncedState state = AnnouncedState::alive;
     uint32_t kept_per_s = 0;      // new connections the sender kept, per second
     uint32_t forwarded_per_s = 0; // and handed to peers (shown by `peerlb top`)
+    // Capacity (DESIGN.md section 2): the load one connection adds to the
+    // sender (100 % / its capacity; 0: not announced), its weight in
+    // hundredths (1.0 = 100), and whether it is a standby node.
+    uint32_t conn_cost_bp = 0;
+    uint16_t weight = 100;
+    bool standby = false;
 
     bool operator==(const Heartbeat&) const = default;
 };

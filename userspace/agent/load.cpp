@@ -3,6 +3,10 @@
 #include "load.h"
 #include "sock_diag.h"
 
+extern "C" {
+#include "../../bpf/decision.h"
+}
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/inet_diag.h>
@@ -19,11 +23,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <set>
+#include <tuple>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <span>
 #include <string_view>
 
@@ -189,6 +197,89 @@ private:
     uint32_t capacity_;
     std::vector<inet_diag_bc_op> filter_;
     SockDiag diag_;
+};
+
+// ---- inflight -----------------------------------------------------------
+
+// The data plane counts (inflight.bpf.h); this reads the count, and once a
+// second checks it against the socket table: connections open before their
+// service address was added, or still open when it was removed, are not in
+// the tracepoint's count (their start or end went uncounted).
+class InflightSource : public LoadSourceReader {
+public:
+    InflightSource(const Maps& maps, std::vector<uint16_t> ports, uint32_t capacity)
+        : maps_(maps), ports_(std::move(ports)), capacity_(std::max<uint32_t>(capacity, 1)),
+          filter_(local_port_filter(ports_))
+    {
+    }
+
+    uint32_t read_bp(uint64_t now_ns) override
+    {
+        if (now_ns - last_check_ns_ >= kCheckPeriodNs) {
+            last_check_ns_ = now_ns;
+            check_against_sockets();
+        }
+        // The same arithmetic as the XDP decision's; the heartbeat
+        // carries 0..100 %.
+        return std::min(kFullBp, lb_inflight_load(maps_.inflight_counted() +
+                                                      maps_.inflight_correction(),
+                                                  capacity_));
+    }
+
+    std::string describe() const override
+    {
+        return fmt::format("inflight (connections on the services, counted by the data plane) / "
+                           "capacity {}",
+                           capacity_);
+    }
+
+private:
+    static constexpr uint64_t kCheckPeriodNs = 1'000'000'000;
+
+    void check_against_sockets()
+    {
+        std::set<std::tuple<uint8_t, std::array<uint32_t, 4>, uint16_t>> services;
+        for (const auto& [key, svc] : maps_.services()) {
+            std::array<uint32_t, 4> a{};
+            std::copy(std::begin(key.addr.v6), std::end(key.addr.v6), a.begin());
+            services.emplace(key.family, a, key.port);
+        }
+        int64_t sockets = 0;
+        auto on_service = [&](const inet_diag_msg& m) {
+            std::array<uint32_t, 4> a{};
+            uint8_t family = m.idiag_family == AF_INET ? LB_FAMILY_IPV4 : LB_FAMILY_IPV6;
+            if (family == LB_FAMILY_IPV4) {
+                a[0] = m.id.idiag_src[0];
+            } else if (m.id.idiag_src[0] == 0 && m.id.idiag_src[1] == 0 &&
+                       m.id.idiag_src[2] == htonl(0xffff)) {
+                family = LB_FAMILY_IPV4; // ::ffff:a.b.c.d, as the tracepoint sees it
+                a[0] = m.id.idiag_src[3];
+            } else {
+                std::copy(std::begin(m.id.idiag_src), std::end(m.id.idiag_src), a.begin());
+            }
+            sockets += services.count({family, a, m.id.idiag_sport});
+        };
+        const int64_t before = maps_.inflight_counted();
+        diag_.established(AF_INET, filter_, on_service);
+        diag_.established(AF_INET6, filter_, on_service);
+        const int64_t after = maps_.inflight_counted();
+        const int64_t correction = maps_.inflight_correction();
+        if (auto fixed = reconciler_.reconcile(before, after, sockets, correction)) {
+            spdlog::info("inflight: the data plane counted {} connections, the socket table has {}: "
+                         "corrected by {}",
+                         after + correction, sockets, *fixed - correction);
+            // Written by this thread only: the tracepoint keeps its own entry.
+            const_cast<Maps&>(maps_).set_inflight_correction(*fixed);
+        }
+    }
+
+    const Maps& maps_;
+    std::vector<uint16_t> ports_;
+    uint32_t capacity_;
+    std::vector<inet_diag_bc_op> filter_;
+    SockDiag diag_;
+    InflightReconciler reconciler_;
+    uint64_t last_check_ns_ = 0;
 };
 
 // ---- cpu ----------------------------------------------------------------
@@ -520,18 +611,47 @@ private:
 
 } // namespace
 
-std::unique_ptr<LoadSourceReader> make_load_source(const Config& cfg)
+std::optional<int64_t> InflightReconciler::reconcile(int64_t before, int64_t after, int64_t sockets,
+                                                     int64_t correction)
 {
+    const int64_t uncertainty = after > before ? after - before : before - after;
+    const int64_t wanted = sockets - (before + after) / 2;
+    if (wanted == correction) {
+        suspicious_ = 0;
+        return std::nullopt;
+    }
+    if (uncertainty == 0) {
+        suspicious_ = 0;
+        return sockets - after;
+    }
+    const int64_t off = wanted > correction ? wanted - correction : correction - wanted;
+    if (off <= uncertainty + 1) {
+        suspicious_ = 0;
+        return std::nullopt;
+    }
+    if (++suspicious_ < 2)
+        return std::nullopt;
+    suspicious_ = 0;
+    return wanted;
+}
+
+std::unique_ptr<LoadSourceReader> make_load_source(const Config& cfg, const Maps* maps)
+{
+    std::vector<uint16_t> ports;
+    for (const auto& s : cfg.services)
+        if (std::find(ports.begin(), ports.end(), s.port) == ports.end())
+            ports.push_back(s.port);
     switch (cfg.source) {
-    case LoadSource::connections: {
-        std::vector<uint16_t> ports;
-        for (const auto& s : cfg.services)
-            if (std::find(ports.begin(), ports.end(), s.port) == ports.end())
-                ports.push_back(s.port);
+    case LoadSource::inflight:
+        if (!maps)
+            throw Error("load source inflight: no data plane");
+        if (ports.empty())
+            throw Error("load source inflight: no [[service]] ports");
+        return std::make_unique<InflightSource>(*maps, std::move(ports), cfg.capacity);
+    case LoadSource::connections:
         if (ports.empty())
             throw Error("load source connections: no [[service]] ports");
         return std::make_unique<ConnectionsSource>(std::move(ports), cfg.capacity);
-    }
     case LoadSource::cpu:
         return std::make_unique<CpuSource>();
     case LoadSource::cgroup:

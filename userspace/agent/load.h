@@ -5,9 +5,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "../dataplane/maps.h"
 #include "config.h"
 
 namespace peerlb {
@@ -23,6 +25,10 @@ public:
 };
 
 // The reader the configuration asks for:
+//   inflight:    connections established on the services (address and port
+//                in lb_services), counted by the data plane's socket state
+//                tracepoint (`maps`, required), over `capacity`; checked
+//                against the socket table every second (InflightSource);
 //   connections: established TCP sockets (IPv4 and IPv6, via NETLINK_SOCK_DIAG
 //                inet_diag dumps, filtered in the kernel or in userspace) whose
 //                local port is one of the [[service]] ports, over `capacity`;
@@ -33,7 +39,22 @@ public:
 //   file:        a number 0..100 (decimal point allowed) read from a file;
 //   exec:        a command run by /bin/sh that prints a number 0..100,
 //                killed after a timeout (1 s).
-std::unique_ptr<LoadSourceReader> make_load_source(const Config& cfg);
+std::unique_ptr<LoadSourceReader> make_load_source(const Config& cfg, const Maps* maps = nullptr);
+
+// The correction of the tracepoint's count (lb_inflight) from one walk of
+// the socket table: `before` and `after` are the count read around the
+// walk, `sockets` what the walk found, `correction` the one in force.
+// Returns the new correction, or nullopt to keep it: sockets that came or
+// went during the walk make it uncertain by |after - before|, so only a
+// difference beyond that, seen on two walks in a row, is corrected.
+class InflightReconciler {
+public:
+    std::optional<int64_t> reconcile(int64_t before, int64_t after, int64_t sockets,
+                                     int64_t correction);
+
+private:
+    int suspicious_ = 0; // walks in a row that found the count off
+};
 
 // Exponentially weighted moving average over time: with time constant tau,
 // a step reaches 63 % after tau. tau = 0: the raw value.

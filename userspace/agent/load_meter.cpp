@@ -15,7 +15,10 @@ bool same_load_source(const Config& a, const Config& b)
            a.load_command == b.load_command && a.cgroup == b.cgroup;
 }
 
-LoadMeter::LoadMeter(const Config& cfg, Publish publish) : publish_(std::move(publish)), next_(cfg) {}
+LoadMeter::LoadMeter(const Config& cfg, Publish publish, const Maps* maps)
+    : publish_(std::move(publish)), maps_(maps), next_(cfg)
+{
+}
 
 void LoadMeter::start()
 {
@@ -50,7 +53,7 @@ void LoadMeter::loop()
                 // Rebuilt only when its own settings change: a sampling
                 // source starts over from zero.
                 if (!source || !same_load_source(built_from, *next_)) {
-                    source = make_load_source(*next_);
+                    source = make_load_source(*next_, maps_);
                     built_from = *next_;
                 }
                 smoother.set_tau_ms(next_->smoothing_ms);

@@ -9,6 +9,7 @@
 #include <optional>
 #include <thread>
 
+#include "../dataplane/maps.h"
 #include "config.h"
 #include "load_period.h"
 
@@ -23,7 +24,9 @@ public:
     // Each reading, on the meter's thread (now_ns: CLOCK_MONOTONIC).
     using Publish = std::function<void(uint32_t load_bp, uint64_t now_ns)>;
 
-    LoadMeter(const Config& cfg, Publish publish);
+    // `maps`: the data plane's, for load.source = "inflight" (it must
+    // outlive the meter).
+    LoadMeter(const Config& cfg, Publish publish, const Maps* maps = nullptr);
     ~LoadMeter() { stop(); }
     LoadMeter(const LoadMeter&) = delete;
     LoadMeter& operator=(const LoadMeter&) = delete;
@@ -41,6 +44,7 @@ private:
     void loop();
 
     Publish publish_;
+    const Maps* maps_;
     std::mutex mu_; // guards next_
     std::optional<Config> next_;
     std::atomic<uint32_t> load_bp_{0};

@@ -81,7 +81,10 @@ lb_config dataplane_config(const Config& cfg, const lb_config& base, uint32_t se
     out.min_difference_bp = cfg.min_difference * 100;
     out.pick = cfg.pick_least ? LB_PICK_LEAST : LB_PICK_WEIGHTED;
     out.forward = cfg.forward_ipip ? LB_FORWARD_IPIP : LB_FORWARD_L2;
-    out.conn_cost_bp = static_cast<uint32_t>(cfg.conn_cost * 100 + 0.5);
+    out.conn_cost_bp = cfg.conn_cost_bp();
+    out.inflight_capacity = cfg.source == LoadSource::inflight ? cfg.capacity : 0;
+    out.high_water_bp = cfg.high_water * 100;
+    out.overflow = cfg.overflow_refuse ? LB_OVERFLOW_REFUSE : LB_OVERFLOW_KEEP;
     out.self_slot = self_slot;
     out.node_slots = node_slots;
     // The membership marks silent peers itself; this is the backstop for
@@ -184,8 +187,13 @@ void NodeTable::write_self(uint32_t load_bp, bool healthy, uint64_t now_ns)
     std::copy(self_mac_.begin(), self_mac_.end(), n.mac);
     n.state = healthy ? LB_NODE_ALIVE : LB_NODE_UNROUTABLE;
     n.load_bp = load_bp;
-    n.pending = 0; // the new measurement includes what the data plane counted
+    // The new measure includes what this node kept so far: only what it
+    // keeps from now on is added to it.
+    n.handed_at_report = maps_.handed_open(self_slot_);
     n.updated_ns = now_ns;
+    n.conn_cost_bp = cfg_.conn_cost_bp();
+    n.weight = cfg_.weight_hundredths();
+    n.flags = cfg_.standby ? LB_NODE_STANDBY : 0;
     maps_.set_node_entry(self_slot_, n);
 }
 
@@ -236,7 +244,14 @@ std::optional<uint32_t> NodeTable::write_peer(const Peer& p)
     std::copy(p.last.mac.begin(), p.last.mac.end(), n.mac);
     n.state = dataplane_state(p);
     n.load_bp = p.last.load_bp;
-    n.pending = 0;
+    // The report includes the connections this node handed the peer so far
+    // (those still open): the data plane corrects it by the changes since.
+    n.handed_at_report = maps_.handed_open(slot);
+    // A peer that does not announce its cost is taken to cost what one
+    // connection costs here.
+    n.conn_cost_bp = p.last.conn_cost_bp ? p.last.conn_cost_bp : cfg_.conn_cost_bp();
+    n.weight = p.last.weight;
+    n.flags = p.last.standby ? LB_NODE_STANDBY : 0;
     // Freshness is when we heard the peer, on the data plane's clock.
     n.updated_ns = p.last_heard_ns ? p.last_heard_ns : monotonic_now_ns();
     maps_.set_node(slot, n);

@@ -104,6 +104,7 @@ const char* reason_name(uint32_t r)
     case LB_REASON_WEIGHTED: return "weighted";
     case LB_REASON_HANDOVER: return "handover";
     case LB_REASON_PINNED: return "pinned";
+    case LB_REASON_OVERFLOW: return "overflow";
     default: return "unknown";
     }
 }
@@ -143,7 +144,9 @@ int cmd_detach(const CommonOptions& o)
     return 0;
 }
 
-json node_json(uint32_t slot, const lb_node& n, uint64_t now, bool self)
+// handed: the connections this node decided for the slot since its load
+// was written, still open (the data plane's correction of that load).
+json node_json(uint32_t slot, const lb_node& n, int32_t handed, uint64_t now, bool self)
 {
     return {
         {"slot", slot},
@@ -151,7 +154,9 @@ json node_json(uint32_t slot, const lb_node& n, uint64_t now, bool self)
         {"mac", format_mac(n.mac)},
         {"state", self ? "self" : state_name(n.state)},
         {"load", load_pct(n.load_bp)},
-        {"pending", n.pending},
+        {"handed", handed},
+        {"weight", n.weight / double(LB_WEIGHT_ONE)},
+        {"standby", (n.flags & LB_NODE_STANDBY) != 0},
         {"age_ms", n.updated_ns && now >= n.updated_ns ? (now - n.updated_ns) / 1'000'000 : 0},
     };
 }
@@ -168,7 +173,8 @@ int cmd_status(const CommonOptions& o)
     for (uint32_t slot = 0; slot < cfg.node_slots && slot < LB_MAX_NODES; slot++) {
         lb_node n = maps.node(slot);
         if (n.state != LB_NODE_EMPTY || slot == cfg.self_slot)
-            nodes.push_back(node_json(slot, n, now, slot == cfg.self_slot));
+            nodes.push_back(node_json(slot, n, int32_t(maps.handed_open(slot) - n.handed_at_report),
+                                      now, slot == cfg.self_slot));
     }
     json services = json::array();
     for (const auto& [k, v] : maps.services())
@@ -248,12 +254,12 @@ int cmd_status(const CommonOptions& o)
                              load_pct(cfg.accept_below_bp), load_pct(cfg.min_difference_bp),
                              pick_name(cfg.pick), forward_name(cfg.forward));
     std::cout << fmt::format("nodes       {:>4}  {:<39} {:<17} {:<10} {:>7} {:>7} {:>8}\n", "slot",
-                             "address", "mac", "state", "load %", "pending", "age ms");
+                             "address", "mac", "state", "load %", "handed", "age ms");
     for (const auto& n : nodes)
         std::cout << fmt::format("            {:>4}  {:<39} {:<17} {:<10} {:>7.2f} {:>7} {:>8}\n",
                                  n["slot"].get<uint32_t>(), n["address"].get<std::string>(),
                                  n["mac"].get<std::string>(), n["state"].get<std::string>(),
-                                 n["load"].get<double>(), n["pending"].get<uint32_t>(),
+                                 n["load"].get<double>(), n["handed"].get<int32_t>(),
                                  n["age_ms"].get<uint64_t>());
     for (const auto& s : services)
         std::cout << fmt::format("service     {} ({})\n", s["service"].get<std::string>(),

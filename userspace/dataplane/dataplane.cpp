@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
@@ -34,7 +35,7 @@ const char* const kPinnedMaps[] = {
     LB_CONFIG_MAP, LB_NODES_MAP, LB_NODE_ADDRS_MAP, LB_NODE_MACS_MAP,
     LB_SERVICES_MAP, LB_FLOWS_MAP, LB_FLOWS_NEW_MAP, LB_GRACE_MAP, LB_STATS_MAP,
     LB_NODE_STATS_MAP, LB_COOKIE_KEYS_MAP, LB_URI_RULES_MAP,
-    LB_RULE_STATS_MAP, LB_PINS_MAP, LB_PIN_EVENTS_MAP,
+    LB_RULE_STATS_MAP, LB_PINS_MAP, LB_PIN_EVENTS_MAP, LB_INFLIGHT_MAP, LB_HANDED_MAP,
 };
 
 unsigned ifindex_of(const std::string& iface)
@@ -100,6 +101,17 @@ uint32_t tc_program(unsigned ifindex, bpf_tc_attach_point where)
     return bpf_tc_query(&hook, &opts) == 0 ? opts.prog_id : 0;
 }
 
+// The program of a pinned link, 0 when there is none.
+uint32_t link_program(const std::string& pin)
+{
+    Fd link(bpf_obj_get(pin.c_str()));
+    bpf_link_info info{};
+    uint32_t len = sizeof(info);
+    if (!link || bpf_obj_get_info_by_fd(link.get(), &info, &len))
+        return 0;
+    return info.prog_id;
+}
+
 // Undoes a partial attach unless dismissed.
 class AttachRollback {
 public:
@@ -112,6 +124,7 @@ public:
             tc_detach(ifindex_);
         std::error_code ec;
         fs::remove(dir_ + "/" + LB_PIN_XDP_LINK, ec);
+        fs::remove(dir_ + "/" + LB_PIN_SOCK_STATE_LINK, ec);
         for (const auto& name : created_maps_)
             fs::remove(dir_ + "/" + name, ec);
         if (created_dir_)
@@ -200,6 +213,12 @@ void attach(const AttachOptions& opts)
     if (opts.forward)
         cfg.forward = *opts.forward;
     cfg.mtu = mtu;
+    // The socket state tracepoint sees the whole kernel: it counts the
+    // sockets of this namespace only (inflight.bpf.h).
+    struct stat netns {};
+    if (stat("/proc/self/ns/net", &netns))
+        throw SystemError("stat /proc/self/ns/net", errno);
+    cfg.netns_ino = static_cast<uint32_t>(netns.st_ino);
     maps.set_config(cfg);
 
     LIBBPF_OPTS(bpf_link_create_opts, link_opts);
@@ -234,8 +253,17 @@ void attach(const AttachOptions& opts)
         if ((err = bpf_tc_attach(&h, &tc_opts)))
             throw SystemError(fmt::format("attach TC {} to {}", t.name, opts.iface), err);
     }
+    // Load in real time: the connections on the services, counted at each
+    // TCP state change. Pinned like the XDP link, so it outlives the agent.
+    bpf_link* sock_state = bpf_program__attach(skel->progs.lb_sock_state);
+    if (!sock_state)
+        throw SystemError("attach the socket state tracepoint", errno);
+    err = bpf_link__pin(sock_state, (dir + "/" + LB_PIN_SOCK_STATE_LINK).c_str());
+    bpf_link__destroy(sock_state); // the pin holds it, or nothing does
+    if (err)
+        throw SystemError(fmt::format("pin the tracepoint link in {}", dir), -err);
     rollback.dismiss();
-    // The link fd closes here; the pin keeps the program attached.
+    // The link fds close here; the pins keep the programs attached.
 }
 
 bool ensure_attached(const AttachOptions& opts)
@@ -270,6 +298,7 @@ void detach(const std::string& pin_root, const std::string& iface)
 
     std::error_code ec;
     fs::remove(link_pin, ec);
+    fs::remove(dir + "/" + LB_PIN_SOCK_STATE_LINK, ec); // the last reference: detached
     for (const char* name : kPinnedMaps)
         fs::remove(dir + "/" + name, ec);
     fs::remove(dir, ec);
@@ -306,6 +335,8 @@ AttachState query(const std::string& pin_root, const std::string& iface)
             st.programs.push_back({"tc_egress", egress, verified_insns_of(egress)});
         if (ingress)
             st.programs.push_back({"tc_ingress", ingress, verified_insns_of(ingress)});
+        if (uint32_t id = link_program(pin_dir(pin_root, iface) + "/" + LB_PIN_SOCK_STATE_LINK))
+            st.programs.push_back({"sock_state", id, verified_insns_of(id)});
     }
     return st;
 }

@@ -76,6 +76,8 @@ lb_config default_config()
     cfg.self_stale_ns = 2'000'000'000ull;
     cfg.syn_cookies = LB_SYN_COOKIES_AUTO; // without an agent's keys, the kernel answers
     cfg.syn_cookie_rate = 1000;
+    cfg.high_water_bp = LB_LOAD_FULL;
+    cfg.overflow = LB_OVERFLOW_KEEP;
     return cfg;
 }
 
@@ -97,6 +99,8 @@ Maps Maps::open_pinned(const std::string& pin_dir)
     fds.rule_stats = open_pin(pin_dir, LB_RULE_STATS_MAP);
     fds.pins = open_pin(pin_dir, LB_PINS_MAP);
     fds.pin_events = open_pin(pin_dir, LB_PIN_EVENTS_MAP);
+    fds.inflight = open_pin(pin_dir, LB_INFLIGHT_MAP);
+    fds.handed = open_pin(pin_dir, LB_HANDED_MAP);
     return Maps(std::move(fds));
 }
 
@@ -303,6 +307,36 @@ std::vector<lb_node_counters> Maps::node_counters() const
         }
     }
     return out;
+}
+
+int64_t Maps::inflight_counted() const
+{
+    uint32_t key = LB_INFLIGHT_COUNTED;
+    lb_inflight v{};
+    lookup(fds_.inflight, &key, &v, "inflight count");
+    return v.connections;
+}
+
+int64_t Maps::inflight_correction() const
+{
+    uint32_t key = LB_INFLIGHT_CORRECTION;
+    lb_inflight v{};
+    lookup(fds_.inflight, &key, &v, "inflight correction");
+    return v.connections;
+}
+
+void Maps::set_inflight_correction(int64_t connections)
+{
+    uint32_t key = LB_INFLIGHT_CORRECTION;
+    lb_inflight v{connections};
+    update(fds_.inflight, &key, &v, "inflight correction");
+}
+
+uint32_t Maps::handed_open(uint32_t slot) const
+{
+    lb_handed v{};
+    lookup(fds_.handed, &slot, &v, "handed connections");
+    return v.open;
 }
 
 std::vector<lb_rule_counters> Maps::rule_counters() const

@@ -17,6 +17,7 @@ extern "C" {
 #include "../../maps/cookie.h"
 #include "../../maps/flow.h"
 #include "../../maps/grace.h"
+#include "../../maps/load.h"
 #include "../../maps/node.h"
 #include "../../maps/pin.h"
 #include "../../maps/service.h"
@@ -27,8 +28,8 @@ extern "C" {
 namespace peerlb {
 
 // Layouts are part of the pinned-map contract: a change needs a new map name.
-static_assert(sizeof(lb_config) == 80);
-static_assert(sizeof(lb_node) == 40 && offsetof(lb_node, updated_ns) == 32);
+static_assert(sizeof(lb_config) == 96);
+static_assert(sizeof(lb_node) == 48 && offsetof(lb_node, updated_ns) == 32);
 static_assert(sizeof(lb_flow_key) == 40 && offsetof(lb_flow_key, family) == 36);
 static_assert(sizeof(lb_flow) == 16 && offsetof(lb_flow, rule) == 5);
 static_assert(sizeof(lb_service_key) == 20);
@@ -61,7 +62,7 @@ struct CounterTotal {
 // Map fds of one data plane, by map name.
 struct MapFds {
     Fd config, nodes, node_addrs, node_macs, services, flows, flows_new, grace, stats, node_stats,
-        cookie_keys, uri_rules, rule_stats, pins, pin_events;
+        cookie_keys, uri_rules, rule_stats, pins, pin_events, inflight, handed;
 };
 
 class Maps {
@@ -115,6 +116,14 @@ public:
     // Per-CPU counters summed over all possible CPUs, in enum order.
     std::vector<CounterTotal> counters() const;
     std::vector<lb_node_counters> node_counters() const;
+    // Connections established on the services as the tracepoint counted
+    // them (lb_inflight), and the correction the agent adds to them.
+    int64_t inflight_counted() const;
+    int64_t inflight_correction() const;
+    void set_inflight_correction(int64_t connections);
+    // lb_handed[slot].open: the connections this node decided for the slot
+    // and has not seen closed (a wrapping counter).
+    uint32_t handed_open(uint32_t slot) const;
 
     const MapFds& fds() const { return fds_; }
 
