@@ -44,6 +44,13 @@ struct sock___lb {
 	__u16 sk_protocol;
 } __attribute__((preserve_access_index));
 
+/* The local port as the socket sends it: skc_num is zeroed when a closing
+ * socket gives its port back, before the state change to CLOSE is traced. */
+struct inet_sock___lb {
+	struct sock___lb sk;
+	__be16 inet_sport;
+} __attribute__((preserve_access_index));
+
 #define LB_TCP_ESTABLISHED 1 /* include/net/tcp_states.h */
 #ifndef IPPROTO_TCP
 #define IPPROTO_TCP 6
@@ -55,7 +62,7 @@ static __always_inline int lb_sock_on_service(const struct sock___lb *sk)
 	struct lb_service_key key = {};
 	unsigned short family = BPF_CORE_READ(sk, __sk_common.skc_family);
 
-	key.port = bpf_htons(BPF_CORE_READ(sk, __sk_common.skc_num));
+	key.port = BPF_CORE_READ((const struct inet_sock___lb *)sk, inet_sport);
 	if (family == AF_INET) {
 		key.family = LB_FAMILY_IPV4;
 		key.addr.v4 = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
