@@ -101,8 +101,9 @@ check "attach twice: same program still attached" \
 run status --pin-root "$root" --json
 check "status --json is JSON only" bash -c "python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"attached\"] and d[\"config\"][\"forward\"]==\"ipip\" and d[\"tc_egress\"]' <<<'$out'"
 # Each attached program with what the verifier reported: within the budget.
-check "status --json: verified_insns of the three programs, each within 200000" \
-    bash -c "python3 -c 'import json,sys; p=json.load(sys.stdin)[\"programs\"]; assert sorted(x[\"hook\"] for x in p)==[\"tc_egress\",\"tc_ingress\",\"xdp\"], p; assert all(0 < x[\"verified_insns\"] <= 200000 for x in p), p' <<<'$out'"
+check "status --json: verified_insns of the four programs, each within 200000" \
+    bash -c "python3 -c 'import json,sys; p=json.load(sys.stdin)[\"programs\"]; assert sorted(x[\"hook\"] for x in p)==[\"sock_state\",\"tc_egress\",\"tc_ingress\",\"xdp\"], p; assert all(0 < x[\"verified_insns\"] <= 200000 for x in p), p' <<<'$out'"
+sock_state_id=$(python3 -c 'import json,sys; print([x["id"] for x in json.load(sys.stdin)["programs"] if x["hook"]=="sock_state"][0])' <<<"$out")
 run flows --pin-root "$root" --json
 check "flows --json is an empty JSON array" bash -c "python3 -c 'import json,sys; assert json.load(sys.stdin)==[]' <<<'$out'"
 run stats --pin-root "$root" --json
@@ -120,6 +121,7 @@ check "detach succeeds" bash -c "[[ $rc -eq 0 ]]"
 check "detach removed XDP" bash -c "! ip -n '$ns' -d link show dev va | grep -q prog/xdp"
 check "detach removed TC filter" bash -c "! ip netns exec '$ns' tc filter show dev va egress | grep -q tc_mss_clamp"
 check "detach removed pins" test ! -e "$root/va"
+check "detach ended the socket state tracepoint" bash -c "! bpftool prog show id '$sock_state_id' >/dev/null 2>&1"
 
 echo "cli_test: wrong arguments (usage errors)"
 usage_error() { # exit 2, one stderr line matching $1, nothing on stdout
