@@ -33,7 +33,6 @@ struct possible_net___lb {
 
 struct sock_common___lb {
 	__be32 skc_rcv_saddr;
-	__u16 skc_num;
 	unsigned short skc_family;
 	struct possible_net___lb skc_net;
 	struct in6_addr skc_v6_rcv_saddr;
@@ -44,18 +43,26 @@ struct sock___lb {
 	__u16 sk_protocol;
 } __attribute__((preserve_access_index));
 
+struct inet_sock___lb {
+	struct sock___lb sk;
+	__be16 inet_sport;
+} __attribute__((preserve_access_index));
+
 #define LB_TCP_ESTABLISHED 1 /* include/net/tcp_states.h */
 #ifndef IPPROTO_TCP
 #define IPPROTO_TCP 6
 #endif
 
-/* Whether the socket's local end is one of this node's services. */
+/* Whether the socket's local end is one of this node's services. The
+ * local port is inet_sport, not skc_num: a connection that ends straight
+ * from ESTABLISHED to CLOSE (RST, abort, timeout) gives its port back
+ * (inet_put_port() sets skc_num to 0) before the state changes. */
 static __always_inline int lb_sock_on_service(const struct sock___lb *sk)
 {
 	struct lb_service_key key = {};
 	unsigned short family = BPF_CORE_READ(sk, __sk_common.skc_family);
 
-	key.port = bpf_htons(BPF_CORE_READ(sk, __sk_common.skc_num));
+	key.port = BPF_CORE_READ((const struct inet_sock___lb *)sk, inet_sport);
 	if (family == AF_INET) {
 		key.family = LB_FAMILY_IPV4;
 		key.addr.v4 = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
