@@ -222,7 +222,8 @@ cl_set_load() {
 # items, e.g. '"10.0.0.2", "10.0.0.3"': across routers). The benchmarks
 # change more: CL_PICK (weighted), CL_ACCEPT_BELOW (50), CL_MIN_DIFFERENCE
 # (20), CL_BALANCE_EXTRA (more [balance] keys),
-# CL_LOAD_TOML (the whole [load] body), CL_HEALTH_PATH (/).
+# CL_LOAD_TOML (the whole [load] body), CL_HEALTH_PATH (/),
+# CL_NODE_EXTRA (more [node] keys: weight, standby).
 cl_agent_config() {
     local n=$1 extra=${2:-}
     if [[ ! -f $CL_TMP/cluster.key ]]; then # readable by root only, as the agent requires
@@ -240,6 +241,7 @@ interface = "eth0"
 address = "${CL_NODE_ADDR[$n]}"
 services = ["${CL_SVC_ADDR[$n]}", "${CL_SVC_ADDR6[$n]}"]
 state_dir = "$CL_TMP/state-s$n"
+${CL_NODE_EXTRA:-}
 
 [cluster]
 $members
