@@ -786,3 +786,26 @@ TEST(LoadMeter, FailingSourceIsNeitherMeasuredNorPublished)
 
 } // namespace
 } // namespace peerlb
+
+TEST(InflightReconciler, CorrectsAtOnceWhenNothingMovedDuringTheWalk)
+{
+    peerlb::InflightReconciler r;
+    EXPECT_EQ(r.reconcile(5, 5, 7, 0), std::optional<int64_t>(2)); // 2 opened before counting
+    EXPECT_EQ(r.reconcile(5, 5, 7, 2), std::nullopt);
+    EXPECT_EQ(r.reconcile(9, 9, 4, 2), std::optional<int64_t>(-5));
+}
+
+TEST(InflightReconciler, AWalkDuringChurnCorrectsOnlyADifferenceBeyondItTwiceInARow)
+{
+    peerlb::InflightReconciler r;
+    // 4 came during the walk: 7 sockets is within what 5..9 can explain.
+    EXPECT_EQ(r.reconcile(5, 9, 7, 0), std::nullopt);
+    EXPECT_EQ(r.reconcile(5, 9, 8, 0), std::nullopt);
+    // 20 sockets cannot be: corrected on the second walk in a row.
+    EXPECT_EQ(r.reconcile(5, 7, 20, 0), std::nullopt);
+    EXPECT_EQ(r.reconcile(6, 8, 21, 0), std::optional<int64_t>(14));
+    // One odd walk between good ones starts the count over.
+    EXPECT_EQ(r.reconcile(5, 7, 40, 14), std::nullopt);
+    EXPECT_EQ(r.reconcile(5, 7, 20, 14), std::nullopt);
+    EXPECT_EQ(r.reconcile(5, 7, 40, 14), std::nullopt);
+}

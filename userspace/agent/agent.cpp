@@ -79,6 +79,7 @@ public:
 private:
     // Main thread.
     void send_heartbeat(AnnouncedState state);
+    uint32_t announced_load_bp(uint32_t inflight_capacity) const;
     void receive_datagrams();
     // Runs one event's handling (`what`: its kind, a fixed name): an
     // exception ends that event only, logged and counted, never the agent.
@@ -247,9 +248,25 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
         nic_leftovers(interface_addresses(cfg.interface), cfg.node_address, cfg.owned_services));
 }
 
+// With load.source = "inflight" the count as of now, not as of the meter's
+// last reading: peers note their own hand-offs to this node when the
+// heartbeat arrives, so the report should be as close to that as it can.
+// inflight_capacity: load.capacity with that source unsmoothed, else 0.
+uint32_t Agent::announced_load_bp(uint32_t inflight_capacity) const
+{
+    if (!inflight_capacity)
+        return meter_.load_bp();
+    try {
+        return inflight_load_bp(maps_, inflight_capacity);
+    } catch (const std::exception&) {
+        return meter_.load_bp();
+    }
+}
+
 void Agent::send_heartbeat(AnnouncedState state)
 {
     Heartbeat hb;
+    uint32_t inflight_capacity = 0;
     {
         std::lock_guard lock(mu_);
         hb.node_id = cfg_.node_id;
@@ -262,12 +279,14 @@ void Agent::send_heartbeat(AnnouncedState state)
         hb.conn_cost_bp = cfg_.conn_cost_bp();
         hb.weight = cfg_.weight_hundredths();
         hb.standby = cfg_.standby;
+        if (cfg_.source == LoadSource::inflight && !cfg_.smoothing_ms)
+            inflight_capacity = cfg_.capacity;
     }
     hb.incarnation = incarnation_;
     hb.sequence = ++sequence_;
     hb.sent_unix_ms = unix_ms();
     hb.mac = mac_;
-    hb.load_bp = static_cast<uint16_t>(meter_.load_bp());
+    hb.load_bp = static_cast<uint16_t>(announced_load_bp(inflight_capacity));
     hb.state = state == AnnouncedState::alive && !healthy_ ? AnnouncedState::unroutable : state;
     int failed = socket_.send(encode_heartbeat(hb, key_));
     std::lock_guard lock(mu_);
@@ -649,6 +668,8 @@ StatusSnapshot Agent::snapshot(uint64_t now) const
     s.pick_least = cfg_.pick_least;
     s.kept_per_s = kept_per_s_;
     s.forwarded_per_s = forwarded_per_s_;
+    s.weight = cfg_.weight_hundredths();
+    s.standby = cfg_.standby;
     for (const auto& [id, p] : members_.peers())
         s.peers[id] = {p, table_.slot_of(p.last.node_address)};
     s.owners = owners_;

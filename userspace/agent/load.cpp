@@ -219,11 +219,7 @@ public:
             last_check_ns_ = now_ns;
             check_against_sockets();
         }
-        // The same arithmetic as the XDP decision's; the heartbeat
-        // carries 0..100 %.
-        return std::min(kFullBp, lb_inflight_load(maps_.inflight_counted() +
-                                                      maps_.inflight_correction(),
-                                                  capacity_));
+        return inflight_load_bp(maps_, capacity_);
     }
 
     std::string describe() const override
@@ -610,6 +606,13 @@ private:
 };
 
 } // namespace
+
+uint32_t inflight_load_bp(const Maps& maps, uint32_t capacity)
+{
+    // The same arithmetic as the XDP decision's; heartbeats carry 0..100 %.
+    return std::min(kFullBp, lb_inflight_load(maps.inflight_counted() + maps.inflight_correction(),
+                                              capacity));
+}
 
 std::optional<int64_t> InflightReconciler::reconcile(int64_t before, int64_t after, int64_t sockets,
                                                      int64_t correction)

@@ -41,6 +41,11 @@ public:
 //                killed after a timeout (1 s).
 std::unique_ptr<LoadSourceReader> make_load_source(const Config& cfg, const Maps* maps = nullptr);
 
+// load.source = "inflight": the data plane's count of connections on the
+// services (with the agent's correction) over `capacity`, 0..10000, as the
+// XDP decision computes it. Throws SystemError when the map cannot be read.
+uint32_t inflight_load_bp(const Maps& maps, uint32_t capacity);
+
 // The correction of the tracepoint's count (lb_inflight) from one walk of
 // the socket table: `before` and `after` are the count read around the
 // walk, `sockets` what the walk found, `correction` the one in force.

@@ -57,6 +57,8 @@ json peers_json(const StatusSnapshot& s)
         {"incarnation", s.incarnation},
         {"kept_per_s", s.kept_per_s},
         {"forwarded_per_s", s.forwarded_per_s},
+        {"weight", s.weight / 100.0},
+        {"standby", s.standby},
     });
     for (const auto& [id, entry] : s.peers) {
         const Peer& p = entry.peer;
@@ -72,6 +74,8 @@ json peers_json(const StatusSnapshot& s)
             {"incarnation", p.last.incarnation},
             {"kept_per_s", p.last.kept_per_s},
             {"forwarded_per_s", p.last.forwarded_per_s},
+            {"weight", p.last.weight / 100.0},
+            {"standby", p.last.standby},
         });
     }
     return out;

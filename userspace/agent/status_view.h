@@ -29,6 +29,8 @@ struct StatusSnapshot {
     bool healthy = true;
     uint32_t slot = 0;
     uint32_t kept_per_s = 0, forwarded_per_s = 0;
+    uint16_t weight = 100; // hundredths
+    bool standby = false;
     // Its settings that `status` shows.
     uint32_t interval_ms = 0, dead_after = 0, accept_below = 0, min_difference = 0;
     bool pick_least = false;
