@@ -86,7 +86,7 @@ static __always_inline int lb_sock_on_service(const struct sock___lb *sk)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(lb_sock_state, const struct sock___lb *sk, int oldstate, int newstate)
 {
-	__u32 zero = 0, counted = LB_INFLIGHT_COUNTED;
+	__u32 zero = 0, counted = LB_INFLIGHT_COUNTED, changes = LB_INFLIGHT_CHANGES;
 	struct lb_inflight *c;
 	struct lb_config *cfg;
 	__s64 delta;
@@ -107,6 +107,9 @@ int BPF_PROG(lb_sock_state, const struct sock___lb *sk, int oldstate, int newsta
 	c = bpf_map_lookup_elem(&lb_inflight, &counted);
 	if (c)
 		__sync_fetch_and_add(&c->connections, delta);
+	c = bpf_map_lookup_elem(&lb_inflight, &changes);
+	if (c)
+		__sync_fetch_and_add(&c->connections, 1);
 	return 0;
 }
 

@@ -7,15 +7,18 @@
 #include "common.h"
 
 /* lb_inflight: connections established on this node's services, counted
- * by the socket state tracepoint (bpf/inflight.bpf.h). Two entries, each
- * with one writer so that neither overwrites the other's updates. */
+ * by the socket state tracepoint (bpf/inflight.bpf.h). Entries with one
+ * writer each, so that neither overwrites the other's updates. */
 #define LB_INFLIGHT_MAP "lb_inflight"
 enum lb_inflight_entry {
 	LB_INFLIGHT_COUNTED = 0,    /* +1 into ESTABLISHED, -1 out of it */
 	LB_INFLIGHT_CORRECTION = 1, /* the agent's: the socket table's count
 				     * minus COUNTED (connections open before
 				     * their service address was added) */
-	LB_INFLIGHT_ENTRIES = 2,
+	LB_INFLIGHT_CHANGES = 2,    /* +1 at every change of COUNTED: a walk of
+				     * the socket table between two equal
+				     * readings saw a still count */
+	LB_INFLIGHT_ENTRIES = 3,
 };
 
 struct lb_inflight {

@@ -316,6 +316,8 @@ TEST_F(SockState, CountsConnectionsEstablishedOnServicesOfItsNamespace)
         Fd late = connect_to(kService);
         Fd late_accepted(accept4(service.get(), nullptr, nullptr, SOCK_CLOEXEC));
         EXPECT_EQ(counted_after(1), 0);
+        // Every counted change, each way: 3 opened, 3 closed.
+        EXPECT_EQ(maps().inflight_changes(), 6u);
     });
 }
 

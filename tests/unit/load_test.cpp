@@ -787,25 +787,26 @@ TEST(LoadMeter, FailingSourceIsNeitherMeasuredNorPublished)
 } // namespace
 } // namespace peerlb
 
-TEST(InflightReconciler, CorrectsAtOnceWhenNothingMovedDuringTheWalk)
+TEST(InflightReconciler, CorrectsADifferenceSeenOnTwoStillWalksInARow)
 {
     peerlb::InflightReconciler r;
-    EXPECT_EQ(r.reconcile(5, 5, 7, 0), std::optional<int64_t>(2)); // 2 opened before counting
-    EXPECT_EQ(r.reconcile(5, 5, 7, 2), std::nullopt);
-    EXPECT_EQ(r.reconcile(9, 9, 4, 2), std::optional<int64_t>(-5));
+    // 2 connections opened before their address was a service.
+    EXPECT_EQ(r.reconcile(10, 10, 5, 7, 0), std::nullopt);
+    EXPECT_EQ(r.reconcile(12, 12, 6, 8, 0), std::optional<int64_t>(2));
+    EXPECT_EQ(r.reconcile(12, 12, 6, 8, 2), std::nullopt);
+    // Two left open when it stopped being one, later.
+    EXPECT_EQ(r.reconcile(20, 20, 9, 5, 2), std::nullopt);
+    EXPECT_EQ(r.reconcile(20, 20, 9, 5, 2), std::optional<int64_t>(-4));
 }
 
-TEST(InflightReconciler, AWalkDuringChurnCorrectsOnlyADifferenceBeyondItTwiceInARow)
+TEST(InflightReconciler, AWalkDuringWhichTheCountMovedIsNotCompared)
 {
     peerlb::InflightReconciler r;
-    // 4 came during the walk: 7 sockets is within what 5..9 can explain.
-    EXPECT_EQ(r.reconcile(5, 9, 7, 0), std::nullopt);
-    EXPECT_EQ(r.reconcile(5, 9, 8, 0), std::nullopt);
-    // 20 sockets cannot be: corrected on the second walk in a row.
-    EXPECT_EQ(r.reconcile(5, 7, 20, 0), std::nullopt);
-    EXPECT_EQ(r.reconcile(6, 8, 21, 0), std::optional<int64_t>(14));
-    // One odd walk between good ones starts the count over.
-    EXPECT_EQ(r.reconcile(5, 7, 40, 14), std::nullopt);
-    EXPECT_EQ(r.reconcile(5, 7, 20, 14), std::nullopt);
-    EXPECT_EQ(r.reconcile(5, 7, 40, 14), std::nullopt);
+    // Opens and closes during the walk: whatever it found, nothing changes.
+    for (int i = 0; i < 5; i++)
+        EXPECT_EQ(r.reconcile(100 + i, 102 + i, 1, 0, 0), std::nullopt);
+    // One odd still walk between good ones starts over.
+    EXPECT_EQ(r.reconcile(200, 200, 3, 4, 0), std::nullopt);
+    EXPECT_EQ(r.reconcile(201, 201, 3, 3, 0), std::nullopt);
+    EXPECT_EQ(r.reconcile(202, 202, 3, 4, 0), std::nullopt);
 }

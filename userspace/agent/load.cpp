@@ -255,15 +255,16 @@ private:
             }
             sockets += services.count({family, a, m.id.idiag_sport});
         };
-        const int64_t before = maps_.inflight_counted();
+        const uint64_t before = maps_.inflight_changes();
         diag_.established(AF_INET, filter_, on_service);
         diag_.established(AF_INET6, filter_, on_service);
-        const int64_t after = maps_.inflight_counted();
+        const uint64_t after = maps_.inflight_changes();
+        const int64_t counted = maps_.inflight_counted();
         const int64_t correction = maps_.inflight_correction();
-        if (auto fixed = reconciler_.reconcile(before, after, sockets, correction)) {
+        if (auto fixed = reconciler_.reconcile(before, after, counted, sockets, correction)) {
             spdlog::info("inflight: the data plane counted {} connections, the socket table has {}: "
                          "corrected by {}",
-                         after + correction, sockets, *fixed - correction);
+                         counted + correction, sockets, *fixed - correction);
             // Written by this thread only: the tracepoint keeps its own entry.
             const_cast<Maps&>(maps_).set_inflight_correction(*fixed);
         }
@@ -614,28 +615,20 @@ uint32_t inflight_load_bp(const Maps& maps, uint32_t capacity)
                                               capacity));
 }
 
-std::optional<int64_t> InflightReconciler::reconcile(int64_t before, int64_t after, int64_t sockets,
-                                                     int64_t correction)
+std::optional<int64_t> InflightReconciler::reconcile(uint64_t changes_before,
+                                                     uint64_t changes_after, int64_t counted,
+                                                     int64_t sockets, int64_t correction)
 {
-    const int64_t uncertainty = after > before ? after - before : before - after;
-    const int64_t wanted = sockets - (before + after) / 2;
-    if (wanted == correction) {
-        suspicious_ = 0;
-        return std::nullopt;
-    }
-    if (uncertainty == 0) {
-        suspicious_ = 0;
-        return sockets - after;
-    }
-    const int64_t off = wanted > correction ? wanted - correction : correction - wanted;
-    if (off <= uncertainty + 1) {
+    if (changes_before != changes_after)
+        return std::nullopt; // not comparable: the next still walk decides
+    if (counted + correction == sockets) {
         suspicious_ = 0;
         return std::nullopt;
     }
     if (++suspicious_ < 2)
         return std::nullopt;
     suspicious_ = 0;
-    return wanted;
+    return sockets - counted;
 }
 
 std::unique_ptr<LoadSourceReader> make_load_source(const Config& cfg, const Maps* maps)

@@ -47,15 +47,17 @@ std::unique_ptr<LoadSourceReader> make_load_source(const Config& cfg, const Maps
 uint32_t inflight_load_bp(const Maps& maps, uint32_t capacity);
 
 // The correction of the tracepoint's count (lb_inflight) from one walk of
-// the socket table: `before` and `after` are the count read around the
-// walk, `sockets` what the walk found, `correction` the one in force.
-// Returns the new correction, or nullopt to keep it: sockets that came or
-// went during the walk make it uncertain by |after - before|, so only a
-// difference beyond that, seen on two walks in a row, is corrected.
+// the socket table: `changes_before` / `changes_after` are the tracepoint's
+// change counter read around the walk, `counted` its count, `sockets` what
+// the walk found, `correction` the one in force. Returns the new
+// correction, or nullopt to keep it. Only a walk during which nothing was
+// counted is compared (with connections coming and going the socket table
+// is never one instant), and only a difference seen on two such walks in a
+// row is corrected (a socket between its traced change and its new state).
 class InflightReconciler {
 public:
-    std::optional<int64_t> reconcile(int64_t before, int64_t after, int64_t sockets,
-                                     int64_t correction);
+    std::optional<int64_t> reconcile(uint64_t changes_before, uint64_t changes_after,
+                                     int64_t counted, int64_t sockets, int64_t correction);
 
 private:
     int suspicious_ = 0; // walks in a row that found the count off

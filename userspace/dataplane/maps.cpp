@@ -325,6 +325,14 @@ int64_t Maps::inflight_correction() const
     return v.connections;
 }
 
+uint64_t Maps::inflight_changes() const
+{
+    uint32_t key = LB_INFLIGHT_CHANGES;
+    lb_inflight v{};
+    lookup(fds_.inflight, &key, &v, "inflight changes");
+    return uint64_t(v.connections);
+}
+
 void Maps::set_inflight_correction(int64_t connections)
 {
     uint32_t key = LB_INFLIGHT_CORRECTION;

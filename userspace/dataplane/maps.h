@@ -120,6 +120,7 @@ public:
     // them (lb_inflight), and the correction the agent adds to them.
     int64_t inflight_counted() const;
     int64_t inflight_correction() const;
+    uint64_t inflight_changes() const; // +1 at every change the tracepoint counted
     void set_inflight_correction(int64_t connections);
     // lb_handed[slot].open: the connections this node decided for the slot
     // and has not seen closed (a wrapping counter).
