@@ -84,6 +84,16 @@ static long lb_scan_cb(__u32 i, void *arg)
 	return 0;
 }
 
+static long lb_rescan_cb(__u32 i, void *arg)
+{
+	struct lb_peer_loop *l = arg;
+
+	if (i >= LB_MAX_NODES)
+		return 1;
+	lb_scan_peer(&l->scan, i, &l->scratch->peers[i]);
+	return 0;
+}
+
 static long lb_pick_cb(__u32 i, void *arg)
 {
 	struct lb_peer_loop *l = arg;
@@ -97,6 +107,17 @@ static long lb_pick_cb(__u32 i, void *arg)
 static __always_inline __u32 lb_slots_in_use(const struct lb_config *cfg)
 {
 	return cfg->node_slots < LB_MAX_NODES ? cfg->node_slots : LB_MAX_NODES;
+}
+
+/* Step 3 of the decision (lb_decide_after_scan), verified once: inline,
+ * its branches multiplied with the second scan's doubled the verifier's
+ * count of the whole program. */
+LB_GLOBAL int lb_scan_verdict(struct lb_scan *s, __u32 pick, __u32 overflow, __u32 random,
+			      struct lb_decision *d)
+{
+	if (!s || !d)
+		return LB_SCAN_DECIDED;
+	return lb_decide_after_scan(pick, overflow, s, random, d);
 }
 
 /* Input of lb_decide_peers. */
@@ -115,6 +136,7 @@ LB_GLOBAL int lb_decide_peers(const struct lb_decide_args *a, struct lb_decision
 	struct lb_peer_loop l = {};
 	struct lb_config *cfg;
 	__u32 zero = 0, slots, random = 0;
+	int ret;
 
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	l.scratch = bpf_map_lookup_elem(&lb_scratch, &zero);
@@ -130,7 +152,14 @@ LB_GLOBAL int lb_decide_peers(const struct lb_decide_args *a, struct lb_decision
 	/* Only the weighted pick draws (a random number costs ~25 ns). */
 	if (cfg->pick != LB_PICK_LEAST)
 		random = bpf_get_prandom_u32();
-	if (lb_decide_after_scan(cfg, &l.scan, random, d))
+	ret = lb_scan_verdict(&l.scan, cfg->pick, cfg->overflow, random, d);
+	if (ret == LB_SCAN_AGAIN) {
+		/* Overflow = keep, no peer under high_water: by T2 alone, over
+		 * the views the first scan left. */
+		bpf_loop(slots, lb_rescan_cb, &l, 0);
+		ret = lb_scan_verdict(&l.scan, cfg->pick, cfg->overflow, random, d);
+	}
+	if (ret != LB_SCAN_PICK)
 		return 0;
 	bpf_loop(slots, lb_pick_cb, &l, 0);
 	lb_decide_finish(&l.scan, d);

@@ -91,16 +91,21 @@ struct lb_peer_view {
  * Candidates (DESIGN.md section 2): usable peers below high_water and at
  * least T2 under the local load (any peer below high_water once the local
  * load is at or above it); standby peers only while every active peer is
- * at or above T1 (the local load is, or the peers would not be scanned). */
+ * at or above T1 (the local load is, or the peers would not be scanned).
+ * When this node and every peer are at or above high_water, overflow =
+ * refuse drops the SYN; overflow = keep accepts it where T1 and T2 alone
+ * would put it (a second scan): kept unless a peer is T2 lower, so the
+ * overflow queues where there is least, not all on the node it reached. */
 struct lb_scan {
 	__u32 limit;   /* candidates have load <= limit */
 	__u32 t1_bp;   /* accept_below: standby peers wait while an active one is under */
+	__u32 rescan_limit; /* overflow = keep: the limit of the second scan
+			     * (local - T2), LB_LOAD_UNUSABLE when none */
 	__u32 chosen;  /* weighted pick, LB_NODE_LOCAL until drawn */
 	__u32 with_standby; /* step 3: standby peers are candidates */
 	__u32 min_active_bp; /* least load of a usable active peer */
 	__u32 best[2];     /* least-loaded candidate, by class (0 active, 1 standby) */
 	__u32 best_bp[2];
-	__u32 pad;
 	__u64 total[2];    /* sum of candidate weights, by class */
 	__u64 draw;    /* in [0, total) */
 	__u64 acc;
@@ -124,6 +129,19 @@ static inline __u64 lb_weight(const struct lb_peer_view *v)
 	return ((__u64)lb_spare(v->load_bp) + 1) * (v->weight ? v->weight : 1);
 }
 
+/* The aggregates of a scan, before it (step 1) or a second one (step 3). */
+static inline void lb_scan_reset(struct lb_scan *s)
+{
+	s->chosen = LB_NODE_LOCAL;
+	s->with_standby = 0;
+	s->min_active_bp = LB_LOAD_UNUSABLE;
+	s->best[0] = s->best[1] = LB_NODE_LOCAL;
+	s->best_bp[0] = s->best_bp[1] = LB_LOAD_UNUSABLE;
+	s->total[0] = s->total[1] = 0;
+	s->draw = 0;
+	s->acc = 0;
+}
+
 /* Step 1: settles the cases that need no peer. Returns 1 when *d is final,
  * 0 when the peers must be scanned. */
 static inline int lb_decide_begin(const struct lb_config *cfg, __u32 local_bp,
@@ -132,11 +150,14 @@ static inline int lb_decide_begin(const struct lb_config *cfg, __u32 local_bp,
 	__u32 high_water = cfg->high_water_bp ? cfg->high_water_bp : LB_LOAD_UNUSABLE;
 
 	d->node = LB_NODE_LOCAL;
+	s->rescan_limit = LB_LOAD_UNUSABLE;
 	if (local_bp >= high_water) {
 		/* Past its high-water mark this node is no candidate itself:
 		 * any peer under its own is (overflow when none). */
 		d->reason = LB_REASON_OVERFLOW;
 		s->limit = high_water - 1;
+		if (cfg->overflow == LB_OVERFLOW_KEEP && local_bp >= cfg->min_difference_bp)
+			s->rescan_limit = local_bp - cfg->min_difference_bp;
 	} else {
 		d->reason = LB_REASON_BELOW_T1;
 		if (local_bp < cfg->accept_below_bp)
@@ -149,14 +170,7 @@ static inline int lb_decide_begin(const struct lb_config *cfg, __u32 local_bp,
 		s->limit = local_bp - cfg->min_difference_bp;
 	}
 	s->t1_bp = cfg->accept_below_bp;
-	s->chosen = LB_NODE_LOCAL;
-	s->with_standby = 0;
-	s->min_active_bp = LB_LOAD_UNUSABLE;
-	s->best[0] = s->best[1] = LB_NODE_LOCAL;
-	s->best_bp[0] = s->best_bp[1] = LB_LOAD_UNUSABLE;
-	s->total[0] = s->total[1] = 0;
-	s->draw = 0;
-	s->acc = 0;
+	lb_scan_reset(s);
 	return 0;
 }
 
@@ -178,11 +192,18 @@ static inline void lb_scan_peer(struct lb_scan *s, __u32 slot, const struct lb_p
 	s->total[c] += lb_weight(v);
 }
 
-/* Step 3: returns 1 when *d is final (no candidate, or pick = least); else
- * the weighted draw is set and every slot goes through step 4. Without a
- * candidate *d stays as step 1 left it: kept (the reason says why), or
- * refused when overflowing with overflow = refuse. */
-static inline int lb_decide_after_scan(const struct lb_config *cfg, struct lb_scan *s,
+/* What step 3 asks for next. */
+enum lb_scan_next {
+	LB_SCAN_DECIDED = 0, /* *d is final */
+	LB_SCAN_PICK = 1,    /* the weighted draw is set: step 4 over every slot */
+	LB_SCAN_AGAIN = 2,   /* overflow = keep: step 2 again over every slot
+			      * (against T2 alone), then step 3 again */
+};
+
+/* Step 3 (enum lb_scan_next). Without a candidate *d stays as step 1 left
+ * it: kept (the reason says why), or refused when overflowing with
+ * overflow = refuse. */
+static inline int lb_decide_after_scan(__u32 pick, __u32 overflow, struct lb_scan *s,
 				       __u32 random, struct lb_decision *d)
 {
 	__u32 best = s->best[0], best_bp = s->best_bp[0];
@@ -197,20 +218,28 @@ static inline int lb_decide_after_scan(const struct lb_config *cfg, struct lb_sc
 		total += s->total[1];
 	}
 	if (best == LB_NODE_LOCAL) {
-		if (d->reason == LB_REASON_OVERFLOW && cfg->overflow == LB_OVERFLOW_REFUSE) {
+		if (d->reason != LB_REASON_OVERFLOW)
+			return LB_SCAN_DECIDED;
+		if (overflow == LB_OVERFLOW_REFUSE) {
 			d->node = LB_NODE_REFUSE;
 			d->reason = LB_REASON_REFUSED;
+			return LB_SCAN_DECIDED;
 		}
-		return 1;
+		if (s->rescan_limit == LB_LOAD_UNUSABLE)
+			return LB_SCAN_DECIDED;
+		s->limit = s->rescan_limit;
+		s->rescan_limit = LB_LOAD_UNUSABLE; /* once */
+		lb_scan_reset(s);
+		return LB_SCAN_AGAIN;
 	}
-	if (cfg->pick == LB_PICK_LEAST) {
+	if (pick == LB_PICK_LEAST) {
 		d->node = best;
 		d->reason = LB_REASON_LEAST;
-		return 1;
+		return LB_SCAN_DECIDED;
 	}
 	s->best[0] = best; /* the fallback of step 5 */
 	s->draw = ((__u64)random * total) >> 32;
-	return 0;
+	return LB_SCAN_PICK;
 }
 
 /* Step 4, for every slot in the same order: the draw falls in the share of
@@ -244,11 +273,16 @@ static inline struct lb_decision lb_decide(const struct lb_config *cfg, __u32 lo
 	struct lb_scan s;
 	__u32 i;
 
+	int next;
+
 	if (lb_decide_begin(cfg, local_bp, &d, &s))
 		return d;
-	for (i = 0; i < slots && i < LB_MAX_NODES; i++)
-		lb_scan_peer(&s, i, &peers[i]);
-	if (lb_decide_after_scan(cfg, &s, random, &d))
+	do {
+		for (i = 0; i < slots && i < LB_MAX_NODES; i++)
+			lb_scan_peer(&s, i, &peers[i]);
+		next = lb_decide_after_scan(cfg->pick, cfg->overflow, &s, random, &d);
+	} while (next == LB_SCAN_AGAIN);
+	if (next == LB_SCAN_DECIDED)
 		return d;
 	for (i = 0; i < slots && i < LB_MAX_NODES; i++)
 		lb_pick_peer(&s, i, &peers[i]);

@@ -156,9 +156,15 @@ TEST_F(XdpLoad, EveryNodeAtHighWaterRefusesOrKeeps)
     EXPECT_EQ(maps().flow(client_key(LB_FAMILY_IPV4))->reason, LB_REASON_OVERFLOW);
     EXPECT_EQ(counter_deltas(), (Counts{{"syn_local_overflow", 1}}));
 
+    // Past the marks, a peer T2 lower still takes it (overflow = keep).
+    set_load(kSelfSlot, 12000);
+    EXPECT_EQ(decide(kClientPort + 1), 1u); // 8000: the least, 40 points lower
+    EXPECT_EQ(maps().flow(client_key(LB_FAMILY_IPV4, kClientPort + 1))->reason, LB_REASON_LEAST);
+
     // One peer under its mark, T2 or not: it takes the next one.
+    set_load(kSelfSlot, 8000);
     set_load(3, 7999);
-    EXPECT_EQ(decide(kClientPort + 1), 3u);
+    EXPECT_EQ(decide(kClientPort + 2), 3u);
 }
 
 TEST_F(XdpLoad, WeightsAndStandbyComeFromTheNodeTable)

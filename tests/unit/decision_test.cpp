@@ -277,6 +277,26 @@ TEST(Capacity, EveryNodeAtHighWaterKeepsOrRefuses)
     EXPECT_EQ(d.node, LB_NODE_REFUSE);
 }
 
+TEST(Capacity, OverflowKeepPlacesTheConnectionByT2AmongAllNodes)
+{
+    // Every node past its mark: kept here unless a peer is T2 lower, so the
+    // queue grows where it is shortest, not all on the node the SYN reached.
+    const lb_config keep = with_high_water(config(), 100, LB_OVERFLOW_KEEP);
+    Loads peers = no_peers();
+    peers[1] = 12000;
+    peers[2] = 10500;
+    lb_decision d = decide(keep, 20000, peers, 3);
+    EXPECT_EQ(d.node, 2u);
+    EXPECT_EQ(d.reason, LB_REASON_LEAST);
+    auto count = spread(with_high_water(config(50, 20, LB_PICK_WEIGHTED), 100, LB_OVERFLOW_KEEP),
+                        20000, views_of(peers), 3, 100);
+    EXPECT_EQ(count[1] + count[2], 100);
+    // Peers not T2 lower: this node keeps it.
+    d = decide(keep, 12000, peers, 3);
+    EXPECT_EQ(d.node, LB_NODE_LOCAL);
+    EXPECT_EQ(d.reason, LB_REASON_OVERFLOW);
+}
+
 TEST(Capacity, StandbyOnlyWhileEveryActiveNodeIsAtT1)
 {
     Views peers = views_of(no_peers());

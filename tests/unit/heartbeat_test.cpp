@@ -648,6 +648,27 @@ TEST(HeartbeatEncode, RefusesTooManyOrBadClaims)
     EXPECT_THROW(encode_heartbeat(hb, kKey), Error);
 }
 
+TEST(HeartbeatEncode, CapacityFieldsRoundTripAndAreOptional)
+{
+    Heartbeat hb = ipv6_heartbeat(0);
+    hb.load_bp = 10000;
+    hb.load_bp_exact = 15000; // 150 %: past full
+    hb.conn_cost_bp = 1250;
+    hb.weight = 300;
+    hb.standby = true;
+    const Decoded<Heartbeat> out = decode_heartbeat(encode_heartbeat(hb, kKey), kKey);
+    ASSERT_EQ(out.reason, DropReason::none);
+    EXPECT_EQ(out.message, hb);
+    // A past-full load that is not past full, or out of range: refused.
+    hb.load_bp_exact = 9000;
+    EXPECT_THROW(encode_heartbeat(hb, kKey), Error);
+    hb.load_bp_exact = kMaxLoadExactBp + 1;
+    EXPECT_THROW(encode_heartbeat(hb, kKey), Error);
+    hb.load_bp_exact = 0;
+    hb.weight = 0;
+    EXPECT_THROW(encode_heartbeat(hb, kKey), Error);
+}
+
 TEST(HeartbeatEncode, EveryFieldAtItsLimitFitsInOneDatagram)
 {
     // A 32-byte id, IPv6 everywhere, 31 services and 31 claims, the largest
@@ -661,12 +682,13 @@ TEST(HeartbeatEncode, EveryFieldAtItsLimitFitsInOneDatagram)
     hb.conn_cost_bp = 10000;
     hb.weight = 10000;
     hb.standby = true;
+    hb.load_bp_exact = kMaxLoadExactBp;
     for (size_t i = 0; i < kMaxOwnedServices; i++)
         hb.services.push_back(parse_ip("2001:db8:5::" + std::to_string(i + 1)));
     for (size_t i = 0; i < kMaxClaims; i++)
         hb.claims.push_back(parse_ip("2001:db8:c::" + std::to_string(i + 1)));
     const Bytes d = encode_heartbeat(hb, kKey);
-    EXPECT_EQ(d.size(), 1423u); // 40 framing + 143 fixed TLVs + 62 x 20 address TLVs
+    EXPECT_EQ(d.size(), 1430u); // 40 framing + 150 fixed TLVs + 62 x 20 address TLVs
     EXPECT_LE(d.size(), kMaxHeartbeatSize);
     const Decoded<Heartbeat> out = decode_heartbeat(d, kKey);
     ASSERT_EQ(out.reason, DropReason::none) << drop_reason_name(out.reason);

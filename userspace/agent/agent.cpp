@@ -249,15 +249,16 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
 }
 
 // With load.source = "inflight" the count as of now, not as of the meter's
-// last reading: peers note their own hand-offs to this node when the
-// heartbeat arrives, so the report should be as close to that as it can.
-// inflight_capacity: load.capacity with that source unsmoothed, else 0.
+// last reading (peers note their own hand-offs to this node when the
+// heartbeat arrives, so the report should be as close to that as it can),
+// and past 100 % too. inflight_capacity: load.capacity with that source
+// unsmoothed, else 0 (the meter's reading).
 uint32_t Agent::announced_load_bp(uint32_t inflight_capacity) const
 {
     if (!inflight_capacity)
         return meter_.load_bp();
     try {
-        return inflight_load_bp(maps_, inflight_capacity);
+        return inflight_load_exact_bp(maps_, inflight_capacity, kMaxLoadExactBp);
     } catch (const std::exception&) {
         return meter_.load_bp();
     }
@@ -286,7 +287,9 @@ void Agent::send_heartbeat(AnnouncedState state)
     hb.sequence = ++sequence_;
     hb.sent_unix_ms = unix_ms();
     hb.mac = mac_;
-    hb.load_bp = static_cast<uint16_t>(announced_load_bp(inflight_capacity));
+    const uint32_t load = announced_load_bp(inflight_capacity);
+    hb.load_bp = static_cast<uint16_t>(std::min(load, LB_LOAD_FULL));
+    hb.load_bp_exact = load > LB_LOAD_FULL ? load : 0;
     hb.state = state == AnnouncedState::alive && !healthy_ ? AnnouncedState::unroutable : state;
     int failed = socket_.send(encode_heartbeat(hb, key_));
     std::lock_guard lock(mu_);

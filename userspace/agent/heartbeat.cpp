@@ -66,6 +66,7 @@ enum TlvType : uint8_t {
     kTlvConnCostBp = 22,     // u32, 1..10000: load one connection adds (absent: 0, unknown)
     kTlvWeight = 23,         // u16, 1..10000: relative capacity in hundredths (absent: 100)
     kTlvNodeFlags = 24,      // u8: bit 0 standby (absent: 0)
+    kTlvLoadExactBp = 25,    // u32, 10001..kMaxLoadExactBp: the load when past 100 % (absent: 0)
 };
 
 using Magic = std::array<uint8_t, 4>;
@@ -89,7 +90,8 @@ constexpr size_t kWorstHeartbeat =
     (kTlvHeaderSize + 4) /* interval */ + (kTlvHeaderSize + kIpv6AddressValue) /* node address */ +
     (kTlvHeaderSize + 6) /* mac */ + (kMaxOwnedServices + kMaxClaims) * (kTlvHeaderSize + kIpv6AddressValue) +
     (kTlvHeaderSize + 2) /* load */ + (kTlvHeaderSize + 1) /* state */ + 2 * (kTlvHeaderSize + 4) /* rates */ +
-    (kTlvHeaderSize + 4) /* conn cost */ + (kTlvHeaderSize + 2) /* weight */ + (kTlvHeaderSize + 1) /* flags */;
+    (kTlvHeaderSize + 4) /* conn cost */ + (kTlvHeaderSize + 2) /* weight */ + (kTlvHeaderSize + 1) /* flags */ +
+    (kTlvHeaderSize + 4) /* exact load */;
 static_assert(kWorstHeartbeat <= kMaxHeartbeatSize,
               "a heartbeat at the field limits must fit in one datagram");
 
@@ -405,6 +407,9 @@ bool parse_heartbeat(std::span<const uint8_t> body, Heartbeat& hb)
         case kTlvWeight:
             return seen.first(type) && get_uint(value, 2, hb.weight) && hb.weight >= 1 &&
                    hb.weight <= kMaxWeight;
+        case kTlvLoadExactBp:
+            return seen.first(type) && get_uint(value, 4, hb.load_bp_exact) &&
+                   hb.load_bp_exact > kMaxLoadBp && hb.load_bp_exact <= kMaxLoadExactBp;
         case kTlvNodeFlags: {
             uint8_t flags = 0;
             if (!seen.first(type) || !get_uint(value, 1, flags))
@@ -555,6 +560,10 @@ std::vector<uint8_t> encode_heartbeat(const Heartbeat& hb, std::span<const uint8
         throw Error("heartbeat: load " + std::to_string(hb.load_bp) + " over " + std::to_string(kMaxLoadBp));
     if (hb.interval_ms == 0)
         throw Error("heartbeat: interval_ms must be > 0");
+    if (hb.load_bp_exact && (hb.load_bp_exact <= kMaxLoadBp || hb.load_bp_exact > kMaxLoadExactBp))
+        throw Error("heartbeat: load past 100 % of " + std::to_string(hb.load_bp_exact) +
+                    " outside " + std::to_string(kMaxLoadBp + 1) + ".." +
+                    std::to_string(kMaxLoadExactBp));
     if (hb.conn_cost_bp > kMaxLoadBp)
         throw Error("heartbeat: connection cost " + std::to_string(hb.conn_cost_bp) + " over " +
                     std::to_string(kMaxLoadBp));
@@ -583,6 +592,8 @@ std::vector<uint8_t> encode_heartbeat(const Heartbeat& hb, std::span<const uint8
         put_tlv_uint(body, kTlvConnCostBp, hb.conn_cost_bp, 4);
     put_tlv_uint(body, kTlvWeight, hb.weight, 2);
     put_tlv_uint(body, kTlvNodeFlags, hb.standby ? kFlagStandby : 0, 1);
+    if (hb.load_bp_exact)
+        put_tlv_uint(body, kTlvLoadExactBp, hb.load_bp_exact, 4);
     return seal(kHeartbeatMagic, body, key, what);
 }
 

@@ -34,6 +34,7 @@ inline constexpr size_t kMaxNodeIdLen = 32;
 // room of one address in each list.
 inline constexpr size_t kMaxOwnedServices = 31;
 inline constexpr size_t kMaxClaims = 31;
+inline constexpr uint32_t kMaxLoadExactBp = 1'000'000; // 100 x full
 
 enum class AnnouncedState : uint8_t { alive = 1, unroutable = 2, leaving = 3 };
 
@@ -48,6 +49,9 @@ struct Heartbeat {
     std::vector<IpAddress> services; // service addresses the sender owns by configuration
     std::vector<IpAddress> claims;   // service addresses it holds now, own ones included
     uint16_t load_bp = 0;     // 0..10000
+    // The load when past 100 % (inflight: open connections over capacity),
+    // up to kMaxLoadExactBp; 0: not past it (load_bp is the load).
+    uint32_t load_bp_exact = 0;
     AnnouncedState state = AnnouncedState::alive;
     uint32_t kept_per_s = 0;      // new connections the sender kept, per second
     uint32_t forwarded_per_s = 0; // and handed to peers (shown by `peerlb top`)

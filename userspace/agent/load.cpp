@@ -608,11 +608,17 @@ private:
 
 } // namespace
 
+uint32_t inflight_load_exact_bp(const Maps& maps, uint32_t capacity, uint32_t ceiling_bp)
+{
+    // The same arithmetic as the XDP decision's.
+    return std::min(ceiling_bp, lb_inflight_load(maps.inflight_counted() +
+                                                     maps.inflight_correction(),
+                                                 capacity));
+}
+
 uint32_t inflight_load_bp(const Maps& maps, uint32_t capacity)
 {
-    // The same arithmetic as the XDP decision's; heartbeats carry 0..100 %.
-    return std::min(kFullBp, lb_inflight_load(maps.inflight_counted() + maps.inflight_correction(),
-                                              capacity));
+    return inflight_load_exact_bp(maps, capacity, kFullBp);
 }
 
 std::optional<int64_t> InflightReconciler::reconcile(uint64_t changes_before,

@@ -45,6 +45,8 @@ std::unique_ptr<LoadSourceReader> make_load_source(const Config& cfg, const Maps
 // services (with the agent's correction) over `capacity`, 0..10000, as the
 // XDP decision computes it. Throws SystemError when the map cannot be read.
 uint32_t inflight_load_bp(const Maps& maps, uint32_t capacity);
+// The same past 100 % too, up to `ceiling_bp`.
+uint32_t inflight_load_exact_bp(const Maps& maps, uint32_t capacity, uint32_t ceiling_bp);
 
 // The correction of the tracepoint's count (lb_inflight) from one walk of
 // the socket table: `changes_before` / `changes_after` are the tracepoint's

@@ -243,7 +243,7 @@ std::optional<uint32_t> NodeTable::write_peer(const Peer& p)
     n.family = p.last.node_address.family;
     std::copy(p.last.mac.begin(), p.last.mac.end(), n.mac);
     n.state = dataplane_state(p);
-    n.load_bp = p.last.load_bp;
+    n.load_bp = p.last.load_bp_exact ? p.last.load_bp_exact : p.last.load_bp;
     // The report includes the connections this node handed the peer so far
     // (those still open): the data plane corrects it by the changes since.
     n.handed_at_report = maps_.handed_open(slot);
