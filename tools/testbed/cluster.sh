@@ -5,6 +5,8 @@
 #   switch namespace  ${CL_PREFIX}sw : bridge br0, one veth port per host
 #   servers           ${CL_PREFIX}s1..s3 : eth0 = 10.77.0.1N, owns 10.77.0.11N
 #                     (and fd77::1N / fd77::11N); every service address on lo
+#                     (CL_SERVER_COUNT servers, default 3, at most 9: set it
+#                     before sourcing, or call cl_server_count N)
 #   client            ${CL_PREFIX}c : eth0 = 10.77.0.100 / fd77::100
 #
 # Each server runs nginx (answers its own name in X-Server and the body,
@@ -16,17 +18,54 @@
 # CL_AGENT_MANAGED=1: the service addresses are left to the agents (as in
 # production); otherwise the topology puts them in place itself.
 
+# The servers' names and addresses, [1]..[CL_SERVER_COUNT] (cl_server_count
+# keeps them in step with the count).
 CL_SERVERS=(s1 s2 s3)
 CL_NODE_ADDR=([1]=10.77.0.11 [2]=10.77.0.12 [3]=10.77.0.13)
 CL_SVC_ADDR=([1]=10.77.0.111 [2]=10.77.0.112 [3]=10.77.0.113)
 CL_NODE_ADDR6=([1]=fd77::11 [2]=fd77::12 [3]=fd77::13)
 CL_SVC_ADDR6=([1]=fd77::111 [2]=fd77::112 [3]=fd77::113)
+CL_UP_MAX=0       # the most servers cl_topology_up has created (cl_down removes them all)
 CL_CLIENT_ADDR=10.77.0.100
 CL_CLIENT_ADDR6=fd77::100
 CL_NGINX_PIDS=()
 CL_AGENT_PIDS=()
 CL_EXTRA_HOSTS=() # hosts added with cl_extra_host_up
 CL_GROUP=239.7.7.7:7946
+
+# cl_server_count N: N servers (1..9) from now on; their names and addresses
+# follow the pattern above (server N: 10.77.0.1N, service 10.77.0.11N).
+cl_server_count() {
+    [[ $1 =~ ^[1-9]$ ]] || { echo "cl_server_count: 1 to 9 servers, not '$1'" >&2; return 1; }
+    CL_SERVER_COUNT=$1
+    local n
+    CL_SERVERS=()
+    for n in 1 2 3 4 5 6 7 8 9; do
+        if ((n <= CL_SERVER_COUNT)); then
+            CL_SERVERS+=("s$n")
+            CL_NODE_ADDR[n]=10.77.0.1$n
+            CL_SVC_ADDR[n]=10.77.0.11$n
+            CL_NODE_ADDR6[n]=fd77::1$n
+            CL_SVC_ADDR6[n]=fd77::11$n
+        else
+            unset "CL_NODE_ADDR[$n]" "CL_SVC_ADDR[$n]" "CL_NODE_ADDR6[$n]" "CL_SVC_ADDR6[$n]"
+        fi
+    done
+}
+# cl_ids: the server numbers, "1 2 3" by default.
+cl_ids() {
+    local n out=()
+    for ((n = 1; n <= ${CL_SERVER_COUNT:-3}; n++)); do out+=("$n"); done
+    echo "${out[*]}"
+}
+# _cl_ids_ever: every server number a topology of this run may have had.
+_cl_ids_ever() {
+    local n out=() max=${CL_SERVER_COUNT:-3}
+    ((CL_UP_MAX > max)) && max=$CL_UP_MAX
+    for ((n = 1; n <= max; n++)); do out+=("$n"); done
+    echo "${out[*]}"
+}
+[[ ${CL_SERVER_COUNT:-3} == 3 ]] || cl_server_count "$CL_SERVER_COUNT"
 
 cl_ns() { echo "${CL_PREFIX}$1"; }                 # cl_ns s1 -> namespace name
 cl_mac() { printf '02:77:00:00:00:%02x' "$1"; }     # server N's eth0 MAC
@@ -48,13 +87,17 @@ cl_peerlb() { # cl_peerlb N ARGS...: the CLI on server N
 # Creates the namespaces, links and addresses (no peerlb, no nginx).
 cl_topology_up() {
     local sw n ns
+    # The arrays follow CL_SERVER_COUNT even when it was set after sourcing.
+    [[ ${#CL_SERVERS[@]} == "${CL_SERVER_COUNT:-3}" ]] || cl_server_count "${CL_SERVER_COUNT:-3}" ||
+        return 1
+    ((${CL_SERVER_COUNT:-3} > CL_UP_MAX)) && CL_UP_MAX=${CL_SERVER_COUNT:-3}
     sw=$(cl_ns sw)
     ip netns add "$sw" || return 1
     ip -n "$sw" link add br0 type bridge || return 1
     ip -n "$sw" link set br0 up
     ip -n "$sw" link set lo up
 
-    for n in 1 2 3; do
+    for n in $(cl_ids); do
         cl_host_up "s$n" "$(cl_mac "$n")" || return 1
         ns=$(cl_ns "s$n")
         ip -n "$ns" addr add "${CL_NODE_ADDR[$n]}/24" dev eth0
@@ -65,7 +108,7 @@ cl_topology_up() {
         ip -n "$ns" addr add "${CL_SVC_ADDR[$n]}/32" dev eth0
         ip -n "$ns" addr add "${CL_SVC_ADDR6[$n]}/128" dev eth0 nodad
         local m
-        for m in 1 2 3; do
+        for m in $(cl_ids); do
             [[ $m == "$n" ]] && continue
             ip -n "$ns" addr add "${CL_SVC_ADDR[$m]}/32" dev lo
             ip -n "$ns" addr add "${CL_SVC_ADDR6[$m]}/128" dev lo
@@ -161,7 +204,7 @@ cl_nginx_stop() { # cl_nginx_stop N: ends only the nginx this file started
 # Waits until every server answers on its node address (HTTP 200).
 cl_wait_ready() {
     local n try
-    for n in 1 2 3; do
+    for n in $(cl_ids); do
         for try in $(seq 50); do
             cl_in c curl -s -o /dev/null --max-time 1 "http://${CL_NODE_ADDR[$n]}/" && break
             sleep 0.1
@@ -179,7 +222,7 @@ cl_peerlb_up() {
     local mode=$1 n m
     mkdir -p "$CL_TMP/bpffs"
     mountpoint -q "$CL_TMP/bpffs" || mount -t bpf bpf "$CL_TMP/bpffs" || return 1
-    for n in 1 2 3; do
+    for n in $(cl_ids); do
         # ipip's route lookup for the outer header needs forwarding on lo
         # (bpf/forward.bpf.h, lb_route): the agent sets it, attach does not.
         if [[ $mode == ipip ]]; then
@@ -187,7 +230,7 @@ cl_peerlb_up() {
                 return 1
         fi
         cl_peerlb "$n" attach --iface eth0 --forward "$mode" >/dev/null || return 1
-        for m in 1 2 3; do
+        for m in $(cl_ids); do
             local self=()
             [[ $m == "$n" ]] && self=(--self)
             cl_mapctl "$n" node $((m - 1)) --addr "${CL_NODE_ADDR[$m]}" --mac "$(cl_mac "$m")" \
@@ -210,7 +253,7 @@ cl_peerlb_up() {
 # cl_set_load SLOT_NODE PCT: node N's load, as every server sees it.
 cl_set_load() {
     local node=$1 pct=$2 n
-    for n in 1 2 3; do
+    for n in $(cl_ids); do
         cl_mapctl "$n" load $((node - 1)) "$pct" || return 1
     done
 }
@@ -281,7 +324,7 @@ cl_agent_load() { echo "$2" >"$CL_TMP/load-s$1"; } # cl_agent_load N PCT
 # cl_holders ADDR: the servers whose eth0 holds ADDR now ("s2 s3"), in order.
 cl_holders() {
     local n addrs out=()
-    for n in 1 2 3; do
+    for n in $(cl_ids); do
         # Read whole before matching: `ip | grep -q` under pipefail fails
         # whenever grep stops reading before ip is done writing.
         addrs=$(ip -n "$(cl_ns "s$n")" -o addr show dev eth0 2>/dev/null)
@@ -293,11 +336,12 @@ cl_holders() {
 # cl_held_by ADDR "s2 s3": exactly these servers hold ADDR on eth0.
 cl_held_by() { [[ $(cl_holders "$1") == "$2" ]]; }
 
-# cl_all_see_all: every agent sees its two peers alive.
+# cl_all_see_all: every agent sees its peers (two, by default) alive.
 cl_all_see_all() {
     local n
-    for n in 1 2 3; do
-        [[ $(cl_agent_cli "$n" peers --json 2>/dev/null | grep -c '"state": "alive"') == 2 ]] || return 1
+    for n in $(cl_ids); do
+        [[ $(cl_agent_cli "$n" peers --json 2>/dev/null | grep -c '"state": "alive"') == \
+            $((${CL_SERVER_COUNT:-3} - 1)) ]] || return 1
     done
 }
 
@@ -365,7 +409,7 @@ for line in open(path, errors="replace"):
 
 cl_agent_logs() { # the end of every agent's log, for a failing test's output
     local n
-    for n in 1 2 3; do
+    for n in $(cl_ids); do
         echo "--- agent s$n log (last 40 lines)"
         tail -n 40 "$CL_TMP/agent-s$n.log" 2>/dev/null
     done
@@ -373,7 +417,7 @@ cl_agent_logs() { # the end of every agent's log, for a failing test's output
 
 cl_peerlb_down() {
     local n
-    for n in 1 2 3; do
+    for n in $(_cl_ids_ever); do
         [[ -e $(cl_pin_root "$n")/eth0/xdp_link ]] && cl_peerlb "$n" detach --iface eth0 >/dev/null
     done
     return 0
@@ -381,11 +425,14 @@ cl_peerlb_down() {
 
 # Removes everything cl_* created; safe to call more than once, on any path.
 cl_down() {
-    local n
-    for n in 1 2 3; do cl_agent_stop "$n"; done
-    for n in 1 2 3; do cl_nginx_stop "$n"; done
+    local n servers=()
+    for n in $(_cl_ids_ever); do cl_agent_stop "$n"; done
+    for n in $(_cl_ids_ever); do
+        cl_nginx_stop "$n"
+        servers+=("s$n")
+    done
     cl_peerlb_down 2>/dev/null
-    for n in s1 s2 s3 c "${CL_EXTRA_HOSTS[@]}" sw; do
+    for n in "${servers[@]}" c "${CL_EXTRA_HOSTS[@]}" sw; do
         ip netns del "$(cl_ns "$n")" 2>/dev/null
     done
     mountpoint -q "$CL_TMP/bpffs" 2>/dev/null && umount "$CL_TMP/bpffs"
