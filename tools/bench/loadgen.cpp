@@ -7,6 +7,11 @@
 //   peerlb-bench-loadgen --rate 200 --duration 10 [--warmup 2]
 //       --target 10.0.0.1:80:80 --target [fd00::2]:80:20 [--path /]
 //       [--timeout-ms 5000] [--seed 1] [--log FILE] [--max-inflight 20000]
+//       [--burst-on-ms 500 --burst-off-ms 500]
+//
+// Bursts: arrivals come only during "on" periods (the first starts with the
+// run), as a Poisson process at rate x (on + off) / on, so the mean rate is
+// still --rate; "off" periods have none.
 //
 // Prints one JSON object on stdout; --log writes one CSV line per measured
 // request: sched_unix_ms,target_index,latency_us,ok,server
@@ -233,6 +238,7 @@ struct Options {
     uint64_t seed = 1;
     std::string log;
     unsigned max_inflight = 20000;
+    unsigned burst_on_ms = 0, burst_off_ms = 0; // both 0: no bursts
 };
 
 struct Request {
@@ -271,6 +277,13 @@ public:
             throw SystemError("epoll_create1", errno);
         for (const Target& t : targets_)
             total_weight_ += t.weight;
+        if (opt.burst_on_ms && opt.burst_off_ms) {
+            burst_on_ns_ = int64_t(opt.burst_on_ms) * 1'000'000;
+            burst_period_ns_ = burst_on_ns_ + int64_t(opt.burst_off_ms) * 1'000'000;
+            arrival_rate_ = opt.rate * double(burst_period_ns_) / double(burst_on_ns_);
+        } else {
+            arrival_rate_ = opt.rate;
+        }
         for (const Target& t : targets_)
             requests_.push_back(fmt::format("GET {} HTTP/1.1\r\nHost: {}\r\n"
                                             "User-Agent: peerlb-bench-loadgen\r\nConnection: close\r\n\r\n",
@@ -301,14 +314,14 @@ public:
         realtime_offset_ns_ = now_ns(CLOCK_REALTIME) - now_ns();
         measure_from_ns_ = start_ns_ + int64_t(opt_.warmup * 1e9);
         measure_until_ns_ = measure_from_ns_ + int64_t(opt_.duration * 1e9);
-        next_arrival_ns_ = start_ns_ + interarrival_ns();
+        next_arrival_ns_ = next_arrival();
 
         epoll_event events[512];
         for (;;) {
             int64_t now = now_ns();
             while (next_arrival_ns_ < measure_until_ns_ && next_arrival_ns_ <= now) {
                 launch(next_arrival_ns_, now);
-                next_arrival_ns_ += interarrival_ns();
+                next_arrival_ns_ = next_arrival();
             }
             expire(now);
             const bool arriving = next_arrival_ns_ < measure_until_ns_;
@@ -351,7 +364,18 @@ private:
     int64_t interarrival_ns()
     {
         // Exponential gaps make a Poisson process; 1 - u is in (0, 1].
-        return int64_t(-std::log(1.0 - random_.unit()) / opt_.rate * 1e9);
+        return int64_t(-std::log(1.0 - random_.unit()) / arrival_rate_ * 1e9);
+    }
+
+    // The next arrival's time. The gaps run on a clock that only moves
+    // during "on" periods (all the time without bursts), mapped onto real
+    // time: "on" time t falls t / on periods later, off periods skipped.
+    int64_t next_arrival()
+    {
+        on_clock_ns_ += interarrival_ns();
+        if (!burst_period_ns_)
+            return start_ns_ + on_clock_ns_;
+        return start_ns_ + on_clock_ns_ / burst_on_ns_ * burst_period_ns_ + on_clock_ns_ % burst_on_ns_;
     }
 
     uint32_t pick_target()
@@ -576,6 +600,9 @@ private:
 
         return {
             {"offered_rate", opt_.rate},
+            {"arrival_rate", arrival_rate_}, // while arriving: --rate, or the burst rate
+            {"burst_on_ms", opt_.burst_on_ms},
+            {"burst_off_ms", opt_.burst_off_ms},
             {"duration_s", opt_.duration},
             {"warmup_s", opt_.warmup},
             {"scheduled", scheduled_},
@@ -608,6 +635,9 @@ private:
     std::vector<Target> targets_;
     Random random_;
     double total_weight_ = 0;
+    double arrival_rate_ = 0;
+    int64_t burst_on_ns_ = 0, burst_period_ns_ = 0; // 0: no bursts
+    int64_t on_clock_ns_ = 0;
     std::vector<std::string> requests_; // per target: the Host differs
     Fd epoll_;
     std::FILE* log_ = nullptr;
@@ -664,6 +694,11 @@ int main(int argc, char** argv)
     app.add_option("--max-inflight", opt.max_inflight, "arrivals beyond it fail")
         ->capture_default_str()
         ->check(CLI::Range(1u, 10'000'000u));
+    app.add_option("--burst-on-ms", opt.burst_on_ms,
+                   "bursts: arrivals only during ON ms at rate x (ON + OFF) / ON, then none for OFF ms")
+        ->check(CLI::Range(0u, 3'600'000u));
+    app.add_option("--burst-off-ms", opt.burst_off_ms, "bursts: the pause between two (see --burst-on-ms)")
+        ->check(CLI::Range(0u, 3'600'000u));
 
     std::vector<Target> targets;
     try {
@@ -677,6 +712,8 @@ int main(int argc, char** argv)
         if (opt.path.empty() || opt.path[0] != '/' ||
             opt.path.find_first_of(" \r\n") != std::string::npos)
             throw Error(fmt::format("--path '{}': must start with / and hold no space", opt.path));
+        if ((opt.burst_on_ms == 0) != (opt.burst_off_ms == 0))
+            throw Error("--burst-on-ms and --burst-off-ms go together (both above 0)");
         if (opt.rate * opt.duration > 1e9)
             throw Error("--rate x --duration is over a billion requests");
         for (const std::string& t : opt.targets)
