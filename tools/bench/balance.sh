@@ -1,54 +1,69 @@
 #!/usr/bin/env bash
-# Balancing quality (benchmark part 2): three servers in namespaces, each an
+# Balancing quality (benchmark part 2): servers in namespaces, each an
 # application of known capacity (peerlb-bench-app: W workers, S ms per
-# request), an open-loop Poisson client (peerlb-bench-loadgen) at a fixed rate
-# skewed 80/10/10 across the three service addresses, one new connection per
-# request. The same offered load, in one run, against:
-#   none      no balancing: each address served by its owner
-#   haproxy   a central HAProxy, leastconn, in its own namespace
-#   least     peerlb agents, pick = least
-#   weighted  peerlb agents, pick = weighted (the default)
-#             both with load.source = "connections" (the default source)
-#   least-published, weighted-published
-#             the same with load.source = "file": the application publishes
-#             its load (requests in flight over its workers) every 5 ms
-# Per configuration: the client's JSON summary (completed rate, latency
-# percentiles) and each server's in-flight requests every 100 ms.
+# request), an open-loop Poisson client (peerlb-bench-loadgen), one new
+# connection per request, spread over the servers' service addresses as
+# cached DNS would. Scenarios (every configuration of a scenario gets the
+# same offered load, the same arrivals for a repeat's seed):
+#   equal     3 servers x 8 workers, arrivals 80/10/10, 50 % of capacity
+#   unequal   3 servers x 4 / 8 / 12 workers, arrivals 60/20/20 (the small
+#             server gets 2x its capacity), 57.5 % of capacity
+#   single    3 servers x 8 workers, every arrival to s1, 50 %
+#   bursts    as equal, but arrivals come 500 ms on at twice the mean rate,
+#             500 ms off (50 % of capacity on average, 100 % in a burst)
+#   five      5 servers x 8 workers, arrivals 60/10/10/10/10, 50 %
+# Configurations:
+#   haproxy-leastconn  a central HAProxy in its own namespace, balance
+#                      leastconn, weight = workers
+#   haproxy-random2    the same with balance random(2) (power of two choices)
+#   peerlb             the agents, load.source = "inflight" (connections open
+#                      on the service port, counted by the data plane) over
+#                      the workers, [node] weight = workers / 8, pick weighted
+# and, only when asked for in BENCH_CONFIGS: none (no balancing: each address
+# served by its owner), least / weighted (peerlb, load.source =
+# "connections", conn_cost one worker's share), least-published /
+# weighted-published (load.source = "file": the application publishes its
+# requests in flight every 5 ms), haproxy (= haproxy-leastconn).
+# Each (scenario, configuration) runs BENCH_REPEATS times, the
+# configurations interleaved, on fresh applications, agents and pins. Per
+# run (SCENARIO/CONFIG-rK.*): the client's JSON summary (completed rate,
+# latency percentiles), each server's in-flight requests every 100 ms
+# (-sN.stats), and for peerlb each node's counters (-sN.counters.json).
 #
 # Usage: balance.sh BUILD_DIR OUT_DIR
-# Env: BENCH_RATE (req/s, default 600), BENCH_SECONDS (measured, default 20),
-#      BENCH_WORKERS (8), BENCH_SERVICE_MS (20), BENCH_CONFIGS (all six),
-#      BENCH_INTERVAL_MS (heartbeat, 500), BENCH_CONN_COST (100 / workers),
-#      BENCH_LOAD_EXTRA / BENCH_BALANCE_EXTRA
-#      (more TOML lines for the agents' [load] / [balance], to try settings).
+# Env: BENCH_SCENARIOS (all five), BENCH_CONFIGS (haproxy-leastconn
+#      haproxy-random2 peerlb), BENCH_REPEATS (3), BENCH_SECONDS (measured,
+#      12), BENCH_WARMUP (2), BENCH_SERVICE_MS (20), BENCH_LOAD_SCALE (1: the
+#      scenarios' offered loads times this), BENCH_INTERVAL_MS (heartbeat,
+#      500), BENCH_LOAD_EXTRA / BENCH_BALANCE_EXTRA / BENCH_NODE_EXTRA (more
+#      TOML lines for the agents' [load] / [balance] / [node], to try
+#      settings; peerlb_config below is the one place of the rest).
+# shellcheck source-path=SCRIPTDIR
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
+# shellcheck source=../testbed/cluster.sh
 source "$root/tools/testbed/cluster.sh"
 source "$here/lib.sh"
 
 CL_BUILD=$(cd "${1:?usage: balance.sh BUILD_DIR OUT_DIR}" && pwd)
-out=${2:?usage: balance.sh BUILD_DIR OUT_DIR}
-mkdir -p "$out/balance"
-out=$(cd "$out/balance" && pwd)
+res=${2:?usage: balance.sh BUILD_DIR OUT_DIR}
+# A fresh directory: the report reads whatever it holds.
+rm -rf "$res/balance"
+mkdir -p "$res/balance"
+res=$(cd "$res/balance" && pwd)
 
-rate=${BENCH_RATE:-600}
-seconds=${BENCH_SECONDS:-20}
-workers=${BENCH_WORKERS:-8}
+seconds=${BENCH_SECONDS:-12}
+warmup=${BENCH_WARMUP:-2}
+repeats=${BENCH_REPEATS:-3}
 service_ms=${BENCH_SERVICE_MS:-20}
-warmup=3
-configs=(${BENCH_CONFIGS:-none haproxy least weighted least-published weighted-published})
+load_scale=${BENCH_LOAD_SCALE:-1}
+read -ra scenarios <<<"${BENCH_SCENARIOS:-equal unequal single bursts five}"
+read -ra configs <<<"${BENCH_CONFIGS:-haproxy-leastconn haproxy-random2 peerlb}"
 
 CL_PREFIX="plb$$b"
 CL_TMP=$(mktemp -d /tmp/peerlb-bench-balance.XXXXXX)
-# Load = established connections on port 80 over the workers: 100 % when
-# every worker is busy. conn_cost: one new connection is one worker's share.
-CONNECTIONS_LOAD_TOML="source = \"connections\"
-capacity = $workers
-${BENCH_LOAD_EXTRA:-}"
-CL_BALANCE_EXTRA="conn_cost = ${BENCH_CONN_COST:-$(awk -v w="$workers" 'BEGIN { printf "%.2f", 100 / w }')}
-${BENCH_BALANCE_EXTRA:-}"
 CL_HEALTH_PATH=/health
 CL_INTERVAL_MS=${BENCH_INTERVAL_MS:-500}
 APP_PIDS=()
@@ -58,57 +73,114 @@ stop_apps() {
     for pid in "${APP_PIDS[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
     APP_PIDS=()
 }
-cleanup() {
-    stop_apps
+topology_down() {
     bench_haproxy_stop
     cl_down
     ip netns del "$(cl_ns lb)" 2>/dev/null
+    return 0
+}
+cleanup() {
+    stop_apps
+    topology_down
     rm -rf "$CL_TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start_apps CONFIG: the three applications, stats under $out/CONFIG-sN.stats.
+# scenario NAME: the scenario's servers and arrivals: sc_workers (one per
+# server), sc_shares (% of the arrivals to each server's address), sc_load (%
+# of the cluster's capacity offered on average), sc_burst ("ON OFF" ms, or
+# empty), and from them sc_rate (requests/s).
+scenario() {
+    sc_burst=
+    case $1 in
+    equal) sc_workers=(8 8 8) sc_shares=(80 10 10) sc_load=50 ;;
+    unequal) sc_workers=(4 8 12) sc_shares=(60 20 20) sc_load=57.5 ;;
+    single) sc_workers=(8 8 8) sc_shares=(100 0 0) sc_load=50 ;;
+    bursts) sc_workers=(8 8 8) sc_shares=(80 10 10) sc_load=50 sc_burst="500 500" ;;
+    five) sc_workers=(8 8 8 8 8) sc_shares=(60 10 10 10 10) sc_load=50 ;;
+    *)
+        echo "balance: unknown scenario '$1' (equal, unequal, single, bursts, five)" >&2
+        return 1
+        ;;
+    esac
+    local total=0 w
+    for w in "${sc_workers[@]}"; do total=$((total + w)); done
+    sc_rate=$(awk -v w="$total" -v s="$service_ms" -v l="$sc_load" -v k="$load_scale" \
+        'BEGIN { printf "%.0f", w * 1000 / s * l / 100 * k }')
+}
+
+# The peerlb agents' settings for server N (W workers): the one place to
+# change when the agent's keys change. Load: the connections open on the
+# service port, counted by the data plane, over the workers (100 % = every
+# worker busy); weight: the server's capacity relative to 8 workers.
+peerlb_config() { # peerlb_config N W
+    CL_LOAD_TOML=$(printf 'source = "inflight"\ncapacity = %s\n%s' "$2" "${BENCH_LOAD_EXTRA:-}")
+    CL_NODE_EXTRA[$1]=$(printf 'weight = %s\n%s' "$(awk -v w="$2" 'BEGIN { printf "%g", w / 8 }')" \
+        "${BENCH_NODE_EXTRA:-}")
+    CL_PICK=weighted
+    CL_BALANCE_EXTRA=${BENCH_BALANCE_EXTRA:-}
+}
+
+# legacy_config CONFIG N W: the earlier configurations (least, weighted and
+# their -published variants): load.source "connections" over the workers
+# with conn_cost one worker's share, or the file the application writes.
+legacy_config() {
+    CL_PICK=${1%%-*}
+    if [[ $1 == *-published ]]; then
+        CL_LOAD_TOML=$(printf 'source = "file"\nfile = "%s"\n%s' "$CL_TMP/load-s$2" "${BENCH_LOAD_EXTRA:-}")
+    else
+        CL_LOAD_TOML=$(printf 'source = "connections"\ncapacity = %s\n%s' "$3" "${BENCH_LOAD_EXTRA:-}")
+    fi
+    CL_NODE_EXTRA[$2]=${BENCH_NODE_EXTRA:-}
+    CL_BALANCE_EXTRA="conn_cost = $(awk -v w="$3" 'BEGIN { printf "%.2f", 100 / w }')
+${BENCH_BALANCE_EXTRA:-}"
+}
+
+# start_apps PREFIX: one application per server, stats in PREFIX-sN.stats.
 start_apps() {
-    local config=$1 n
-    for n in 1 2 3; do
-        rm -f "$out/$config-s$n.stats"
-        ip netns exec "$(cl_ns "s$n")" "$CL_BUILD/peerlb-bench-app" --port 80 --workers "$workers" \
-            --service-ms "$service_ms" --name "s$n" --stats "$out/$config-s$n.stats" \
-            --stats-interval-ms 100 --load-file "$CL_TMP/load-s$n" 2>>"$CL_TMP/app-s$n.log" &
+    local prefix=$1 n
+    for n in $(cl_ids); do
+        rm -f "$prefix-s$n.stats"
+        ip netns exec "$(cl_ns "s$n")" "$CL_BUILD/peerlb-bench-app" --port 80 \
+            --workers "${sc_workers[n - 1]}" --service-ms "$service_ms" --name "s$n" \
+            --stats "$prefix-s$n.stats" --stats-interval-ms 100 --load-file "$CL_TMP/load-s$n" \
+            2>>"$CL_TMP/app-s$n.log" &
         APP_PIDS+=($!)
     done
     cl_wait_ready || return 1
 }
 
-# run_client CONFIG TARGET...: the open-loop client; its summary in CONFIG.json.
+# run_client PREFIX SEED TARGET...: the open-loop client; its summary in
+# PREFIX.json, the time it started in PREFIX.start (the report's time axis).
 run_client() {
-    local config=$1 targets=() t
-    shift
+    local prefix=$1 seed=$2 targets=() t burst=()
+    shift 2
     for t in "$@"; do targets+=(--target "$t"); done
-    bench_log "balance: $config: $rate req/s for ${seconds}s"
-    cl_now_ms >"$out/$config.start" # the time axis of the report's plots
-    ip netns exec "$(cl_ns c)" "$CL_BUILD/peerlb-bench-loadgen" --rate "$rate" --duration "$seconds" \
-        --warmup "$warmup" --timeout-ms 5000 --seed 42 "${targets[@]}" --path /work \
-        --log "$out/$config.requests.csv" >"$out/$config.json" ||
-        { echo "balance: the client failed ($config)" >&2; return 1; }
+    [[ -n $sc_burst ]] && burst=(--burst-on-ms "${sc_burst% *}" --burst-off-ms "${sc_burst#* }")
+    cl_now_ms >"$prefix.start"
+    ip netns exec "$(cl_ns c)" "$CL_BUILD/peerlb-bench-loadgen" --rate "$sc_rate" \
+        --duration "$seconds" --warmup "$warmup" --timeout-ms 5000 --seed "$seed" "${burst[@]}" \
+        "${targets[@]}" --path /work --log "$prefix.requests.csv" >"$prefix.json" ||
+        { echo "balance: the client failed ($prefix)" >&2; return 1; }
 }
 
-skewed=("${CL_SVC_ADDR[1]}:80:80" "${CL_SVC_ADDR[2]}:80:10" "${CL_SVC_ADDR[3]}:80:10")
-
-# agents_up CONFIG: three agents on fresh maps (flow entries outlive their
-# connections, and a reused client port would follow the previous run's
-# decision).
+# agents_up CONFIG: one agent per server on fresh maps (flow entries outlive
+# their connections, and a reused client port would follow the previous
+# run's decision).
 agents_up() {
-    local n
-    for n in 1 2 3; do
+    local config=$1 n
+    for n in $(cl_ids); do
         rm -rf "$(cl_pin_root "$n")" "$CL_TMP/run-s$n"
-        # *-published: the library's default, the file the application writes.
-        CL_PICK=${1%%-*} CL_LOAD_TOML=$([[ $1 == *-published ]] || echo "$CONNECTIONS_LOAD_TOML") \
-            cl_agent_config "$n"
+        if [[ $config == peerlb ]]; then
+            peerlb_config "$n" "${sc_workers[n - 1]}"
+        else
+            legacy_config "$config" "$n" "${sc_workers[n - 1]}"
+        fi
+        cl_agent_config "$n"
         cl_agent_start "$n" || return 1
     done
-    # Every agent sees both peers alive and its data plane is attached.
+    # Every agent sees its peers alive and its data plane is attached.
     cl_wait_until 60000 cl_all_see_all >/dev/null ||
         { echo "balance: agents did not meet" >&2; cl_agent_logs >&2; return 1; }
 }
@@ -117,38 +189,77 @@ agents_up() {
 # its data plane attached on purpose: a restart loses no flow).
 agents_down() {
     local n
-    for n in 1 2 3; do cl_agent_stop "$n"; done
+    for n in $(cl_ids); do cl_agent_stop "$n"; done
     cl_peerlb_down
 }
 
-cl_topology_up && bench_lb_up && bench_client_tuning || exit 1
-{
-    echo "rate=$rate seconds=$seconds warmup=$warmup workers=$workers service_ms=$service_ms"
-    echo "capacity_per_server=$((workers * 1000 / service_ms)) interval_ms=$CL_INTERVAL_MS"
-} >"$out/params"
-
-for config in "${configs[@]}"; do
-    start_apps "$config" || exit 1
+# run_one CONFIG PREFIX SEED: one measured run of the current scenario.
+run_one() {
+    local config=$1 prefix=$2 seed=$3 n skewed=() weights=()
+    for n in $(cl_ids); do
+        ((sc_shares[n - 1] > 0)) && skewed+=("${CL_SVC_ADDR[$n]}:80:${sc_shares[n - 1]}")
+    done
+    start_apps "$prefix" || return 1
     case $config in
     none)
-        run_client none "${skewed[@]}" || exit 1
+        run_client "$prefix" "$seed" "${skewed[@]}" || return 1
         ;;
-    haproxy)
-        bench_haproxy_start || exit 1
-        run_client haproxy "$BENCH_LB_ADDR:80:100" || exit 1
+    haproxy | haproxy-leastconn | haproxy-random2)
+        for n in $(cl_ids); do weights+=("${sc_workers[n - 1]}"); done
+        local algo=leastconn
+        [[ $config == haproxy-random2 ]] && algo="random(2)"
+        bench_haproxy_start "$algo" "${weights[@]}" || return 1
+        run_client "$prefix" "$seed" "$BENCH_LB_ADDR:80:100" || return 1
         bench_haproxy_stop
         ;;
-    least | weighted | least-published | weighted-published)
-        agents_up "$config" || exit 1
-        run_client "$config" "${skewed[@]}" || exit 1
-        for n in 1 2 3; do cl_agent_cli "$n" stats --json >"$out/$config-s$n.counters.json" 2>/dev/null; done
+    peerlb | least | weighted | least-published | weighted-published)
+        agents_up "$config" || return 1
+        run_client "$prefix" "$seed" "${skewed[@]}" || return 1
+        for n in $(cl_ids); do
+            cl_agent_cli "$n" stats --json >"$prefix-s$n.counters.json" 2>/dev/null
+        done
         agents_down
         ;;
     *)
-        echo "balance: unknown configuration $config" >&2
-        exit 2
+        echo "balance: unknown configuration '$config'" >&2
+        return 2
         ;;
     esac
     stop_apps
+}
+
+for s in "${scenarios[@]}"; do scenario "$s" || exit 2; done
+for c in "${configs[@]}"; do
+    [[ $c =~ ^(none|haproxy|haproxy-leastconn|haproxy-random2|peerlb|least|weighted|least-published|weighted-published)$ ]] ||
+        { echo "balance: unknown configuration '$c'" >&2; exit 2; }
 done
-bench_log "balance: done, results in $out"
+{
+    echo "seconds=$seconds warmup=$warmup repeats=$repeats service_ms=$service_ms"
+    echo "interval_ms=$CL_INTERVAL_MS load_scale=$load_scale"
+    echo "scenarios=$(IFS=,; echo "${scenarios[*]}") configs=$(IFS=,; echo "${configs[*]}")"
+} >"$res/params"
+
+for s in "${scenarios[@]}"; do
+    scenario "$s"
+    mkdir -p "$res/$s"
+    {
+        echo "scenario=$s servers=${#sc_workers[@]} rate=$sc_rate load_pct=$sc_load"
+        echo "workers=$(IFS=,; echo "${sc_workers[*]}") shares=$(IFS=,; echo "${sc_shares[*]}")"
+        if [[ -n $sc_burst ]]; then
+            echo "burst_on_ms=${sc_burst% *} burst_off_ms=${sc_burst#* }"
+        else
+            echo "burst_on_ms=0 burst_off_ms=0"
+        fi
+    } >"$res/$s/params"
+    cl_server_count "${#sc_workers[@]}" || exit 1
+    cl_topology_up && bench_lb_up && bench_client_tuning || exit 1
+    for ((k = 1; k <= repeats; k++)); do
+        for config in "${configs[@]}"; do
+            bench_log "balance: $s: $config, run $k of $repeats: $sc_rate req/s" \
+                "(${sc_shares[*]}; workers ${sc_workers[*]}${sc_burst:+; bursts $sc_burst ms}), ${seconds}s"
+            run_one "$config" "$res/$s/$config-r$k" $((41 + k)) || exit 1
+        done
+    done
+    topology_down
+done
+bench_log "balance: done, results in $res"

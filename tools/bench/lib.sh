@@ -12,11 +12,14 @@ bench_lb_up() {
     ip -n "$(cl_ns lb)" addr add "$BENCH_LB_ADDR/24" dev eth0
 }
 
-# bench_haproxy_start: HAProxy (Debian's) in TCP mode with leastconn over the
-# three servers' node addresses, port 80: the central balancer a user would
-# otherwise deploy. TCP mode, like peerlb, balances connections, not requests.
+# bench_haproxy_start [BALANCE [WEIGHT...]]: HAProxy (Debian's) in TCP mode
+# over the servers' node addresses, port 80: the central balancer a user
+# would otherwise deploy. TCP mode, like peerlb, balances connections, not
+# requests. BALANCE: HAProxy's `balance` algorithm (default leastconn, e.g.
+# "random(2)"); WEIGHTs: one per server, s1 first (HAProxy's default, 1, when
+# none is given).
 bench_haproxy_start() {
-    local dir=$CL_TMP/haproxy n
+    local dir=$CL_TMP/haproxy n balance=${1:-leastconn} weights=("${@:2}")
     mkdir -p "$dir"
     {
         cat <<EOC
@@ -34,10 +37,10 @@ frontend web
     bind $BENCH_LB_ADDR:80
     default_backend servers
 backend servers
-    balance leastconn
+    balance $balance
 EOC
-        for n in 1 2 3; do
-            echo "    server s$n ${CL_NODE_ADDR[$n]}:80"
+        for n in $(cl_ids); do
+            echo "    server s$n ${CL_NODE_ADDR[$n]}:80${weights[n - 1]:+ weight ${weights[n - 1]}}"
         done
     } >"$dir/haproxy.cfg"
     # -db: foreground, so $! is HAProxy's own PID (ip netns exec execs).
