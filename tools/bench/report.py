@@ -3,7 +3,8 @@
 
 Usage: report.py OUT_DIR   (the directory tools/bench/run.sh filled)
 
-Reads xdp/xdp_cost.csv, balance/*.json + *.stats, overhead/*.txt and
+Reads xdp/xdp_cost.csv, balance/SCENARIO/*.json + *.stats + *.counters.json,
+overhead/*.txt and
 failover/failover.csv (a part that did not run is reported as such), writes
 OUT_DIR/summary.md and OUT_DIR/*.png (gnuplot; its scripts and data files stay
 in OUT_DIR/plots/ so a plot can be redrawn or changed). Every verdict in the
@@ -157,12 +158,22 @@ plot "{data}" using ($3/2):1:($3/2):(0.35):yticlabels(2) with boxxyerrorbars tit
 emit("## 2. Balancing quality")
 emit()
 bal = OUT / "balance"
-CONFIG_NAMES = {"none": "no balancing", "haproxy": "HAProxy leastconn (central)",
-                "least": "peerlb, pick = least",
-                "weighted": "peerlb, pick = weighted",
+CONFIG_NAMES = {"haproxy-leastconn": "HAProxy leastconn (central)",
+                "haproxy-random2": "HAProxy random(2) (central)",
+                "peerlb": "peerlb",
+                "none": "no balancing",
+                "haproxy": "HAProxy leastconn (central)",
+                "least": "peerlb, least, connections source",
+                "weighted": "peerlb, weighted, connections source",
                 "least-published": "peerlb, least, load published by the app",
                 "weighted-published": "peerlb, weighted, load published by the app"}
-PEERLB_CONFIGS = [c for c in CONFIG_NAMES if c not in ("none", "haproxy")]
+PEERLB_CONFIGS = ("peerlb", "least", "weighted", "least-published", "weighted-published")
+BASELINES = ("haproxy-leastconn", "haproxy")  # what peerlb's p99 is held against
+SCENARIO_TITLES = {"equal": "equal capacities, arrivals skewed",
+                   "unequal": "unequal capacities, a small server overloaded",
+                   "single": "every arrival to one address",
+                   "bursts": "bursts",
+                   "five": "five nodes"}
 
 
 def stats_series(path):
@@ -176,147 +187,296 @@ def stats_series(path):
     return series
 
 
-if not (bal / "params").exists():
+def forwarded_share(paths):
+    """Forwarded over all new connections decided, from the nodes' counters
+    (`peerlb stats --json`: counters of kind "forwarded" and "kept"); None
+    without counters."""
+    kept = forwarded = 0
+    found = False
+    for path in paths:
+        if not path.exists():
+            continue
+        try:
+            counters = json.loads(path.read_text()).get("counters", {})
+        except ValueError:
+            continue
+        found = True
+        for c in counters.values():
+            if c.get("kind") == "forwarded":
+                forwarded += c.get("packets", 0)
+            elif c.get("kind") == "kept":
+                kept += c.get("packets", 0)
+    if not found or kept + forwarded == 0:
+        return None
+    return forwarded / (kept + forwarded)
+
+
+def one_run(sdir, config, k, sp, gp):
+    """The figures of run K of CONFIG in a scenario; None if it did not run."""
+    prefix = f"{config}-r{k}"
+    js = sdir / f"{prefix}.json"
+    if not js.exists():
+        return None
+    summary = json.loads(js.read_text())
+    n_servers = int(sp["servers"])
+    workers = [float(w) for w in sp["workers"].split(",")]
+    series = {n: stats_series(sdir / f"{prefix}-s{n}.stats") for n in range(1, n_servers + 1)}
+    start = sdir / f"{prefix}.start"
+    t0 = int(start.read_text()) if start.exists() else \
+        min((s[0][0] for s in series.values() if s), default=0)
+    lo = t0 + float(gp["warmup"]) * 1000
+    hi = lo + float(gp["seconds"]) * 1000
+    util = []
+    for n, s in series.items():
+        vals = [v for t, v in s if lo <= t <= hi]
+        util.append(statistics.mean(vals) / workers[n - 1] if vals else float("nan"))
+    busiest = max(util) / statistics.mean(util) \
+        if not any(math.isnan(u) for u in util) and statistics.mean(util) > 0 else float("nan")
+    lat = summary["latency_ms"]
+    return dict(rate=summary["window_completed_rate"], failed=summary["failed"],
+                failures=summary.get("failures", {}), p50=lat["p50"], p99=lat["p99"],
+                p999=lat["p999"], util=util, busiest=busiest,
+                lag=summary.get("send_lag_ms", {}).get("p99", 0.0),
+                forwarded=forwarded_share(sdir / f"{prefix}-s{n}.counters.json"
+                                          for n in range(1, n_servers + 1)),
+                series=series, t0=t0, workers=workers)
+
+
+def spread(runs, key):
+    """(median, min, max) of a figure over the runs that have it."""
+    vals = [r[key] for r in runs if r.get(key) is not None and not math.isnan(r[key])]
+    if not vals:
+        return None
+    return statistics.median(vals), min(vals), max(vals)
+
+
+def cell(s, fmt="{:.1f}", scale=1.0):
+    if s is None:
+        return "–"
+    med, lo, hi = (x * scale for x in s)
+    return f"{fmt.format(med)} ({fmt.format(lo)}–{fmt.format(hi)})"
+
+
+gp = kv_file(bal / "params")
+if not gp:
     emit("Not run in this pass.")
     emit()
+elif "scenarios" not in gp:
+    emit("The results in `balance/` are of an older layout of this benchmark: run "
+         "`tools/bench/run.sh --parts balance` again.")
+    emit()
 else:
-    p = kv_file(bal / "params")
-    emit(f"Three servers, each `peerlb-bench-app` with {p['workers']} workers and "
-         f"{p['service_ms']} ms of service time per request (capacity "
-         f"{p['capacity_per_server']} requests/s each). An open-loop client "
-         f"(`peerlb-bench-loadgen`) sends {p['rate']} requests/s with Poisson arrivals for "
-         f"{p['seconds']} s after a 3 s warm-up, one new connection per request, spread "
-         "80/10/10 over the three service addresses (as cached DNS would; HAProxy gets them "
-         "all on its one address). Latency is measured from each request's scheduled arrival, "
-         "so a queue counts. Load = requests in flight at each server, sampled every 100 ms; "
-         "\"max/mean\" is the busiest server's average over the three servers' average. "
-         f"peerlb: agents with heartbeat {p['interval_ms']} ms and thresholds at their defaults "
-         "(50 / 20), `conn_cost` one worker's share; the load either from "
-         f"`load.source = \"connections\"` with capacity {p['workers']} (100 % = every worker "
-         "busy; this source is read every 100 ms, as its sock_diag walk of the TCP hash costs "
-         "~3 ms), or published by the application itself every 5 ms (`load.source = \"file\"`, "
-         "read every 10 ms: `load.update_ms`).")
+    scenarios = [s for s in gp["scenarios"].split(",") if (bal / s / "params").exists()]
+    configs = gp["configs"].split(",")
+    repeats = int(gp["repeats"])
+    emit(f"Servers in namespaces, each running `peerlb-bench-app`: W workers, "
+         f"{gp['service_ms']} ms of service time per request, so W x "
+         f"{1000 / float(gp['service_ms']):g} requests/s of capacity. An open-loop client "
+         "(`peerlb-bench-loadgen`) sends Poisson arrivals, one new connection per request, "
+         "spread over the servers' service addresses as cached DNS would (HAProxy gets them all "
+         "on its one address); latency runs from each request's scheduled arrival, so a queue "
+         f"counts. Measured: {gp['seconds']} s after a {gp['warmup']} s warm-up. Each "
+         f"(scenario, configuration) ran {'once' if repeats == 1 else f'{repeats} times'}, the "
+         "configurations interleaved, each "
+         "run on fresh applications, agents and maps, the same arrivals for every configuration "
+         "of a repeat (its seed); a cell is the median of the runs with their range (min–max). "
+         "Utilisation = requests in flight at a server (read, queued or served, sampled every "
+         "100 ms) over its workers; \"busiest/mean\" is the busiest server's mean utilisation "
+         "over the mean of the servers'. \"Forwarded\" (peerlb) is the share of new connections "
+         "the nodes handed to a peer (their counters of kind \"forwarded\" over \"kept\" + "
+         "\"forwarded\", warm-up included); the minimum is the share that must move for every "
+         "server's utilisation to be equal: the sum over servers of max(0, arrival share − "
+         "capacity share). "
+         "HAProxy: TCP mode, `weight` = the server's workers, `balance leastconn` or "
+         "`balance random(2)` (two servers drawn by weight, the less loaded taken). peerlb: "
+         "agents with `load.source = \"inflight\"` (connections open on the service port, "
+         "counted by the data plane) and `capacity` = the server's workers, `[node] weight` = "
+         f"workers / 8, `pick = \"weighted\"`, heartbeat {gp['interval_ms']} ms, thresholds at "
+         "their defaults (50 / 20).")
     emit()
-    results = {}
-    for config in CONFIG_NAMES:
-        js = bal / f"{config}.json"
-        if not js.exists():
-            continue
-        summary = json.loads(js.read_text())
-        series = {n: stats_series(bal / f"{config}-s{n}.stats") for n in (1, 2, 3)}
-        # Time 0 is the client's start; measured: after its warm-up, for
-        # its duration.
-        start = bal / f"{config}.start"
-        t0 = int(start.read_text()) if start.exists() else \
-            min((s[0][0] for s in series.values() if s), default=0)
-        warmup = float(p.get("warmup", 3)) * 1000
-        lo, hi = t0 + warmup, t0 + warmup + float(p["seconds"]) * 1000
-        means, inst = [], []
-        by_time = {}
-        for n, s in series.items():
-            vals = [v for t, v in s if lo <= t <= hi]
-            means.append(statistics.mean(vals) if vals else float("nan"))
-            for t, v in s:
-                if lo <= t <= hi:
-                    by_time.setdefault(round((t - t0) / 100), {})[n] = v
-        for sample in by_time.values():
-            if len(sample) == 3 and sum(sample.values()) > 0:
-                inst.append(max(sample.values()) / statistics.mean(sample.values()))
-        ratio = max(means) / statistics.mean(means) if all(not math.isnan(m) for m in means) \
-            and statistics.mean(means) > 0 else float("nan")
-        results[config] = dict(summary=summary, means=means, ratio=ratio,
-                               inst=statistics.mean(inst) if inst else float("nan"),
-                               series=series, t0=t0)
-    rows = []
-    for config, r in results.items():
-        s = r["summary"]
-        lat = s["latency_ms"]
-        failed = s["failed"]
-        reasons = ", ".join(f"{k} {v}" for k, v in s.get("failures", {}).items() if v)
-        if reasons:
-            failed = f"{failed} ({reasons})"
-        servers = s.get("per_server", {})
-        total = sum(servers.values()) or 1
-        share = "/".join(f"{100 * servers.get(f's{n}', 0) / total:.0f}" for n in (1, 2, 3))
-        rows.append([CONFIG_NAMES[config], f"{s['window_completed_rate']:.0f}", failed,
-                     f"{lat['p50']:.1f}", f"{lat['p99']:.1f}", f"{lat['p999']:.1f}", share,
-                     " / ".join(f"{m:.1f}" for m in r["means"]), fmt_ratio(r["ratio"]),
-                     fmt_ratio(r["inst"])])
-    emit("Completed/s counts the responses that arrived within the measured window "
-         "(a server past its capacity serves at its capacity, whatever is offered).")
-    emit()
-    table(["configuration", "completed/s", "failed", "p50 ms", "p99 ms", "p99.9 ms",
-           "served % s1/s2/s3", "mean in flight s1 / s2 / s3", "max/mean",
-           "max/mean per 100 ms (avg)"], rows)
-    if "haproxy" in results:
-        hp99 = results["haproxy"]["summary"]["latency_ms"]["p99"]
-        for config in PEERLB_CONFIGS:
-            if config not in results:
+    results = {}  # scenario -> config -> [runs]
+    min_share = {}
+    p99_rows = []
+    for sc in scenarios:
+        sdir = bal / sc
+        sp = kv_file(sdir / "params")
+        workers = [int(w) for w in sp["workers"].split(",")]
+        shares = [float(x) for x in sp["shares"].split(",")]
+        cap = [w / sum(workers) for w in workers]
+        arr = [x / sum(shares) for x in shares]
+        min_share[sc] = sum(max(0.0, a - c) for a, c in zip(arr, cap))
+        rate = float(sp["rate"])
+        capacity = sum(workers) * 1000 / float(gp["service_ms"])
+        burst_on, burst_off = int(sp.get("burst_on_ms") or 0), int(sp.get("burst_off_ms") or 0)
+        emit(f"### 2.{scenarios.index(sc) + 1} {sc}: {SCENARIO_TITLES.get(sc, sc)}")
+        emit()
+        text = (f"{sp['servers']} servers with {' / '.join(map(str, workers))} workers; "
+                f"arrivals {'/'.join(f'{x:g}' for x in shares)} % over the servers' addresses, "
+                f"{rate:.0f} requests/s on average ({100 * rate / capacity:.0f} % of the "
+                f"cluster's {capacity:.0f} requests/s)")
+        if burst_on and burst_off:
+            peak = rate * (burst_on + burst_off) / burst_on
+            text += (f", in bursts: {burst_on} ms of Poisson arrivals at {peak:.0f} requests/s "
+                     f"({100 * peak / capacity:.0f} % of capacity), then {burst_off} ms without")
+        text += f". Minimum forwarded share: {100 * min_share[sc]:.1f} %."
+        emit(text)
+        emit()
+        results[sc] = {}
+        rows = []
+        for config in configs:
+            runs = [r for r in (one_run(sdir, config, k, sp, gp) for k in range(1, repeats + 1))
+                    if r]
+            if not runs:
                 continue
-            p99 = results[config]["summary"]["latency_ms"]["p99"]
-            x = p99 / hp99 if hp99 > 0 else float("nan")
-            targets.append((f"{CONFIG_NAMES[config]}: p99 ≤ 1.1x HAProxy's",
-                            f"{p99:.1f} ms vs {hp99:.1f} ms = {x:.2f}x", x <= 1.1))
-            if x > 1.1:
-                behind.append(f"Balancing: {CONFIG_NAMES[config]} has a p99 of {p99:.1f} ms, "
-                              f"{x:.2f}x HAProxy's {hp99:.1f} ms at the same offered load.")
-    for config in PEERLB_CONFIGS:
-        if config in results:
-            ratio = results[config]["ratio"]
-            targets.append((f"{CONFIG_NAMES[config]}: load max/mean ≤ 1.15",
-                            fmt_ratio(ratio), ratio <= 1.15))
-            if not ratio <= 1.15:
-                hr = results.get("haproxy", {}).get("ratio", float("nan"))
-                behind.append(f"Balancing: {CONFIG_NAMES[config]} leaves the busiest server at "
-                              f"{ratio:.2f}x the mean load (HAProxy: {fmt_ratio(hr)}).")
-    # One panel per configuration: in-flight requests per server over time.
-    panels = []
-    for config, r in results.items():
-        data = PLOTS / f"balance_{config}.dat"
+            results[sc][config] = runs
+            failed = spread(runs, "failed")
+            reasons = {}
+            for r in runs:
+                for why, n in r["failures"].items():
+                    reasons[why] = reasons.get(why, 0) + n
+            failed_text = cell(failed, "{:.0f}")
+            if any(reasons.values()):
+                failed_text += " (" + ", ".join(f"{k_} {v}" for k_, v in reasons.items() if v) + \
+                    " in all)"
+            util = " / ".join(f"{statistics.median(r['util'][i] for r in runs):.2f}"
+                              for i in range(len(workers)))
+            fwd = spread(runs, "forwarded")
+            rows.append([CONFIG_NAMES.get(config, config), len(runs),
+                         cell(spread(runs, "rate"), "{:.0f}"), failed_text,
+                         cell(spread(runs, "p50")), cell(spread(runs, "p99")),
+                         cell(spread(runs, "p999")), cell(spread(runs, "busiest"), "{:.2f}"),
+                         util, cell(fwd, "{:.1f}", 100) if fwd else "–"])
+        table(["configuration", "runs", "completed/s", "failed", "p50 ms", "p99 ms", "p99.9 ms",
+               "busiest/mean", "utilisation " + " / ".join(f"s{n}" for n in
+                                                          range(1, len(workers) + 1)),
+               f"forwarded % (minimum {100 * min_share[sc]:.1f})"], rows)
+        lags = [r["lag"] for runs in results[sc].values() for r in runs]
+        if lags and max(lags) > 5:
+            emit(f"The client sent up to {max(lags):.0f} ms late (p99 of a run): it was short of "
+                 "CPU, so the offered load was less regular than its schedule.")
+            emit()
+
+        # Targets: peerlb against HAProxy leastconn and against the balance.
+        base = next((b for b in BASELINES if b in results[sc]), None)
+        base_p99 = spread(results[sc][base], "p99")[0] if base else None
+        base_busiest = spread(results[sc][base], "busiest") if base else None
+        ran = [c for c in PEERLB_CONFIGS if c in results[sc]]
+        if not ran:
+            targets.append((f"balance {sc}: peerlb p99 ≤ 1.1x HAProxy leastconn's, busiest/mean "
+                            "≤ 1.1, forwarded ≤ 1.2x the minimum", "peerlb not run", None))
+        for config in ran:
+            name = CONFIG_NAMES[config]
+            p99 = spread(results[sc][config], "p99")[0]
+            if base_p99:
+                x = p99 / base_p99
+                targets.append((f"balance {sc}: {name} p99 ≤ 1.1x HAProxy leastconn's",
+                                f"{p99:.1f} ms vs {base_p99:.1f} ms = {x:.2f}x", x <= 1.1))
+                if x > 1.1:
+                    behind.append(f"Balancing ({sc}): {name} has a p99 of {p99:.1f} ms (median "
+                                  f"of {len(results[sc][config])} runs), {x:.2f}x HAProxy "
+                                  f"leastconn's {base_p99:.1f} ms at the same offered load.")
+            else:
+                targets.append((f"balance {sc}: {name} p99 ≤ 1.1x HAProxy leastconn's",
+                                f"{p99:.1f} ms, HAProxy leastconn not run", None))
+            b = spread(results[sc][config], "busiest")
+            if b:
+                hp = f" (HAProxy leastconn {base_busiest[0]:.2f})" if base_busiest else ""
+                targets.append((f"balance {sc}: {name} busiest/mean utilisation ≤ 1.1",
+                                f"{b[0]:.2f}{hp}", b[0] <= 1.1))
+                if b[0] > 1.1:
+                    behind.append(f"Balancing ({sc}): {name} leaves the busiest server at "
+                                  f"{b[0]:.2f}x the mean utilisation{hp}.")
+            f = spread(results[sc][config], "forwarded")
+            if f is None:
+                targets.append((f"balance {sc}: {name} forwarded ≤ 1.2x the minimum",
+                                "no counters", None))
+            elif min_share[sc] > 0:
+                x = f[0] / min_share[sc]
+                targets.append((f"balance {sc}: {name} forwarded ≤ 1.2x the minimum",
+                                f"{100 * f[0]:.1f} % for {100 * min_share[sc]:.1f} % = {x:.2f}x",
+                                x <= 1.2))
+                if x > 1.2:
+                    behind.append(f"Balancing ({sc}): {name} forwards {100 * f[0]:.1f} % of the "
+                                  f"new connections, {x:.2f}x the {100 * min_share[sc]:.1f} % "
+                                  "that must move.")
+
+    # p99 per scenario and configuration, with the runs' range.
+    plot_configs = [c for c in configs if any(c in results[sc] for sc in scenarios)]
+    if plot_configs and scenarios:
+        data = PLOTS / "balance_p99.dat"
+        values = []
         with data.open("w") as f:
-            for n in (1, 2, 3):
-                for t, v in r["series"][n]:
-                    if t < r["t0"]:
-                        continue
-                    f.write(f"{(t - r['t0']) / 1000:.2f} {v}\n")
-                f.write("\n\n")
-        panels.append((config, data))
-    script = f"set multiplot layout {math.ceil(len(panels) / 2)},2\n" \
-             "set xlabel 's'\nset ylabel 'requests in flight'\nset grid\nset key top left\n"
-    # A server far past its capacity would flatten every other curve: the
-    # scale stops at 4x the workers and the title gives the true maximum.
-    ymax = 4 * float(p["workers"])
-    script += f"set yrange [0:{ymax * 1.05:.0f}]\n"
-    script += f"set xrange [0:{(float(p.get('warmup', 3)) + float(p['seconds'])) + 3:.0f}]\n"
-    for config, data in panels:
-        top = max((v for s in results[config]["series"].values() for _, v in s), default=0)
-        clipped = f" (peak {top} off the scale)" if top > ymax else ""
-        script += (f'set title "{CONFIG_NAMES[config]}{clipped}"\n'
-                   f'plot "{data}" index 0 with lines title "s1", '
-                   f'"" index 1 with lines title "s2", "" index 2 with lines title "s3"\n')
-    script += "unset multiplot\n"
-    gnuplot("balance_load", script, size=f"1000,{300 * math.ceil(len(panels) / 2) + 50}")
-    emit("![in-flight requests per server over time](balance_load.png)")
-    emit()
-    data = PLOTS / "balance_latency.dat"
-    with data.open("w") as f:
-        for i, (config, r) in enumerate(results.items()):
-            lat = r["summary"]["latency_ms"]
-            f.write(f'{i} "{CONFIG_NAMES[config]}" {lat["p50"]} {lat["p99"]} {lat["p999"]}\n')
-    gnuplot("balance_latency", f"""
-set title "Latency at the same offered load (log scale)"
+            f.write("# scenario " + " ".join(f"{c}_median {c}_min {c}_max" for c in plot_configs)
+                    + "\n")
+            for sc in scenarios:
+                cols = []
+                for c in plot_configs:
+                    s = spread(results[sc].get(c, []), "p99")
+                    cols += [f"{x:.3f}" for x in s] if s else ["-"] * 3
+                    if s:
+                        values += list(s)
+                f.write(f'"{sc}" ' + " ".join(cols) + "\n")
+        log = values and max(values) > 8 * min(values)
+        using = ", ".join(
+            (f'"{data}"' if i == 0 else '""') +
+            f" using {2 + 3 * i}:{3 + 3 * i}:{4 + 3 * i}" + (":xtic(1)" if i == 0 else "") +
+            f' title "{CONFIG_NAMES.get(c, c)}"' for i, c in enumerate(plot_configs))
+        gnuplot("balance_p99", f"""
+set title "p99 latency per scenario at the same offered load (median of the runs, bars: min-max)"
 set ylabel "ms"
-set logscale y
+{"set logscale y" if log else "set yrange [0:*]"}
+set datafile missing "-"
 set style data histogram
-set style histogram clustered gap 1
-set style fill solid 0.7
+set style histogram errorbars gap 1 lw 1
+set style fill solid 0.6
 set grid ytics
-set key top right
-set xtics rotate by -15 font ",8"
-plot "{data}" using 3:xticlabels(2) title "p50", "" using 4 title "p99", "" using 5 title "p99.9"
+set key top left
+plot {using}
 """)
-    emit("![latency percentiles](balance_latency.png)")
-    emit()
+        emit("![p99 latency per scenario and configuration](balance_p99.png)")
+        emit()
+
+        # Utilisation per server over time: for each scenario and
+        # configuration, the run with the median p99.
+        panels = []
+        for sc in scenarios:
+            for c in plot_configs:
+                runs = results[sc].get(c)
+                if not runs:
+                    panels.append(None)
+                    continue
+                r = sorted(runs, key=lambda r_: r_["p99"])[(len(runs) - 1) // 2]
+                data = PLOTS / f"balance_{sc}_{c}.dat"
+                with data.open("w") as f:
+                    for n, s in r["series"].items():
+                        for t, v in s:
+                            if t >= r["t0"]:
+                                f.write(f"{(t - r['t0']) / 1000:.2f} {v / r['workers'][n - 1]:.3f}\n")
+                        f.write("\n\n")
+                panels.append((sc, c, data, len(r["series"]), r))
+        cols = len(plot_configs)
+        script = (f"set multiplot layout {len(scenarios)},{cols}\n"
+                  "set grid\nset key top right font ',7'\nset ylabel 'utilisation'\n"
+                  f"set xrange [0:{float(gp['warmup']) + float(gp['seconds']) + 2:.0f}]\n"
+                  "set yrange [0:3]\n")
+        for panel in panels:
+            if panel is None:
+                script += "set multiplot next\n"
+                continue
+            sc, c, data, n_servers, r = panel
+            top = max((v / r["workers"][n - 1] for n, s in r["series"].items() for _, v in s),
+                      default=0)
+            clipped = f", peak {top:.1f}" if top > 3 else ""
+            script += (f'set title "{sc}: {CONFIG_NAMES.get(c, c)} (p99 {r["p99"]:.0f} ms'
+                       f'{clipped})" font ",9"\n'
+                       "plot " + ", ".join(
+                           (f'"{data}"' if i == 0 else '""') + f' index {i} with lines title "s{i + 1}"'
+                           for i in range(n_servers)) + "\n")
+        script += "unset multiplot\n"
+        gnuplot("balance_load", script, size=f"{380 * cols},{240 * len(scenarios) + 40}")
+        emit("![utilisation per server over time, the median run of each cell]"
+             "(balance_load.png)")
+        emit()
 
 # --- 3. end-to-end overhead --------------------------------------------------
 
