@@ -180,9 +180,20 @@ agents_up() {
         cl_agent_config "$n"
         cl_agent_start "$n" || return 1
     done
-    # Every agent sees its peers alive and its data plane is attached.
-    cl_wait_until 60000 cl_all_see_all >/dev/null ||
-        { echo "balance: agents did not meet" >&2; cl_agent_logs >&2; return 1; }
+    # Every agent sees its peers alive and its data plane is attached; an
+    # agent that exits (a configuration it refuses) fails the run at once.
+    local until=$(($(cl_now_ms) + 60000))
+    until cl_all_see_all; do
+        for n in $(cl_ids); do
+            kill -0 "${CL_AGENT_PIDS[n]}" 2>/dev/null && continue
+            echo "balance: the agent of s$n exited; its configuration:" >&2
+            cat "$CL_TMP/s$n.toml" >&2
+            cl_agent_logs >&2
+            return 1
+        done
+        (($(cl_now_ms) > until)) && { echo "balance: agents did not meet" >&2; cl_agent_logs >&2; return 1; }
+        sleep 0.1
+    done
 }
 
 # agents_down: agents stopped, data planes detached (a stopped agent leaves

@@ -250,6 +250,10 @@ def spread(runs, key):
     return statistics.median(vals), min(vals), max(vals)
 
 
+def runs_text(n):
+    return "one run" if n == 1 else f"median of {n} runs"
+
+
 def cell(s, fmt="{:.1f}", scale=1.0):
     if s is None:
         return "–"
@@ -372,8 +376,8 @@ else:
                 targets.append((f"balance {sc}: {name} p99 ≤ 1.1x HAProxy leastconn's",
                                 f"{p99:.1f} ms vs {base_p99:.1f} ms = {x:.2f}x", x <= 1.1))
                 if x > 1.1:
-                    behind.append(f"Balancing ({sc}): {name} has a p99 of {p99:.1f} ms (median "
-                                  f"of {len(results[sc][config])} runs), {x:.2f}x HAProxy "
+                    behind.append(f"Balancing ({sc}): {name} has a p99 of {p99:.1f} ms ("
+                                  f"{runs_text(len(results[sc][config]))}), {x:.2f}x HAProxy "
                                   f"leastconn's {base_p99:.1f} ms at the same offered load.")
             else:
                 targets.append((f"balance {sc}: {name} p99 ≤ 1.1x HAProxy leastconn's",
