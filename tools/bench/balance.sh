@@ -250,6 +250,7 @@ done
     echo "scenarios=$(IFS=,; echo "${scenarios[*]}") configs=$(IFS=,; echo "${configs[*]}")"
 } >"$res/params"
 
+failed=()
 for s in "${scenarios[@]}"; do
     scenario "$s"
     mkdir -p "$res/$s"
@@ -268,9 +269,19 @@ for s in "${scenarios[@]}"; do
         for config in "${configs[@]}"; do
             bench_log "balance: $s: $config, run $k of $repeats: $sc_rate req/s" \
                 "(${sc_shares[*]}; workers ${sc_workers[*]}${sc_burst:+; bursts $sc_burst ms}), ${seconds}s"
-            run_one "$config" "$res/$s/$config-r$k" $((41 + k)) || exit 1
+            run_one "$config" "$res/$s/$config-r$k" $((41 + k)) && continue
+            # The other configurations still run; the part fails at the end.
+            failed+=("$s/$config-r$k")
+            stop_apps
+            bench_haproxy_stop
+            agents_down
+            rm -f "$res/$s/$config-r$k".* "$res/$s/$config-r$k"-s*
         done
     done
     topology_down
 done
+if ((${#failed[@]})); then
+    echo "balance: FAILED runs: ${failed[*]}" >&2
+    exit 1
+fi
 bench_log "balance: done, results in $res"
