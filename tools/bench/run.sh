@@ -7,7 +7,7 @@
 #   tools/bench/run.sh [--out DIR] [--parts xdp,balance,overhead,failover]
 #
 #   xdp       per-packet cost of the XDP program beside floor programs
-#   balance   balancing quality: peerlb least / weighted vs none vs HAProxy
+#   balance   balancing quality, five scenarios: peerlb vs HAProxy leastconn, random(2)
 #   overhead  wrk against nginx: direct, kept, forwarded (l2, ipip), HAProxy
 #   failover  node death to first new connection: peerlb vs keepalived
 #
