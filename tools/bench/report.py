@@ -356,7 +356,7 @@ else:
                f"forwarded % (minimum {100 * min_share[sc]:.1f})"], rows)
         lags = [r["lag"] for runs in results[sc].values() for r in runs]
         if lags and max(lags) > 5:
-            emit(f"The client sent up to {max(lags):.0f} ms late (p99 of a run): it was short of "
+            emit(f"The client sent up to {max(lags):.1f} ms late (p99 of a run): it was short of "
                  "CPU, so the offered load was less regular than its schedule.")
             emit()
 
@@ -434,7 +434,7 @@ set style data histogram
 set style histogram errorbars gap 1 lw 1
 set style fill solid 0.6
 set grid ytics
-set key top left
+set key below
 plot {using}
 """)
         emit("![p99 latency per scenario and configuration](balance_p99.png)")
@@ -461,7 +461,7 @@ plot {using}
         cols = len(plot_configs)
         script = (f"set multiplot layout {len(scenarios)},{cols}\n"
                   "set grid\nset key top right font ',7'\nset ylabel 'utilisation'\n"
-                  f"set xrange [0:{float(gp['warmup']) + float(gp['seconds']) + 2:.0f}]\n"
+                  f"set xrange [0:{float(gp['warmup']) + float(gp['seconds']) + 1:.0f}]\n"
                   "set yrange [0:3]\n")
         for panel in panels:
             if panel is None:
@@ -471,8 +471,7 @@ plot {using}
             top = max((v / r["workers"][n - 1] for n, s in r["series"].items() for _, v in s),
                       default=0)
             clipped = f", peak {top:.1f}" if top > 3 else ""
-            script += (f'set title "{sc}: {CONFIG_NAMES.get(c, c)} (p99 {r["p99"]:.0f} ms'
-                       f'{clipped})" font ",9"\n'
+            script += (f'set title "{sc}: {c} (p99 {r["p99"]:.0f} ms{clipped})" font ",9"\n'
                        "plot " + ", ".join(
                            (f'"{data}"' if i == 0 else '""') + f' index {i} with lines title "s{i + 1}"'
                            for i in range(n_servers)) + "\n")
