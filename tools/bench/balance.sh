@@ -25,10 +25,12 @@
 # weighted-published (load.source = "file": the application publishes its
 # requests in flight every 5 ms), haproxy (= haproxy-leastconn).
 # Each (scenario, configuration) runs BENCH_REPEATS times, the
-# configurations interleaved, on fresh applications, agents and pins. Per
+# configurations interleaved, each on a fresh topology (namespaces),
+# applications, agents and pins. Per
 # run (SCENARIO/CONFIG-rK.*): the client's JSON summary (completed rate,
 # latency percentiles), each server's in-flight requests every 100 ms
-# (-sN.stats), and for peerlb each node's counters (-sN.counters.json).
+# (-sN.stats), and for peerlb each node's counters (-sN.counters.json) and
+# its agent's log (-sN.agent.log).
 #
 # Usage: balance.sh BUILD_DIR OUT_DIR
 # Env: BENCH_SCENARIOS (all five), BENCH_CONFIGS (haproxy-leastconn
@@ -230,6 +232,7 @@ run_one() {
             cl_agent_cli "$n" stats --json >"$prefix-s$n.counters.json" 2>/dev/null
         done
         agents_down
+        for n in $(cl_ids); do mv "$CL_TMP/agent-s$n.log" "$prefix-s$n.agent.log" 2>/dev/null; done
         ;;
     *)
         echo "balance: unknown configuration '$config'" >&2
@@ -264,21 +267,24 @@ for s in "${scenarios[@]}"; do
         fi
     } >"$res/$s/params"
     cl_server_count "${#sc_workers[@]}" || exit 1
-    cl_topology_up && bench_lb_up && bench_client_tuning || exit 1
     for ((k = 1; k <= repeats; k++)); do
         for config in "${configs[@]}"; do
             bench_log "balance: $s: $config, run $k of $repeats: $sc_rate req/s" \
                 "(${sc_shares[*]}; workers ${sc_workers[*]}${sc_burst:+; bursts $sc_burst ms}), ${seconds}s"
-            run_one "$config" "$res/$s/$config-r$k" $((41 + k)) && continue
+            # A fresh topology for every run: nothing of the previous one
+            # (the servers' TIME_WAIT sockets, the address a stopping agent
+            # took over and announced, the client's ARP cache) reaches it.
+            cl_topology_up && bench_lb_up && bench_client_tuning || exit 1
+            run_one "$config" "$res/$s/$config-r$k" $((41 + k)) && { topology_down; continue; }
             # The other configurations still run; the part fails at the end.
             failed+=("$s/$config-r$k")
             stop_apps
             bench_haproxy_stop
             agents_down
             rm -f "$res/$s/$config-r$k".* "$res/$s/$config-r$k"-s*
+            topology_down
         done
     done
-    topology_down
 done
 if ((${#failed[@]})); then
     echo "balance: FAILED runs: ${failed[*]}" >&2

@@ -187,11 +187,12 @@ def stats_series(path):
     return series
 
 
-def forwarded_share(paths):
-    """Forwarded over all new connections decided, from the nodes' counters
-    (`peerlb stats --json`: counters of kind "forwarded" and "kept"); None
-    without counters."""
-    kept = forwarded = 0
+def decisions(paths):
+    """(forwarded share, SYN-cookie share) of the new connections decided,
+    from the nodes' counters (`peerlb stats --json`: counters of kind
+    "forwarded" over "kept" + "forwarded"; SYNs answered with a cluster SYN
+    cookie, `syn_cookie_l4`, over the same); (None, None) without counters."""
+    kept = forwarded = cookies = 0
     found = False
     for path in paths:
         if not path.exists():
@@ -201,14 +202,15 @@ def forwarded_share(paths):
         except ValueError:
             continue
         found = True
+        cookies += counters.get("syn_cookie_l4", {}).get("packets", 0)
         for c in counters.values():
             if c.get("kind") == "forwarded":
                 forwarded += c.get("packets", 0)
             elif c.get("kind") == "kept":
                 kept += c.get("packets", 0)
     if not found or kept + forwarded == 0:
-        return None
-    return forwarded / (kept + forwarded)
+        return None, None
+    return forwarded / (kept + forwarded), cookies / (kept + forwarded)
 
 
 def one_run(sdir, config, k, sp, gp):
@@ -233,12 +235,13 @@ def one_run(sdir, config, k, sp, gp):
     busiest = max(util) / statistics.mean(util) \
         if not any(math.isnan(u) for u in util) and statistics.mean(util) > 0 else float("nan")
     lat = summary["latency_ms"]
+    forwarded, cookies = decisions(sdir / f"{prefix}-s{n}.counters.json"
+                                   for n in range(1, n_servers + 1))
     return dict(rate=summary["window_completed_rate"], failed=summary["failed"],
                 failures=summary.get("failures", {}), p50=lat["p50"], p99=lat["p99"],
                 p999=lat["p999"], util=util, busiest=busiest,
                 lag=summary.get("send_lag_ms", {}).get("p99", 0.0),
-                forwarded=forwarded_share(sdir / f"{prefix}-s{n}.counters.json"
-                                          for n in range(1, n_servers + 1)),
+                forwarded=forwarded, cookies=cookies,
                 series=series, t0=t0, workers=workers)
 
 
@@ -282,7 +285,8 @@ else:
          f"counts. Measured: {gp['seconds']} s after a {gp['warmup']} s warm-up. Each "
          f"(scenario, configuration) ran {'once' if repeats == 1 else f'{repeats} times'}, the "
          "configurations interleaved, each "
-         "run on fresh applications, agents and maps, the same arrivals for every configuration "
+         "run on fresh namespaces, applications, agents and maps, the same arrivals for every "
+         "configuration "
          "of a repeat (its seed); a cell is the median of the runs with their range (min–max). "
          "Utilisation = requests in flight at a server (read, queued or served, sampled every "
          "100 ms) over its workers; \"busiest/mean\" is the busiest server's mean utilisation "
@@ -354,6 +358,17 @@ else:
                "busiest/mean", "utilisation " + " / ".join(f"s{n}" for n in
                                                           range(1, len(workers) + 1)),
                f"forwarded % (minimum {100 * min_share[sc]:.1f})"], rows)
+        for config, runs in results[sc].items():
+            with_cookies = [r for r in runs if r["cookies"]]
+            if with_cookies:
+                failed = sum(r["failed"] for r in with_cookies)
+                emit(f"{CONFIG_NAMES.get(config, config)}: in {len(with_cookies)} of {len(runs)} "
+                     "runs a node answered SYNs with cluster SYN cookies (more than "
+                     "`balance.syn_cookie_rate` SYNs per second on one CPU): "
+                     + ", ".join(f"{100 * r['cookies']:.0f} %" for r in with_cookies)
+                     + f" of the new connections; those runs failed {failed} requests, the "
+                     f"others {sum(r['failed'] for r in runs if not r['cookies'])}.")
+                emit()
         lags = [r["lag"] for runs in results[sc].values() for r in runs]
         if lags and max(lags) > 5:
             emit(f"The client sent up to {max(lags):.1f} ms late (p99 of a run): it was short of "
