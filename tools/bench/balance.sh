@@ -112,13 +112,14 @@ scenario() {
         'BEGIN { printf "%.0f", w * 1000 / s * l / 100 * k }')
 }
 
-# The peerlb agents' settings for server N (W workers): the one place to
+# The peerlb agents' settings for server N (W workers), for the next
+# cl_agent_config (CL_LOAD_TOML, CL_NODE_EXTRA, ...): the one place to
 # change when the agent's keys change. Load: the connections open on the
 # service port, counted by the data plane, over the workers (100 % = every
 # worker busy); weight: the server's capacity relative to 8 workers.
 peerlb_config() { # peerlb_config N W
     CL_LOAD_TOML=$(printf 'source = "inflight"\ncapacity = %s\n%s' "$2" "${BENCH_LOAD_EXTRA:-}")
-    CL_NODE_EXTRA[$1]=$(printf 'weight = %s\n%s' "$(awk -v w="$2" 'BEGIN { printf "%g", w / 8 }')" \
+    CL_NODE_EXTRA=$(printf 'weight = %s\n%s' "$(awk -v w="$2" 'BEGIN { printf "%g", w / 8 }')" \
         "${BENCH_NODE_EXTRA:-}")
     CL_PICK=weighted
     CL_BALANCE_EXTRA=${BENCH_BALANCE_EXTRA:-}
@@ -134,7 +135,7 @@ legacy_config() {
     else
         CL_LOAD_TOML=$(printf 'source = "connections"\ncapacity = %s\n%s' "$3" "${BENCH_LOAD_EXTRA:-}")
     fi
-    CL_NODE_EXTRA[$2]=${BENCH_NODE_EXTRA:-}
+    CL_NODE_EXTRA=${BENCH_NODE_EXTRA:-}
     CL_BALANCE_EXTRA="conn_cost = $(awk -v w="$3" 'BEGIN { printf "%.2f", 100 / w }')
 ${BENCH_BALANCE_EXTRA:-}"
 }
