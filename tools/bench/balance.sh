@@ -19,6 +19,8 @@
 #   peerlb             the agents, load.source = "inflight" (connections open
 #                      on the service port, counted by the data plane) over
 #                      the workers, [node] weight = workers / 8, pick weighted
+#   peerlb-tight       the same with accept_below = 0, min_difference = 10
+#                      (thresholds set for balance first)
 # and, only when asked for in BENCH_CONFIGS: none (no balancing: each address
 # served by its owner), least / weighted (peerlb, load.source =
 # "connections", conn_cost one worker's share), least-published /
@@ -34,7 +36,7 @@
 #
 # Usage: balance.sh BUILD_DIR OUT_DIR
 # Env: BENCH_SCENARIOS (all five), BENCH_CONFIGS (haproxy-leastconn
-#      haproxy-random2 peerlb), BENCH_REPEATS (3), BENCH_SECONDS (measured,
+#      haproxy-random2 peerlb peerlb-tight), BENCH_REPEATS (3), BENCH_SECONDS (measured,
 #      12), BENCH_WARMUP (2), BENCH_SERVICE_MS (20), BENCH_LOAD_SCALE (1: the
 #      scenarios' offered loads times this), BENCH_INTERVAL_MS (heartbeat,
 #      500), BENCH_LOAD_EXTRA / BENCH_BALANCE_EXTRA / BENCH_NODE_EXTRA (more
@@ -62,7 +64,7 @@ repeats=${BENCH_REPEATS:-3}
 service_ms=${BENCH_SERVICE_MS:-20}
 load_scale=${BENCH_LOAD_SCALE:-1}
 read -ra scenarios <<<"${BENCH_SCENARIOS:-equal unequal single bursts five}"
-read -ra configs <<<"${BENCH_CONFIGS:-haproxy-leastconn haproxy-random2 peerlb}"
+read -ra configs <<<"${BENCH_CONFIGS:-haproxy-leastconn haproxy-random2 peerlb peerlb-tight}"
 
 CL_PREFIX="plb$$b"
 CL_TMP=$(mktemp -d /tmp/peerlb-bench-balance.XXXXXX)
@@ -117,7 +119,16 @@ scenario() {
 # change when the agent's keys change. Load: the connections open on the
 # service port, counted by the data plane, over the workers (100 % = every
 # worker busy); weight: the server's capacity relative to 8 workers.
-peerlb_config() { # peerlb_config N W
+# peerlb-tight: the same with the thresholds set for balance first (T1 0:
+# never keep a connection a peer T2 lower could take; T2 10 points).
+peerlb_config() { # peerlb_config CONFIG N W
+    local config=$1
+    shift
+    if [[ $config == peerlb-tight ]]; then
+        CL_ACCEPT_BELOW=0 CL_MIN_DIFFERENCE=10
+    else
+        unset CL_ACCEPT_BELOW CL_MIN_DIFFERENCE # the defaults, 50 and 20
+    fi
     CL_LOAD_TOML=$(printf 'source = "inflight"\ncapacity = %s\n%s' "$2" "${BENCH_LOAD_EXTRA:-}")
     CL_NODE_EXTRA=$(printf 'weight = %s\n%s' "$(awk -v w="$2" 'BEGIN { printf "%g", w / 8 }')" \
         "${BENCH_NODE_EXTRA:-}")
@@ -175,8 +186,8 @@ agents_up() {
     local config=$1 n
     for n in $(cl_ids); do
         rm -rf "$(cl_pin_root "$n")" "$CL_TMP/run-s$n"
-        if [[ $config == peerlb ]]; then
-            peerlb_config "$n" "${sc_workers[n - 1]}"
+        if [[ $config == peerlb || $config == peerlb-tight ]]; then
+            peerlb_config "$config" "$n" "${sc_workers[n - 1]}"
         else
             legacy_config "$config" "$n" "${sc_workers[n - 1]}"
         fi

@@ -161,13 +161,14 @@ bal = OUT / "balance"
 CONFIG_NAMES = {"haproxy-leastconn": "HAProxy leastconn (central)",
                 "haproxy-random2": "HAProxy random(2) (central)",
                 "peerlb": "peerlb",
+                "peerlb-tight": "peerlb, T1 0 / T2 10",
                 "none": "no balancing",
                 "haproxy": "HAProxy leastconn (central)",
                 "least": "peerlb, least, connections source",
                 "weighted": "peerlb, weighted, connections source",
                 "least-published": "peerlb, least, load published by the app",
                 "weighted-published": "peerlb, weighted, load published by the app"}
-PEERLB_CONFIGS = ("peerlb", "least", "weighted", "least-published", "weighted-published")
+PEERLB_CONFIGS = ("peerlb", "peerlb-tight", "least", "weighted", "least-published", "weighted-published")
 BASELINES = ("haproxy-leastconn", "haproxy")  # what peerlb's p99 is held against
 SCENARIO_TITLES = {"equal": "equal capacities, arrivals skewed",
                    "unequal": "unequal capacities, a small server overloaded",
@@ -300,7 +301,9 @@ else:
          "agents with `load.source = \"inflight\"` (connections open on the service port, "
          "counted by the data plane) and `capacity` = the server's workers, `[node] weight` = "
          f"workers / 8, `pick = \"weighted\"`, heartbeat {gp['interval_ms']} ms, thresholds at "
-         "their defaults (50 / 20).")
+         "their defaults (50 / 20); \"peerlb, T1 0 / T2 10\" the same with `accept_below = 0`, "
+         "`min_difference = 10`: thresholds set for even utilisation rather than for keeping "
+         "connections local.")
     emit()
     results = {}  # scenario -> config -> [runs]
     min_share = {}
