@@ -237,7 +237,7 @@ run_one() {
         run_client "$prefix" "$seed" "$BENCH_LB_ADDR:80:100" || return 1
         bench_haproxy_stop
         ;;
-    peerlb | least | weighted | least-published | weighted-published)
+    peerlb | peerlb-tight | least | weighted | least-published | weighted-published)
         agents_up "$config" || return 1
         run_client "$prefix" "$seed" "${skewed[@]}" || return 1
         for n in $(cl_ids); do
@@ -256,7 +256,7 @@ run_one() {
 
 for s in "${scenarios[@]}"; do scenario "$s" || exit 2; done
 for c in "${configs[@]}"; do
-    [[ $c =~ ^(none|haproxy|haproxy-leastconn|haproxy-random2|peerlb|least|weighted|least-published|weighted-published)$ ]] ||
+    [[ $c =~ ^(none|haproxy|haproxy-leastconn|haproxy-random2|peerlb|peerlb-tight|least|weighted|least-published|weighted-published)$ ]] ||
         { echo "balance: unknown configuration '$c'" >&2; exit 2; }
 done
 {
