@@ -1,22 +1,49 @@
-set terminal pngcairo noenhanced size 1000,950 font "sans,10"
+set terminal pngcairo noenhanced size 1520,1240 font "sans,10"
 set output "/work/main/bench-results/balance_load.png"
-set multiplot layout 3,2
-set xlabel 's'
-set ylabel 'requests in flight'
+set multiplot layout 5,4
 set grid
-set key top left
-set yrange [0:34]
-set xrange [0:26]
-set title "no balancing (peak 2055 off the scale)"
-plot "/work/main/bench-results/plots/balance_none.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
-set title "HAProxy leastconn (central)"
-plot "/work/main/bench-results/plots/balance_haproxy.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
-set title "peerlb, pick = least"
-plot "/work/main/bench-results/plots/balance_least.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
-set title "peerlb, pick = weighted"
-plot "/work/main/bench-results/plots/balance_weighted.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
-set title "peerlb, least, load published by the app"
-plot "/work/main/bench-results/plots/balance_least-published.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
-set title "peerlb, weighted, load published by the app"
-plot "/work/main/bench-results/plots/balance_weighted-published.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
+set key top right font ',7'
+set ylabel 'utilisation'
+set xrange [0:15]
+set yrange [0:3]
+set title "equal: haproxy-leastconn (p99 21 ms)" font ",9"
+plot "/work/main/bench-results/plots/balance_equal_haproxy-leastconn.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
+set title "equal: haproxy-random2 (p99 22 ms)" font ",9"
+plot "/work/main/bench-results/plots/balance_equal_haproxy-random2.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
+set title "equal: peerlb (p99 22 ms)" font ",9"
+plot "/work/main/bench-results/plots/balance_equal_peerlb.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
+set title "equal: peerlb-tight (p99 22 ms)" font ",9"
+plot "/work/main/bench-results/plots/balance_equal_peerlb-tight.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
+set title "unequal: haproxy-leastconn (p99 22 ms)" font ",9"
+plot "/work/main/bench-results/plots/balance_unequal_haproxy-leastconn.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
+set title "unequal: haproxy-random2 (p99 24 ms)" font ",9"
+plot "/work/main/bench-results/plots/balance_unequal_haproxy-random2.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
+set title "unequal: peerlb (p99 24 ms)" font ",9"
+plot "/work/main/bench-results/plots/balance_unequal_peerlb.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
+set title "unequal: peerlb-tight (p99 25 ms)" font ",9"
+plot "/work/main/bench-results/plots/balance_unequal_peerlb-tight.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
+set title "single: haproxy-leastconn (p99 22 ms)" font ",9"
+plot "/work/main/bench-results/plots/balance_single_haproxy-leastconn.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
+set title "single: haproxy-random2 (p99 22 ms)" font ",9"
+plot "/work/main/bench-results/plots/balance_single_haproxy-random2.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
+set title "single: peerlb (p99 21 ms)" font ",9"
+plot "/work/main/bench-results/plots/balance_single_peerlb.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
+set title "single: peerlb-tight (p99 22 ms)" font ",9"
+plot "/work/main/bench-results/plots/balance_single_peerlb-tight.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
+set title "bursts: haproxy-leastconn (p99 67 ms, peak 3.1)" font ",9"
+plot "/work/main/bench-results/plots/balance_bursts_haproxy-leastconn.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
+set title "bursts: haproxy-random2 (p99 68 ms, peak 3.4)" font ",9"
+plot "/work/main/bench-results/plots/balance_bursts_haproxy-random2.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
+set title "bursts: peerlb (p99 71 ms, peak 3.8)" font ",9"
+plot "/work/main/bench-results/plots/balance_bursts_peerlb.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
+set title "bursts: peerlb-tight (p99 72 ms, peak 3.9)" font ",9"
+plot "/work/main/bench-results/plots/balance_bursts_peerlb-tight.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3"
+set title "five: haproxy-leastconn (p99 22 ms)" font ",9"
+plot "/work/main/bench-results/plots/balance_five_haproxy-leastconn.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3", "" index 3 with lines title "s4", "" index 4 with lines title "s5"
+set title "five: haproxy-random2 (p99 24 ms)" font ",9"
+plot "/work/main/bench-results/plots/balance_five_haproxy-random2.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3", "" index 3 with lines title "s4", "" index 4 with lines title "s5"
+set title "five: peerlb (p99 23 ms)" font ",9"
+plot "/work/main/bench-results/plots/balance_five_peerlb.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3", "" index 3 with lines title "s4", "" index 4 with lines title "s5"
+set title "five: peerlb-tight (p99 25 ms)" font ",9"
+plot "/work/main/bench-results/plots/balance_five_peerlb-tight.dat" index 0 with lines title "s1", "" index 1 with lines title "s2", "" index 2 with lines title "s3", "" index 3 with lines title "s4", "" index 4 with lines title "s5"
 unset multiplot
