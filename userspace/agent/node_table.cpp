@@ -175,6 +175,9 @@ NodeTable::NodeTable(Maps& maps, const Config& cfg, const Mac& self_mac)
 void NodeTable::apply_config(const Config& cfg)
 {
     cfg_ = cfg;
+    self_cost_bp_ = cfg.conn_cost_bp();
+    self_weight_ = cfg.weight_hundredths();
+    self_standby_ = cfg.standby;
     maps_.set_config(dataplane_config(cfg, maps_.config(), self_slot_, slots_.slots_in_use(),
                                       peer_interval_ms_));
 }
@@ -191,9 +194,10 @@ void NodeTable::write_self(uint32_t load_bp, bool healthy, uint64_t now_ns)
     // keeps from now on is added to it.
     n.handed_at_report = maps_.handed_open(self_slot_);
     n.updated_ns = now_ns;
-    n.conn_cost_bp = cfg_.conn_cost_bp();
-    n.weight = cfg_.weight_hundredths();
-    n.flags = cfg_.standby ? LB_NODE_STANDBY : 0;
+    // Not from cfg_: this runs on the meter's thread.
+    n.conn_cost_bp = self_cost_bp_;
+    n.weight = self_weight_;
+    n.flags = self_standby_ ? LB_NODE_STANDBY : 0;
     maps_.set_node_entry(self_slot_, n);
 }
 

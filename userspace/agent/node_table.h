@@ -98,6 +98,10 @@ private:
     uint32_t peer_interval_ms_ = 0; // longest announced by a peer
     std::map<std::string, IpAddress> peer_addresses_; // by node id: frees the slot of an old address
     std::atomic<uint64_t> slots_refused_{0}; // read by the metrics thread
+    // This node's capacity fields, for write_self on the meter's thread.
+    std::atomic<uint32_t> self_cost_bp_{1};
+    std::atomic<uint16_t> self_weight_{LB_WEIGHT_ONE};
+    std::atomic<bool> self_standby_{false};
     uint64_t refusal_logged_ns_ = 0;
 };
 
