@@ -2,12 +2,9 @@
 // connections counted open per node until the client closes them, the
 // local load read from the socket state count, weights, standby nodes,
 // high water and overflow; and the socket state tracepoint itself, on
-// real sockets in a network namespace of the test's own.
+// real sockets in the fixture's test network.
 #include <arpa/inet.h>
-#include <net/if.h>
 #include <netinet/in.h>
-#include <sched.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -195,46 +192,30 @@ TEST_F(XdpLoad, WeightsAndStandbyComeFromTheNodeTable)
 
 // ---- the socket state tracepoint -----------------------------------------
 
-// Runs `body` on a thread of its own in a new network namespace (loopback
-// up): the test's sockets never touch the host's network.
-template <typename Body>
-void in_new_netns(Body&& body)
-{
-    std::string failure;
-    std::thread t([&] {
-        if (unshare(CLONE_NEWNET)) {
-            failure = std::string("unshare(CLONE_NEWNET): ") + strerror(errno);
-            return;
-        }
-        Fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-        ifreq ifr{};
-        std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-        if (ioctl(s.get(), SIOCGIFFLAGS, &ifr) || (ifr.ifr_flags |= IFF_UP, ioctl(s.get(), SIOCSIFFLAGS, &ifr))) {
-            failure = std::string("bring lo up: ") + strerror(errno);
-            return;
-        }
-        body();
-    });
-    t.join();
-    ASSERT_EQ(failure, "");
-}
-
-uint32_t thread_netns_ino()
+// The sockets live in the fixture's test network (fixture.h: the test's
+// own namespace, loopback up), never in the host's.
+uint32_t netns_ino()
 {
     struct stat st {};
     return stat("/proc/thread-self/ns/net", &st) ? 0 : uint32_t(st.st_ino);
 }
 
-Fd listen_on(uint16_t port)
+sockaddr_in loopback(uint16_t port)
 {
-    Fd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return a;
+}
+
+Fd listen_on(uint16_t port)
+{
+    Fd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    const sockaddr_in a = loopback(port);
     int one = 1;
     setsockopt(s.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    EXPECT_EQ(bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << strerror(errno);
+    EXPECT_EQ(bind(s.get(), reinterpret_cast<const sockaddr*>(&a), sizeof(a)), 0) << strerror(errno);
     EXPECT_EQ(listen(s.get(), 16), 0);
     return s;
 }
@@ -242,11 +223,9 @@ Fd listen_on(uint16_t port)
 Fd connect_to(uint16_t port)
 {
     Fd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << strerror(errno);
+    const sockaddr_in a = loopback(port);
+    EXPECT_EQ(connect(s.get(), reinterpret_cast<const sockaddr*>(&a), sizeof(a)), 0)
+        << strerror(errno);
     return s;
 }
 
@@ -291,40 +270,38 @@ TEST_F(SockState, CountsConnectionsEstablishedOnServicesOfItsNamespace)
 {
     constexpr uint16_t kService = 8080, kOther = 8081;
     add_loopback_service(kService);
-    in_new_netns([&] {
-        const uint32_t ino = thread_netns_ino();
-        ASSERT_NE(ino, 0u);
-        change_config([&](lb_config& c) { c.netns_ino = ino; });
-        Fd service = listen_on(kService), other = listen_on(kOther);
+    const uint32_t ino = netns_ino();
+    ASSERT_NE(ino, 0u);
+    change_config([&](lb_config& c) { c.netns_ino = ino; });
+    Fd service = listen_on(kService), other = listen_on(kOther);
 
-        std::vector<Fd> clients, accepted;
-        for (int i = 0; i < 3; i++) {
-            clients.push_back(connect_to(kService));
-            accepted.emplace_back(accept4(service.get(), nullptr, nullptr, SOCK_CLOEXEC));
-        }
-        // The service's three server sides; not the clients' ends.
-        EXPECT_EQ(counted_after(3), 3);
-        Fd elsewhere = connect_to(kOther);
-        Fd elsewhere_accepted(accept4(other.get(), nullptr, nullptr, SOCK_CLOEXEC));
-        EXPECT_EQ(counted_after(3), 3) << "a port that is no service";
+    std::vector<Fd> clients, accepted;
+    for (int i = 0; i < 3; i++) {
+        clients.push_back(connect_to(kService));
+        accepted.emplace_back(accept4(service.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    }
+    // The service's three server sides; not the clients' ends.
+    EXPECT_EQ(counted_after(3), 3);
+    Fd elsewhere = connect_to(kOther);
+    Fd elsewhere_accepted(accept4(other.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    EXPECT_EQ(counted_after(3), 3) << "a port that is no service";
 
-        clients[0] = Fd(); // the client's FIN
-        EXPECT_EQ(counted_after(2), 2);
-        linger abort{1, 0};
-        ASSERT_EQ(setsockopt(clients[1].get(), SOL_SOCKET, SO_LINGER, &abort, sizeof(abort)), 0);
-        clients[1] = Fd(); // the client's RST: the server side goes to CLOSE
-        EXPECT_EQ(counted_after(1), 1);
-        accepted[2] = Fd(); // the server closes first (FIN_WAIT1)
-        EXPECT_EQ(counted_after(0), 0);
+    clients[0] = Fd(); // the client's FIN
+    EXPECT_EQ(counted_after(2), 2);
+    linger abort{1, 0};
+    ASSERT_EQ(setsockopt(clients[1].get(), SOL_SOCKET, SO_LINGER, &abort, sizeof(abort)), 0);
+    clients[1] = Fd(); // the client's RST: the server side goes to CLOSE
+    EXPECT_EQ(counted_after(1), 1);
+    accepted[2] = Fd(); // the server closes first (FIN_WAIT1)
+    EXPECT_EQ(counted_after(0), 0);
 
-        // Another namespace's sockets do not count.
-        change_config([&](lb_config& c) { c.netns_ino = ino + 1; });
-        Fd late = connect_to(kService);
-        Fd late_accepted(accept4(service.get(), nullptr, nullptr, SOCK_CLOEXEC));
-        EXPECT_EQ(counted_after(1), 0);
-        // Every counted change, each way: 3 opened, 3 closed.
-        EXPECT_EQ(maps().inflight_changes(), 6u);
-    });
+    // Another namespace's sockets do not count.
+    change_config([&](lb_config& c) { c.netns_ino = ino + 1; });
+    Fd late = connect_to(kService);
+    Fd late_accepted(accept4(service.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    EXPECT_EQ(counted_after(1), 0);
+    // Every counted change, each way: 3 opened, 3 closed.
+    EXPECT_EQ(maps().inflight_changes(), 6u);
 }
 
 } // namespace

@@ -59,6 +59,14 @@ int possible_cpus()
     return n;
 }
 
+// One lb_inflight entry (maps/load.h).
+int64_t inflight_entry(const Fd& map, uint32_t key, const char* what)
+{
+    lb_inflight v{};
+    lookup(map, &key, &v, what);
+    return v.connections;
+}
+
 } // namespace
 
 lb_config default_config()
@@ -311,26 +319,17 @@ std::vector<lb_node_counters> Maps::node_counters() const
 
 int64_t Maps::inflight_counted() const
 {
-    uint32_t key = LB_INFLIGHT_COUNTED;
-    lb_inflight v{};
-    lookup(fds_.inflight, &key, &v, "inflight count");
-    return v.connections;
+    return inflight_entry(fds_.inflight, LB_INFLIGHT_COUNTED, "inflight count");
 }
 
 int64_t Maps::inflight_correction() const
 {
-    uint32_t key = LB_INFLIGHT_CORRECTION;
-    lb_inflight v{};
-    lookup(fds_.inflight, &key, &v, "inflight correction");
-    return v.connections;
+    return inflight_entry(fds_.inflight, LB_INFLIGHT_CORRECTION, "inflight correction");
 }
 
 uint64_t Maps::inflight_changes() const
 {
-    uint32_t key = LB_INFLIGHT_CHANGES;
-    lb_inflight v{};
-    lookup(fds_.inflight, &key, &v, "inflight changes");
-    return uint64_t(v.connections);
+    return uint64_t(inflight_entry(fds_.inflight, LB_INFLIGHT_CHANGES, "inflight changes"));
 }
 
 void Maps::set_inflight_correction(int64_t connections)
