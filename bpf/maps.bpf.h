@@ -17,6 +17,7 @@
 #include "../maps/node.h"
 #include "../maps/pin.h"
 #include "../maps/service.h"
+#include "../maps/shared.h"
 #include "../maps/stats.h"
 #include "../maps/uri.h"
 
@@ -59,6 +60,14 @@ struct {
 	__type(value, struct lb_service);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_MAX_BUCKETS);
+	__type(key, __u32);
+	__type(value, struct lb_bucket);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_buckets SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

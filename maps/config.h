@@ -66,6 +66,11 @@ struct lb_config {
 	__u32 high_water_bp;     /* a node at or above is never a candidate */
 	__u32 overflow;          /* enum lb_overflow */
 	__u32 netns_ino;         /* the network namespace whose sockets count */
+	/* Shared service addresses (maps/shared.h, DESIGN.md section 5b). */
+	__u32 shared_buckets;    /* buckets in lb_buckets; 0: no shared address */
+	__u32 shared_hash;       /* enum lb_shared_hash */
+	__u32 shared_delivery;   /* enum lb_shared_delivery */
+	__u32 shared_pad;
 };
 
 #endif

@@ -24,6 +24,7 @@ struct lb_service_key {
 struct lb_service {
 	__u32 mode; /* enum lb_service_mode */
 	__u32 id;   /* for counters and rules */
+	__u32 flags; /* enum lb_service_flags (maps/shared.h) */
 };
 
 #endif

@@ -68,7 +68,15 @@ enum lb_counter_kind {
 	X(TX_GRACE_PREVIOUS, "tx_grace_previous", SENT)                         \
 	/* capacity (DESIGN.md section 2): every node at its high-water mark */ \
 	X(SYN_LOCAL_OVERFLOW, "syn_local_overflow", KEPT)                       \
-	X(DROP_SYN_REFUSED, "drop_syn_refused", DROPPED)
+	X(DROP_SYN_REFUSED, "drop_syn_refused", DROPPED)                       \
+	/* shared addresses (DESIGN.md section 5b, bpf/shared.bpf.h) */         \
+	X(SHARED_LOCAL, "shared_local", PASSED)                                 \
+	X(SHARED_PREVIOUS_LOCAL, "shared_previous_local", PASSED)               \
+	X(SHARED_TO_OWNER, "shared_to_owner", SENT)                             \
+	X(SHARED_SECOND_HOP, "shared_second_hop", SENT)                         \
+	X(SHARED_CHAIN_DROP, "shared_chain_drop", DROPPED)                      \
+	X(SHARED_NOT_OWNER, "shared_not_owner", DROPPED)                        \
+	X(SHARED_NO_TABLE, "shared_no_table", DROPPED)
 
 enum lb_counter {
 #define LB_COUNTER_ENUM(name, text, kind) LB_C_##name,

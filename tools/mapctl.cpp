@@ -172,7 +172,7 @@ int main(int argc, char** argv)
             k.port = htons(port);
             if (mode != "l4" && mode != "http")
                 throw Error(fmt::format("--mode {}: l4 or http", mode));
-            maps.add_service(k, lb_service{mode == "http" ? LB_MODE_HTTP : LB_MODE_L4, 0});
+            maps.add_service(k, lb_service{mode == "http" ? LB_MODE_HTTP : LB_MODE_L4, 0, 0});
         } else if (*cookie_cmd) {
             for (uint32_t s = 0; s < LB_COOKIE_SLOTS; s++) {
                 lb_cookie_key ck{};

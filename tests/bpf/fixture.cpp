@@ -279,6 +279,7 @@ void DataPlaneTest::SetUp()
     fds.pin_events = dup_map_fd((*skel_)->maps.lb_pin_events);
     fds.inflight = dup_map_fd((*skel_)->maps.lb_inflight);
     fds.handed = dup_map_fd((*skel_)->maps.lb_handed);
+    fds.buckets = dup_map_fd((*skel_)->maps.lb_buckets);
     maps_ = std::make_unique<Maps>(std::move(fds));
     install_cluster(LB_FORWARD_L2);
 }
@@ -312,7 +313,7 @@ void DataPlaneTest::install_cluster(uint32_t forward, uint8_t node_family)
         key.addr = service_addr(family).addr;
         key.port = htons(kServicePort);
         key.family = family;
-        maps_->add_service(key, lb_service{LB_MODE_L4, 1});
+        maps_->add_service(key, lb_service{LB_MODE_L4, 1, 0});
     }
 }
 

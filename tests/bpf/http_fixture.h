@@ -49,7 +49,7 @@ protected:
             key.addr = service_addr(f).addr;
             key.port = htons(kServicePort);
             key.family = f;
-            maps().add_service(key, lb_service{LB_MODE_HTTP, 1});
+            maps().add_service(key, lb_service{LB_MODE_HTTP, 1, 0});
         }
         for (uint32_t slot = 0; slot < LB_COOKIE_SLOTS; slot++)
             maps().set_cookie_key(slot, cookie_key_of(slot, slot == 1));

@@ -190,7 +190,7 @@ protected:
             key.addr = grace_service(family).addr;
             key.port = htons(kGracePort);
             key.family = family;
-            maps().add_service(key, lb_service{LB_MODE_L4, 2});
+            maps().add_service(key, lb_service{LB_MODE_L4, 2, 0});
             maps().set_grace(grace_service(family), now + kHourNs);
             maps().set_grace(grace_only(family), now + kHourNs);
             // Over: orphans to the first service are passed (reset) again.

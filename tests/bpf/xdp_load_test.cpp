@@ -260,7 +260,7 @@ protected:
         key.addr.v4 = htonl(INADDR_LOOPBACK);
         key.port = htons(port);
         key.family = LB_FAMILY_IPV4;
-        maps().add_service(key, lb_service{LB_MODE_L4, 2});
+        maps().add_service(key, lb_service{LB_MODE_L4, 2, 0});
     }
 
     bpf_link* link_ = nullptr;

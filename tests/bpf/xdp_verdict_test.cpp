@@ -238,7 +238,7 @@ TEST_P(XdpVerdict, SegmentOfALocalConnectionPassesAsLocalSocket)
     key.addr = loopback.addr;
     key.port = htons(server_port);
     key.family = loopback.family;
-    maps().add_service(key, lb_service{LB_MODE_L4, 2});
+    maps().add_service(key, lb_service{LB_MODE_L4, 2, 0});
 
     Tcp segment = ack_with_data(client_port);
     segment.dport = server_port;

@@ -135,7 +135,7 @@ protected:
         floor_.reset(skel);
         for (uint8_t f : {LB_FAMILY_IPV4, LB_FAMILY_IPV6}) {
             const lb_service_key key = service_key(f);
-            const lb_service svc{LB_MODE_L4, 1};
+            const lb_service svc{LB_MODE_L4, 1, 0};
             if (bpf_map_update_elem(bpf_map__fd(floor_->maps.floor_services), &key, &svc,
                                     BPF_ANY))
                 throw SystemError("fill the floor's services", errno);

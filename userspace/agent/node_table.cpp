@@ -273,7 +273,7 @@ void NodeTable::add_service_address(const IpAddress& address)
         key.addr = address.addr;
         key.family = address.family;
         key.port = htons(svc.port);
-        maps_.add_service(key, lb_service{svc.mode == ServiceMode::http ? LB_MODE_HTTP : LB_MODE_L4, 0});
+        maps_.add_service(key, lb_service{svc.mode == ServiceMode::http ? LB_MODE_HTTP : LB_MODE_L4, 0, 0});
     }
 }
 

@@ -109,6 +109,7 @@ Maps Maps::open_pinned(const std::string& pin_dir)
     fds.pin_events = open_pin(pin_dir, LB_PIN_EVENTS_MAP);
     fds.inflight = open_pin(pin_dir, LB_INFLIGHT_MAP);
     fds.handed = open_pin(pin_dir, LB_HANDED_MAP);
+    fds.buckets = open_pin(pin_dir, LB_BUCKETS_MAP);
     return Maps(std::move(fds));
 }
 
@@ -344,6 +345,36 @@ uint32_t Maps::handed_open(uint32_t slot) const
     lb_handed v{};
     lookup(fds_.handed, &slot, &v, "handed connections");
     return v.open;
+}
+
+lb_bucket Maps::bucket(uint32_t index) const
+{
+    lb_bucket b{};
+    lookup(fds_.buckets, &index, &b, "bucket");
+    return b;
+}
+
+void Maps::set_bucket(uint32_t index, const lb_bucket& bucket)
+{
+    update(fds_.buckets, &index, &bucket, "bucket");
+}
+
+void Maps::set_buckets(const std::vector<lb_bucket>& table)
+{
+    if (table.size() > LB_MAX_BUCKETS)
+        throw Error(fmt::format("bucket table: {} buckets, at most {}", table.size(), LB_MAX_BUCKETS));
+    // One system call for the whole table (an array map takes batches);
+    // each entry is written whole, so a packet sees an old or a new entry.
+    std::vector<uint32_t> keys(table.size());
+    for (uint32_t i = 0; i < keys.size(); i++)
+        keys[i] = i;
+    uint32_t count = uint32_t(table.size());
+    if (count == 0)
+        return;
+    if (bpf_map_update_batch(fds_.buckets.get(), keys.data(), table.data(), &count, nullptr) == 0)
+        return;
+    for (uint32_t i = 0; i < table.size(); i++)
+        set_bucket(i, table[i]);
 }
 
 std::vector<lb_rule_counters> Maps::rule_counters() const

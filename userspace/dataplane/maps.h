@@ -21,6 +21,7 @@ extern "C" {
 #include "../../maps/node.h"
 #include "../../maps/pin.h"
 #include "../../maps/service.h"
+#include "../../maps/shared.h"
 #include "../../maps/stats.h"
 #include "../../maps/uri.h"
 }
@@ -28,11 +29,13 @@ extern "C" {
 namespace peerlb {
 
 // Layouts are part of the pinned-map contract: a change needs a new map name.
-static_assert(sizeof(lb_config) == 96);
+static_assert(sizeof(lb_config) == 112);
 static_assert(sizeof(lb_node) == 48 && offsetof(lb_node, updated_ns) == 32);
 static_assert(sizeof(lb_flow_key) == 40 && offsetof(lb_flow_key, family) == 36);
 static_assert(sizeof(lb_flow) == 16 && offsetof(lb_flow, rule) == 5);
-static_assert(sizeof(lb_service_key) == 20);
+static_assert(sizeof(lb_service_key) == 20 && sizeof(lb_service) == 12);
+static_assert(sizeof(lb_bucket) == 16);
+static_assert(LB_MAX_NODES < LB_HOP_SLOT_MASK, "a hop mark holds slot + 1 in LB_HOP_SLOT_BITS");
 static_assert(sizeof(lb_node_addr_key) == 20);
 static_assert(sizeof(lb_node_mac_key) == 8);
 static_assert(sizeof(lb_grace_key) == 20 && sizeof(lb_grace) == 16);
@@ -62,7 +65,7 @@ struct CounterTotal {
 // Map fds of one data plane, by map name.
 struct MapFds {
     Fd config, nodes, node_addrs, node_macs, services, flows, flows_new, grace, stats, node_stats,
-        cookie_keys, uri_rules, rule_stats, pins, pin_events, inflight, handed;
+        cookie_keys, uri_rules, rule_stats, pins, pin_events, inflight, handed, buckets;
 };
 
 class Maps {
@@ -125,6 +128,12 @@ public:
     // lb_handed[slot].open: the connections this node decided for the slot
     // and has not seen closed (a wrapping counter).
     uint32_t handed_open(uint32_t slot) const;
+
+    // The bucket table of shared addresses (lb_buckets), by bucket index
+    // (< LB_MAX_BUCKETS). set_buckets writes entries 0 .. size-1.
+    lb_bucket bucket(uint32_t index) const;
+    void set_bucket(uint32_t index, const lb_bucket& bucket);
+    void set_buckets(const std::vector<lb_bucket>& table);
 
     const MapFds& fds() const { return fds_; }
 
