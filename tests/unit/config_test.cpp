@@ -1102,3 +1102,91 @@ TEST(ConfigInvalid, MoreServiceAddressesThanAHeartbeatCarries)
     EXPECT_EQ(c.node_id.size(), 32u);
     EXPECT_EQ(c.owned_services.size(), 31u);
 }
+
+// ---------------------------------------------------------------------------
+// [shared] (DESIGN.md section 5b)
+
+TEST(ConfigShared, AbsentMeansNoSharedAddress)
+{
+    const Config c = parse_config(kMinimal, "t.toml");
+    EXPECT_FALSE(c.has_shared());
+    EXPECT_EQ(c.shared_buckets, 4096u);
+}
+
+TEST(ConfigShared, DesignSampleTable)
+{
+    // DESIGN.md section 6's [shared] beside its [balance] forward = "l2":
+    // shared hops carry their own outer header, so l2 is accepted.
+    const Config c = parse_config(kMinimal + R"([balance]
+forward = "l2"
+[shared]                       # addresses every node serves (section 5b)
+addresses = ["10.0.0.100"]
+delivery = "ecmp"              # or "flood"
+buckets = 4096
+hash = "address"               # or "address+port"
+daisy_chain_s = 240
+announce = "bird"              # or "none" (routes set up by hand)
+)",
+                                  "t.toml");
+    ASSERT_EQ(c.shared_addresses.size(), 1u);
+    EXPECT_EQ(ip(c.shared_addresses[0]), "10.0.0.100");
+    EXPECT_EQ(c.shared_delivery, peerlb::SharedDelivery::ecmp);
+    EXPECT_EQ(c.shared_buckets, 4096u);
+    EXPECT_FALSE(c.shared_hash_port);
+    EXPECT_EQ(c.daisy_chain_s, 240u);
+    EXPECT_TRUE(c.announce_bird);
+    EXPECT_EQ(c.bird_socket, "/run/bird/bird.ctl");
+    EXPECT_EQ(c.bird_protocol, "peerlb");
+}
+
+TEST(ConfigShared, EveryKeySet)
+{
+    const Config c = parse_config(kMinimal + R"([shared]
+addresses = ["10.0.0.100", "fd00::100"]
+delivery = "flood"
+buckets = 65536
+hash = "address+port"
+daisy_chain_s = 0
+announce = "none"
+bird_socket = "/run/peerlb/s1/bird.ctl"
+bird_protocol = "shared_v4"
+)",
+                                  "t.toml");
+    ASSERT_EQ(c.shared_addresses.size(), 2u);
+    EXPECT_EQ(ip(c.shared_addresses[1]), "fd00::100");
+    EXPECT_EQ(c.shared_delivery, peerlb::SharedDelivery::flood);
+    EXPECT_EQ(c.shared_buckets, 65536u);
+    EXPECT_TRUE(c.shared_hash_port);
+    EXPECT_EQ(c.daisy_chain_s, 0u);
+    EXPECT_FALSE(c.announce_bird);
+    EXPECT_EQ(c.bird_socket, "/run/peerlb/s1/bird.ctl");
+    EXPECT_EQ(c.bird_protocol, "shared_v4");
+}
+
+TEST(ConfigShared, BadValuesNameTheirKey)
+{
+    const std::string head = kMinimal + "[shared]\n";
+    EXPECT_THAT(error_of(head), HasSubstr("t.toml:11: shared.addresses: is required"));
+    EXPECT_THAT(error_of(head + "addresses = []\n"), HasSubstr("shared.addresses: must list"));
+    EXPECT_THAT(error_of(head + "addresses = [\"10.0.0.11\"]\n"),
+                HasSubstr("shared.addresses[0]: 10.0.0.11 is node.address"));
+    EXPECT_THAT(error_of(head + "addresses = [\"10.0.0.111\"]\n"),
+                HasSubstr("shared.addresses[0]: 10.0.0.111 is also in node.services"));
+    EXPECT_THAT(error_of(head + "addresses = [\"10.0.0.1\", \"10.0.0.1\"]\n"),
+                HasSubstr("shared.addresses[1]: 10.0.0.1 is listed twice"));
+    EXPECT_THAT(error_of(head + "addresses = [\"239.1.1.1\"]\n"),
+                HasSubstr("shared.addresses[0]: 239.1.1.1 is not a unicast address"));
+    const std::string ok = head + "addresses = [\"10.0.0.100\"]\n";
+    EXPECT_EQ(error_of(ok), "no error");
+    EXPECT_THAT(error_of(ok + "buckets = 0\n"), HasSubstr("shared.buckets: 0 is out of range"));
+    EXPECT_THAT(error_of(ok + "buckets = 65537\n"), HasSubstr("shared.buckets"));
+    EXPECT_THAT(error_of(ok + "delivery = \"anycast\"\n"), HasSubstr("shared.delivery"));
+    EXPECT_THAT(error_of(ok + "hash = \"port\"\n"), HasSubstr("shared.hash"));
+    EXPECT_THAT(error_of(ok + "daisy_chain_s = -1\n"), HasSubstr("shared.daisy_chain_s"));
+    EXPECT_THAT(error_of(ok + "announce = \"ospf\"\n"), HasSubstr("shared.announce"));
+    EXPECT_THAT(error_of(ok + "bird_socket = \"bird.ctl\"\n"),
+                HasSubstr("shared.bird_socket: \"bird.ctl\" is not an absolute path"));
+    EXPECT_THAT(error_of(ok + "bird_protocol = \"1x\"\n"), HasSubstr("shared.bird_protocol"));
+    EXPECT_THAT(error_of(ok + "bird_protocol = \"a-b\"\n"), HasSubstr("shared.bird_protocol"));
+    EXPECT_THAT(error_of(ok + "buckets_per_node = 3\n"), HasSubstr("shared.buckets_per_node: unknown key"));
+}

@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -186,6 +187,7 @@ public:
     }
 
     uint32_t line() const { return table_ ? line_of(*table_) : 1; }
+    bool present() const { return table_ != nullptr; }
     std::string key(std::string_view k) const { return fmt::format("{}.{}", name_, k); }
 
     [[noreturn]] void fail_at(uint32_t line, std::string_view key, std::string_view what) const
@@ -344,7 +346,7 @@ private:
 void check_top_level(const std::string& path, const toml::table& root)
 {
     static constexpr std::string_view kTables[] = {"node", "cluster", "balance", "load",
-                                                   "health", "metrics", "log", "http"};
+                                                   "health", "metrics", "log", "http", "shared"};
     for (auto&& [k, node] : root) {
         const std::string_view name = k.str();
         if (name == "service" || name == "uri_rule") {
@@ -798,6 +800,73 @@ void parse_uri_rules(const std::string& path, const toml::table& root, Config& c
     }
 }
 
+// [shared] (DESIGN.md section 5b). After [node]: a shared address must
+// differ from the node's own addresses.
+void parse_shared(const Section& s, Config& cfg)
+{
+    s.allow_only({"addresses", "delivery", "buckets", "hash", "daisy_chain_s", "announce",
+                  "bird_socket", "bird_protocol"});
+    if (!s.present())
+        return;
+    auto addresses = s.strings("addresses");
+    if (!addresses)
+        s.missing("addresses", "is required in [shared]");
+    if (addresses->empty())
+        s.fail(*s.find("addresses"), "addresses", "must list at least one shared address");
+    if (addresses->size() > kMaxSharedAddresses)
+        s.fail(*s.find("addresses"), "addresses",
+               fmt::format("{} addresses; at most {}", addresses->size(), kMaxSharedAddresses));
+    for (size_t i = 0; i < addresses->size(); i++) {
+        const auto& [text, node] = (*addresses)[i];
+        const std::string k = s.key(fmt::format("addresses[{}]", i));
+        IpAddress ip = host_address(s, *node, k, text);
+        if (same_address(ip, cfg.node_address))
+            s.fail_at(line_of(*node), k,
+                      fmt::format("{} is node.address; a shared address must differ", text));
+        for (const IpAddress& owned : cfg.owned_services)
+            if (same_address(ip, owned))
+                s.fail_at(line_of(*node), k,
+                          fmt::format("{} is also in node.services: an address is either owned by "
+                                      "one node or shared by all",
+                                      text));
+        for (size_t j = 0; j < cfg.shared_addresses.size(); j++)
+            if (same_address(ip, cfg.shared_addresses[j]))
+                s.fail_at(line_of(*node), k,
+                          fmt::format("{} is listed twice (also addresses[{}])", text, j));
+        cfg.shared_addresses.push_back(ip);
+    }
+    cfg.shared_delivery = s.choice<SharedDelivery>(
+        "delivery", {{"ecmp", SharedDelivery::ecmp}, {"flood", SharedDelivery::flood}},
+        cfg.shared_delivery);
+    cfg.shared_buckets = s.u32("buckets", 1, LB_MAX_BUCKETS, cfg.shared_buckets);
+    cfg.shared_hash_port = s.choice<bool>("hash", {{"address", false}, {"address+port", true}},
+                                          cfg.shared_hash_port);
+    cfg.daisy_chain_s = s.u32("daisy_chain_s", 0, 86400, cfg.daisy_chain_s);
+    cfg.announce_bird =
+        s.choice<bool>("announce", {{"bird", true}, {"none", false}}, cfg.announce_bird);
+    if (auto sock = s.string("bird_socket")) {
+        if (sock->empty() || sock->front() != '/' || sock->find('\0') != std::string::npos ||
+            sock->size() >= sizeof(sockaddr_un::sun_path))
+            s.fail(*s.find("bird_socket"), "bird_socket",
+                   fmt::format("\"{}\" is not an absolute path of a unix socket", *sock));
+        cfg.bird_socket = *sock;
+    }
+    if (auto proto = s.string("bird_protocol")) {
+        const bool ok = !proto->empty() && proto->size() <= 64 &&
+                        std::all_of(proto->begin(), proto->end(), [](char c) {
+                            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                                   (c >= '0' && c <= '9') || c == '_';
+                        }) &&
+                        !(proto->front() >= '0' && proto->front() <= '9');
+        if (!ok)
+            s.fail(*s.find("bird_protocol"), "bird_protocol",
+                   fmt::format("\"{}\" is not a BIRD protocol name (A-Z a-z 0-9 _, not starting "
+                               "with a digit)",
+                               *proto));
+        cfg.bird_protocol = *proto;
+    }
+}
+
 // Own load older than failsafe_after_ms makes the node keep everything: it
 // must outlast two readings, or a node falls into the fail-safe between two
 // ordinary ones. What is wrong ("key: why"), or "".
@@ -836,6 +905,7 @@ Config parse(const std::string& text, const std::string& path, uint32_t& key_fil
     parse_log(Section(path, "log", table_at(root, "log")), cfg);
     parse_http(Section(path, "http", table_at(root, "http")), cfg);
     parse_uri_rules(path, root, cfg);
+    parse_shared(Section(path, "shared", table_at(root, "shared")), cfg);
     if (const std::string problem = failsafe_after_problem(cfg); !problem.empty()) {
         const toml::table* balance = table_at(root, "balance");
         const toml::node* at = balance ? balance->get("failsafe_after_ms") : nullptr;

@@ -10,11 +10,13 @@
 
 #include "../dataplane/net.h"
 #include "../../maps/config.h"
+#include "../../maps/shared.h"
 
 namespace peerlb {
 
 enum class LoadSource { inflight, connections, cpu, cgroup, file, exec };
 enum class ServiceMode { l4, http };
+enum class SharedDelivery { ecmp, flood };
 
 // An address and UDP port heartbeats go to or come from.
 struct Endpoint {
@@ -116,7 +118,19 @@ struct Config {
     // [[uri_rule]], tried in order
     std::vector<UriRuleConfig> uri_rules;
 
+    // [shared] (DESIGN.md section 5b): addresses every node serves, the
+    // client address space cut into buckets. Empty: none.
+    std::vector<IpAddress> shared_addresses;
+    SharedDelivery shared_delivery = SharedDelivery::ecmp;
+    uint32_t shared_buckets = 4096;  // 1..LB_MAX_BUCKETS
+    bool shared_hash_port = false;   // hash = "address+port" | "address"
+    uint32_t daisy_chain_s = 240;    // previous owners get a moved bucket's packets this long
+    bool announce_bird = true;       // announce = "bird" | "none"
+    std::string bird_socket = "/run/bird/bird.ctl"; // BIRD's control socket
+    std::string bird_protocol = "peerlb";           // the BIRD protocol the agent enables/disables
+
     bool has_http_service() const;
+    bool has_shared() const { return !shared_addresses.empty(); }
     // The load one connection adds to this node, in basis points (at least
     // 1): 100 % / capacity when the load counts connections, else
     // balance.conn_cost. Announced to peers and used for its own decisions.
@@ -126,6 +140,8 @@ struct Config {
 };
 
 inline constexpr uint16_t kHeartbeatPort = 7946;
+// [shared] addresses: each is an lb_services entry per [[service]] port.
+inline constexpr size_t kMaxSharedAddresses = 16;
 inline constexpr const char* kDefaultStateRoot = "/var/lib/peerlb/";
 
 // Reads and validates `path`; throws Error naming file, line and key.
