@@ -26,7 +26,12 @@ struct TableBucket {
     uint64_t moved_ms = 0;                 // when the owner last changed (0: never)
     uint64_t prev_since_ms[2] = {0, 0};    // when each previous owner gave it up
     uint64_t load_moved_ms = 0;            // last move by load (0: never): not again within 30 s
+
+    bool operator==(const TableBucket&) const = default;
 };
+
+// A bucket moved by load is not moved by load again for this long (DESIGN 5b).
+inline constexpr uint64_t kLoadMoveHoldMs = 30000;
 
 // Why a bucket moved (metrics).
 enum class MoveReason { membership, load, drain };
@@ -35,6 +40,8 @@ struct TableNode {
     std::string id;
     uint32_t weight = 100; // hundredths
     bool draining = false;
+
+    bool operator==(const TableNode&) const = default;
 };
 
 struct BucketTable {
@@ -49,6 +56,8 @@ struct BucketTable {
     uint16_t index_of(const std::string& id) const;
     // Buckets owned per node (same order as nodes).
     std::vector<uint32_t> owned() const;
+
+    bool operator==(const BucketTable&) const = default;
 };
 
 struct MoveCounts {
