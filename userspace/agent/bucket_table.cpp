@@ -385,19 +385,22 @@ BucketTable next_for_load(const BucketTable& cur, const std::vector<std::pair<st
 //   u8 format (1), u64 version, u8 author length + author, u32 buckets,
 //   u16 nodes, per node: u8 id length + id, u32 weight, u8 flags (1: draining),
 //   u16 owner per bucket,
-//   u32 entries, per entry (buckets with a chain or a load move within
-//   kLoadMoveHoldMs, by increasing index): u16 index, u16 prev[2],
-//   u32 ages (ms) of moved, prev_since[2], load_moved.
-// An age is now - time, saturated at kAgeMax; kAgeNever stands for time 0.
-// Buckets without an entry decode with moved_ms and load_moved_ms 0: those
-// matter only with a chain or within the load-move hold.
+//   u32 entries, then per entry (the buckets with a chain or a load move
+//   within kLoadMoveHoldMs, by increasing index): u16 index, u8 present
+//   (kHasPrev0, kHasPrev1, kHasLoadMove), u32 age of moved_ms, then per
+//   present previous owner u16 node + u32 age of its prev_since_ms, then
+//   with kHasLoadMove u32 age of load_moved_ms.
+// An age is now - time in ms, saturated at kAgeMax; kAgeNever stands for
+// time 0 (never). Buckets without an entry decode with moved_ms and
+// load_moved_ms 0: those matter only with a chain or within the hold.
 namespace {
 
 constexpr uint8_t kWireFormat = 1;
 constexpr uint32_t kAgeNever = UINT32_MAX;
 constexpr uint32_t kAgeMax = UINT32_MAX - 1;
 constexpr uint32_t kMaxBuckets = 65536;
-constexpr size_t kEntryBytes = 2 + 2 * 2 + 4 * 4;
+constexpr uint8_t kHasPrev0 = 1, kHasPrev1 = 2, kHasLoadMove = 4;
+constexpr size_t kMinEntryBytes = 2 + 1 + 4;
 
 struct Writer {
     std::vector<uint8_t> out;
@@ -413,6 +416,7 @@ struct Writer {
     }
 };
 
+// Reads stop at the end of the input: `ok` turns false and values read 0.
 struct Reader {
     std::span<const uint8_t> in;
     size_t at = 0;
@@ -459,9 +463,10 @@ uint64_t time_of(uint32_t age, uint64_t now_ms)
     return now_ms > age ? now_ms - age : 1;
 }
 
-bool has_entry(const TableBucket& b, uint64_t now_ms)
+uint8_t present_of(const TableBucket& b, uint64_t now_ms)
 {
-    return b.prev[0] != kNoNode || b.prev[1] != kNoNode || load_moved_recently(b, now_ms);
+    return (b.prev[0] != kNoNode ? kHasPrev0 : 0) | (b.prev[1] != kNoNode ? kHasPrev1 : 0) |
+           (load_moved_recently(b, now_ms) ? kHasLoadMove : 0);
 }
 
 } // namespace
@@ -483,19 +488,23 @@ std::vector<uint8_t> encode_table(const BucketTable& t, uint64_t now_ms)
         w.u16(b.owner);
     uint32_t entries = 0;
     for (const auto& b : t.table)
-        entries += has_entry(b, now_ms);
+        entries += present_of(b, now_ms) != 0;
     w.u32(entries);
     for (uint32_t i = 0; i < t.table.size(); i++) {
         const TableBucket& b = t.table[i];
-        if (!has_entry(b, now_ms))
+        const uint8_t present = present_of(b, now_ms);
+        if (!present)
             continue;
         w.u16(uint16_t(i));
-        w.u16(b.prev[0]);
-        w.u16(b.prev[1]);
+        w.u8(present);
         w.u32(age_of(b.moved_ms, now_ms));
-        w.u32(age_of(b.prev_since_ms[0], now_ms));
-        w.u32(age_of(b.prev_since_ms[1], now_ms));
-        w.u32(load_moved_recently(b, now_ms) ? age_of(b.load_moved_ms, now_ms) : kAgeNever);
+        for (int k = 0; k < 2; k++)
+            if (b.prev[k] != kNoNode) {
+                w.u16(b.prev[k]);
+                w.u32(age_of(b.prev_since_ms[k], now_ms));
+            }
+        if (present & kHasLoadMove)
+            w.u32(age_of(b.load_moved_ms, now_ms));
     }
     return std::move(w.out);
 }
@@ -510,7 +519,7 @@ std::optional<BucketTable> decode_table(std::span<const uint8_t> bytes, uint64_t
     t.author = r.str();
     t.buckets = r.u32();
     const size_t node_count = r.u16();
-    if (!r.ok || t.buckets > kMaxBuckets)
+    if (!r.ok || t.buckets > kMaxBuckets || node_count >= kNoNode) // kNoNode is no index
         return std::nullopt;
     std::set<std::string> ids;
     for (size_t i = 0; i < node_count; i++) {
@@ -523,43 +532,43 @@ std::optional<BucketTable> decode_table(std::span<const uint8_t> bytes, uint64_t
         n.draining = flags & 1;
         t.nodes.push_back(std::move(n));
     }
-    auto valid_node = [&](uint16_t i) { return i == kNoNode || i < t.nodes.size(); };
-    if (!r.has(size_t(t.buckets) * 2))
+    auto valid_node = [&](uint16_t i) { return i < t.nodes.size(); };
+    if (!r.has(size_t(t.buckets) * 2)) // before allocating
         return std::nullopt;
     t.table.resize(t.buckets);
     for (auto& b : t.table) {
         b.owner = r.u16();
-        if (!valid_node(b.owner))
+        if (b.owner != kNoNode && !valid_node(b.owner))
             return std::nullopt;
     }
     const uint32_t entries = r.u32();
-    if (!r.ok || entries > t.buckets || r.left() != size_t(entries) * kEntryBytes)
+    if (!r.ok || entries > t.buckets || r.left() / kMinEntryBytes < entries)
         return std::nullopt;
     int64_t last = -1;
     for (uint32_t e = 0; e < entries; e++) {
         const uint16_t index = r.u16();
-        if (int64_t(index) <= last || index >= t.buckets)
+        const uint8_t present = r.u8();
+        if (!r.ok || int64_t(index) <= last || index >= t.buckets || present == 0 ||
+            (present & ~(kHasPrev0 | kHasPrev1 | kHasLoadMove)) || ((present & kHasPrev1) && !(present & kHasPrev0)))
             return std::nullopt;
         last = index;
         TableBucket& b = t.table[index];
-        b.prev[0] = r.u16();
-        b.prev[1] = r.u16();
-        const uint32_t moved_age = r.u32();
-        const uint32_t since_age[2] = {r.u32(), r.u32()};
-        const uint32_t load_age = r.u32();
-        // A chain: live indexes, most recent first, without gaps, repeats
-        // or the owner; an empty place has no time.
-        for (int i = 0; i < 2; i++) {
-            const bool none = b.prev[i] == kNoNode;
-            if (!valid_node(b.prev[i]) || (!none && b.prev[i] == b.owner) || none != (since_age[i] == kAgeNever))
-                return std::nullopt;
-        }
-        if ((b.prev[0] == kNoNode && b.prev[1] != kNoNode) || (b.prev[1] != kNoNode && b.prev[0] == b.prev[1]))
+        b.moved_ms = time_of(r.u32(), now_ms);
+        // A chain: distinct nodes of the table other than the owner, most
+        // recent first.
+        uint32_t since_age[2] = {0, 0};
+        for (int k = 0; k < 2; k++)
+            if (present & (k ? kHasPrev1 : kHasPrev0)) {
+                b.prev[k] = r.u16();
+                since_age[k] = r.u32();
+                if (!valid_node(b.prev[k]) || b.prev[k] == b.owner)
+                    return std::nullopt;
+                b.prev_since_ms[k] = time_of(since_age[k], now_ms);
+            }
+        if ((present & kHasPrev1) && (b.prev[0] == b.prev[1] || since_age[0] > since_age[1]))
             return std::nullopt;
-        b.moved_ms = time_of(moved_age, now_ms);
-        b.prev_since_ms[0] = time_of(since_age[0], now_ms);
-        b.prev_since_ms[1] = time_of(since_age[1], now_ms);
-        b.load_moved_ms = time_of(load_age, now_ms);
+        if (present & kHasLoadMove)
+            b.load_moved_ms = time_of(r.u32(), now_ms);
     }
     if (!r.ok || r.left() != 0)
         return std::nullopt;
