@@ -418,6 +418,51 @@ TEST(BucketTable, LoadMovesFromHotToColdWithinTheBudget)
     EXPECT_EQ(owned_by(even, "s3"), owned_by(t, "s3") + expect);
 }
 
+TEST(BucketTable, MembershipKeepsEarlierLoadMoves)
+{
+    // s1 gave 81 buckets to s3 by load; then s5 joins, then s3 leaves.
+    const auto four = cluster(4);
+    const auto five = cluster(5);
+    const BucketTable t0 = next_for_membership({}, four, kBuckets, 1000, kDaisyMs, "s1");
+    const BucketTable t1 = next_for_load(t0, {{"s1", 9000}, {"s2", 5000}, {"s3", 1000}, {"s4", 5000}}, 5000, 2000,
+                                         kTwoPercent, 2000, kDaisyMs, "s1");
+    ASSERT_EQ(owned_by(t1, "s3"), owned_by(t0, "s3") + kTwoPercent);
+    std::vector<BucketNode> four_b, five_b;
+    for (const auto& n : four)
+        four_b.push_back({n.id, n.weight});
+    for (const auto& n : five)
+        five_b.push_back({n.id, n.weight});
+    const auto q4 = bucket_quotas(four_b, kBuckets);
+    const auto q5 = bucket_quotas(five_b, kBuckets);
+
+    // Join: every node gives what its quota lost, no more; s3 keeps the
+    // buckets it got by load.
+    const BucketTable t2 = next_for_membership(t1, five, kBuckets, 3000, kDaisyMs, "s1");
+    for (size_t i = 0; i < 4; i++)
+        EXPECT_EQ(owned_by(t2, four[i].id), owned_by(t1, four[i].id) + q5[i] - q4[i]) << four[i].id;
+    EXPECT_EQ(owned_by(t2, "s5"), q5[4]);
+    EXPECT_EQ(moved(t1, t2), q5[4]);
+    uint32_t load_moved_kept = 0;
+    for (uint32_t b = 0; b < kBuckets; b++)
+        if (t1.table[b].load_moved_ms == 2000)
+            load_moved_kept += owner_id(t2, b) == "s3";
+    EXPECT_GE(load_moved_kept, kTwoPercent * 2 / 3);
+    EXPECT_EQ(t2.table, next_for_membership(t1, five, kBuckets, 3000, kDaisyMs, "s1").table);
+
+    // s3 leaves with its 81 extra: its buckets spread by weight, and s1
+    // stays short of its quota by what it gave, less its share of them.
+    const BucketTable t3 = next_for_membership(t2, without(five, "s3"), kBuckets, 4000, kDaisyMs, "s1");
+    EXPECT_EQ(moved(t2, t3), owned_by(t2, "s3"));
+    const uint32_t q_s1 = kBuckets / 4;
+    EXPECT_LE(owned_by(t3, "s1"), q_s1 - kTwoPercent + kTwoPercent / 4 + 1);
+    EXPECT_GE(owned_by(t3, "s1"), q_s1 - kTwoPercent + kTwoPercent / 4 - 1);
+    uint32_t sum = 0;
+    for (uint32_t c : t3.owned())
+        sum += c;
+    EXPECT_EQ(sum, kBuckets);
+    expect_well_formed(t3);
+}
+
 TEST(BucketTable, LoadMovesStopWhenNoPairRemains)
 {
     const auto live = cluster(4);
@@ -436,6 +481,8 @@ TEST(BucketTable, LoadMovesStopWhenNoPairRemains)
                             kDaisyMs, "s1"),
               drain);
     EXPECT_EQ(next_for_load(t, {{"s1", 9000}, {"s2", 9000}}, 5000, 2000, 80, 50000, kDaisyMs, "s1"), t);
+    // T2 0 and equal loads: a pair with nothing to even out, still no move.
+    EXPECT_EQ(next_for_load(t, {{"s1", 9000}, {"s2", 9000}}, 5000, 0, 80, 50000, kDaisyMs, "s1"), t);
 }
 
 TEST(BucketTable, ABucketMovedByLoadStaysPutForThirtySeconds)

@@ -350,10 +350,11 @@ BucketTable next_for_load(const BucketTable& cur, const std::vector<std::pair<st
             return a.first != b.first ? a.first > b.first : a.second < b.second;
         });
         const int64_t k = std::min<int64_t>({int64_t(budget), want, int64_t(movable.size())});
-        if (k < want && k < int64_t(budget))
-            done[h] = true; // gives what it can, then no more
-        if (k == 0)
-            continue;
+        if (k == 0 || (k < want && k < int64_t(budget))) {
+            done[h] = true; // gives what it can (maybe nothing), then no more
+            if (k == 0)
+                continue;
+        }
         for (int64_t j = 0; j < k; j++) {
             TableBucket& tb = next.table[movable[size_t(j)].second];
             tb.owner = uint16_t(c);
