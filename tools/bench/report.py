@@ -690,6 +690,46 @@ plot "{data}" using 1:3 with points pt 7 ps 1.2 title "trials"
         if lost.get(pc, 0) > lost.get(kc, 0):
             behind.append(f"Failover: {pc} lost {lost[pc]} survivor requests, {kc} {lost[kc]}.")
 
+# --- 5. shared addresses -------------------------------------------------------
+
+emit("## 5. Shared addresses: buckets over ECMP")
+emit()
+sh_file = OUT / "shared" / "phases.jsonl"
+if not sh_file.exists():
+    emit("Not run in this pass.")
+    emit()
+else:
+    phases = [json.loads(l) for l in sh_file.open() if l.strip()]
+    held = next((p["held"] for p in phases if p.get("held")), 0)
+    emit(f"tests/integration/shared_test.sh at full size: a router namespace running BIRD 2 "
+         f"spreads flows over the servers (ECMP, `fib_multipath_hash_policy = 1`), each "
+         f"server's BIRD announces the shared address while its agent enables it; 1024 "
+         f"buckets, heartbeats every 100 ms, `dead_after = 3`. The client holds {held} "
+         f"keep-alive connections from 64 addresses, each making a request every 0.5 s, and "
+         f"opens 20 new connections per second. Converged = every live node shows the same "
+         f"table version with the phase's expected shares (and the router the expected next "
+         f"hops), measured from the command or the kill. Hops per delivered packet, counted "
+         f"by the data planes over the phase: to the owner (ECMP receiver to bucket owner) "
+         f"and along a chain (to a previous owner).")
+    emit()
+    rows = []
+    for p in phases:
+        rows.append([p["phase"], "–" if p["converged_ms"] is None else p["converged_ms"],
+                     "–" if p["to_owner_per_delivered"] is None else f"{p['to_owner_per_delivered']:.3f}",
+                     "–" if p["chain_hops_per_delivered"] is None else f"{p['chain_hops_per_delivered']:.4f}",
+                     p["chain_drops"], p["lost"], p["new_answered"], p["new_failed"]])
+    table(["phase", "converged ms", "to owner / delivered", "chain hops / delivered",
+           "chain drops", "held lost (cumulative)", "new answered", "new failed"], rows)
+    last = phases[-1] if phases else {}
+    lost = last.get("lost")
+    answered, failed_new = last.get("new_answered") or 0, last.get("new_failed") or 0
+    targets.append((f"shared: held connections lost ({held} held)", f"{lost}", lost == 0))
+    share = answered / (answered + failed_new) if answered + failed_new else float("nan")
+    targets.append(("shared: new connections answered", f"{share * 100:.2f} %",
+                    None if math.isnan(share) else share >= 0.999))
+    if lost:
+        behind.append(f"Shared addresses: {lost} of {held} held connections were lost.")
+
 # --- targets and the honest part, at the top ---------------------------------
 
 head = ["## Targets and where peerlb is behind", ""]

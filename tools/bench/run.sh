@@ -4,12 +4,15 @@
 # ratios or comparisons measured in this run on this machine; nothing here
 # passes or fails on a time. Needs root; touches only namespaces it creates.
 #
-#   tools/bench/run.sh [--out DIR] [--parts xdp,balance,overhead,failover]
+#   tools/bench/run.sh [--out DIR] [--parts xdp,balance,overhead,failover,shared]
 #
 #   xdp       per-packet cost of the XDP program beside floor programs
 #   balance   balancing quality, five scenarios: peerlb vs HAProxy leastconn, random(2)
 #   overhead  wrk against nginx: direct, kept, forwarded (l2, ipip), HAProxy
 #   failover  node death to first new connection: peerlb vs keepalived
+#   shared    shared addresses (ECMP through BIRD): 10 000 held connections
+#             through drains, load moves, a join and a death; time to a
+#             converged table, hops per delivered packet
 #
 # DIR defaults to bench-results/ in the repository (the summary the README
 # links). BUILD_DIR overrides build/. Dependencies: tools/install-deps.sh --bench.
@@ -19,7 +22,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 here=$root/tools/bench
 build=${BUILD_DIR:-$root/build}
 out=$root/bench-results
-parts=xdp,balance,overhead,failover
+parts=xdp,balance,overhead,failover,shared
 
 # usage CODE: this file's header comment (on stderr for an error), exit CODE.
 usage() {
@@ -37,7 +40,7 @@ while (($#)); do
     esac
 done
 for p in ${parts//,/ }; do
-    [[ $p =~ ^(xdp|balance|overhead|failover)$ ]] || { echo "bench: unknown part '$p'" >&2; exit 2; }
+    [[ $p =~ ^(xdp|balance|overhead|failover|shared)$ ]] || { echo "bench: unknown part '$p'" >&2; exit 2; }
 done
 if [[ $EUID -ne 0 ]]; then
     echo "bench: needs root (BPF programs, network namespaces)" >&2
@@ -81,6 +84,14 @@ for p in ${parts//,/ }; do
     balance) run_part balance "$here/balance.sh" "$build" "$out" ;;
     overhead) run_part overhead "$here/overhead.sh" "$build" "$out" ;;
     failover) run_part failover "$here/failover.sh" "$build" "$out/failover" ;;
+    shared)
+        # The integration test's phases at full size, its figures kept.
+        mkdir -p "$out/shared"
+        rm -f "$out/shared/phases.jsonl"
+        run_part shared env SHARED_CONNS="${SHARED_CONNS:-10000}" \
+            SHARED_REPORT="$out/shared/phases.jsonl" \
+            bash "$root/tests/integration/shared_test.sh" "$build"
+        ;;
     esac
 done
 echo "total=$(($(date +%s) - started))" >>"$out/durations"
