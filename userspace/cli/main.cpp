@@ -483,6 +483,18 @@ int main(int argc, char** argv)
     add_common(set_cmd, common, false);
     set_cmd->add_option("key", set_key, "e.g. balance.accept_below")->required();
     set_cmd->add_option("value", set_value, "new value")->required();
+    bool drain_undo = false;
+    auto* drain_cmd = app.add_subcommand("drain", "move this node's buckets of the shared addresses away");
+    add_common(drain_cmd, common, false);
+    drain_cmd->add_flag("--undo", drain_undo, "take this node's share of the buckets back");
+    std::string buckets_client;
+    std::optional<uint16_t> buckets_port;
+    auto* buckets_cmd =
+        app.add_subcommand("buckets", "the bucket table of the shared addresses, or one client's bucket");
+    add_common(buckets_cmd, common, true);
+    auto* client_opt = buckets_cmd->add_option("--client", buckets_client, "a client address: its bucket");
+    buckets_cmd->add_option("--port", buckets_port, "the client's port (with hash = \"address+port\")")
+        ->needs(client_opt);
     unsigned top_interval_ms = 1000, top_frames = 0;
     auto* top_cmd = app.add_subcommand("top", "live view of the cluster");
     add_common(top_cmd, common, false);
@@ -524,6 +536,10 @@ int main(int argc, char** argv)
             return cli::cmd_set(common.run_dir, set_key, set_value);
         if (*top_cmd)
             return cli::cmd_top(common.run_dir, top_interval_ms, top_frames);
+        if (*drain_cmd)
+            return cli::cmd_drain(common.run_dir, drain_undo);
+        if (*buckets_cmd)
+            return cli::cmd_buckets(common.run_dir, common.json, buckets_client, buckets_port);
     } catch (const std::exception& e) {
         std::cerr << "peerlb: " << e.what() << "\n";
         return 1;
