@@ -27,6 +27,9 @@ packages=(
     libclang-rt-14-dev
     # tests and demo: namespaces, real servers and clients
     iproute2 ethtool nftables nginx-light curl wrk util-linux procps python3
+    # shared addresses (DESIGN 5b): BGP to the namespace router; the tests
+    # run their own BIRD in each namespace, not the package's service
+    bird2
 )
 # The benchmarks' baselines (a central HAProxy, keepalived's VRRP) and plots.
 # The suite runs its own instances inside namespaces; the packages' own
