@@ -588,13 +588,13 @@ TEST(SharedTableEntries, RewrittenWhenAChainEndsOrANodeGetsItsSlot)
     Node& bn = c["b"];
     ASSERT_EQ(bn.table->applied().version, 2u);
     const uint32_t full = bn.full_writes, single = bn.entry_writes;
-    bn.table->tick(moved_at + kDaisy - 1, bn.view(moved_at), {});
+    c.tick("b", moved_at + kDaisy - 1);
     EXPECT_EQ(bn.entry_writes, single) << "every chain still runs";
     size_t still = 0;
     for (const auto& e : bn.lb_buckets)
         still += e.prev[0] != LB_BUCKET_NONE;
     EXPECT_EQ(still, moved);
-    bn.table->tick(moved_at + kDaisy, bn.view(moved_at), {});
+    c.tick("b", moved_at + kDaisy);
     EXPECT_EQ(bn.entry_writes - single, moved);
     EXPECT_EQ(bn.full_writes, full) << "entries one by one, not the whole table";
     for (const auto& e : bn.lb_buckets) {

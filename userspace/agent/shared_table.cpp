@@ -186,12 +186,13 @@ void SharedTable::author(uint64_t now_ms, const SharedNode& self, const std::vec
         if (!draining)
             loads.emplace_back(n->id, n->load_bp);
     }
-    MoveCounts moves;
+    MoveCounts moves, by_load; // each call counts its own moves from zero
     BucketTable next =
         next_for_membership(applied_, live, s_.buckets, now_ms, s_.daisy_chain_ms, self.id, &moves);
     const uint32_t max_moves = std::max<uint32_t>(1, s_.buckets * 2 / 100);
     next = next_for_load(next, loads, s_.t1_bp, s_.t2_bp, max_moves, now_ms, s_.daisy_chain_ms, self.id,
-                         &moves);
+                         &by_load);
+    moves.load += by_load.load;
     if (next.version == applied_.version && !force)
         return;
     // Above every version any node has, ours included: every node takes it.
