@@ -603,6 +603,43 @@ TEST(SharedTableEntries, RewrittenWhenAChainEndsOrANodeGetsItsSlot)
     }
 }
 
+TEST(SharedTable, TheLargestTableFitsInChunks)
+{
+    // LB_MAX_BUCKETS buckets, 64 nodes with 32-byte ids, every bucket with
+    // two previous owners and a recent load move: the most the wire form
+    // carries.
+    const uint64_t now = 1'000'000;
+    BucketTable t;
+    t.version = UINT64_MAX - 1;
+    t.author = std::string(32, 'a');
+    t.buckets = LB_MAX_BUCKETS;
+    for (int i = 0; i < 64; i++)
+        t.nodes.push_back(TableNode{std::string(30, 'n') + char('A' + i / 26) + char('a' + i % 26), 10000, false});
+    t.table.resize(t.buckets);
+    for (uint32_t b = 0; b < t.buckets; b++) {
+        TableBucket& e = t.table[b];
+        e.owner = uint16_t(b % 64);
+        e.prev[0] = uint16_t((b + 1) % 64);
+        e.prev[1] = uint16_t((b + 2) % 64);
+        e.moved_ms = e.prev_since_ms[0] = now - 10;
+        e.prev_since_ms[1] = now - 20;
+        e.load_moved_ms = now - 5;
+    }
+    const std::vector<uint8_t> encoded = encode_table(t, now);
+    EXPECT_LE(encoded.size(), kMaxTableBytes);
+    const auto chunks = split_table(encoded, t.version, t.author);
+    EXPECT_EQ(chunks.size(), table_chunk_count(encoded.size()));
+    TableAssembler a(UINT64_MAX);
+    std::optional<std::vector<uint8_t>> whole;
+    for (const auto& c : chunks)
+        whole = a.add(c, now);
+    ASSERT_TRUE(whole);
+    const auto back = decode_table(*whole, now);
+    ASSERT_TRUE(back);
+    EXPECT_EQ(back->table.size(), size_t(LB_MAX_BUCKETS));
+    EXPECT_EQ(back->table[12345].prev[1], t.table[12345].prev[1]);
+}
+
 // --- settings -----------------------------------------------------------------
 
 TEST(SharedSettings, FromTheConfiguration)

@@ -181,7 +181,8 @@ int cmd_status(const CommonOptions& o)
         services.push_back({{"service", endpoint(k.addr, k.family, k.port)},
                             {"mode", v.mode == LB_MODE_L4     ? "l4"
                                      : v.mode == LB_MODE_HTTP ? "http"
-                                                              : "unknown"}});
+                                                              : "unknown"},
+                            {"shared", (v.flags & LB_SERVICE_SHARED) != 0}});
     // verified_insns: the verifier's processed instructions, against the
     // budget of DESIGN.md section 2.
     json programs = json::array();
@@ -207,7 +208,8 @@ int cmd_status(const CommonOptions& o)
           {"self_slot", cfg.self_slot},
           {"node_slots", cfg.node_slots},
           {"peer_stale_ms", cfg.peer_stale_ns / 1'000'000},
-          {"self_stale_ms", cfg.self_stale_ns / 1'000'000}}},
+          {"self_stale_ms", cfg.self_stale_ns / 1'000'000},
+          {"shared_buckets", cfg.shared_buckets}}},
         {"nodes", nodes},
         {"services", services},
         {"flows", maps.flows().size()},
@@ -248,6 +250,17 @@ int cmd_status(const CommonOptions& o)
                 when);
         }
         std::cout << fmt::format("coordinator {}\n", (*agent)["coordinator"].get<std::string>());
+        const auto& shared = (*agent)["shared"];
+        if (shared.is_object() && !shared["addresses"].empty())
+            std::cout << fmt::format(
+                "shared      {}: {}, {} of {} buckets here{}\n",
+                fmt::join(shared["addresses"].get<std::vector<std::string>>(), " "),
+                shared["table_version"].get<uint64_t>()
+                    ? fmt::format("table v{} by {}", shared["table_version"].get<uint64_t>(),
+                                  shared["table_author"].get<std::string>())
+                    : std::string("no table yet"),
+                shared["owned"].get<uint64_t>(), shared["buckets"].get<uint64_t>(),
+                shared["draining"].get<bool>() ? ", DRAINING" : "");
     }
     std::cout << fmt::format("balance     accept_below {} %, min_difference {} %, pick {}, "
                              "forward {}\n",
@@ -262,8 +275,8 @@ int cmd_status(const CommonOptions& o)
                                  n["load"].get<double>(), n["handed"].get<int32_t>(),
                                  n["age_ms"].get<uint64_t>());
     for (const auto& s : services)
-        std::cout << fmt::format("service     {} ({})\n", s["service"].get<std::string>(),
-                                 s["mode"].get<std::string>());
+        std::cout << fmt::format("service     {} ({}{})\n", s["service"].get<std::string>(),
+                                 s["mode"].get<std::string>(), s["shared"].get<bool>() ? ", shared" : "");
     std::cout << fmt::format("flows       {}\n", doc["flows"].get<size_t>());
     return 0;
 }
