@@ -219,11 +219,12 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
                              }},
                .announcement = {.take = [this](const FlowAnnouncement& a) { take(a); }},
                .pin = {.take = [this](const PinAnnouncement& a) { pins_.take(a, mono_ns()); }},
-               // Without shared addresses a node has no use for tables: dropped.
-               .table = {.take = cfg.has_shared()
-                                     ? std::function<void(const TableChunk&)>(
-                                           [this](const TableChunk& c) { shared_->take(c, mono_ms()); })
-                                     : nullptr}}),
+               // A node without shared addresses has no use for tables: taken
+               // (authenticated, not a replay: nothing wrong) and ignored.
+               .table = {.take = [this](const TableChunk& c) {
+                   if (shared_)
+                       shared_->take(c, mono_ms());
+               }}}),
       pins_(maps_,
             {[this](uint32_t slot) { return node_id_of_slot(slot); },
              [this](const std::string& id) { return slot_of_node_id(id); }},
