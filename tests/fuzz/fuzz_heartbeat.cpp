@@ -1,6 +1,7 @@
-// libFuzzer target: the heartbeat / flow announcement / pin announcement
-// decoders (decode_heartbeat, decode_announcement, decode_pin, datagram_kind in
-// userspace/agent/heartbeat.h), under the fixed key of fuzz_common.h.
+// libFuzzer target: the heartbeat / flow announcement / pin announcement /
+// table chunk decoders (decode_heartbeat, decode_announcement, decode_pin,
+// decode_table_chunk, datagram_kind in userspace/agent/heartbeat.h), under
+// the fixed key of fuzz_common.h.
 //
 // Input: a mode byte, then the payload. Only the low two bits of the mode
 // byte count:
@@ -12,8 +13,8 @@
 //   2  framed  the payload is a heartbeat body (TLVs); the harness writes
 //              the header ("PLBH", version 1, flags 0, body_len) and the tag
 //   3  framed  the same for a flow announcement ("PLBF")
-// Pin announcements ("PLBP") are reached through modes 0 and 1 (their seeds
-// are written in both). Modes 1..3 are harness-only ways past the MAC; they change nothing in
+// Pin announcements ("PLBP") and table chunks ("PLBT") are reached through
+// modes 0 and 1 (their seeds are written in both). Modes 1..3 are harness-only ways past the MAC; they change nothing in
 // what the decoders are given to check.
 //
 // Properties (a violation aborts, libFuzzer keeps the input):
@@ -21,7 +22,7 @@
 //   - a datagram taken (reason none) has the magic of its kind
 //   - it does not verify under another key
 //   - round trip: what decodes as valid re-encodes (encode_heartbeat /
-//     encode_announcement) without an error, and the encoding decodes to an
+//     encode_announcement / encode_pin / encode_table_chunk) without an error, and the encoding decodes to an
 //     equal struct; encoding that again gives the same bytes. A datagram
 //     larger than kMaxHeartbeatSize (the agent never decodes one) may fail
 //     to re-encode, being over the size limit.
@@ -128,6 +129,14 @@ std::string describe(const PinAnnouncement& a)
            " ttl=" + std::to_string(a.ttl_ms);
 }
 
+std::string describe(const TableChunk& c)
+{
+    return "id=" + c.node_id + " inc=" + std::to_string(c.incarnation) + " seq=" + std::to_string(c.sequence) +
+           " sent=" + std::to_string(c.sent_unix_ms) + " version=" + std::to_string(c.version) +
+           " author=" + c.author + " chunk=" + std::to_string(c.index) + "/" + std::to_string(c.count) +
+           " total=" + std::to_string(c.total_len) + " bytes=" + std::to_string(c.bytes.size());
+}
+
 // A refused datagram leaves the message as default-constructed. Not
 // `== Heartbeat{}`: a default IpAddress has only 4 of its 16 address bytes
 // initialized (tests/fuzz/README.md, known findings), and family 0
@@ -146,6 +155,7 @@ bool untouched(const PinAnnouncement& a)
     return a.node_id.empty() && a.incarnation == 0 && a.sequence == 0 && a.sent_unix_ms == 0 && a.pinned &&
            untouched(a.client) && a.serving.empty() && a.rule == 0 && a.ttl_ms == 0;
 }
+bool untouched(const TableChunk& c) { return c == TableChunk{}; }
 bool untouched(const FlowAnnouncement& a)
 {
     return a.node_id.empty() && a.incarnation == 0 && a.sequence == 0 && a.sent_unix_ms == 0 && a.to.empty() &&
@@ -213,6 +223,27 @@ void check(const Bytes& datagram)
     } else {
         FUZZ_CHECK(untouched(pin.message), std::string("a refused pin (") + drop_reason_name(pin.reason) +
                                            ") left fields set: " + describe(pin.message) + "\ndatagram: " + hex(datagram));
+    }
+
+    const Decoded<TableChunk> chunk = decode_table_chunk(datagram, kKey);
+    if (chunk.reason == DropReason::none) {
+        FUZZ_CHECK(kind == DatagramKind::table, "table chunk taken without the table magic: " + hex(datagram));
+        FUZZ_CHECK(decode_table_chunk(datagram, other_key).reason == DropReason::bad_mac,
+                   "table chunk taken under another key: " + hex(datagram));
+        FUZZ_CHECK(chunk.message.bytes.size() <= kTableChunkBytes && chunk.message.total_len <= kMaxTableBytes &&
+                       chunk.message.index < chunk.message.count,
+                   "table chunk taken with fields that disagree: " + describe(chunk.message));
+        check_round_trip(
+            "table chunk", datagram, chunk.message,
+            [](const TableChunk& m) { return encode_table_chunk(m, kKey); },
+            [](const Bytes& d) {
+                Decoded<TableChunk> r = decode_table_chunk(d, kKey);
+                return std::pair(r.reason, r.message);
+            });
+    } else {
+        FUZZ_CHECK(untouched(chunk.message), std::string("a refused table chunk (") +
+                                                 drop_reason_name(chunk.reason) + ") left fields set: " +
+                                                 describe(chunk.message) + "\ndatagram: " + hex(datagram));
     }
 
     const Decoded<FlowAnnouncement> an = decode_announcement(datagram, kKey);
@@ -336,6 +367,29 @@ std::vector<std::pair<std::string, PinAnnouncement>> seed_pins()
     return out;
 }
 
+std::vector<std::pair<std::string, TableChunk>> seed_table_chunks()
+{
+    std::vector<std::pair<std::string, TableChunk>> out;
+    TableChunk c;
+    c.node_id = "s1";
+    c.incarnation = 1'700'000'000'000'000'003ULL;
+    c.sequence = 11;
+    c.sent_unix_ms = 1'700'000'000'300ULL;
+    c.version = 42;
+    c.author = "s1";
+    c.total_len = uint32_t(kTableChunkBytes + 17);
+    c.count = 2;
+    c.index = 1;
+    c.bytes.assign(17, 0x5c);
+    out.emplace_back("table-last", c);
+    TableChunk full = c;
+    full.index = 0;
+    full.bytes.assign(kTableChunkBytes, 0xa3);
+    full.author = std::string(32, 'a');
+    out.emplace_back("table-full", full);
+    return out;
+}
+
 void write_file(const std::string& path, uint8_t mode, std::span<const uint8_t> payload)
 {
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
@@ -360,11 +414,14 @@ void write_seeds(const std::string& dir)
         write_seed(dir, name, encode_heartbeat(hb, kKey), kFramedHeartbeat);
     for (const auto& [name, a] : seed_announcements())
         write_seed(dir, name, encode_announcement(a, kKey), kFramedAnnouncement);
-    for (const auto& [name, p] : seed_pins()) { // no framed mode of their own
-        const Bytes d = encode_pin(p, kKey);
+    auto write_unframed = [&](const std::string& name, const Bytes& d) { // no framed mode of their own
         write_file(dir + "/" + name + ".raw", kRaw, d);
         write_file(dir + "/" + name + ".signed", kSigned, std::span<const uint8_t>(d).first(d.size() - kTagSize));
-    }
+    };
+    for (const auto& [name, p] : seed_pins())
+        write_unframed(name, encode_pin(p, kKey));
+    for (const auto& [name, c] : seed_table_chunks())
+        write_unframed(name, encode_table_chunk(c, kKey));
     std::fprintf(stderr, "fuzz_heartbeat: seeds written to %s\n", dir.c_str());
 }
 

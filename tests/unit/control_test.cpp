@@ -126,6 +126,25 @@ TEST(ControlServer, AnswersARequest)
     EXPECT_EQ(server.clients(), 0u);
 }
 
+// `peerlb buckets` lists an owner for each of up to 65536 buckets: an
+// answer far larger than any request reaches the CLI whole.
+TEST(ControlServer, AnswersLargerThanARequestArriveWhole)
+{
+    TempRunDir dir;
+    ControlServer server(dir.run);
+    nlohmann::json big = nlohmann::json::array();
+    for (int i = 0; i < 65536; i++)
+        big.push_back(std::string(32, char('a' + i % 26)));
+    const auto handler = [&](const nlohmann::json&) { return nlohmann::json({{"table", big}}); };
+    std::atomic<bool> done{false};
+    std::thread client([&] {
+        EXPECT_EQ(control_request(dir.run, {{"cmd", "buckets"}})["table"], big);
+        done = true;
+    });
+    serve_until(server, handler, [&] { return done.load(); });
+    client.join();
+}
+
 // A request that ends at EOF without a newline is a request too.
 TEST(ControlServer, AnswersARequestEndedByEof)
 {

@@ -51,7 +51,19 @@ Bytes pin(const std::string& id, uint64_t sequence)
     return encode_pin(p, kKey);
 }
 
+Bytes table_chunk(const std::string& id, uint64_t sequence)
+{
+    auto c = from<TableChunk>(id, sequence);
+    c.version = 3;
+    c.author = "peer";
+    c.total_len = 10;
+    c.count = 1;
+    c.bytes = Bytes(10, 7);
+    return encode_table_chunk(c, kKey);
+}
+
 struct Taken {
+    std::vector<TableChunk> chunks;
     std::vector<Heartbeat> heartbeats;
     std::vector<FlowAnnouncement> announcements;
     std::vector<PinAnnouncement> pins;
@@ -65,7 +77,8 @@ DatagramRouter router_into(Taken& t)
         {.heartbeat = {.take = [&](const Heartbeat& hb) { t.heartbeats.push_back(hb); },
                        .judged = [&](const Heartbeat&, DropReason r) { t.judged.push_back(r); }},
          .announcement = {.take = [&](const FlowAnnouncement& a) { t.announcements.push_back(a); }},
-         .pin = {.take = [&](const PinAnnouncement& p) { t.pins.push_back(p); }}});
+         .pin = {.take = [&](const PinAnnouncement& p) { t.pins.push_back(p); }},
+         .table = {.take = [&](const TableChunk& c) { t.chunks.push_back(c); }}});
 }
 
 DropReason route(DatagramRouter& r, const Bytes& d, bool cut = false)
@@ -157,6 +170,32 @@ TEST(DatagramRouter, OwnIdCutAndForgedAreDroppedByReason)
     EXPECT_TRUE(t.heartbeats.empty() && t.announcements.empty() && t.pins.empty());
     // Nothing was recorded by the dropped ones: the cut heartbeat's sequence is still new.
     EXPECT_EQ(route(r, heartbeat("peer", 1)), DropReason::none);
+}
+
+TEST(DatagramRouter, TableChunksHaveTheirLaneAndReplayGuard)
+{
+    Taken t;
+    auto r = router_into(t);
+    EXPECT_EQ(route(r, heartbeat("peer", 10)), DropReason::none);
+    EXPECT_EQ(route(r, table_chunk("peer", 4)), DropReason::none);
+    ASSERT_EQ(t.chunks.size(), 1u);
+    EXPECT_EQ(t.chunks[0].version, 3u);
+    EXPECT_EQ(t.chunks[0].bytes, Bytes(10, 7));
+    EXPECT_EQ(route(r, table_chunk("peer", 4)), DropReason::replayed);
+    EXPECT_EQ(route(r, table_chunk("self", 5)), DropReason::own_id);
+    EXPECT_EQ(t.chunks.size(), 1u);
+    EXPECT_EQ(t.heartbeats.size(), 1u);
+}
+
+TEST(DatagramRouter, TableChunksWithoutAHandlerAreDropped)
+{
+    Taken t;
+    DatagramRouter r("self", kKey, kWindowMs, 1'000'000'000,
+                     {.heartbeat = {.take = [&](const Heartbeat& hb) { t.heartbeats.push_back(hb); }},
+                      .announcement = {.take = [](const FlowAnnouncement&) {}},
+                      .pin = {.take = [](const PinAnnouncement&) {}}});
+    EXPECT_EQ(route(r, table_chunk("peer", 1)), DropReason::bad_magic);
+    EXPECT_EQ(r.dropped(DropReason::bad_magic), 1u);
 }
 
 TEST(DatagramRouter, StaleFirstDatagramIsDropped)

@@ -683,12 +683,16 @@ TEST(HeartbeatEncode, EveryFieldAtItsLimitFitsInOneDatagram)
     hb.weight = 10000;
     hb.standby = true;
     hb.load_bp_exact = kMaxLoadExactBp;
+    hb.shared = hb.draining = true;
+    hb.table_version = UINT64_MAX;
+    hb.second_hop_permille = 1000;
     for (size_t i = 0; i < kMaxOwnedServices; i++)
         hb.services.push_back(parse_ip("2001:db8:5::" + std::to_string(i + 1)));
     for (size_t i = 0; i < kMaxClaims; i++)
         hb.claims.push_back(parse_ip("2001:db8:c::" + std::to_string(i + 1)));
     const Bytes d = encode_heartbeat(hb, kKey);
-    EXPECT_EQ(d.size(), 1430u); // 40 framing + 150 fixed TLVs + 62 x 20 address TLVs
+    // 40 framing + 150 fixed TLVs + 16 shared-address TLVs + 62 x 20 address TLVs
+    EXPECT_EQ(d.size(), 1446u);
     EXPECT_LE(d.size(), kMaxHeartbeatSize);
     const Decoded<Heartbeat> out = decode_heartbeat(d, kKey);
     ASSERT_EQ(out.reason, DropReason::none) << drop_reason_name(out.reason);
@@ -696,6 +700,195 @@ TEST(HeartbeatEncode, EveryFieldAtItsLimitFitsInOneDatagram)
 
     hb.claims.push_back(parse_ip("2001:db8:c::ffff"));
     EXPECT_THROW(encode_heartbeat(hb, kKey), Error);
+}
+
+TEST(HeartbeatEncode, SharedAddressFieldsRoundTripAndAreOptional)
+{
+    Heartbeat hb = ipv4_heartbeat(1);
+    hb.shared = true;
+    hb.draining = true;
+    hb.table_version = 0x0102030405060708ULL;
+    hb.second_hop_permille = 37;
+    const Bytes d = encode_heartbeat(hb, kKey);
+    const Decoded<Heartbeat> out = decode_heartbeat(d, kKey);
+    ASSERT_EQ(out.reason, DropReason::none) << drop_reason_name(out.reason);
+    EXPECT_EQ(out.message, hb);
+    // The version is TLV 26, big-endian; second hops TLV 27.
+    const Bytes version = {26, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8};
+    EXPECT_NE(std::search(d.begin(), d.end(), version.begin(), version.end()), d.end());
+    const Bytes hops = {27, 0, 2, 0, 37};
+    EXPECT_NE(std::search(d.begin(), d.end(), hops.begin(), hops.end()), d.end());
+
+    // Only the ones a sender sets are written: the others cost nothing.
+    EXPECT_EQ(encode_heartbeat(ipv4_heartbeat(1), kKey).size() + 11 + 5, d.size());
+
+    // Absent (an older sender): no table, not draining, no second hops.
+    const Decoded<Heartbeat> old = decode_heartbeat(sign(body_of(complete_tlvs())), kKey);
+    ASSERT_EQ(old.reason, DropReason::none);
+    EXPECT_FALSE(old.message.shared || old.message.draining);
+    EXPECT_EQ(old.message.table_version, 0u);
+    EXPECT_EQ(old.message.second_hop_permille, 0u);
+}
+
+TEST(HeartbeatMalformed, SharedAddressFlagsAndTlvs)
+{
+    // Node flags: bit 1 shared, bit 2 draining; unknown bits are ignored.
+    auto flags = [](uint8_t f) {
+        std::vector<Tlv> tlvs = complete_tlvs();
+        tlvs.push_back({24, {f}});
+        return decode_heartbeat(sign(body_of(tlvs)), kKey);
+    };
+    EXPECT_TRUE(flags(2).message.shared);
+    EXPECT_FALSE(flags(2).message.draining);
+    EXPECT_TRUE(flags(4).message.draining);
+    EXPECT_FALSE(flags(4).message.shared);
+    const Decoded<Heartbeat> all = flags(0xff);
+    ASSERT_EQ(all.reason, DropReason::none);
+    EXPECT_TRUE(all.message.standby && all.message.shared && all.message.draining);
+
+    auto with_tlv = [](uint8_t type, Bytes value) {
+        std::vector<Tlv> tlvs = complete_tlvs();
+        tlvs.push_back({type, std::move(value)});
+        return decode_reason(sign(body_of(tlvs)));
+    };
+    EXPECT_EQ(with_tlv(26, be(1, 8)), DropReason::none);
+    EXPECT_EQ(with_tlv(26, be(0, 8)), DropReason::malformed) << "version 0 is sent as no TLV";
+    EXPECT_EQ(with_tlv(26, be(1, 4)), DropReason::malformed);
+    EXPECT_EQ(with_tlv(27, be(1000, 2)), DropReason::none);
+    EXPECT_EQ(with_tlv(27, be(1001, 2)), DropReason::malformed);
+    EXPECT_EQ(with_tlv(27, be(0, 2)), DropReason::malformed);
+    std::vector<Tlv> twice = complete_tlvs();
+    twice.push_back({26, be(1, 8)});
+    twice.push_back({26, be(2, 8)});
+    EXPECT_EQ(decode_reason(sign(body_of(twice))), DropReason::malformed);
+
+    Heartbeat hb = ipv4_heartbeat();
+    hb.second_hop_permille = 1001;
+    EXPECT_THROW(encode_heartbeat(hb, kKey), Error);
+}
+
+// --- table chunks --------------------------------------------------------------
+
+TableChunk table_chunk(uint32_t total_len, uint16_t index)
+{
+    TableChunk c;
+    c.node_id = "node-a";
+    c.incarnation = 0x1112131415161718ULL;
+    c.sequence = 99;
+    c.sent_unix_ms = 1'700'000'000'555ULL;
+    c.version = 0x2122232425262728ULL;
+    c.author = "coordinator";
+    c.total_len = total_len;
+    c.count = static_cast<uint16_t>(table_chunk_count(total_len));
+    c.index = index;
+    const size_t offset = size_t(index) * kTableChunkBytes;
+    const size_t len = std::min(kTableChunkBytes, total_len - offset);
+    for (size_t i = 0; i < len; i++)
+        c.bytes.push_back(static_cast<uint8_t>(offset + i));
+    return c;
+}
+
+TEST(TableChunkCodec, RoundTripFullAndLastChunks)
+{
+    const uint32_t total = 3 * kTableChunkBytes + 7;
+    for (uint16_t index = 0; index < 4; index++) {
+        const TableChunk c = table_chunk(total, index);
+        EXPECT_EQ(c.bytes.size(), index < 3 ? kTableChunkBytes : 7u);
+        const Bytes d = encode_table_chunk(c, kKey);
+        EXPECT_EQ(datagram_kind(d), DatagramKind::table);
+        EXPECT_EQ(std::string(d.begin(), d.begin() + 4), "PLBT");
+        EXPECT_LE(d.size(), kMaxHeartbeatSize);
+        const Decoded<TableChunk> out = decode_table_chunk(d, kKey);
+        ASSERT_EQ(out.reason, DropReason::none) << drop_reason_name(out.reason);
+        EXPECT_EQ(out.message, c);
+        EXPECT_EQ(decode_heartbeat(d, kKey).reason, DropReason::bad_magic);
+        EXPECT_EQ(decode_pin(d, kKey).reason, DropReason::bad_magic);
+    }
+    // A one-byte table, and the largest chunk with the longest ids.
+    EXPECT_EQ(decode_table_chunk(encode_table_chunk(table_chunk(1, 0), kKey), kKey).reason, DropReason::none);
+    TableChunk big = table_chunk(kMaxTableBytes, 0);
+    big.node_id = big.author = std::string(32, 'n');
+    big.incarnation = big.sequence = big.sent_unix_ms = UINT64_MAX;
+    EXPECT_LE(encode_table_chunk(big, kKey).size(), kMaxHeartbeatSize);
+    TableChunk last = table_chunk(kMaxTableBytes, uint16_t(table_chunk_count(kMaxTableBytes) - 1));
+    EXPECT_EQ(decode_table_chunk(encode_table_chunk(last, kKey), kKey).message, last);
+}
+
+TEST(TableChunkEncode, RefusesChunksThatDisagreeWithTheirTable)
+{
+    TableChunk c = table_chunk(2 * kTableChunkBytes, 1);
+    EXPECT_NO_THROW(encode_table_chunk(c, kKey));
+    c.index = 2; // past the count
+    EXPECT_THROW(encode_table_chunk(c, kKey), Error);
+    c = table_chunk(2 * kTableChunkBytes, 1);
+    c.count = 3; // not ceil(total / chunk)
+    EXPECT_THROW(encode_table_chunk(c, kKey), Error);
+    c = table_chunk(2 * kTableChunkBytes, 1);
+    c.bytes.pop_back(); // shorter than its place says
+    EXPECT_THROW(encode_table_chunk(c, kKey), Error);
+    c = table_chunk(2 * kTableChunkBytes, 1);
+    c.version = 0;
+    EXPECT_THROW(encode_table_chunk(c, kKey), Error);
+    c = table_chunk(2 * kTableChunkBytes, 1);
+    c.author = "";
+    EXPECT_THROW(encode_table_chunk(c, kKey), Error);
+    c = table_chunk(0, 0);
+    EXPECT_THROW(encode_table_chunk(c, kKey), Error);
+    c = table_chunk(kMaxTableBytes + 1, 0);
+    EXPECT_THROW(encode_table_chunk(c, kKey), Error);
+}
+
+// A chunk's TLVs by hand (types 1..4, 28..33), consistent unless changed.
+std::vector<Tlv> chunk_tlvs(uint32_t total, uint16_t index, uint16_t count, size_t len)
+{
+    return {
+        {1, str("node-a")}, {2, be(1, 8)}, {3, be(2, 8)}, {4, be(3, 8)},
+        {28, be(5, 8)},     {29, str("s1")}, {30, be(index, 2)}, {31, be(count, 2)},
+        {32, be(total, 4)}, {33, Bytes(len, 0xab)},
+    };
+}
+
+TEST(TableChunkMalformed, HandCraftedChunksAreCheckedAgainstTheirTable)
+{
+    auto reason = [](const std::vector<Tlv>& tlvs) { return decode_table_chunk(sign(body_of(tlvs), 'T'), kKey).reason; };
+    const uint32_t total = kTableChunkBytes + 10;
+    EXPECT_EQ(reason(chunk_tlvs(total, 0, 2, kTableChunkBytes)), DropReason::none);
+    EXPECT_EQ(reason(chunk_tlvs(total, 1, 2, 10)), DropReason::none);
+    EXPECT_EQ(reason(chunk_tlvs(total, 1, 2, 11)), DropReason::malformed) << "longer than the rest";
+    EXPECT_EQ(reason(chunk_tlvs(total, 0, 2, 10)), DropReason::malformed) << "a short chunk before the last";
+    EXPECT_EQ(reason(chunk_tlvs(total, 2, 2, 10)), DropReason::malformed) << "index past the count";
+    EXPECT_EQ(reason(chunk_tlvs(total, 0, 3, kTableChunkBytes)), DropReason::malformed) << "count";
+    EXPECT_EQ(reason(chunk_tlvs(0, 0, 0, 0)), DropReason::malformed) << "empty table";
+    EXPECT_EQ(reason(chunk_tlvs(uint32_t(kMaxTableBytes) + 1, 0, uint16_t(table_chunk_count(kMaxTableBytes + 1)),
+                                kTableChunkBytes)),
+              DropReason::malformed)
+        << "over the size limit";
+    for (uint8_t missing : {1, 2, 3, 4, 28, 29, 30, 31, 32, 33}) {
+        std::vector<Tlv> tlvs = chunk_tlvs(total, 1, 2, 10);
+        std::erase_if(tlvs, [&](const Tlv& t) { return t.type == missing; });
+        EXPECT_EQ(reason(tlvs), DropReason::malformed) << "without type " << int(missing);
+    }
+    std::vector<Tlv> bad_author = chunk_tlvs(total, 1, 2, 10);
+    bad_author[5].value = {'a', 0};
+    EXPECT_EQ(reason(bad_author), DropReason::bad_id);
+    std::vector<Tlv> unknown = chunk_tlvs(total, 1, 2, 10);
+    unknown.push_back({200, {1, 2, 3}});
+    EXPECT_EQ(reason(unknown), DropReason::none) << "unknown types are skipped";
+}
+
+TEST(TableChunkReject, WrongKeyBitFlipsAndTruncations)
+{
+    const Bytes good = encode_table_chunk(table_chunk(100, 0), kKey);
+    EXPECT_EQ(decode_table_chunk(good, kOtherKey).reason, DropReason::bad_mac);
+    for (size_t bit = 0; bit < good.size() * 8; bit++) {
+        Bytes d = good;
+        d[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
+        const Decoded<TableChunk> out = decode_table_chunk(d, kKey);
+        EXPECT_NE(out.reason, DropReason::none) << "bit " << bit;
+        EXPECT_EQ(out.message, TableChunk{}) << "a refused chunk leaves nothing set";
+    }
+    for (size_t n = 0; n < good.size(); n++)
+        EXPECT_NE(decode_table_chunk(Bytes(good.begin(), good.begin() + n), kKey).reason, DropReason::none);
 }
 
 // --- flow announcements -------------------------------------------------------

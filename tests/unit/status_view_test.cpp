@@ -87,3 +87,44 @@ TEST(StatusView, MetricsShowPeersDropsAndRedirectsBySlot)
 
 } // namespace
 } // namespace peerlb
+
+namespace peerlb {
+namespace {
+
+TEST(StatusView, SharedAddressesTableVersionAndDrain)
+{
+    StatusSnapshot s = two_nodes();
+    auto status = status_json(s);
+    EXPECT_EQ(status["shared"]["addresses"], nlohmann::ordered_json::array());
+    EXPECT_EQ(status["shared"]["table_version"], 0);
+    EXPECT_EQ(status["shared"]["draining"], false);
+    EXPECT_EQ(metrics_text(s, {}, {}).find("peerlb_shared_"), std::string::npos)
+        << "no shared address: no shared metrics";
+
+    s.shared.addresses = {parse_ip("10.0.0.100")};
+    s.shared.table_version = 7;
+    s.shared.table_author = "a";
+    s.shared.owned = 40;
+    s.shared.draining = true;
+    s.shared.stats.moves.drain = 5;
+    s.shared.stats.chunks_resent = 3;
+    status = status_json(s);
+    EXPECT_EQ(status["shared"]["addresses"], nlohmann::ordered_json({"10.0.0.100"}));
+    EXPECT_EQ(status["shared"]["table_version"], 7);
+    EXPECT_EQ(status["shared"]["table_author"], "a");
+    EXPECT_EQ(status["shared"]["owned"], 40);
+    EXPECT_EQ(status["shared"]["draining"], true);
+
+    const std::vector<CounterTotal> counters = {{"shared_second_hop", LB_KIND_SENT, 11, 0},
+                                                {"shared_chain_drop", LB_KIND_DROPPED, 2, 0}};
+    const std::string m = metrics_text(s, counters, {});
+    for (const char* line : {"peerlb_shared_table_version 7\n", "peerlb_shared_buckets_owned 40\n",
+                             "peerlb_shared_draining 1\n",
+                             "peerlb_shared_bucket_moves_total{reason=\"drain\"} 5\n",
+                             "peerlb_shared_table_chunks_resent_total 3\n",
+                             "peerlb_shared_second_hops_total 11\n", "peerlb_shared_chain_drops_total 2\n"})
+        EXPECT_NE(m.find(line), std::string::npos) << line;
+}
+
+} // namespace
+} // namespace peerlb

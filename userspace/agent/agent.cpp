@@ -23,6 +23,7 @@
 #include "../dataplane/dataplane.h"
 #include "../dataplane/error.h"
 #include "../dataplane/maps.h"
+#include "bucket_view.h"
 #include "control.h"
 #include "cookies.h"
 #include "datagram_router.h"
@@ -40,6 +41,8 @@
 #include "ownership.h"
 #include "pin_relay.h"
 #include "service_book.h"
+#include "shared_table.h"
+#include "state_file.h"
 #include "status_view.h"
 #include "takeover.h"
 #include "transport.h"
@@ -59,6 +62,8 @@ uint64_t clock_ns(clockid_t clock)
 uint64_t mono_ns() { return clock_ns(CLOCK_MONOTONIC); }
 // Wall clock: heartbeat timestamps, which other machines compare.
 uint64_t unix_ms() { return clock_ns(CLOCK_REALTIME) / 1'000'000; }
+// The bucket table's clock: the data plane's, in milliseconds.
+uint64_t mono_ms() { return mono_ns() / 1'000'000; }
 
 constexpr uint64_t kMs = 1'000'000;
 // Main loop granularity: load-step heartbeats and membership ticks.
@@ -100,6 +105,13 @@ private:
     void learn_services(const Heartbeat& hb);
     void drop_unannounced_services(uint64_t now);
     void update_rates(uint64_t now);
+    // Shared addresses (DESIGN.md section 5b).
+    void start_shared(const Config& cfg);
+    std::optional<uint32_t> bucket_slot_of(const std::string& id) const;
+    std::pair<SharedNode, std::vector<SharedNode>> shared_nodes(uint64_t now_ms) const;
+    void tick_shared(uint64_t now_ms);
+    json drain(bool undo);
+    json buckets(const json& req);
     StatusSnapshot snapshot(uint64_t now) const;
     void publish_snapshot();
     json handle(const json& req);
@@ -109,6 +121,7 @@ private:
     std::string render_metrics();
 
     AgentOptions opts_;
+    std::string state_dir_;
     std::vector<uint8_t> key_;
     unsigned ifindex_;
     unsigned lo_index_;
@@ -160,6 +173,13 @@ private:
     uint32_t last_sent_load_ = 0;
     uint64_t last_sent_ns_ = 0;
     uint64_t rates_at_ns_ = 0, kept_total_ = 0, forwarded_total_ = 0;
+    // Shared addresses: the bucket table (main thread), and this node's
+    // share of shared packets sent on a second hop (announced).
+    std::optional<SharedTable> shared_;
+    bool announce_wanted_ = false;   // shared_->announce_wanted() as last seen
+    uint64_t second_hops_total_ = 0, shared_packets_total_ = 0;
+    uint16_t second_hop_permille_ = 0;
+    bool heartbeat_now_ = false;     // a drain: peers hear of it at once
 };
 
 unsigned interface_index(const std::string& iface)
@@ -186,9 +206,9 @@ Maps open_dataplane(const Config& cfg, const AgentOptions& opts)
 }
 
 Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& opts)
-    : opts_(opts), key_(std::move(key)), ifindex_(interface_index(cfg.interface)),
-      lo_index_(interface_index("lo")),
-      incarnation_(next_incarnation(opts.state_dir.empty() ? cfg.state_dir : opts.state_dir)), cfg_(cfg),
+    : opts_(opts), state_dir_(opts.state_dir.empty() ? cfg.state_dir : opts.state_dir), key_(std::move(key)),
+      ifindex_(interface_index(cfg.interface)), lo_index_(interface_index("lo")),
+      incarnation_(next_incarnation(state_dir_)), cfg_(cfg),
       members_(cfg.node_id, cfg.dead_after), control_(opts.run_dir),
       addrs_(), maps_(open_dataplane(cfg, opts)),
       mac_(interface_mac(cfg.interface)), table_(maps_, cfg, mac_), socket_(cfg, ifindex_),
@@ -198,7 +218,13 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
                                  note_duplicate_id(hb, verdict);
                              }},
                .announcement = {.take = [this](const FlowAnnouncement& a) { take(a); }},
-               .pin = {.take = [this](const PinAnnouncement& a) { pins_.take(a, mono_ns()); }}}),
+               .pin = {.take = [this](const PinAnnouncement& a) { pins_.take(a, mono_ns()); }},
+               // A node without shared addresses has no use for tables: taken
+               // (authenticated, not a replay: nothing wrong) and ignored.
+               .table = {.take = [this](const TableChunk& c) {
+                   if (shared_)
+                       shared_->take(c, mono_ms());
+               }}}),
       pins_(maps_,
             {[this](uint32_t slot) { return node_id_of_slot(slot); },
              [this](const std::string& id) { return slot_of_node_id(id); }},
@@ -246,6 +272,156 @@ Agent::Agent(const Config& cfg, std::vector<uint8_t> key, const AgentOptions& op
     // when it died): adopted once the cluster names them (Takeover::apply).
     takeover_.set_leftovers(
         nic_leftovers(interface_addresses(cfg.interface), cfg.node_address, cfg.owned_services));
+    start_shared(cfg);
+}
+
+// Shared addresses on lo and in lb_services (never on the NIC: ECMP routes
+// them here, or every node gets every packet), the table's settings, and
+// the manager. Entries an agent configured otherwise left are removed.
+void Agent::start_shared(const Config& cfg)
+{
+    for (const auto& a : table_.remove_other_shared(cfg.shared_addresses)) {
+        addrs_.remove(a, lo_index_);
+        spdlog::info("shared address {} no longer configured: removed from lo and the data plane",
+                     format_ip(a));
+    }
+    maps_.set_config(shared_config_at_start(maps_.config(), cfg));
+    if (!cfg.has_shared())
+        return;
+    // Shared hops always travel in an outer IP header, in l2 mode too.
+    set_ipip_sysctls();
+    for (const auto& a : cfg.shared_addresses) {
+        addrs_.add(a, lo_index_);
+        table_.add_shared_address(a);
+    }
+    shared_.emplace(
+        shared_settings(cfg),
+        SharedTable::Dataplane{
+            .slot_of = [this](const std::string& id) { return bucket_slot_of(id); },
+            .write_buckets = [this](const std::vector<lb_bucket>& t) { maps_.set_buckets(t); },
+            .write_bucket = [this](uint32_t i, const lb_bucket& b) { maps_.set_bucket(i, b); },
+            .write_config =
+                [this](uint32_t buckets, uint32_t hash, uint32_t delivery) {
+                    lb_config c = maps_.config();
+                    c.shared_buckets = buckets;
+                    c.shared_hash = hash;
+                    c.shared_delivery = delivery;
+                    maps_.set_config(c);
+                }},
+        [this](TableChunk& c) { return send_stamped(c, encode_table_chunk); }, mono_ms());
+    // Kept across restarts, like the incarnation: a drained node stays so.
+    if (read_drain_flag(state_dir_)) {
+        shared_->set_draining(true);
+        spdlog::info("draining (since `peerlb drain`; `peerlb drain --undo` ends it)");
+    }
+    std::string shown;
+    for (const auto& a : cfg.shared_addresses)
+        shown += (shown.empty() ? "" : ", ") + format_ip(a);
+    spdlog::info("shared addresses {} on lo: {} buckets, waiting for the bucket table", shown,
+                 cfg.shared_buckets);
+}
+
+// The data plane slot of a node of the bucket table: this node's own slot
+// (not LB_NODE_LOCAL: a bucket holds 16-bit slots), a peer's by its address.
+std::optional<uint32_t> Agent::bucket_slot_of(const std::string& id) const
+{
+    if (id == cfg_.node_id)
+        return table_.self_slot();
+    std::lock_guard lock(mu_);
+    if (const Peer* p = members_.find(id))
+        return table_.slot_of(p->last.node_address);
+    return std::nullopt;
+}
+
+// This node and the live peers that serve shared addresses, as the
+// bucket table's coordinator weighs them.
+std::pair<SharedNode, std::vector<SharedNode>> Agent::shared_nodes(uint64_t now_ms) const
+{
+    SharedNode self;
+    self.id = cfg_.node_id;
+    self.weight = cfg_.weight_hundredths();
+    self.draining = shared_->draining();
+    self.routable = healthy_;
+    self.load_bp = meter_.load_bp();
+    self.table_version = shared_->applied().version;
+    self.heard_ms = now_ms;
+    self.second_hop_permille = second_hop_permille_;
+    std::vector<SharedNode> peers;
+    std::lock_guard lock(mu_);
+    for (const auto& [id, p] : members_.peers()) {
+        if (p.state == PeerState::dead || !p.last.shared)
+            continue;
+        SharedNode n;
+        n.id = id;
+        n.weight = p.last.weight;
+        n.draining = p.last.draining;
+        n.routable = p.routable();
+        n.load_bp = p.last.load_bp_exact ? p.last.load_bp_exact : p.last.load_bp;
+        n.table_version = p.last.table_version;
+        n.heard_ms = p.last_heard_ns / kMs;
+        n.second_hop_permille = p.last.second_hop_permille;
+        peers.push_back(std::move(n));
+    }
+    return {self, peers};
+}
+
+void Agent::tick_shared(uint64_t now_ms)
+{
+    shared_->set_healthy(healthy_);
+    const auto [self, peers] = shared_nodes(now_ms);
+    shared_->tick(now_ms, self, peers);
+    // The lead's BIRD control hooks here: routes to the shared addresses
+    // are announced while announce_wanted(), withdrawn otherwise.
+    if (const bool wanted = shared_->announce_wanted(); wanted != announce_wanted_) {
+        announce_wanted_ = wanted;
+        spdlog::info("shared addresses: routes {}", wanted ? "wanted (table applied, serving)"
+                                                           : "not wanted (no table, draining, "
+                                                             "unhealthy or stopping)");
+    }
+}
+
+json Agent::drain(bool undo)
+{
+    if (!shared_)
+        throw Error(fmt::format("this node has no shared addresses ([shared] addresses in {}): "
+                                "nothing to drain",
+                                cfg_.path));
+    const bool was = shared_->draining();
+    write_drain_flag(state_dir_, !undo); // first: a drain that is not kept is not done
+    shared_->set_draining(!undo);
+    heartbeat_now_ = true;
+    if (was != !undo)
+        spdlog::info(undo ? "drain undone: the coordinator gives this node its share again"
+                          : "draining: the coordinator moves this node's buckets away");
+    return {{"ok", true}, {"draining", !undo}, {"changed", was != !undo}};
+}
+
+json Agent::buckets(const json& req)
+{
+    if (!shared_)
+        throw Error(fmt::format("this node has no shared addresses ([shared] addresses in {})", cfg_.path));
+    const uint64_t now_ms = mono_ms();
+    auto [self, peers] = shared_nodes(now_ms);
+    BucketView v;
+    v.table = &shared_->applied();
+    {
+        std::lock_guard lock(mu_);
+        const SharedSettings s = shared_settings(cfg_);
+        v.buckets = s.buckets;
+        v.hash = s.hash;
+        v.delivery = s.delivery;
+        v.daisy_chain_ms = s.daisy_chain_ms;
+    }
+    v.coordinator = shared_->coordinator();
+    v.nodes.push_back(std::move(self));
+    for (auto& p : peers)
+        v.nodes.push_back(std::move(p));
+    if (!req.contains("client"))
+        return buckets_json(v);
+    std::optional<uint16_t> port;
+    if (req.contains("port") && !req["port"].is_null())
+        port = req["port"].get<uint16_t>();
+    return client_bucket_json(v, req["client"].get<std::string>(), port, now_ms);
 }
 
 // With load.source = "inflight" the count as of now, not as of the meter's
@@ -282,6 +458,12 @@ void Agent::send_heartbeat(AnnouncedState state)
         hb.standby = cfg_.standby;
         if (cfg_.source == LoadSource::inflight && !cfg_.smoothing_ms)
             inflight_capacity = cfg_.capacity;
+    }
+    if (shared_) {
+        hb.shared = true;
+        hb.draining = shared_->draining();
+        hb.table_version = shared_->applied().version;
+        hb.second_hop_permille = second_hop_permille_;
     }
     hb.incarnation = incarnation_;
     hb.sequence = ++sequence_;
@@ -482,8 +664,10 @@ void Agent::drop_unannounced_services(uint64_t now)
     for (const auto& a : service_book_.expired(now)) {
         const bool own = std::find(cfg_.owned_services.begin(), cfg_.owned_services.end(), a) !=
                          cfg_.owned_services.end();
+        const bool shared = std::find(cfg_.shared_addresses.begin(), cfg_.shared_addresses.end(), a) !=
+                            cfg_.shared_addresses.end();
         const auto claims = takeover_.claims();
-        if (own || std::find(claims.begin(), claims.end(), a) != claims.end())
+        if (own || shared || std::find(claims.begin(), claims.end(), a) != claims.end())
             continue;
         guarded("service address", [&] {
             table_.remove_service_address(a);
@@ -516,6 +700,12 @@ void Agent::learn_services(const Heartbeat& hb)
                 !why.empty())
                 throw Error(fmt::format("{}'s service address {} refused: {}", hb.node_id,
                                         format_ip(a), why));
+            // Its lb_services entries are the buckets' here: a peer that owns
+            // it is configured otherwise.
+            if (std::find(cfg_.shared_addresses.begin(), cfg_.shared_addresses.end(), a) !=
+                cfg_.shared_addresses.end())
+                throw Error(fmt::format("{}'s service address {} refused: it is a shared address here",
+                                        hb.node_id, format_ip(a)));
             // Held on lo so this node can terminate connections handed to it.
             if (addrs_.add(a, lo_index_))
                 spdlog::info("added {}'s service address {} to lo", hb.node_id, format_ip(a));
@@ -566,13 +756,26 @@ void Agent::update_rates(uint64_t now)
 {
     if (now - rates_at_ns_ < 1'000'000'000ull)
         return;
-    uint64_t kept = 0, forwarded = 0;
+    uint64_t kept = 0, forwarded = 0, second_hops = 0, shared_packets = 0;
     for (const auto& c : maps_.counters()) {
         if (c.kind == LB_KIND_KEPT)
             kept += c.packets;
         else if (c.kind == LB_KIND_FORWARDED)
             forwarded += c.packets;
+        if (c.name.starts_with("shared_"))
+            shared_packets += c.packets;
+        if (c.name == "shared_second_hop")
+            second_hops += c.packets;
     }
+    // Of the shared packets this node handled since the last reading, the
+    // share it sent on along a chain (announced for `peerlb buckets`).
+    if (shared_packets > shared_packets_total_ && second_hops >= second_hops_total_)
+        second_hop_permille_ = static_cast<uint16_t>(std::min<uint64_t>(
+            1000, (second_hops - second_hops_total_) * 1000 / (shared_packets - shared_packets_total_)));
+    else
+        second_hop_permille_ = 0;
+    second_hops_total_ = second_hops;
+    shared_packets_total_ = shared_packets;
     const double secs = rates_at_ns_ ? double(now - rates_at_ns_) / 1e9 : 0;
     std::lock_guard lock(mu_);
     if (secs > 0) {
@@ -598,6 +801,8 @@ json Agent::handle(const json& req)
         table_.apply_config(next);
         members_.set_dead_after(next.dead_after);
         router_.set_replay_window(next.replay_window_ms);
+        if (shared_)
+            shared_->configure(shared_settings(next));
         takeover_.set_config(next);
         cfg_ = next;
         meter_.configure(next);
@@ -609,6 +814,10 @@ json Agent::handle(const json& req)
         return peers_json(snapshot(mono_ns()));
     if (cmd == "status")
         return status_json(snapshot(mono_ns()));
+    if (cmd == "drain")
+        return drain(req.value("undo", false));
+    if (cmd == "buckets")
+        return buckets(req);
     return {{"error", fmt::format("unknown command '{}'", cmd)}};
 }
 
@@ -656,6 +865,16 @@ StatusSnapshot Agent::snapshot(uint64_t now) const
     s.flows_installed = takeover_.flows_installed();
     s.flows_announced = takeover_.flows_announced();
     s.node_slots_refused = table_.slots_refused();
+    if (shared_) {
+        s.shared.table_version = shared_->applied().version;
+        s.shared.table_author = shared_->applied().author;
+        s.shared.coordinator = shared_->coordinator();
+        s.shared.owned = shared_->owned_here();
+        s.shared.draining = shared_->draining();
+        s.shared.announce = shared_->announce_wanted();
+        s.shared.second_hop_permille = second_hop_permille_;
+        s.shared.stats = shared_->stats();
+    }
     for (DropReason r : kAllDropReasons)
         s.drops[r] = router_.dropped(r);
     std::lock_guard lock(mu_);
@@ -664,6 +883,8 @@ StatusSnapshot Agent::snapshot(uint64_t now) const
     s.config_path = cfg_.path;
     s.node_address = cfg_.node_address;
     s.home = cfg_.owned_services;
+    s.shared.addresses = cfg_.shared_addresses;
+    s.shared.buckets = cfg_.has_shared() ? cfg_.shared_buckets : 0;
     s.interval_ms = cfg_.interval_ms;
     s.dead_after = cfg_.dead_after;
     s.accept_below = cfg_.accept_below;
@@ -762,13 +983,15 @@ int Agent::run()
             now - last_sent_ns_ >= kTickNs;
         // Each event below is guarded on its own: one that fails is
         // logged and counted, and the others still run.
-        if (now >= next_heartbeat || load_jumped) {
+        if (now >= next_heartbeat || load_jumped || heartbeat_now_) {
+            heartbeat_now_ = false;
             guarded("heartbeat send", [&] { send_heartbeat(AnnouncedState::alive); });
             next_heartbeat = now + uint64_t(interval_ms) * kMs;
             // Setting net.ipv4.ip_forward (or net.ipv6.conf.all.forwarding)
             // resets every interface's forwarding, lo's included: put back
-            // within a period (logged when it was off).
-            if (cfg_.forward_ipip)
+            // within a period (logged when it was off). Shared addresses'
+            // hops always have an outer header: they need it in l2 mode too.
+            if (cfg_.forward_ipip || shared_)
                 guarded("ipip sysctls", [] { set_ipip_sysctls(); });
         }
         // Heartbeats already queued are read before peers are judged: after
@@ -800,6 +1023,8 @@ int Agent::run()
         if (ownership_due_ || ownership_inputs_changed || now >= ownership_at_ns_)
             guarded("ownership", [&] { evaluate_ownership(now); });
         guarded("takeover timers", [&] { takeover_.run_timers(now); });
+        if (shared_)
+            guarded("bucket table", [&] { tick_shared(now / kMs); });
         if (cookies_)
             guarded("cookie keys", [&] {
                 if (cookies_->update(unix_ms() / 1000))
@@ -846,6 +1071,11 @@ int Agent::run()
             // (without takeover nobody would: they stay).
             if (cfg_.takeover)
                 guarded("address release", [&] { takeover_.release_all(); });
+            // Routes to the shared addresses go before the node does; the
+            // addresses stay on lo and the data plane keeps following the
+            // last table (DESIGN.md 5b, "No agent").
+            if (shared_)
+                guarded("bucket table", [&] { shared_->set_stopping(); tick_shared(mono_ms()); });
             guarded("heartbeat send", [&] { send_heartbeat(AnnouncedState::leaving); });
             return 0;
         }

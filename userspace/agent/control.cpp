@@ -19,6 +19,9 @@ namespace peerlb {
 namespace {
 
 constexpr size_t kMaxMessage = 64 * 1024;
+// An answer may be larger than a request: `peerlb buckets` lists the owner
+// of every bucket (up to LB_MAX_BUCKETS node ids).
+constexpr size_t kMaxAnswer = 16 * 1024 * 1024;
 // A client of the agent gets this long in all, from its connection to its
 // answer written, however its bytes trickle: it holds one of the server's
 // places meanwhile (never the loop).
@@ -55,11 +58,11 @@ bool wait_ready(int fd, short events, Clock::time_point deadline)
 }
 
 // Reads up to a newline or EOF before the deadline (fd non-blocking);
-// false on timeout, error or oversize.
-bool read_line(int fd, std::string& out, Clock::time_point deadline)
+// false on timeout, error or more than `limit` bytes.
+bool read_line(int fd, std::string& out, Clock::time_point deadline, size_t limit)
 {
-    char buf[4096];
-    while (out.size() < kMaxMessage) {
+    char buf[65536];
+    while (out.size() < limit) {
         ssize_t n = ::read(fd, buf, sizeof(buf));
         if (n < 0 && errno == EINTR)
             continue;
@@ -278,7 +281,8 @@ nlohmann::json control_request(const std::string& run_dir, const nlohmann::json&
         throw Error(fmt::format("the agent is not running (nothing answers on {})", path));
     const auto deadline = Clock::now() + std::chrono::milliseconds(kRequestDeadlineMs);
     std::string line;
-    if (!write_all(fd.get(), request.dump() + "\n", deadline) || !read_line(fd.get(), line, deadline))
+    if (!write_all(fd.get(), request.dump() + "\n", deadline) ||
+        !read_line(fd.get(), line, deadline, kMaxAnswer))
         throw Error(fmt::format("no answer from the agent on {}", path));
     nlohmann::json reply = nlohmann::json::parse(line, nullptr, false);
     if (reply.is_discarded())

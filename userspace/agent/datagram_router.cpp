@@ -14,7 +14,8 @@ DatagramRouter::DatagramRouter(std::string self_id, std::span<const uint8_t> key
       lanes_{Lane<Heartbeat>{decode_heartbeat, ReplayGuard(replay_window_ms), std::move(handlers.heartbeat)},
              Lane<FlowAnnouncement>{decode_announcement, ReplayGuard(replay_window_ms),
                                     std::move(handlers.announcement)},
-             Lane<PinAnnouncement>{decode_pin, ReplayGuard(replay_window_ms), std::move(handlers.pin)}},
+             Lane<PinAnnouncement>{decode_pin, ReplayGuard(replay_window_ms), std::move(handlers.pin)},
+             Lane<TableChunk>{decode_table_chunk, ReplayGuard(replay_window_ms), std::move(handlers.table)}},
       skew_log_(log_period_ns)
 {
 }
@@ -25,6 +26,10 @@ DropReason DatagramRouter::route(std::span<const uint8_t> datagram, bool cut, ui
     DropReason reason;
     if (cut)
         reason = DropReason::truncated; // did not fit: never decoded from a part
+    else if (datagram_kind(datagram) == DatagramKind::table)
+        reason = std::get<Lane<TableChunk>>(lanes_).handler.take
+                     ? dispatch(std::get<Lane<TableChunk>>(lanes_), datagram, now_mono_ns, now_unix_ms)
+                     : DropReason::bad_magic; // a node without shared addresses has no use for tables
     else if (datagram_kind(datagram) == DatagramKind::pin)
         reason = dispatch(std::get<Lane<PinAnnouncement>>(lanes_), datagram, now_mono_ns, now_unix_ms);
     else if (datagram_kind(datagram) == DatagramKind::announcement)

@@ -30,6 +30,8 @@ public:
         Handler<Heartbeat> heartbeat;
         Handler<FlowAnnouncement> announcement;
         Handler<PinAnnouncement> pin;
+        // Optional: without it, table chunks are dropped (counted as bad_magic).
+        Handler<TableChunk> table = {};
     };
 
     DatagramRouter(std::string self_id, std::span<const uint8_t> key, uint64_t replay_window_ms,
@@ -60,7 +62,7 @@ private:
 
     std::string self_id_;
     std::vector<uint8_t> key_;
-    std::tuple<Lane<Heartbeat>, Lane<FlowAnnouncement>, Lane<PinAnnouncement>> lanes_;
+    std::tuple<Lane<Heartbeat>, Lane<FlowAnnouncement>, Lane<PinAnnouncement>, Lane<TableChunk>> lanes_;
     EventErrors skew_log_;
     std::array<std::atomic<uint64_t>, size_t(DropReason::bad_id) + 1> drops_{};
 };

@@ -18,6 +18,8 @@
 #include <optional>
 #include <type_traits>
 
+#include <fmt/format.h>
+
 #include "../dataplane/error.h"
 
 namespace peerlb {
@@ -32,9 +34,11 @@ namespace {
 // appears at most once (a repeat is malformed).
 //
 // Heartbeat ("PLBH"): types 1..10 are required; 8 (service) and 13 (claim)
-// may appear 0..kMaxOwnedServices and 0..kMaxClaims times; 11 and 12 are optional.
+// may appear 0..kMaxOwnedServices and 0..kMaxClaims times; 11, 12 and
+// 22..27 are optional.
 // Flow announcement ("PLBF"): 1..4, 14 and 15 are required; 16 (flow) may
 // appear 0..kMaxFlowsPerAnnouncement times.
+// Table chunk ("PLBT"): 1..4 and 28..33 are required.
 enum TlvType : uint8_t {
     kTlvNodeId = 1,       // 1..32 bytes of id, no terminator
     kTlvIncarnation = 2,  // u64
@@ -67,12 +71,23 @@ enum TlvType : uint8_t {
     kTlvWeight = 23,         // u16, 1..10000: relative capacity in hundredths (absent: 100)
     kTlvNodeFlags = 24,      // u8: bit 0 standby (absent: 0)
     kTlvLoadExactBp = 25,    // u32, 10001..kMaxLoadExactBp: the load when past 100 % (absent: 0)
+    // Heartbeat, optional (shared addresses, DESIGN.md section 5b):
+    kTlvTableVersion = 26,   // u64, >= 1: the bucket table version applied (absent: 0, none)
+    kTlvSecondHop = 27,      // u16, 1..1000: permille of shared packets sent on a second hop (absent: 0)
+    // Table chunk only (all required):
+    kTlvChunkVersion = 28,   // u64, >= 1
+    kTlvChunkAuthor = 29,    // 1..32 bytes: node id of the table's author
+    kTlvChunkIndex = 30,     // u16, < count
+    kTlvChunkCount = 31,     // u16, = ceil(total / kTableChunkBytes)
+    kTlvChunkTotal = 32,     // u32, 1..kMaxTableBytes
+    kTlvChunkBytes = 33,     // kTableChunkBytes bytes, the last chunk the rest
 };
 
 using Magic = std::array<uint8_t, 4>;
 constexpr Magic kHeartbeatMagic = {'P', 'L', 'B', 'H'};
 constexpr Magic kAnnouncementMagic = {'P', 'L', 'B', 'F'};
 constexpr Magic kPinMagic = {'P', 'L', 'B', 'P'};
+constexpr Magic kTableMagic = {'P', 'L', 'B', 'T'};
 constexpr uint8_t kVersion = 1;
 constexpr size_t kHeaderSize = 8; // magic 4, version 1, flags 1, body_len 2
 constexpr size_t kMacSize = 32;   // HMAC-SHA256
@@ -81,6 +96,10 @@ constexpr size_t kPortsSize = 4; // client_port u16 + service_port u16 of a flow
 constexpr uint16_t kMaxLoadBp = 10000;
 constexpr uint16_t kMaxWeight = 10000; // weight 100.0
 constexpr uint8_t kFlagStandby = 1 << 0;
+// Bits a receiver that does not know them ignores: optional like TLVs.
+constexpr uint8_t kFlagShared = 1 << 1;   // serves the shared addresses
+constexpr uint8_t kFlagDraining = 1 << 2; // `peerlb drain`: give its buckets away
+constexpr uint16_t kMaxPermille = 1000;
 
 // The largest heartbeat: every field at its limit, every address IPv6.
 constexpr size_t kIpv6AddressValue = 1 + 16;
@@ -91,9 +110,19 @@ constexpr size_t kWorstHeartbeat =
     (kTlvHeaderSize + 6) /* mac */ + (kMaxOwnedServices + kMaxClaims) * (kTlvHeaderSize + kIpv6AddressValue) +
     (kTlvHeaderSize + 2) /* load */ + (kTlvHeaderSize + 1) /* state */ + 2 * (kTlvHeaderSize + 4) /* rates */ +
     (kTlvHeaderSize + 4) /* conn cost */ + (kTlvHeaderSize + 2) /* weight */ + (kTlvHeaderSize + 1) /* flags */ +
-    (kTlvHeaderSize + 4) /* exact load */;
+    (kTlvHeaderSize + 4) /* exact load */ + (kTlvHeaderSize + 8) /* table version */ +
+    (kTlvHeaderSize + 2) /* second hops */;
 static_assert(kWorstHeartbeat <= kMaxHeartbeatSize,
               "a heartbeat at the field limits must fit in one datagram");
+
+// The largest table chunk: a full one, 32-byte ids.
+constexpr size_t kWorstTableChunk =
+    kHeaderSize + kMacSize + (kTlvHeaderSize + kMaxNodeIdLen) + 3 * (kTlvHeaderSize + 8) +
+    (kTlvHeaderSize + 8) /* version */ + (kTlvHeaderSize + kMaxNodeIdLen) /* author */ +
+    2 * (kTlvHeaderSize + 2) /* index, count */ + (kTlvHeaderSize + 4) /* total */ +
+    (kTlvHeaderSize + kTableChunkBytes);
+static_assert(kWorstTableChunk <= kMaxHeartbeatSize, "a table chunk must fit in one datagram");
+static_assert(table_chunk_count(kMaxTableBytes) <= UINT16_MAX, "chunk indexes are u16");
 
 bool valid_family(uint8_t family) { return family == LB_FAMILY_IPV4 || family == LB_FAMILY_IPV6; }
 
@@ -316,6 +345,7 @@ bool get_node_id(std::span<const uint8_t> value, std::string& out)
 bool valid_ids(const Heartbeat& hb) { return valid_node_id(hb.node_id); }
 bool valid_ids(const FlowAnnouncement& a) { return valid_node_id(a.node_id) && valid_node_id(a.to); }
 bool valid_ids(const PinAnnouncement& p) { return valid_node_id(p.node_id) && valid_node_id(p.serving); }
+bool valid_ids(const TableChunk& c) { return valid_node_id(c.node_id) && valid_node_id(c.author); }
 
 // Family u8 + 4 or 16 bytes, exactly.
 std::optional<IpAddress> get_address(std::span<const uint8_t> value)
@@ -415,8 +445,15 @@ bool parse_heartbeat(std::span<const uint8_t> body, Heartbeat& hb)
             if (!seen.first(type) || !get_uint(value, 1, flags))
                 return false;
             hb.standby = flags & kFlagStandby;
+            hb.shared = flags & kFlagShared;
+            hb.draining = flags & kFlagDraining;
             return true;
         }
+        case kTlvTableVersion:
+            return seen.first(type) && get_uint(value, 8, hb.table_version) && hb.table_version >= 1;
+        case kTlvSecondHop:
+            return seen.first(type) && get_uint(value, 2, hb.second_hop_permille) &&
+                   hb.second_hop_permille >= 1 && hb.second_hop_permille <= kMaxPermille;
         default:
             return true; // unknown (or reserved 0): skipped
         }
@@ -574,6 +611,9 @@ std::vector<uint8_t> encode_heartbeat(const Heartbeat& hb, std::span<const uint8
         throw Error("heartbeat: node address has no IPv4/IPv6 family");
     if (!valid_state(static_cast<uint8_t>(hb.state)))
         throw Error("heartbeat: unknown announced state " + std::to_string(static_cast<int>(hb.state)));
+    if (hb.second_hop_permille > kMaxPermille)
+        throw Error("heartbeat: second hops " + std::to_string(hb.second_hop_permille) + " permille, over " +
+                    std::to_string(kMaxPermille));
 
     std::vector<uint8_t> body;
     put_identity(body, hb);
@@ -591,9 +631,16 @@ std::vector<uint8_t> encode_heartbeat(const Heartbeat& hb, std::span<const uint8
     if (hb.conn_cost_bp)
         put_tlv_uint(body, kTlvConnCostBp, hb.conn_cost_bp, 4);
     put_tlv_uint(body, kTlvWeight, hb.weight, 2);
-    put_tlv_uint(body, kTlvNodeFlags, hb.standby ? kFlagStandby : 0, 1);
+    put_tlv_uint(body, kTlvNodeFlags,
+                 (hb.standby ? kFlagStandby : 0) | (hb.shared ? kFlagShared : 0) |
+                     (hb.draining ? kFlagDraining : 0),
+                 1);
     if (hb.load_bp_exact)
         put_tlv_uint(body, kTlvLoadExactBp, hb.load_bp_exact, 4);
+    if (hb.table_version)
+        put_tlv_uint(body, kTlvTableVersion, hb.table_version, 8);
+    if (hb.second_hop_permille)
+        put_tlv_uint(body, kTlvSecondHop, hb.second_hop_permille, 2);
     return seal(kHeartbeatMagic, body, key, what);
 }
 
@@ -704,8 +751,89 @@ Decoded<PinAnnouncement> decode_pin(std::span<const uint8_t> datagram, std::span
     return d;
 }
 
+namespace {
+
+// What a chunk's fields must agree on, whether it is sent or received: its
+// place in the table and its size follow from total_len.
+bool consistent(const TableChunk& c)
+{
+    if (c.version == 0 || c.total_len == 0 || c.total_len > kMaxTableBytes)
+        return false;
+    if (c.count != table_chunk_count(c.total_len) || c.index >= c.count)
+        return false;
+    const size_t offset = size_t(c.index) * kTableChunkBytes;
+    return c.bytes.size() == std::min(kTableChunkBytes, size_t(c.total_len) - offset);
+}
+
+bool parse_table_chunk(std::span<const uint8_t> body, TableChunk& c)
+{
+    SeenTypes seen;
+    const bool ok = walk_tlvs(body, [&](uint8_t type, std::span<const uint8_t> value) {
+        switch (type) {
+        case kTlvNodeId:
+        case kTlvIncarnation:
+        case kTlvSequence:
+        case kTlvSentUnixMs:
+            return get_identity(type, value, seen, c);
+        case kTlvChunkVersion:
+            return seen.first(type) && get_uint(value, 8, c.version);
+        case kTlvChunkAuthor:
+            return seen.first(type) && get_node_id(value, c.author);
+        case kTlvChunkIndex:
+            return seen.first(type) && get_uint(value, 2, c.index);
+        case kTlvChunkCount:
+            return seen.first(type) && get_uint(value, 2, c.count);
+        case kTlvChunkTotal:
+            return seen.first(type) && get_uint(value, 4, c.total_len);
+        case kTlvChunkBytes:
+            if (!seen.first(type) || value.size() > kTableChunkBytes)
+                return false;
+            c.bytes.assign(value.begin(), value.end());
+            return true;
+        default:
+            return true;
+        }
+    });
+    return ok &&
+           seen.all({kTlvNodeId, kTlvIncarnation, kTlvSequence, kTlvSentUnixMs, kTlvChunkVersion,
+                     kTlvChunkAuthor, kTlvChunkIndex, kTlvChunkCount, kTlvChunkTotal, kTlvChunkBytes}) &&
+           consistent(c);
+}
+
+} // namespace
+
+std::vector<uint8_t> encode_table_chunk(const TableChunk& c, std::span<const uint8_t> key)
+{
+    constexpr const char* what = "table chunk";
+    check_node_id(what, "node id", c.node_id);
+    check_node_id(what, "author", c.author);
+    if (!consistent(c))
+        throw Error(fmt::format("table chunk: version {} chunk {} of {}, {} bytes of {}: fields that "
+                                "do not agree (version >= 1, 1..{} bytes in chunks of {})",
+                                c.version, c.index, c.count, c.bytes.size(), c.total_len, kMaxTableBytes,
+                                kTableChunkBytes));
+    std::vector<uint8_t> body;
+    put_identity(body, c);
+    put_tlv_uint(body, kTlvChunkVersion, c.version, 8);
+    put_tlv_string(body, kTlvChunkAuthor, c.author);
+    put_tlv_uint(body, kTlvChunkIndex, c.index, 2);
+    put_tlv_uint(body, kTlvChunkCount, c.count, 2);
+    put_tlv_uint(body, kTlvChunkTotal, c.total_len, 4);
+    put_tlv(body, kTlvChunkBytes, c.bytes);
+    return seal(kTableMagic, body, key, what);
+}
+
+Decoded<TableChunk> decode_table_chunk(std::span<const uint8_t> datagram, std::span<const uint8_t> key)
+{
+    Decoded<TableChunk> d;
+    d.reason = decode_as(datagram, kTableMagic, key, parse_table_chunk, d.message);
+    return d;
+}
+
 DatagramKind datagram_kind(std::span<const uint8_t> datagram)
 {
+    if (has_magic(datagram, kTableMagic))
+        return DatagramKind::table;
     if (has_magic(datagram, kHeartbeatMagic))
         return DatagramKind::heartbeat;
     if (has_magic(datagram, kAnnouncementMagic))

@@ -25,7 +25,8 @@ namespace peerlb {
 // 1500-byte Ethernet MTU less IPv6 (40) and UDP (8) headers: one datagram is
 // never fragmented on a standard LAN, whichever family carries it. A
 // heartbeat at every field's limit (a 32-byte id, 31 IPv6 services and 31
-// IPv6 claims) fits: heartbeat.cpp checks it at compile time.
+// IPv6 claims, every optional field) fits: heartbeat.cpp checks it at
+// compile time.
 inline constexpr size_t kMaxHeartbeatSize = 1452;
 inline constexpr size_t kMaxNodeIdLen = 32;
 // Service addresses a node owns by configuration, and addresses it holds at
@@ -61,6 +62,15 @@ struct Heartbeat {
     uint32_t conn_cost_bp = 0;
     uint16_t weight = 100;
     bool standby = false;
+    // Shared service addresses (DESIGN.md section 5b): whether the sender
+    // serves them (it gets buckets), the bucket table version it applied
+    // (0: none yet), whether it drains (`peerlb drain`: its buckets move
+    // away), and the share of its shared packets that took a second hop
+    // along a chain, in permille (`peerlb buckets`).
+    bool shared = false;
+    bool draining = false;
+    uint64_t table_version = 0;
+    uint16_t second_hop_permille = 0;
 
     bool operator==(const Heartbeat&) const = default;
 };
@@ -109,6 +119,36 @@ struct PinAnnouncement {
 // Flows per datagram so that one fits in kMaxHeartbeatSize.
 inline constexpr size_t kMaxFlowsPerAnnouncement = 50;
 
+// One chunk of an encoded bucket table (bucket_table.h's encode_table),
+// sent by the coordinator to every peer: the table is cut into chunks of
+// kTableChunkBytes (the last one shorter), index 0 .. count - 1, so that
+// each fits in one datagram. Same framing and key as heartbeats, magic
+// "PLBT". A receiver checks that the chunk's place and size agree with
+// total_len before it keeps a byte.
+struct TableChunk {
+    std::string node_id;      // the sender (the coordinator, or a peer helping it catch up)
+    uint64_t incarnation = 0;
+    uint64_t sequence = 0;    // the sender's heartbeat sequence space
+    uint64_t sent_unix_ms = 0;
+    uint64_t version = 0;     // the table's version (>= 1)
+    std::string author;       // node id of the coordinator that made it
+    uint16_t index = 0;       // this chunk's place, < count
+    uint16_t count = 0;       // chunks of the table: ceil(total_len / kTableChunkBytes)
+    uint32_t total_len = 0;   // bytes of the encoded table, 1..kMaxTableBytes
+    std::vector<uint8_t> bytes;
+
+    bool operator==(const TableChunk&) const = default;
+};
+inline constexpr size_t kTableChunkBytes = 1200;
+// An encoded table is at most this long (LB_MAX_BUCKETS buckets fit): a
+// receiver never holds more per table it assembles.
+inline constexpr size_t kMaxTableBytes = 4u << 20;
+// Chunks of a table of total_len bytes.
+inline constexpr size_t table_chunk_count(size_t total_len)
+{
+    return (total_len + kTableChunkBytes - 1) / kTableChunkBytes;
+}
+
 // Why a datagram was not taken; counted by the agent and in metrics.
 enum class DropReason {
     none,
@@ -154,9 +194,15 @@ std::vector<uint8_t> encode_pin(const PinAnnouncement& p, std::span<const uint8_
 
 Decoded<PinAnnouncement> decode_pin(std::span<const uint8_t> datagram, std::span<const uint8_t> key);
 
+// Encodes and signs; throws Error if the chunk's fields do not agree (see
+// TableChunk).
+std::vector<uint8_t> encode_table_chunk(const TableChunk& c, std::span<const uint8_t> key);
+
+Decoded<TableChunk> decode_table_chunk(std::span<const uint8_t> datagram, std::span<const uint8_t> key);
+
 
 // What a datagram is, from its magic alone (before any authentication).
-enum class DatagramKind { heartbeat, announcement, pin, unknown };
+enum class DatagramKind { heartbeat, announcement, pin, table, unknown };
 DatagramKind datagram_kind(std::span<const uint8_t> datagram);
 
 // Verifies the HMAC (constant time) before looking at any field.

@@ -13,6 +13,7 @@
 
 #include "../dataplane/error.h"
 #include "../dataplane/fd.h"
+#include "state_file.h"
 
 namespace peerlb {
 
@@ -81,44 +82,6 @@ uint64_t parse_counter(const std::string& path, std::string_view text)
     return value;
 }
 
-void write_all(int fd, std::string_view data, const std::string& what)
-{
-    while (!data.empty()) {
-        const ssize_t n = ::write(fd, data.data(), data.size());
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            throw SystemError(what, errno);
-        data.remove_prefix(static_cast<size_t>(n));
-    }
-}
-
-// Replaces path with `text` so that a crash leaves the old file or the new
-// one, never a part of either.
-void write_atomically(const std::string& dir, const std::string& path, const std::string& text)
-{
-    const std::string tmp = path + ".tmp";
-    const std::string what = fmt::format("incarnation file {}: cannot write it", path);
-    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
-    if (!fd)
-        throw SystemError(fmt::format("{} ({})", what, tmp), errno);
-    try {
-        write_all(fd.get(), text, what);
-        if (::fsync(fd.get()) != 0)
-            throw SystemError(what, errno);
-        fd.reset();
-        if (::rename(tmp.c_str(), path.c_str()) != 0)
-            throw SystemError(what, errno);
-    } catch (...) {
-        ::unlink(tmp.c_str());
-        throw;
-    }
-    // The rename itself survives a crash only once the directory is synced.
-    Fd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!d || ::fsync(d.get()) != 0)
-        throw SystemError(fmt::format("state directory {}: cannot sync it", dir), errno);
-}
-
 } // namespace
 
 std::string incarnation_path(const std::string& state_dir)
@@ -141,7 +104,8 @@ uint64_t next_incarnation(const std::string& state_dir)
     bool found = false;
     const std::string text = read_counter_file(path, found);
     const uint64_t next = (found ? parse_counter(path, text) : 0) + 1;
-    write_atomically(state_dir, path, fmt::format("{}\n", next));
+    write_state_file(state_dir, path, fmt::format("{}\n", next),
+                     fmt::format("incarnation file {}: cannot write it", path));
     return next;
 }
 

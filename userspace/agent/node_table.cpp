@@ -288,6 +288,35 @@ void NodeTable::remove_service_address(const IpAddress& address)
     }
 }
 
+void NodeTable::add_shared_address(const IpAddress& address)
+{
+    for (const auto& svc : cfg_.services) {
+        lb_service_key key{};
+        key.addr = address.addr;
+        key.family = address.family;
+        key.port = htons(svc.port);
+        // l4 whatever the service's mode: the owner of the client's bucket
+        // decides at the SYN.
+        maps_.add_service(key, lb_service{LB_MODE_L4, 0, LB_SERVICE_SHARED});
+    }
+}
+
+std::vector<IpAddress> NodeTable::remove_other_shared(const std::vector<IpAddress>& keep)
+{
+    std::vector<IpAddress> removed;
+    for (const auto& [key, svc] : maps_.services()) {
+        if (!(svc.flags & LB_SERVICE_SHARED))
+            continue;
+        const IpAddress address{key.addr, key.family};
+        if (std::find(keep.begin(), keep.end(), address) != keep.end())
+            continue;
+        maps_.remove_service(key);
+        if (std::find(removed.begin(), removed.end(), address) == removed.end())
+            removed.push_back(address);
+    }
+    return removed;
+}
+
 void NodeTable::write_uri_rules(const std::vector<UriRuleConfig>& rules,
                                 const std::map<std::string, IpAddress>& addresses)
 {

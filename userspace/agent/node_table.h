@@ -78,6 +78,12 @@ public:
     void add_service_address(const IpAddress& address);
     // Its (address, port) entries out of lb_services.
     void remove_service_address(const IpAddress& address);
+    // A shared address (DESIGN.md section 5b): (address, port) for every
+    // service port, mode l4, flag LB_SERVICE_SHARED (buckets decide).
+    void add_shared_address(const IpAddress& address);
+    // Removes the shared entries of lb_services whose address is not in
+    // `keep` (left by an agent configured otherwise); returns those addresses.
+    std::vector<IpAddress> remove_other_shared(const std::vector<IpAddress>& keep);
     // lb_uri_rules and lb_config.uri_rules from the config's rules; node
     // ids resolve through `addresses` (self included) to slots, ids without
     // an address (not heard from yet) are left out.

@@ -40,6 +40,66 @@ uint64_t dropped(const StatusSnapshot& s, DropReason r)
     return it == s.drops.end() ? 0 : it->second;
 }
 
+json shared_json(const StatusSnapshot::Shared& sh)
+{
+    json addresses = json::array();
+    for (const auto& a : sh.addresses)
+        addresses.push_back(format_ip(a));
+    return {
+        {"addresses", addresses},
+        {"table_version", sh.table_version},
+        {"table_author", sh.table_version ? json(sh.table_author) : json(nullptr)},
+        {"coordinator", sh.coordinator},
+        {"buckets", sh.buckets},
+        {"owned", sh.owned},
+        {"draining", sh.draining},
+        {"announce", sh.announce},
+        {"second_hop_percent", sh.second_hop_permille / 10.0},
+        {"tables_applied", sh.stats.tables_applied},
+        {"tables_made", sh.stats.tables_made},
+    };
+}
+
+uint64_t packets(const std::vector<CounterTotal>& counters, const char* name)
+{
+    for (const auto& c : counters)
+        if (c.name == name)
+            return c.packets;
+    return 0;
+}
+
+void shared_metrics(MetricsText& m, const StatusSnapshot::Shared& sh, const std::vector<CounterTotal>& counters)
+{
+    m.family("peerlb_shared_table_version", "gauge",
+             "Version of the bucket table of shared addresses applied here (0: none yet).")
+        .sample("peerlb_shared_table_version", {}, double(sh.table_version));
+    m.family("peerlb_shared_buckets_owned", "gauge", "Buckets of the shared addresses this node owns.")
+        .sample("peerlb_shared_buckets_owned", {}, sh.owned);
+    m.family("peerlb_shared_draining", "gauge", "1 while this node drains (peerlb drain).")
+        .sample("peerlb_shared_draining", {}, sh.draining ? 1 : 0);
+    m.family("peerlb_shared_bucket_moves_total", "counter",
+             "Buckets this node moved as the coordinator, by reason.")
+        .sample("peerlb_shared_bucket_moves_total", {{"reason", "membership"}}, sh.stats.moves.membership)
+        .sample("peerlb_shared_bucket_moves_total", {{"reason", "load"}}, sh.stats.moves.load)
+        .sample("peerlb_shared_bucket_moves_total", {{"reason", "drain"}}, sh.stats.moves.drain);
+    m.family("peerlb_shared_tables_applied_total", "counter", "Bucket tables applied to the data plane.")
+        .sample("peerlb_shared_tables_applied_total", {}, double(sh.stats.tables_applied));
+    m.family("peerlb_shared_tables_refused_total", "counter",
+             "Complete bucket tables refused (undecodable, or for another bucket count).")
+        .sample("peerlb_shared_tables_refused_total", {}, double(sh.stats.tables_refused));
+    m.family("peerlb_shared_table_chunks_sent_total", "counter", "Bucket table chunks sent to the peers.")
+        .sample("peerlb_shared_table_chunks_sent_total", {}, double(sh.stats.chunks_sent));
+    m.family("peerlb_shared_table_chunks_resent_total", "counter",
+             "Bucket table chunks sent again for a peer that showed another version.")
+        .sample("peerlb_shared_table_chunks_resent_total", {}, double(sh.stats.chunks_resent));
+    m.family("peerlb_shared_second_hops_total", "counter",
+             "Shared-address packets sent on along a bucket's chain of previous owners.")
+        .sample("peerlb_shared_second_hops_total", {}, double(packets(counters, "shared_second_hop")));
+    m.family("peerlb_shared_chain_drops_total", "counter",
+             "Shared-address packets dropped at the end of a chain without their connection.")
+        .sample("peerlb_shared_chain_drops_total", {}, double(packets(counters, "shared_chain_drop")));
+}
+
 } // namespace
 
 json peers_json(const StatusSnapshot& s)
@@ -113,6 +173,7 @@ json status_json(const StatusSnapshot& s)
         {"node_slots_refused", s.node_slots_refused},
         {"duplicate_ids", s.duplicate_ids},
         {"errors", errors},
+        {"shared", shared_json(s.shared)},
     };
 }
 
@@ -185,6 +246,8 @@ std::string metrics_text(const StatusSnapshot& s, const std::vector<CounterTotal
     for (const auto& c : counters)
         m.sample("peerlb_packets_total", {{"kind", counter_kind_name(c.kind)}, {"counter", c.name}},
                  double(c.packets));
+    if (!s.shared.addresses.empty())
+        shared_metrics(m, s.shared, counters);
     return m.text();
 }
 

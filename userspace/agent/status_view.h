@@ -14,6 +14,7 @@
 #include "heartbeat.h"
 #include "membership.h"
 #include "ownership.h"
+#include "shared_table.h"
 
 namespace peerlb {
 
@@ -51,6 +52,20 @@ struct StatusSnapshot {
     std::map<std::string, uint64_t> duplicate_ids; // by node id
     uint64_t duplicate_ids_total = 0;
     std::map<std::string, uint64_t> errors; // by event kind
+
+    // Shared service addresses (DESIGN.md section 5b); none: addresses empty.
+    struct Shared {
+        std::vector<IpAddress> addresses;
+        uint64_t table_version = 0;
+        std::string table_author;  // of the applied table
+        std::string coordinator;   // of the bucket table
+        uint32_t buckets = 0;      // configured
+        uint32_t owned = 0;        // buckets this node owns in the applied table
+        bool draining = false;
+        bool announce = false;     // routes wanted (SharedTable::announce_wanted)
+        uint16_t second_hop_permille = 0;
+        SharedTable::Stats stats;
+    } shared;
 };
 
 nlohmann::ordered_json peers_json(const StatusSnapshot& s);

@@ -82,6 +82,79 @@ int cmd_set(const std::string& run_dir, const std::string& key, const std::strin
     return 0;
 }
 
+int cmd_drain(const std::string& run_dir, bool undo)
+{
+    json reply = control_request(run_dir, {{"cmd", "drain"}, {"undo", undo}});
+    const bool changed = reply.value("changed", false);
+    if (undo)
+        std::cout << (changed ? "drain undone: this node gets its share of the buckets back\n"
+                              : "not draining: nothing to undo\n");
+    else
+        std::cout << (changed ? "draining: the coordinator moves this node's buckets away; its open "
+                                "connections finish here\n"
+                              : "already draining\n");
+    return 0;
+}
+
+std::string buckets_text(const json& t)
+{
+    std::string out;
+    const uint64_t version = t.value("version", uint64_t(0));
+    const uint64_t buckets = t.value("buckets", uint64_t(0));
+    if (version)
+        out += fmt::format("bucket table v{} by {}, coordinator {}\n", version, t["author"].get<std::string>(),
+                           t["coordinator"].get<std::string>());
+    else
+        out += fmt::format("no bucket table yet (coordinator {}): shared packets are dropped\n",
+                           t["coordinator"].get<std::string>());
+    out += fmt::format("{} buckets, hash {}, delivery {}\n\n", buckets, t["hash"].get<std::string>(),
+                       t["delivery"].get<std::string>());
+    out += fmt::format("{:<32} {:>8} {:>8} {:>11}  {}\n", "node", "buckets", "share %", "2nd hop %", "");
+    for (const auto& [id, n] : t["owned"].items()) {
+        std::string notes;
+        for (const char* list : {"draining", "unroutable"})
+            for (const auto& d : t[list])
+                if (d == id)
+                    notes += notes.empty() ? list : std::string(", ") + list;
+        const auto hop = t["second_hop_percent"].find(id);
+        out += fmt::format("{:<32} {:>8} {:>8.1f} {:>11}  {}\n", id, n.get<uint64_t>(),
+                           buckets ? 100.0 * double(n.get<uint64_t>()) / double(buckets) : 0.0,
+                           hop != t["second_hop_percent"].end() ? fmt::format("{:.1f}", hop->get<double>())
+                                                                  : std::string("-"),
+                           notes);
+    }
+    return out;
+}
+
+std::string client_bucket_text(const json& c)
+{
+    std::string who = c["client"].get<std::string>();
+    if (!c["port"].is_null())
+        who += fmt::format(" port {}", c["port"].get<uint64_t>());
+    std::vector<std::string> previous = c["previous"].get<std::vector<std::string>>();
+    return fmt::format("client {}: bucket {}, owner {}{}\n", who, c["bucket"].get<uint64_t>(),
+                       c["owner"].is_null() ? "none (no table yet)" : c["owner"].get<std::string>(),
+                       previous.empty() ? std::string()
+                                        : fmt::format(", previous owners {}", fmt::join(previous, " then ")));
+}
+
+int cmd_buckets(const std::string& run_dir, bool as_json, const std::string& client,
+                std::optional<uint16_t> port)
+{
+    json request = {{"cmd", "buckets"}};
+    if (!client.empty()) {
+        request["client"] = client;
+        if (port)
+            request["port"] = *port;
+    }
+    json reply = control_request(run_dir, request);
+    if (as_json)
+        std::cout << reply.dump(2) << "\n";
+    else
+        std::cout << (client.empty() ? buckets_text(reply) : client_bucket_text(reply));
+    return 0;
+}
+
 int cmd_top(const std::string& run_dir, unsigned interval_ms, unsigned frames)
 {
     const bool live = frames == 0 && isatty(STDOUT_FILENO);

@@ -181,7 +181,8 @@ int cmd_status(const CommonOptions& o)
         services.push_back({{"service", endpoint(k.addr, k.family, k.port)},
                             {"mode", v.mode == LB_MODE_L4     ? "l4"
                                      : v.mode == LB_MODE_HTTP ? "http"
-                                                              : "unknown"}});
+                                                              : "unknown"},
+                            {"shared", (v.flags & LB_SERVICE_SHARED) != 0}});
     // verified_insns: the verifier's processed instructions, against the
     // budget of DESIGN.md section 2.
     json programs = json::array();
@@ -207,7 +208,8 @@ int cmd_status(const CommonOptions& o)
           {"self_slot", cfg.self_slot},
           {"node_slots", cfg.node_slots},
           {"peer_stale_ms", cfg.peer_stale_ns / 1'000'000},
-          {"self_stale_ms", cfg.self_stale_ns / 1'000'000}}},
+          {"self_stale_ms", cfg.self_stale_ns / 1'000'000},
+          {"shared_buckets", cfg.shared_buckets}}},
         {"nodes", nodes},
         {"services", services},
         {"flows", maps.flows().size()},
@@ -248,6 +250,17 @@ int cmd_status(const CommonOptions& o)
                 when);
         }
         std::cout << fmt::format("coordinator {}\n", (*agent)["coordinator"].get<std::string>());
+        const auto& shared = (*agent)["shared"];
+        if (shared.is_object() && !shared["addresses"].empty())
+            std::cout << fmt::format(
+                "shared      {}: {}, {} of {} buckets here{}\n",
+                fmt::join(shared["addresses"].get<std::vector<std::string>>(), " "),
+                shared["table_version"].get<uint64_t>()
+                    ? fmt::format("table v{} by {}", shared["table_version"].get<uint64_t>(),
+                                  shared["table_author"].get<std::string>())
+                    : std::string("no table yet"),
+                shared["owned"].get<uint64_t>(), shared["buckets"].get<uint64_t>(),
+                shared["draining"].get<bool>() ? ", DRAINING" : "");
     }
     std::cout << fmt::format("balance     accept_below {} %, min_difference {} %, pick {}, "
                              "forward {}\n",
@@ -262,8 +275,8 @@ int cmd_status(const CommonOptions& o)
                                  n["load"].get<double>(), n["handed"].get<int32_t>(),
                                  n["age_ms"].get<uint64_t>());
     for (const auto& s : services)
-        std::cout << fmt::format("service     {} ({})\n", s["service"].get<std::string>(),
-                                 s["mode"].get<std::string>());
+        std::cout << fmt::format("service     {} ({}{})\n", s["service"].get<std::string>(),
+                                 s["mode"].get<std::string>(), s["shared"].get<bool>() ? ", shared" : "");
     std::cout << fmt::format("flows       {}\n", doc["flows"].get<size_t>());
     return 0;
 }
@@ -483,6 +496,18 @@ int main(int argc, char** argv)
     add_common(set_cmd, common, false);
     set_cmd->add_option("key", set_key, "e.g. balance.accept_below")->required();
     set_cmd->add_option("value", set_value, "new value")->required();
+    bool drain_undo = false;
+    auto* drain_cmd = app.add_subcommand("drain", "move this node's buckets of the shared addresses away");
+    add_common(drain_cmd, common, false);
+    drain_cmd->add_flag("--undo", drain_undo, "take this node's share of the buckets back");
+    std::string buckets_client;
+    std::optional<uint16_t> buckets_port;
+    auto* buckets_cmd =
+        app.add_subcommand("buckets", "the bucket table of the shared addresses, or one client's bucket");
+    add_common(buckets_cmd, common, true);
+    auto* client_opt = buckets_cmd->add_option("--client", buckets_client, "a client address: its bucket");
+    buckets_cmd->add_option("--port", buckets_port, "the client's port (with hash = \"address+port\")")
+        ->needs(client_opt);
     unsigned top_interval_ms = 1000, top_frames = 0;
     auto* top_cmd = app.add_subcommand("top", "live view of the cluster");
     add_common(top_cmd, common, false);
@@ -524,6 +549,10 @@ int main(int argc, char** argv)
             return cli::cmd_set(common.run_dir, set_key, set_value);
         if (*top_cmd)
             return cli::cmd_top(common.run_dir, top_interval_ms, top_frames);
+        if (*drain_cmd)
+            return cli::cmd_drain(common.run_dir, drain_undo);
+        if (*buckets_cmd)
+            return cli::cmd_buckets(common.run_dir, common.json, buckets_client, buckets_port);
     } catch (const std::exception& e) {
         std::cerr << "peerlb: " << e.what() << "\n";
         return 1;
