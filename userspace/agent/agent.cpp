@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -23,6 +24,7 @@
 #include "../dataplane/dataplane.h"
 #include "../dataplane/error.h"
 #include "../dataplane/maps.h"
+#include "bird.h"
 #include "bucket_view.h"
 #include "control.h"
 #include "cookies.h"
@@ -176,6 +178,7 @@ private:
     // Shared addresses: the bucket table (main thread), and this node's
     // share of shared packets sent on a second hop (announced).
     std::optional<SharedTable> shared_;
+    std::unique_ptr<BirdWorker> bird_; // announce = "bird": the routes of the shared addresses
     bool announce_wanted_ = false;   // shared_->announce_wanted() as last seen
     uint64_t second_hops_total_ = 0, shared_packets_total_ = 0;
     uint16_t second_hop_permille_ = 0;
@@ -309,6 +312,9 @@ void Agent::start_shared(const Config& cfg)
                     maps_.set_config(c);
                 }},
         [this](TableChunk& c) { return send_stamped(c, encode_table_chunk); }, mono_ms());
+    if (cfg.announce_bird)
+        bird_ = std::make_unique<BirdWorker>(
+            BirdAnnouncer(BirdControl(cfg.bird_socket, cfg.bird_protocol)));
     // Kept across restarts, like the incarnation: a drained node stays so.
     if (read_drain_flag(state_dir_)) {
         shared_->set_draining(true);
@@ -378,6 +384,8 @@ void Agent::tick_shared(uint64_t now_ms)
                                                            : "not wanted (no table, draining, "
                                                              "unhealthy or stopping)");
     }
+    if (bird_)
+        bird_->want(announce_wanted_);
 }
 
 json Agent::drain(bool undo)
@@ -870,6 +878,11 @@ StatusSnapshot Agent::snapshot(uint64_t now) const
         s.shared.table_author = shared_->applied().author;
         s.shared.coordinator = shared_->coordinator();
         s.shared.owned = shared_->owned_here();
+        if (bird_) {
+            s.shared.bird = true;
+            s.shared.bird_announced = bird_->announced();
+            s.shared.bird_error = bird_->last_error();
+        }
         s.shared.draining = shared_->draining();
         s.shared.announce = shared_->announce_wanted();
         s.shared.second_hop_permille = second_hop_permille_;
@@ -1076,6 +1089,8 @@ int Agent::run()
             // last table (DESIGN.md 5b, "No agent").
             if (shared_)
                 guarded("bucket table", [&] { shared_->set_stopping(); tick_shared(mono_ms()); });
+            if (bird_)
+                guarded("BIRD withdrawal", [&] { bird_->withdraw_and_stop(); });
             guarded("heartbeat send", [&] { send_heartbeat(AnnouncedState::leaving); });
             return 0;
         }

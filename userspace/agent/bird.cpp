@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "../dataplane/fd.h"
 #include "io_util.h"
@@ -158,6 +159,103 @@ std::optional<BirdControl::Result> BirdAnnouncer::update(bool announce, uint64_t
         confirmed_.reset();
     else
         confirmed_ = announce;
+    return r;
+}
+
+namespace {
+uint64_t steady_ms()
+{
+    return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now().time_since_epoch())
+                        .count());
+}
+} // namespace
+
+BirdWorker::BirdWorker(BirdAnnouncer announcer)
+    : announcer_(std::move(announcer)), thread_([this] { loop(); })
+{
+}
+
+BirdWorker::~BirdWorker()
+{
+    {
+        std::lock_guard lock(mu_);
+        stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable())
+        thread_.join();
+}
+
+void BirdWorker::want(bool announce)
+{
+    {
+        std::lock_guard lock(mu_);
+        if (want_ == announce)
+            return;
+        want_ = announce;
+    }
+    cv_.notify_all();
+}
+
+std::optional<bool> BirdWorker::announced() const
+{
+    std::lock_guard lock(mu_);
+    return confirmed_;
+}
+
+std::string BirdWorker::last_error() const
+{
+    std::lock_guard lock(mu_);
+    return error_;
+}
+
+void BirdWorker::record(const BirdControl::Result& r, bool announce)
+{
+    const auto& c = announcer_.control();
+    std::lock_guard lock(mu_);
+    if (r.outcome == BirdControl::Outcome::failed) {
+        // Once per distinct failure: BIRD down is retried every second.
+        if (r.message != error_)
+            spdlog::warn("BIRD ({}): could not {} the shared addresses: {}", c.socket_path(),
+                         announce ? "announce" : "withdraw", r.message);
+        error_ = r.message;
+        confirmed_.reset();
+        return;
+    }
+    if (r.outcome == BirdControl::Outcome::changed || !error_.empty() || confirmed_ != announce)
+        spdlog::info("BIRD: shared addresses {} (protocol {} {})", announce ? "announced" : "withdrawn",
+                     c.protocol(), announce ? "enabled" : "disabled");
+    error_.clear();
+    confirmed_ = announce;
+}
+
+void BirdWorker::loop()
+{
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+        const bool announce = want_;
+        lock.unlock();
+        if (auto r = announcer_.update(announce, steady_ms()))
+            record(*r, announce);
+        lock.lock();
+        // Woken by a change; otherwise the announcer's own pace (reassert, retry).
+        cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stop_ || want_ != announce; });
+    }
+}
+
+BirdControl::Result BirdWorker::withdraw_and_stop()
+{
+    {
+        std::lock_guard lock(mu_);
+        stop_ = true;
+        want_ = false;
+    }
+    cv_.notify_all();
+    if (thread_.joinable())
+        thread_.join();
+    BirdControl::Result r = announcer_.control().set_announced(false);
+    record(r, false);
     return r;
 }
 

@@ -11,10 +11,13 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 
 namespace peerlb {
 
@@ -75,6 +78,37 @@ private:
     std::optional<bool> wanted_;
     std::optional<bool> confirmed_;
     uint64_t last_try_ms_ = 0;
+};
+
+// A BirdAnnouncer on a thread of its own: a BIRD that answers slowly, or
+// not at all, never holds up the agent's loop (heartbeats).
+class BirdWorker {
+public:
+    explicit BirdWorker(BirdAnnouncer announcer);
+    ~BirdWorker();
+    BirdWorker(const BirdWorker&) = delete;
+    BirdWorker& operator=(const BirdWorker&) = delete;
+
+    void want(bool announce); // cheap: the thread tells BIRD
+    // What BIRD confirmed last (nullopt: not yet, or the last try failed),
+    // and the last failure's message ("" after a success).
+    std::optional<bool> announced() const;
+    std::string last_error() const;
+    // Before the agent exits: the thread ends, then the withdrawal is told
+    // here, waiting for BIRD's answer (at most the control's timeout).
+    BirdControl::Result withdraw_and_stop();
+
+private:
+    void loop();
+    void record(const BirdControl::Result& r, bool announce);
+
+    BirdAnnouncer announcer_; // the thread's, then withdraw_and_stop's
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    bool want_ = false, stop_ = false;
+    std::optional<bool> confirmed_;
+    std::string error_;
+    std::thread thread_;
 };
 
 } // namespace peerlb

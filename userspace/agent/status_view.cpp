@@ -54,6 +54,9 @@ json shared_json(const StatusSnapshot::Shared& sh)
         {"owned", sh.owned},
         {"draining", sh.draining},
         {"announce", sh.announce},
+        {"bird", sh.bird ? json{{"announced", sh.bird_announced ? json(*sh.bird_announced) : json(nullptr)},
+                                {"error", sh.bird_error}}
+                         : json(nullptr)},
         {"second_hop_percent", sh.second_hop_permille / 10.0},
         {"tables_applied", sh.stats.tables_applied},
         {"tables_made", sh.stats.tables_made},

@@ -63,6 +63,9 @@ struct StatusSnapshot {
         uint32_t owned = 0;        // buckets this node owns in the applied table
         bool draining = false;
         bool announce = false;     // routes wanted (SharedTable::announce_wanted)
+        bool bird = false;         // announce = "bird"
+        std::optional<bool> bird_announced; // BIRD's last confirmation (nullopt: none)
+        std::string bird_error;    // its last failure, "" after a success
         uint16_t second_hop_permille = 0;
         SharedTable::Stats stats;
     } shared;
