@@ -45,6 +45,15 @@ void reset_map(const bpf_map* map)
         type == BPF_MAP_TYPE_LRU_PERCPU_HASH)
         value_size = ((value_size + 7) / 8 * 8) * static_cast<size_t>(libbpf_num_possible_cpus());
     if (type == BPF_MAP_TYPE_ARRAY || type == BPF_MAP_TYPE_PERCPU_ARRAY) {
+        // One batch (lb_buckets alone has 65 536 entries), entry by entry
+        // where batches are not supported.
+        std::vector<uint32_t> indexes(max);
+        for (uint32_t i = 0; i < max; i++)
+            indexes[i] = i;
+        std::vector<uint8_t> all_zeros(value_size * max);
+        uint32_t count = max;
+        if (bpf_map_update_batch(fd, indexes.data(), all_zeros.data(), &count, nullptr) == 0)
+            return;
         std::vector<uint8_t> zeros(value_size);
         for (uint32_t i = 0; i < max; i++)
             if (bpf_map_update_elem(fd, &i, zeros.data(), BPF_ANY))
