@@ -117,24 +117,23 @@ LB_GLOBAL int lb_decapsulate(struct xdp_md *ctx, const struct lb_pkt *p)
 }
 
 /* Moves the L2 header `hdr_len` bytes to the front with ethertype `proto`
- * (its MACs are the caller's to set) and writes the outer header `hdr` in
- * the gap. hdr_len is a constant at each (inlined) call. */
-static __always_inline int lb_push_outer(struct xdp_md *ctx, const struct lb_pkt *p, __be16 proto,
-					 const void *hdr, __u32 hdr_len)
+ * (its MACs are the caller's to set); returns the gap, where the outer
+ * header goes, or NULL. hdr_len is a constant at each (inlined) call. */
+static __always_inline void *lb_push_gap(struct xdp_md *ctx, const struct lb_pkt *p, __be16 proto,
+					 __u32 hdr_len)
 {
 	struct lb_l2_copy l2;
 	void *l3, *data_end;
 
 	if (lb_l2_save(ctx, p->vlan_tags, proto, &l2))
-		return -1;
+		return NULL;
 	if (bpf_xdp_adjust_head(ctx, -(int)hdr_len))
-		return -1;
+		return NULL;
 	l3 = lb_l2_restore(ctx, &l2);
 	data_end = (void *)(long)ctx->data_end;
 	if (!l3 || l3 + hdr_len > data_end)
-		return -1;
-	__builtin_memcpy(l3, hdr, hdr_len);
-	return 0;
+		return NULL;
+	return l3;
 }
 
 static __always_inline int lb_addr_eq(const union lb_addr *a, const union lb_addr *b, __u8 family)
@@ -222,13 +221,15 @@ refused:
 	return XDP_PASS;
 }
 
-/* Pushes an outer header from this node to `peer` (same family); the MACs
- * are set afterwards, for the next hop (lb_next_hop). 0, or -1 when the
- * packet would exceed `mtu` or cannot be moved. Global: its copies of the
- * L2 and outer headers live in a frame of their own, off the stack of the
- * deepest call chain (see lb_fib_scratch). */
+/* Pushes an outer header from this node to `peer` (same family) that
+ * carries `hop_mark` (maps/shared.h: IPv4 id, IPv6 flow label's low 16
+ * bits; 0 but along a shared address's chain); the MACs are set afterwards,
+ * for the next hop (lb_next_hop). 0, or -1 when the packet cannot be moved.
+ * Global: its copy of the L2 header lives in a frame of its own, off the
+ * stack of the deepest call chain (see lb_fib_scratch); the outer header
+ * is written in place, not copied from the stack, for the same reason. */
 LB_GLOBAL int lb_encapsulate(struct xdp_md *ctx, const struct lb_pkt *p, const struct lb_node *self,
-			     const struct lb_node *peer, __u32 mtu)
+			     const struct lb_node *peer, __u32 hop_mark)
 {
 	__u32 inner_len;
 	__u8 inner;
@@ -239,35 +240,36 @@ LB_GLOBAL int lb_encapsulate(struct xdp_md *ctx, const struct lb_pkt *p, const s
 	inner = p->key.family == LB_FAMILY_IPV4 ? IPPROTO_IPIP : IPPROTO_IPV6;
 
 	if (self->family == LB_FAMILY_IPV4) {
-		struct iphdr outer = {
-			.version = 4,
-			.ihl = 5,
-			.tot_len = bpf_htons(inner_len + sizeof(struct iphdr)),
-			.frag_off = bpf_htons(LB_IP_DF),
-			.ttl = LB_TTL,
-			.protocol = inner,
-			.saddr = self->addr.v4,
-			.daddr = peer->addr.v4,
-		};
+		struct iphdr *ip = lb_push_gap(ctx, p, bpf_htons(ETH_P_IP), sizeof(*ip));
 
-		if (inner_len + sizeof(outer) > mtu)
+		if (!ip)
 			return -1;
-		outer.check = lb_ipv4_csum(&outer);
-		return lb_push_outer(ctx, p, bpf_htons(ETH_P_IP), &outer, sizeof(outer));
+		ip->version = 4;
+		ip->ihl = 5;
+		ip->tos = 0;
+		ip->tot_len = bpf_htons(inner_len + sizeof(*ip));
+		ip->id = bpf_htons(hop_mark);
+		ip->frag_off = bpf_htons(LB_IP_DF);
+		ip->ttl = LB_TTL;
+		ip->protocol = inner;
+		ip->check = 0;
+		ip->saddr = self->addr.v4;
+		ip->daddr = peer->addr.v4;
+		ip->check = lb_ipv4_csum(ip);
 	} else {
-		struct ipv6hdr outer = {
-			.version = 6,
-			.payload_len = bpf_htons(inner_len),
-			.nexthdr = inner,
-			.hop_limit = LB_TTL,
-		};
+		struct ipv6hdr *ip6 = lb_push_gap(ctx, p, bpf_htons(ETH_P_IPV6), sizeof(*ip6));
 
-		if (inner_len + sizeof(outer) > mtu)
+		if (!ip6)
 			return -1;
-		__builtin_memcpy(&outer.saddr, self->addr.v6, 16);
-		__builtin_memcpy(&outer.daddr, peer->addr.v6, 16);
-		return lb_push_outer(ctx, p, bpf_htons(ETH_P_IPV6), &outer, sizeof(outer));
+		/* Version 6, traffic class 0, the mark as the flow label. */
+		*(__be32 *)ip6 = bpf_htonl(6u << 28 | (hop_mark & 0xffff));
+		ip6->payload_len = bpf_htons(inner_len);
+		ip6->nexthdr = inner;
+		ip6->hop_limit = LB_TTL;
+		__builtin_memcpy(&ip6->saddr, self->addr.v6, 16);
+		__builtin_memcpy(&ip6->daddr, peer->addr.v6, 16);
 	}
+	return 0;
 }
 
 /* How long a next hop from the routing table is reused, per CPU and per
@@ -426,22 +428,22 @@ drop:
 }
 
 /* Sends the packet on to node `slot`: XDP_TX, or in ipip mode whatever the
- * route to the peer asks (lb_next_hop: XDP_TX, XDP_REDIRECT). When that is
+ * route to the peer asks (lb_next_hop: XDP_TX, XDP_REDIRECT), the outer
+ * header carrying `hop_mark` (0 but along a shared address's chain,
+ * lb_encapsulate). When that is
  * impossible (slot emptied, families differ, packet too big to encapsulate,
  * no route or next hop) the packet is dropped and counted: passing it would
  * make the local kernel reset a connection that lives on the peer. */
-LB_GLOBAL int lb_forward(struct xdp_md *ctx, const struct lb_pkt *p, __u32 slot)
+LB_GLOBAL int lb_forward(struct xdp_md *ctx, const struct lb_pkt *p, __u32 slot, __u32 hop_mark)
 {
 	struct lb_node_counters *nc;
 	struct lb_node *self, *peer;
 	struct lb_config *cfg;
 	__u32 zero = 0, self_slot;
 	int ret = XDP_TX;
-	__u64 bytes;
 
 	if (!p)
 		return XDP_DROP;
-	bytes = p->len;
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	if (!cfg)
 		goto error;
@@ -452,7 +454,13 @@ LB_GLOBAL int lb_forward(struct xdp_md *ctx, const struct lb_pkt *p, __u32 slot)
 		goto error;
 
 	if (cfg->forward == LB_FORWARD_IPIP) {
-		if (peer->family != self->family || lb_encapsulate(ctx, p, self, peer, cfg->mtu))
+		/* Too big once encapsulated: XDP cannot fragment. */
+		if (p->len - p->l3_off +
+			    (self->family == LB_FAMILY_IPV4 ? sizeof(struct iphdr)
+							    : sizeof(struct ipv6hdr)) >
+		    cfg->mtu)
+			goto error;
+		if (peer->family != self->family || lb_encapsulate(ctx, p, self, peer, hop_mark))
 			goto error;
 		ret = lb_next_hop(ctx, p, self, peer, slot);
 		if (ret == XDP_DROP)
@@ -471,11 +479,11 @@ LB_GLOBAL int lb_forward(struct xdp_md *ctx, const struct lb_pkt *p, __u32 slot)
 	nc = bpf_map_lookup_elem(&lb_node_stats, &slot);
 	if (nc) {
 		nc->packets_forwarded++;
-		nc->bytes_forwarded += bytes;
+		nc->bytes_forwarded += p->len; /* as it came, p is not rewritten */
 	}
 	return ret;
 error:
-	lb_count(LB_C_DROP_FORWARD_ERROR, bytes);
+	lb_count(LB_C_DROP_FORWARD_ERROR, p->len);
 	return XDP_DROP;
 }
 

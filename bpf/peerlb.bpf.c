@@ -273,7 +273,7 @@ static __always_inline int lb_orphan(struct xdp_md *ctx, const struct lb_pkt *p)
 		/* Recorded, so the connection keeps going there after the grace
 		 * period; a peer's announcement of it overwrites the entry. */
 		bpf_map_update_elem(&lb_flows, &p->key, &flow, BPF_ANY);
-		ret = lb_forward(ctx, p, g->previous);
+		ret = lb_forward(ctx, p, g->previous, 0);
 		if (ret == XDP_TX)
 			lb_count(LB_C_TX_GRACE_PREVIOUS, p->len);
 		return ret;
@@ -365,7 +365,7 @@ int xdp_peerlb(struct xdp_md *ctx)
 		}
 		/* Counted as sent only when sent: a failed forward is counted
 		 * as drop_forward_error alone. */
-		ret = lb_forward(ctx, &p, node);
+		ret = lb_forward(ctx, &p, node, 0);
 		if (ret == XDP_TX || ret == XDP_REDIRECT)
 			lb_count(LB_C_TX_FLOW_FORWARD, p.len);
 		return ret;
