@@ -144,9 +144,10 @@ static __always_inline int lb_addr_eq(const union lb_addr *a, const union lb_add
 	       a->v6[3] == b->v6[3];
 }
 
-/* Whether the inner packet of a tunnel (p parsed as LB_PARSE_ENCAP) is TCP
- * to a service. */
-static __always_inline int lb_inner_is_service(struct xdp_md *ctx, const struct lb_pkt *p)
+/* The service of the inner packet of a tunnel (p parsed as LB_PARSE_ENCAP)
+ * when it is TCP to one, else NULL. */
+static __always_inline const struct lb_service *lb_inner_service(struct xdp_md *ctx,
+								 const struct lb_pkt *p)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -158,40 +159,83 @@ static __always_inline int lb_inner_is_service(struct xdp_md *ctx, const struct 
 	int ret;
 
 	if (off > LB_MAX_L4_OFF)
-		return 0;
+		return NULL;
 	l3 = data + off;
 	if (p->inner_proto == IPPROTO_IPIP)
 		ret = lb_parse_ipv4(l3, data_end, &inner, &hlen, &total);
 	else
 		ret = lb_parse_ipv6(l3, data_end, &inner, &hlen, &total);
 	if (ret != LB_PARSE_TCP || hlen > LB_MAX_L4_OFF)
-		return 0;
+		return NULL;
 	tcp = l3 + hlen;
 	if ((void *)(tcp + 1) > data_end)
-		return 0;
+		return NULL;
 	if (tcp->doff < 5 || (void *)tcp + tcp->doff * 4 > data_end)
-		return 0; /* not a TCP header as parse.bpf.h takes one */
+		return NULL; /* not a TCP header as parse.bpf.h takes one */
 	skey.addr = inner.key.daddr;
 	skey.port = tcp->dest;
 	skey.family = inner.key.family;
-	return bpf_map_lookup_elem(&lb_services, &skey) != NULL;
+	return bpf_map_lookup_elem(&lb_services, &skey);
 }
 
-/* A tunnel packet (p parsed as LB_PARSE_ENCAP). Decapsulated and passed
- * only when it is trusted as steered here by a peer (DESIGN.md section 2):
- * ipip mode, addressed to this node's own address, from the node address of
- * a live peer (not this node's), its inner packet TCP to a service; it is
- * then never steered again. Anything else passes untouched: the kernel has
- * no tunnel device to take it. */
-LB_GLOBAL int lb_steered_tunnel(struct xdp_md *ctx, const struct lb_pkt *p)
+/* The hop mark in the outer header of a tunnel packet (p parsed as
+ * LB_PARSE_ENCAP; maps/shared.h). */
+static __always_inline __u16 lb_outer_hop_mark(struct xdp_md *ctx, const struct lb_pkt *p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 off = p->l3_off;
+
+	if (off > LB_L2_MAX)
+		return 0;
+	if (p->key.family == LB_FAMILY_IPV4) {
+		struct iphdr *ip = data + off;
+
+		if ((void *)(ip + 1) > data_end)
+			return 0;
+		return bpf_ntohs(ip->id);
+	} else {
+		struct ipv6hdr *ip6 = data + off;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return 0;
+		return (__u16)(ip6->flow_lbl[1] << 8 | ip6->flow_lbl[2]);
+	}
+}
+
+/* lb_steered_tunnel's answer for a packet sent along a shared address's
+ * chain: not an XDP verdict. */
+#define LB_STEERED_CHAIN 0x100
+
+/* Where a packet on a chain comes from, for lb_shared_chain (shared.bpf.h). */
+struct lb_chain_in {
+	__u32 sender; /* node slot of the outer source */
+	__u32 mark;   /* the outer header's hop mark */
+};
+
+/* A tunnel packet (p parsed as LB_PARSE_ENCAP). Decapsulated only when it
+ * is trusted as steered here by a peer (DESIGN.md section 2): ipip mode,
+ * addressed to this node's own address, from the node address of a live
+ * peer (not this node's), its inner packet TCP to a service. Then:
+ * - without a hop mark it is passed, never steered again;
+ * - with one, to a shared address (its chain, DESIGN.md section 5b),
+ *   `chain` says whence and LB_STEERED_CHAIN is returned: lb_shared_chain
+ *   decides. Other services' packets never carry one (a mark there is
+ *   ignored).
+ * Anything else passes untouched: the kernel has no tunnel device to take
+ * it. */
+LB_GLOBAL int lb_steered_tunnel(struct xdp_md *ctx, const struct lb_pkt *p,
+				struct lb_chain_in *chain)
 {
 	struct lb_node_addr_key from = {};
+	const struct lb_service *svc;
 	struct lb_node *self, *peer;
 	struct lb_config *cfg;
 	__u32 zero = 0, self_slot, *slot;
+	__u16 mark = 0;
 
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
-	if (!p || !cfg)
+	if (!p || !cfg || !chain)
 		return XDP_PASS;
 	if (cfg->forward != LB_FORWARD_IPIP)
 		goto refused;
@@ -208,11 +252,19 @@ LB_GLOBAL int lb_steered_tunnel(struct xdp_md *ctx, const struct lb_pkt *p)
 	peer = bpf_map_lookup_elem(&lb_nodes, slot);
 	if (!peer || peer->state == LB_NODE_EMPTY || peer->state == LB_NODE_DEAD)
 		goto refused;
-	if (!lb_inner_is_service(ctx, p))
+	svc = lb_inner_service(ctx, p);
+	if (!svc)
 		goto refused;
+	if (svc->flags & LB_SERVICE_SHARED)
+		mark = lb_outer_hop_mark(ctx, p);
 	if (lb_decapsulate(ctx, p)) {
 		lb_count(LB_C_PASS_MALFORMED, p->len);
 		return XDP_PASS;
+	}
+	if (mark) {
+		chain->sender = *slot;
+		chain->mark = mark;
+		return LB_STEERED_CHAIN;
 	}
 	lb_count(LB_C_PASS_DECAPSULATED, p->len);
 	return XDP_PASS;
