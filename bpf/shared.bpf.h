@@ -43,12 +43,13 @@ static __always_inline const struct lb_bucket *lb_bucket_of_packet(const struct 
 }
 
 /* Whether the bucket's previous owners still get its packets. The clock is
- * read only for a bucket that has any. */
+ * read only for a bucket that has any, and its coarse form is enough: the
+ * chain lasts minutes (daisy_chain_s), it may end a tick late. */
 static __always_inline int lb_chain_active(const struct lb_bucket *b)
 {
 	if (b->prev[0] == LB_BUCKET_NONE && b->prev[1] == LB_BUCKET_NONE)
 		return 0;
-	return bpf_ktime_get_ns() < b->chain_until_ns;
+	return bpf_ktime_get_coarse_ns() < b->chain_until_ns;
 }
 
 /* Whether node `slot` can take a packet along a chain: it is there and not

@@ -37,6 +37,13 @@ uint16_t mark(uint32_t hop, uint32_t passed_a = kNone, uint32_t passed_b = kNone
     return lb_hop_mark(hop, passed_a, passed_b);
 }
 
+// A chain_until_ns already over, on the data plane's coarse clock too (a
+// tick behind).
+uint64_t over()
+{
+    return monotonic_ns() - 1'000'000'000ull;
+}
+
 // A bucket owned by `owner` with no chain.
 lb_bucket owned_by(uint16_t owner)
 {
@@ -312,7 +319,7 @@ TEST_P(XdpShared, OwnerSendsOtherPacketsToThePreviousOwnerWhileTheChainLasts)
 
 TEST_P(XdpShared, OwnerKeepsEverythingOnceTheChainIsOver)
 {
-    set_bucket(moved_to(kSelf, 2, 3, monotonic_ns() - 1));
+    set_bucket(moved_to(kSelf, 2, 3, over()));
     Bytes in = outside(data_segment());
     EXPECT_TRUE(passed_untouched(run_xdp(in), in));
     EXPECT_EQ(counter_deltas(), (Counts{{"shared_local", 1}}));
@@ -434,7 +441,7 @@ TEST_P(XdpShared, PreviousOwnerKeepsItsConnectionsWhileTheChainLasts)
 
     // Not once the chain is over, nor when this node is not in it.
     change_config([](lb_config& c) { c.shared_delivery = LB_DELIVERY_ECMP; });
-    set_bucket(moved_to(3, 2, kSelf, monotonic_ns() - 1), c->addr, c->client_port);
+    set_bucket(moved_to(3, 2, kSelf, over()), c->addr, c->client_port);
     EXPECT_TRUE(forwarded(run_xdp(ours), ours, 3, mark(1)));
     set_bucket(moved_to(3, 2), c->addr, c->client_port);
     EXPECT_TRUE(forwarded(run_xdp(ours), ours, 3, mark(1)));
@@ -598,7 +605,7 @@ TEST_P(XdpShared, ChainOverOrUnusableNodesEndIt)
 {
     Bytes client_in = outside(data_segment());
     // The chain is over here: the owner (this node) has no one to send to.
-    set_bucket(moved_to(kSelf, 2, 3, monotonic_ns() - 1));
+    set_bucket(moved_to(kSelf, 2, 3, over()));
     EXPECT_TRUE(dropped(run_xdp(tunnelled(1, client_in, mark(1)))));
     EXPECT_EQ(counter_deltas(), (Counts{{"shared_chain_drop", 1}}));
 
@@ -662,7 +669,7 @@ TEST_P(XdpShared, NoTablesMakeAPacketLoop)
         for (uint16_t n : nodes) {
             view[n] = moved_to(any_node(), rng() % 3 ? any_node() : kNone,
                                rng() % 3 ? any_node() : kNone,
-                               rng() % 4 ? 0 : monotonic_ns() - 1);
+                               rng() % 4 ? 0 : over());
         }
         uint16_t at = any_node();
         std::vector<uint16_t> path{at};
