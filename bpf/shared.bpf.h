@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
 /* Shared service addresses (DESIGN.md section 5b): every node serves them,
  * the client's bucket (maps/shared.h) names the node that keeps a packet.
- * The owner keeps SYNs and its own connections; other packets of a bucket
- * that moved go on to its previous owners while the move is recent (the
- * chain); with ecmp delivery a node that is not the owner sends the packet
- * to it, with flood delivery it drops it (the owner has its own copy).
+ * The owner keeps everything, but while a move of the bucket is recent (its
+ * chain) only SYNs and its own connections: other packets go on to the
+ * previous owners. With ecmp delivery a node that is not the owner sends
+ * the packet to it; with flood delivery it drops it (the owner has its own
+ * copy).
  *
  * A packet sent to another node carries a hop mark in its outer header: its
  * hop count and the nodes it passed. No packet takes more than LB_HOP_MAX
