@@ -253,7 +253,7 @@ LB_GLOBAL int lb_commit(struct xdp_md *ctx, const struct lb_pkt *p, const struct
 	nc = bpf_map_lookup_elem(&lb_node_stats, &slot);
 	if (nc)
 		nc->conns_forwarded++;
-	return lb_forward(ctx, p, f.node);
+	return lb_forward(ctx, p, f.node, 0);
 }
 
 /* The client closes (FIN) or aborts (RST) a connection of a flow entry:

@@ -117,24 +117,23 @@ LB_GLOBAL int lb_decapsulate(struct xdp_md *ctx, const struct lb_pkt *p)
 }
 
 /* Moves the L2 header `hdr_len` bytes to the front with ethertype `proto`
- * (its MACs are the caller's to set) and writes the outer header `hdr` in
- * the gap. hdr_len is a constant at each (inlined) call. */
-static __always_inline int lb_push_outer(struct xdp_md *ctx, const struct lb_pkt *p, __be16 proto,
-					 const void *hdr, __u32 hdr_len)
+ * (its MACs are the caller's to set); returns the gap, where the outer
+ * header goes, or NULL. hdr_len is a constant at each (inlined) call. */
+static __always_inline void *lb_push_gap(struct xdp_md *ctx, const struct lb_pkt *p, __be16 proto,
+					 __u32 hdr_len)
 {
 	struct lb_l2_copy l2;
 	void *l3, *data_end;
 
 	if (lb_l2_save(ctx, p->vlan_tags, proto, &l2))
-		return -1;
+		return NULL;
 	if (bpf_xdp_adjust_head(ctx, -(int)hdr_len))
-		return -1;
+		return NULL;
 	l3 = lb_l2_restore(ctx, &l2);
 	data_end = (void *)(long)ctx->data_end;
 	if (!l3 || l3 + hdr_len > data_end)
-		return -1;
-	__builtin_memcpy(l3, hdr, hdr_len);
-	return 0;
+		return NULL;
+	return l3;
 }
 
 static __always_inline int lb_addr_eq(const union lb_addr *a, const union lb_addr *b, __u8 family)
@@ -145,9 +144,10 @@ static __always_inline int lb_addr_eq(const union lb_addr *a, const union lb_add
 	       a->v6[3] == b->v6[3];
 }
 
-/* Whether the inner packet of a tunnel (p parsed as LB_PARSE_ENCAP) is TCP
- * to a service. */
-static __always_inline int lb_inner_is_service(struct xdp_md *ctx, const struct lb_pkt *p)
+/* The service of the inner packet of a tunnel (p parsed as LB_PARSE_ENCAP)
+ * when it is TCP to one, else NULL. */
+static __always_inline const struct lb_service *lb_inner_service(struct xdp_md *ctx,
+								 const struct lb_pkt *p)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -159,40 +159,83 @@ static __always_inline int lb_inner_is_service(struct xdp_md *ctx, const struct 
 	int ret;
 
 	if (off > LB_MAX_L4_OFF)
-		return 0;
+		return NULL;
 	l3 = data + off;
 	if (p->inner_proto == IPPROTO_IPIP)
 		ret = lb_parse_ipv4(l3, data_end, &inner, &hlen, &total);
 	else
 		ret = lb_parse_ipv6(l3, data_end, &inner, &hlen, &total);
 	if (ret != LB_PARSE_TCP || hlen > LB_MAX_L4_OFF)
-		return 0;
+		return NULL;
 	tcp = l3 + hlen;
 	if ((void *)(tcp + 1) > data_end)
-		return 0;
+		return NULL;
 	if (tcp->doff < 5 || (void *)tcp + tcp->doff * 4 > data_end)
-		return 0; /* not a TCP header as parse.bpf.h takes one */
+		return NULL; /* not a TCP header as parse.bpf.h takes one */
 	skey.addr = inner.key.daddr;
 	skey.port = tcp->dest;
 	skey.family = inner.key.family;
-	return bpf_map_lookup_elem(&lb_services, &skey) != NULL;
+	return bpf_map_lookup_elem(&lb_services, &skey);
 }
 
-/* A tunnel packet (p parsed as LB_PARSE_ENCAP). Decapsulated and passed
- * only when it is trusted as steered here by a peer (DESIGN.md section 2):
- * ipip mode, addressed to this node's own address, from the node address of
- * a live peer (not this node's), its inner packet TCP to a service; it is
- * then never steered again. Anything else passes untouched: the kernel has
- * no tunnel device to take it. */
-LB_GLOBAL int lb_steered_tunnel(struct xdp_md *ctx, const struct lb_pkt *p)
+/* The hop mark in the outer header of a tunnel packet (p parsed as
+ * LB_PARSE_ENCAP; maps/shared.h). */
+static __always_inline __u16 lb_outer_hop_mark(struct xdp_md *ctx, const struct lb_pkt *p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 off = p->l3_off;
+
+	if (off > LB_L2_MAX)
+		return 0;
+	if (p->key.family == LB_FAMILY_IPV4) {
+		struct iphdr *ip = data + off;
+
+		if ((void *)(ip + 1) > data_end)
+			return 0;
+		return bpf_ntohs(ip->id);
+	} else {
+		struct ipv6hdr *ip6 = data + off;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return 0;
+		return (__u16)(ip6->flow_lbl[1] << 8 | ip6->flow_lbl[2]);
+	}
+}
+
+/* lb_steered_tunnel's answer for a packet sent along a shared address's
+ * chain: not an XDP verdict. */
+#define LB_STEERED_CHAIN 0x100
+
+/* Where a packet on a chain comes from, for lb_shared_chain (shared.bpf.h). */
+struct lb_chain_in {
+	__u32 sender; /* node slot of the outer source */
+	__u32 mark;   /* the outer header's hop mark */
+};
+
+/* A tunnel packet (p parsed as LB_PARSE_ENCAP). Decapsulated only when it
+ * is trusted as steered here by a peer (DESIGN.md section 2): ipip mode,
+ * addressed to this node's own address, from the node address of a live
+ * peer (not this node's), its inner packet TCP to a service. Then:
+ * - without a hop mark it is passed, never steered again;
+ * - with one, to a shared address (its chain, DESIGN.md section 5b),
+ *   `chain` says whence and LB_STEERED_CHAIN is returned: lb_shared_chain
+ *   decides. Other services' packets never carry one (a mark there is
+ *   ignored).
+ * Anything else passes untouched: the kernel has no tunnel device to take
+ * it. */
+LB_GLOBAL int lb_steered_tunnel(struct xdp_md *ctx, const struct lb_pkt *p,
+				struct lb_chain_in *chain)
 {
 	struct lb_node_addr_key from = {};
+	const struct lb_service *svc;
 	struct lb_node *self, *peer;
 	struct lb_config *cfg;
 	__u32 zero = 0, self_slot, *slot;
+	__u16 mark = 0;
 
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
-	if (!p || !cfg)
+	if (!p || !cfg || !chain)
 		return XDP_PASS;
 	if (cfg->forward != LB_FORWARD_IPIP)
 		goto refused;
@@ -209,11 +252,19 @@ LB_GLOBAL int lb_steered_tunnel(struct xdp_md *ctx, const struct lb_pkt *p)
 	peer = bpf_map_lookup_elem(&lb_nodes, slot);
 	if (!peer || peer->state == LB_NODE_EMPTY || peer->state == LB_NODE_DEAD)
 		goto refused;
-	if (!lb_inner_is_service(ctx, p))
+	svc = lb_inner_service(ctx, p);
+	if (!svc)
 		goto refused;
+	if (svc->flags & LB_SERVICE_SHARED)
+		mark = lb_outer_hop_mark(ctx, p);
 	if (lb_decapsulate(ctx, p)) {
 		lb_count(LB_C_PASS_MALFORMED, p->len);
 		return XDP_PASS;
+	}
+	if (mark) {
+		chain->sender = *slot;
+		chain->mark = mark;
+		return LB_STEERED_CHAIN;
 	}
 	lb_count(LB_C_PASS_DECAPSULATED, p->len);
 	return XDP_PASS;
@@ -222,13 +273,15 @@ refused:
 	return XDP_PASS;
 }
 
-/* Pushes an outer header from this node to `peer` (same family); the MACs
- * are set afterwards, for the next hop (lb_next_hop). 0, or -1 when the
- * packet would exceed `mtu` or cannot be moved. Global: its copies of the
- * L2 and outer headers live in a frame of their own, off the stack of the
- * deepest call chain (see lb_fib_scratch). */
+/* Pushes an outer header from this node to `peer` (same family) that
+ * carries `hop_mark` (maps/shared.h: IPv4 id, IPv6 flow label's low 16
+ * bits; 0 but along a shared address's chain); the MACs are set afterwards,
+ * for the next hop (lb_next_hop). 0, or -1 when the packet cannot be moved.
+ * Global: its copy of the L2 header lives in a frame of its own, off the
+ * stack of the deepest call chain (see lb_fib_scratch); the outer header
+ * is written in place, not copied from the stack, for the same reason. */
 LB_GLOBAL int lb_encapsulate(struct xdp_md *ctx, const struct lb_pkt *p, const struct lb_node *self,
-			     const struct lb_node *peer, __u32 mtu)
+			     const struct lb_node *peer, __u32 hop_mark)
 {
 	__u32 inner_len;
 	__u8 inner;
@@ -239,35 +292,36 @@ LB_GLOBAL int lb_encapsulate(struct xdp_md *ctx, const struct lb_pkt *p, const s
 	inner = p->key.family == LB_FAMILY_IPV4 ? IPPROTO_IPIP : IPPROTO_IPV6;
 
 	if (self->family == LB_FAMILY_IPV4) {
-		struct iphdr outer = {
-			.version = 4,
-			.ihl = 5,
-			.tot_len = bpf_htons(inner_len + sizeof(struct iphdr)),
-			.frag_off = bpf_htons(LB_IP_DF),
-			.ttl = LB_TTL,
-			.protocol = inner,
-			.saddr = self->addr.v4,
-			.daddr = peer->addr.v4,
-		};
+		struct iphdr *ip = lb_push_gap(ctx, p, bpf_htons(ETH_P_IP), sizeof(*ip));
 
-		if (inner_len + sizeof(outer) > mtu)
+		if (!ip)
 			return -1;
-		outer.check = lb_ipv4_csum(&outer);
-		return lb_push_outer(ctx, p, bpf_htons(ETH_P_IP), &outer, sizeof(outer));
+		ip->version = 4;
+		ip->ihl = 5;
+		ip->tos = 0;
+		ip->tot_len = bpf_htons(inner_len + sizeof(*ip));
+		ip->id = bpf_htons(hop_mark);
+		ip->frag_off = bpf_htons(LB_IP_DF);
+		ip->ttl = LB_TTL;
+		ip->protocol = inner;
+		ip->check = 0;
+		ip->saddr = self->addr.v4;
+		ip->daddr = peer->addr.v4;
+		ip->check = lb_ipv4_csum(ip);
 	} else {
-		struct ipv6hdr outer = {
-			.version = 6,
-			.payload_len = bpf_htons(inner_len),
-			.nexthdr = inner,
-			.hop_limit = LB_TTL,
-		};
+		struct ipv6hdr *ip6 = lb_push_gap(ctx, p, bpf_htons(ETH_P_IPV6), sizeof(*ip6));
 
-		if (inner_len + sizeof(outer) > mtu)
+		if (!ip6)
 			return -1;
-		__builtin_memcpy(&outer.saddr, self->addr.v6, 16);
-		__builtin_memcpy(&outer.daddr, peer->addr.v6, 16);
-		return lb_push_outer(ctx, p, bpf_htons(ETH_P_IPV6), &outer, sizeof(outer));
+		/* Version 6, traffic class 0, the mark as the flow label. */
+		*(__be32 *)ip6 = bpf_htonl(6u << 28 | (hop_mark & 0xffff));
+		ip6->payload_len = bpf_htons(inner_len);
+		ip6->nexthdr = inner;
+		ip6->hop_limit = LB_TTL;
+		__builtin_memcpy(&ip6->saddr, self->addr.v6, 16);
+		__builtin_memcpy(&ip6->daddr, peer->addr.v6, 16);
 	}
+	return 0;
 }
 
 /* How long a next hop from the routing table is reused, per CPU and per
@@ -426,22 +480,22 @@ drop:
 }
 
 /* Sends the packet on to node `slot`: XDP_TX, or in ipip mode whatever the
- * route to the peer asks (lb_next_hop: XDP_TX, XDP_REDIRECT). When that is
+ * route to the peer asks (lb_next_hop: XDP_TX, XDP_REDIRECT), the outer
+ * header carrying `hop_mark` (0 but along a shared address's chain,
+ * lb_encapsulate). When that is
  * impossible (slot emptied, families differ, packet too big to encapsulate,
  * no route or next hop) the packet is dropped and counted: passing it would
  * make the local kernel reset a connection that lives on the peer. */
-LB_GLOBAL int lb_forward(struct xdp_md *ctx, const struct lb_pkt *p, __u32 slot)
+LB_GLOBAL int lb_forward(struct xdp_md *ctx, const struct lb_pkt *p, __u32 slot, __u32 hop_mark)
 {
 	struct lb_node_counters *nc;
 	struct lb_node *self, *peer;
 	struct lb_config *cfg;
 	__u32 zero = 0, self_slot;
 	int ret = XDP_TX;
-	__u64 bytes;
 
 	if (!p)
 		return XDP_DROP;
-	bytes = p->len;
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	if (!cfg)
 		goto error;
@@ -452,7 +506,13 @@ LB_GLOBAL int lb_forward(struct xdp_md *ctx, const struct lb_pkt *p, __u32 slot)
 		goto error;
 
 	if (cfg->forward == LB_FORWARD_IPIP) {
-		if (peer->family != self->family || lb_encapsulate(ctx, p, self, peer, cfg->mtu))
+		/* Too big once encapsulated: XDP cannot fragment. */
+		if (p->len - p->l3_off +
+			    (self->family == LB_FAMILY_IPV4 ? sizeof(struct iphdr)
+							    : sizeof(struct ipv6hdr)) >
+		    cfg->mtu)
+			goto error;
+		if (peer->family != self->family || lb_encapsulate(ctx, p, self, peer, hop_mark))
 			goto error;
 		ret = lb_next_hop(ctx, p, self, peer, slot);
 		if (ret == XDP_DROP)
@@ -471,11 +531,11 @@ LB_GLOBAL int lb_forward(struct xdp_md *ctx, const struct lb_pkt *p, __u32 slot)
 	nc = bpf_map_lookup_elem(&lb_node_stats, &slot);
 	if (nc) {
 		nc->packets_forwarded++;
-		nc->bytes_forwarded += bytes;
+		nc->bytes_forwarded += p->len; /* as it came, p is not rewritten */
 	}
 	return ret;
 error:
-	lb_count(LB_C_DROP_FORWARD_ERROR, bytes);
+	lb_count(LB_C_DROP_FORWARD_ERROR, p->len);
 	return XDP_DROP;
 }
 

@@ -251,6 +251,27 @@ static __always_inline __u32 lb_sock_tuple(const struct lb_flow_key *key, struct
 	return sizeof(t->ipv6);
 }
 
+#define LB_TCP_LISTEN 10 /* include/net/tcp_states.h */
+
+/* Whether a connection of this node has the packet (bpf_skc_lookup_tcp
+ * works from XDP). */
+static __always_inline int lb_has_local_socket(struct xdp_md *ctx, const struct lb_flow_key *key)
+{
+	struct bpf_sock_tuple tuple = {};
+	__u32 size = lb_sock_tuple(key, &tuple);
+	struct bpf_sock *sk;
+	int local;
+
+	sk = bpf_skc_lookup_tcp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	/* A listener matches any segment to the port: only a connection's own
+	 * socket (established, time-wait, request) proves it is ours. */
+	local = sk->state != LB_TCP_LISTEN;
+	bpf_sk_release(sk);
+	return local;
+}
+
 /* The TCP header of a parsed frame, or NULL (offsets are re-checked: the
  * verifier knows nothing of their values). */
 static __always_inline struct tcphdr *lb_tcp_header(void *data, void *data_end,

@@ -9,6 +9,8 @@
  * Each entry point parses the frame once (parse.bpf.h) and dispatches; the
  * work is done by global functions that the verifier checks once each:
  *   lb_forward, lb_steered_tunnel  forward.bpf.h
+ *   lb_shared_packet,
+ *   lb_shared_chain                shared.bpf.h
  *   lb_handle_syn, lb_commit       decide.bpf.h (lb_decide_peers too)
  *   lb_l4_cookie_ack               syn_flood.bpf.h
  *   lb_syn_cookie_reply,
@@ -26,26 +28,10 @@
 #include "inflight.bpf.h"
 #include "maps.bpf.h"
 #include "parse.bpf.h"
+#include "shared.bpf.h"
 #include "syn_flood.bpf.h"
 #include "syncookie.bpf.h"
 #include "tcp_options.bpf.h"
-
-static __always_inline int lb_has_local_socket(struct xdp_md *ctx, const struct lb_flow_key *key)
-{
-	struct bpf_sock_tuple tuple = {};
-	__u32 size = lb_sock_tuple(key, &tuple);
-	struct bpf_sock *sk;
-	int local;
-
-	sk = bpf_skc_lookup_tcp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
-	if (!sk)
-		return 0;
-	/* A listener matches any segment to the port: only a connection's own
-	 * socket (established, time-wait, request) proves it is ours. */
-	local = sk->state != LB_TCP_LISTEN;
-	bpf_sk_release(sk);
-	return local;
-}
 
 /* Whether a flow entry's node can still take a new connection: always this
  * node, a peer while alive and fresh. */
@@ -273,7 +259,7 @@ static __always_inline int lb_orphan(struct xdp_md *ctx, const struct lb_pkt *p)
 		/* Recorded, so the connection keeps going there after the grace
 		 * period; a peer's announcement of it overwrites the entry. */
 		bpf_map_update_elem(&lb_flows, &p->key, &flow, BPF_ANY);
-		ret = lb_forward(ctx, p, g->previous);
+		ret = lb_forward(ctx, p, g->previous, 0);
 		if (ret == XDP_TX)
 			lb_count(LB_C_TX_GRACE_PREVIOUS, p->len);
 		return ret;
@@ -296,11 +282,16 @@ int xdp_peerlb(struct xdp_md *ctx)
 	switch (lb_parse_xdp(ctx, &p)) {
 	case LB_PARSE_TCP:
 		break;
-	case LB_PARSE_ENCAP:
-		ret = lb_steered_tunnel(ctx, &p);
+	case LB_PARSE_ENCAP: {
+		struct lb_chain_in chain = {};
+
+		ret = lb_steered_tunnel(ctx, &p, &chain);
+		if (ret == LB_STEERED_CHAIN)
+			return lb_shared_chain(ctx, chain.sender, chain.mark);
 		if (ret == XDP_PASS && lb_fenced_tunnel_orphan(ctx))
 			return XDP_DROP;
 		return ret;
+	}
 	case LB_PARSE_NOT_IP:
 		if (lb_fence_neighbour(ctx, &p)) {
 			lb_count(LB_C_DROP_FENCED_NEIGH, p.len);
@@ -338,6 +329,9 @@ int xdp_peerlb(struct xdp_md *ctx)
 		lb_count(LB_C_PASS_STEERED_IN, p.len);
 		return XDP_PASS;
 	}
+	/* Before the flow tables: buckets decide, never the load. */
+	if (svc->flags & LB_SERVICE_SHARED)
+		return lb_shared_packet(ctx, &p);
 
 	ret = lb_flow_node(cfg, &p, &node);
 	if (ret == LB_FLOW_HALF_OPEN_ACK) {
@@ -365,7 +359,7 @@ int xdp_peerlb(struct xdp_md *ctx)
 		}
 		/* Counted as sent only when sent: a failed forward is counted
 		 * as drop_forward_error alone. */
-		ret = lb_forward(ctx, &p, node);
+		ret = lb_forward(ctx, &p, node, 0);
 		if (ret == XDP_TX || ret == XDP_REDIRECT)
 			lb_count(LB_C_TX_FLOW_FORWARD, p.len);
 		return ret;

@@ -21,7 +21,6 @@
 #include "tcp_options.bpf.h"
 
 #define LB_SYNACK_WINDOW 65535 /* unscaled, as in any SYN-ACK */
-#define LB_TCP_LISTEN 10       /* include/net/tcp_states.h */
 
 /* Stands for the kernel's struct sock in the prototype below: libbpf
  * matches kfunc arguments by kind (a pointer to a struct), not by name, and

@@ -45,6 +45,15 @@ void reset_map(const bpf_map* map)
         type == BPF_MAP_TYPE_LRU_PERCPU_HASH)
         value_size = ((value_size + 7) / 8 * 8) * static_cast<size_t>(libbpf_num_possible_cpus());
     if (type == BPF_MAP_TYPE_ARRAY || type == BPF_MAP_TYPE_PERCPU_ARRAY) {
+        // One batch (lb_buckets alone has 65 536 entries), entry by entry
+        // where batches are not supported.
+        std::vector<uint32_t> indexes(max);
+        for (uint32_t i = 0; i < max; i++)
+            indexes[i] = i;
+        std::vector<uint8_t> all_zeros(value_size * max);
+        uint32_t count = max;
+        if (bpf_map_update_batch(fd, indexes.data(), all_zeros.data(), &count, nullptr) == 0)
+            return;
         std::vector<uint8_t> zeros(value_size);
         for (uint32_t i = 0; i < max; i++)
             if (bpf_map_update_elem(fd, &i, zeros.data(), BPF_ANY))
@@ -212,7 +221,8 @@ Bytes l2_forward_of(const Bytes& in, uint32_t slot)
 }
 
 ::testing::AssertionResult ipip_forwarded(const RunResult& r, const Bytes& in, uint32_t peer,
-                                          uint8_t family, const std::vector<VlanTag>& vlans)
+                                          uint8_t family, const std::vector<VlanTag>& vlans,
+                                          uint16_t mark)
 {
     if (r.error)
         return ::testing::AssertionFailure() << "test run failed: " << std::strerror(r.error);
@@ -220,14 +230,9 @@ Bytes l2_forward_of(const Bytes& in, uint32_t slot)
         return ::testing::AssertionFailure() << "verdict " << r.verdict << ", not XDP_TX";
     const Bytes inner = slice(in, l3_offset(in));
     const IpAddress self = node_addr(family, kSelfSlot), to = node_addr(family, peer);
-    const uint8_t proto = family == LB_FAMILY_IPV4 ? kProtoIpip : kProtoIpv6;
-    Ipv4Fields outer;
-    outer.id = 0;
     const Ethernet eth{node_mac(peer), node_mac(kSelfSlot), vlans};
     const Bytes expected =
-        family == LB_FAMILY_IPV4
-            ? ethernet_frame(eth, kEthIpv4, ipv4_packet(self, to, proto, inner, outer))
-            : ethernet_frame(eth, kEthIpv6, ipv6_packet(self, to, proto, inner));
+        ethernet_frame(eth, ethertype_of(family), ip_tunnel_packet(self, to, inner, mark));
     if (r.out != expected)
         return ::testing::AssertionFailure() << "frame:\n"
                                              << hex(r.out) << "\nexpected:\n"

@@ -124,7 +124,8 @@ Ipv6Ext ipv6_fragment_ext(uint16_t offset, bool more, uint32_t id)
 }
 
 Bytes ipv6_packet(const IpAddress& src, const IpAddress& dst, uint8_t protocol,
-                  const Bytes& payload, const std::vector<Ipv6Ext>& ext, uint8_t hop_limit)
+                  const Bytes& payload, const std::vector<Ipv6Ext>& ext, uint8_t hop_limit,
+                  uint32_t flow_label)
 {
     // The extension headers, each naming the one after it.
     Bytes chain;
@@ -141,7 +142,7 @@ Bytes ipv6_packet(const IpAddress& src, const IpAddress& dst, uint8_t protocol,
         append(chain, e.body);
     }
     Bytes b;
-    put32(b, 6u << 28); // version, traffic class 0, flow label 0
+    put32(b, 6u << 28 | (flow_label & 0xfffff)); // version, traffic class 0, flow label
     put16(b, uint16_t(chain.size() + payload.size()));
     put8(b, ext.empty() ? protocol : ext.front().type);
     put8(b, hop_limit);
@@ -158,6 +159,18 @@ Bytes ip_packet(const IpAddress& src, const IpAddress& dst, uint8_t protocol,
     if (src.family == LB_FAMILY_IPV4)
         return ipv4_packet(src, dst, protocol, payload);
     return ipv6_packet(src, dst, protocol, payload, ext);
+}
+
+Bytes ip_tunnel_packet(const IpAddress& src, const IpAddress& dst, const Bytes& inner,
+                       uint16_t mark)
+{
+    const uint8_t proto = !inner.empty() && inner[0] >> 4 == 4 ? kProtoIpip : kProtoIpv6;
+    if (src.family == LB_FAMILY_IPV4) {
+        Ipv4Fields outer;
+        outer.id = mark;
+        return ipv4_packet(src, dst, proto, inner, outer);
+    }
+    return ipv6_packet(src, dst, proto, inner, {}, 64, mark);
 }
 
 Bytes tcp_segment(const IpAddress& src, const IpAddress& dst, const Tcp& tcp)

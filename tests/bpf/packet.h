@@ -89,11 +89,18 @@ Ipv6Ext ipv6_fragment_ext(uint16_t offset, bool more, uint32_t id = 7);
 // An IPv6 header and the extension headers, chained to `protocol`.
 Bytes ipv6_packet(const IpAddress& src, const IpAddress& dst, uint8_t protocol,
                   const Bytes& payload, const std::vector<Ipv6Ext>& ext = {},
-                  uint8_t hop_limit = 64);
+                  uint8_t hop_limit = 64, uint32_t flow_label = 0);
 
 // IPv4 or IPv6 by the family of src.
 Bytes ip_packet(const IpAddress& src, const IpAddress& dst, uint8_t protocol,
                 const Bytes& payload, const std::vector<Ipv6Ext>& ext = {});
+
+// The IP packet `inner` in an outer header from src to dst (IPv4 or IPv6 by
+// src's family; IPIP or IPv6-in-IP by inner's version), as a peerlb node
+// forwards it: IPv4 with DF and `mark` as its ID, IPv6 with `mark` as its
+// flow label; TTL / hop limit 64.
+Bytes ip_tunnel_packet(const IpAddress& src, const IpAddress& dst, const Bytes& inner,
+                       uint16_t mark = 0);
 
 struct Tcp {
     uint16_t sport = 40000;

@@ -63,6 +63,10 @@ constexpr double kFlowTarget = 1.6;
 constexpr double kSynKeptTarget = 3.3;
 constexpr double kSynForwardTarget = 3.5;
 constexpr double kHttpRequestTarget = 5.0;
+// A shared address's packet (DESIGN.md section 5b) against the established
+// flow's of the same kind, measured in the same run (the shared-address
+// issue): at most 20 % more.
+constexpr double kSharedOverFlowTarget = 1.2;
 
 // Peers: slot 1 is the least loaded (pick = least), flows go to slot 2,
 // a URI rule names slot 2 alone.
@@ -72,6 +76,21 @@ constexpr uint32_t kRulePeer = 2;
 constexpr uint32_t kBusy = 9000; // this node's load when it forwards
 constexpr uint16_t kOtherPort = 8080; // no service there
 constexpr uint32_t kIsn = 0x11223344;
+constexpr uint32_t kSharedBuckets = 4096;
+constexpr uint64_t kChainNs = 3600'000'000'000ull; // an hour: never over during a run
+
+// A bucket owned by `owner`, with `previous` in its chain (kNone: none).
+constexpr uint16_t kNone = LB_BUCKET_NONE;
+lb_bucket bucket_of(uint16_t owner, uint16_t previous = kNone)
+{
+    lb_bucket b{};
+    b.owner = owner;
+    b.prev[0] = previous;
+    b.prev[1] = kNone;
+    if (previous != kNone)
+        b.chain_until_ns = monotonic_ns() + kChainNs;
+    return b;
+}
 
 struct Stats {
     uint32_t min = 0, median = 0, p99 = 0, max = 0;
@@ -88,7 +107,7 @@ Stats stats_of(std::vector<uint32_t> ns)
 // One measured path: a program, a frame, the map state it needs and what
 // it must do with the frame.
 struct Route {
-    std::string group; // floor | pass | forward | syn | http
+    std::string group; // floor | pass | forward | shared | syn | http
     std::string name;
     uint8_t family = LB_FAMILY_IPV4;
     int prog_fd = -1;
@@ -104,6 +123,10 @@ struct Route {
 
 struct Path : Route {
     std::vector<uint32_t> ns; // kernel-measured run times
+    // The path of the same family this one is held against (x baseline),
+    // and the ratio it must stay within; empty: none.
+    std::string baseline;
+    double baseline_target = 0;
 };
 
 std::string family_name(uint8_t family)
@@ -184,6 +207,23 @@ protected:
         }
     }
 
+    // The l4 test cluster (ipip) with the service on port 80 shared (ecmp,
+    // address hash) and `bucket` as the bucket of the client on `port`.
+    void shared_state(uint8_t family, uint16_t port, const lb_bucket& bucket)
+    {
+        l4_state(family, LB_FORWARD_IPIP);
+        maps().add_service(service_key(family), lb_service{LB_MODE_L4, 1, LB_SERVICE_SHARED});
+        change_config([](lb_config& cfg) {
+            cfg.shared_buckets = kSharedBuckets;
+            cfg.shared_hash = LB_SHARED_HASH_ADDRESS;
+            cfg.shared_delivery = LB_DELIVERY_ECMP;
+        });
+        const lb_addr client = client_addr(family).addr;
+        maps().set_bucket(lb_bucket_of(&client, family, htons(port), LB_SHARED_HASH_ADDRESS,
+                                       kSharedBuckets),
+                          bucket);
+    }
+
     void delete_flow(const lb_flow_key& key, bool established)
     {
         const MapFds& fds = maps().fds();
@@ -196,6 +236,8 @@ protected:
     ::testing::AssertionResult run_batch(Path& p, int calls);
     ::testing::AssertionResult counters_moved(const Path& p, uint64_t calls);
     void report() const;
+    // The median of the path `p` is held against (Path::baseline).
+    double baseline_median(const Path& p) const;
 
     std::vector<Path> paths_;
 
@@ -228,7 +270,9 @@ void XdpCost::add_paths(uint8_t f)
         return [in, slot](const RunResult& r) { return l2_forwarded(r, in, slot); };
     };
     auto nothing = [] {};
-    auto add = [&](Route r) { paths_.push_back(Path{std::move(r), {}}); };
+    auto add = [&](Route r, const std::string& baseline = "", double baseline_target = 0) {
+        paths_.push_back(Path{std::move(r), {}, baseline, baseline_target});
+    };
 
     // Floors. Their packet is the data segment of the flow paths, to the
     // service, so that floor_parse_lookup's service lookup hits as on every
@@ -331,6 +375,61 @@ void XdpCost::add_paths(uint8_t f)
                      throw SystemError("empty the next-hop cache", errno);
              },
              [=](const RunResult& r) { return ipip_forwarded(r, frame, kFlowPeer, f); }});
+    }
+
+    // Shared addresses (bpf/shared.bpf.h), each against the established
+    // flow's path of the same kind: the owner keeps its steady traffic (a
+    // flow kept here); another node sends it to the owner, and the owner
+    // sends a packet of a moved bucket on to the previous owner, from a
+    // peer (the second hop) or from the router (a flow forwarded, ipip).
+    auto shared = [&](Route r, const char* baseline) {
+        add(std::move(r), baseline, kSharedOverFlowTarget);
+    };
+    {
+        const uint16_t port = sport++;
+        const Bytes frame = client_frame(f, data(port));
+        shared({"shared", "shared owner, steady (pass)", f, xdp, frame, XDP_PASS, "shared_local", 0,
+                [=, this] { shared_state(f, port, bucket_of(kSelfSlot)); }, nothing,
+                untouched(frame)},
+               "flow local");
+    }
+    {
+        const uint16_t port = sport++;
+        const Bytes frame = client_frame(f, data(port));
+        shared({"shared", "shared to owner (ecmp)", f, xdp, frame, XDP_TX, "shared_to_owner", 0,
+                [=, this] { shared_state(f, port, bucket_of(kFlowPeer)); }, nothing,
+                [=](const RunResult& r) {
+                    return ipip_forwarded(r, frame, kFlowPeer, f, {}, lb_hop_mark(1, kNone, kNone));
+                }},
+               "flow ipip");
+    }
+    {
+        // From peer kLeastPeer, which took this node for the owner.
+        const uint16_t port = sport++;
+        const Bytes client = client_frame(f, data(port));
+        const Bytes frame = ethernet_frame(
+            Ethernet{node_mac(kSelfSlot), node_mac(kLeastPeer), {}}, ethertype_of(f),
+            ip_tunnel_packet(node_addr(f, kLeastPeer), node_addr(f, kSelfSlot),
+                             slice(client, kEthHeaderLen), lb_hop_mark(1, kNone, kNone)));
+        shared({"shared", "shared 2nd hop, owner -> previous", f, xdp, frame, XDP_TX,
+                "shared_second_hop", 0,
+                [=, this] { shared_state(f, port, bucket_of(kSelfSlot, kFlowPeer)); }, nothing,
+                [=](const RunResult& r) {
+                    return ipip_forwarded(r, client, kFlowPeer, f, {},
+                                          lb_hop_mark(2, kLeastPeer, kNone));
+                }},
+               "flow ipip");
+    }
+    {
+        const uint16_t port = sport++;
+        const Bytes frame = client_frame(f, data(port));
+        shared({"shared", "shared owner -> previous (router)", f, xdp, frame, XDP_TX,
+                "shared_second_hop", 0,
+                [=, this] { shared_state(f, port, bucket_of(kSelfSlot, kFlowPeer)); }, nothing,
+                [=](const RunResult& r) {
+                    return ipip_forwarded(r, frame, kFlowPeer, f, {}, lb_hop_mark(1, kNone, kNone));
+                }},
+               "flow ipip");
     }
 
     // New SYNs: every call a fresh one (the entry the last made deleted).
@@ -492,6 +591,14 @@ void XdpCost::add_paths(uint8_t f)
     return counters_moved(p, uint64_t(calls));
 }
 
+double XdpCost::baseline_median(const Path& p) const
+{
+    for (const Path& b : paths_)
+        if (b.family == p.family && b.name == p.baseline)
+            return double(stats_of(b.ns).median);
+    throw Error("bench_xdp: no path '" + p.baseline + "' to hold '" + p.name + "' against");
+}
+
 void XdpCost::report() const
 {
     auto median_of = [&](uint8_t family, const std::string& floor) {
@@ -518,7 +625,7 @@ void XdpCost::report() const
         if (!csv)
             throw Error("cannot write " + g_options.csv);
         csv << "group,path,family,runs,min_ns,median_ns,p99_ns,max_ns,x_parse_lookup,x_pass,"
-               "target_x\n";
+               "target_x,baseline,x_baseline,target_baseline\n";
     }
     for (const Path& p : paths_) {
         const Stats s = stats_of(p.ns);
@@ -530,10 +637,33 @@ void XdpCost::report() const
                     p.name.c_str(), family_name(p.family).c_str(), s.min, s.median, s.p99, s.max,
                     x_floor, x_pass, target.c_str(), met);
         if (csv.is_open())
-            csv << fmt::format("{},{},{},{},{},{},{},{},{:.3f},{:.3f},{}\n", p.group,
+            csv << fmt::format("{},{},{},{},{},{},{},{},{:.3f},{:.3f},{},{},{},{}\n", p.group,
                                csv_field(p.name), family_name(p.family), p.ns.size(), s.min,
                                s.median, s.p99, s.max, x_floor, x_pass,
-                               p.target ? fmt::format("{:.1f}", p.target) : "");
+                               p.target ? fmt::format("{:.1f}", p.target) : "",
+                               csv_field(p.baseline),
+                               p.baseline.empty()
+                                   ? ""
+                                   : fmt::format("{:.3f}", s.median / baseline_median(p)),
+                               p.baseline.empty() ? ""
+                                                  : fmt::format("{:.2f}", p.baseline_target));
+    }
+    bool any_baseline = false;
+    for (const Path& p : paths_) {
+        if (p.baseline.empty())
+            continue;
+        if (!any_baseline)
+            std::printf("\nx baseline: median / the median of the established-flow path named, "
+                        "same family, same run; target %.2f\n%-34s %-5s %7s %-20s %7s %10s %7s "
+                        "%4s\n",
+                        kSharedOverFlowTarget, "path", "fam", "median", "baseline", "median",
+                        "x baseline", "target", "met");
+        any_baseline = true;
+        const double median = stats_of(p.ns).median, base = baseline_median(p);
+        const double x = median / base;
+        std::printf("%-34s %-5s %7.0f %-20s %7.0f %10.2f %7.2f %4s\n", p.name.c_str(),
+                    family_name(p.family).c_str(), median, p.baseline.c_str(), base, x,
+                    p.baseline_target, x <= p.baseline_target ? "yes" : "no");
     }
     if (csv.is_open()) {
         csv.close();

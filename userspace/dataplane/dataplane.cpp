@@ -36,6 +36,7 @@ const char* const kPinnedMaps[] = {
     LB_SERVICES_MAP, LB_FLOWS_MAP, LB_FLOWS_NEW_MAP, LB_GRACE_MAP, LB_STATS_MAP,
     LB_NODE_STATS_MAP, LB_COOKIE_KEYS_MAP, LB_URI_RULES_MAP,
     LB_RULE_STATS_MAP, LB_PINS_MAP, LB_PIN_EVENTS_MAP, LB_INFLIGHT_MAP, LB_HANDED_MAP,
+    LB_BUCKETS_MAP,
 };
 
 unsigned ifindex_of(const std::string& iface)

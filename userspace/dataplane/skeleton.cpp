@@ -163,17 +163,23 @@ void Skeleton::load()
     }
     if (!err)
         return;
-    // The program the verifier refused: the one not loaded whose log says why.
+    // The program the verifier refused: libbpf loads them in order and stops
+    // there, closing those it loaded before (their logs are filled too), so
+    // it is the last one whose log is.
+    const char* refused = nullptr;
+    std::string_view refused_log;
     size_t i = 0;
     bpf_object__for_each_program(prog, skel_->obj)
     {
         std::string_view log(logs_[i++].get());
         if (bpf_program__fd(prog) >= 0 || log.empty())
             continue;
-        const char* name = bpf_program__name(prog);
-        throw Error(fmt::format("the kernel's verifier refused BPF program {}: {} (whole log: {})",
-                                name, verifier_summary(log), save_full_log(name)));
+        refused = bpf_program__name(prog);
+        refused_log = log;
     }
+    if (refused)
+        throw Error(fmt::format("the kernel's verifier refused BPF program {}: {} (whole log: {})",
+                                refused, verifier_summary(refused_log), save_full_log(refused)));
     throw SystemError("load BPF programs (run with --verbose for libbpf's messages)", err);
 }
 
