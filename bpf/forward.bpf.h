@@ -237,7 +237,9 @@ LB_GLOBAL int lb_steered_tunnel(struct xdp_md *ctx, const struct lb_pkt *p,
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	if (!p || !cfg || !chain)
 		return XDP_PASS;
-	if (cfg->forward != LB_FORWARD_IPIP)
+	/* In l2 mode only a shared address's chain hop comes in a tunnel
+	 * (checked below, with the mark). */
+	if (cfg->forward != LB_FORWARD_IPIP && !cfg->shared_buckets)
 		goto refused;
 	self_slot = cfg->self_slot;
 	self = bpf_map_lookup_elem(&lb_nodes, &self_slot);
@@ -257,6 +259,8 @@ LB_GLOBAL int lb_steered_tunnel(struct xdp_md *ctx, const struct lb_pkt *p,
 		goto refused;
 	if (svc->flags & LB_SERVICE_SHARED)
 		mark = lb_outer_hop_mark(ctx, p);
+	if (cfg->forward != LB_FORWARD_IPIP && !mark)
+		goto refused;
 	if (lb_decapsulate(ctx, p)) {
 		lb_count(LB_C_PASS_MALFORMED, p->len);
 		return XDP_PASS;
@@ -505,7 +509,9 @@ LB_GLOBAL int lb_forward(struct xdp_md *ctx, const struct lb_pkt *p, __u32 slot,
 	if (!peer || !self || peer->state == LB_NODE_EMPTY)
 		goto error;
 
-	if (cfg->forward == LB_FORWARD_IPIP) {
+	/* A shared address's hop carries its mark in an outer header, in l2
+	 * mode too (DESIGN.md 5b). */
+	if (cfg->forward == LB_FORWARD_IPIP || hop_mark) {
 		/* Too big once encapsulated: XDP cannot fragment. */
 		if (p->len - p->l3_off +
 			    (self->family == LB_FAMILY_IPV4 ? sizeof(struct iphdr)

@@ -404,6 +404,7 @@ int tc_mss_clamp(struct __sk_buff *skb)
 	__u32 zero = 0, self_slot, limit, tcp_off;
 	__u16 old_mss, new_mss, csum_old, csum_new;
 	struct lb_opt_walk w;
+	struct lb_service *svc;
 	struct lb_config *cfg;
 	struct lb_node *self;
 	struct lb_pkt p;
@@ -412,12 +413,14 @@ int tc_mss_clamp(struct __sk_buff *skb)
 	    (p.tcp_flags & (LB_TCP_SYN | LB_TCP_ACK)) != (LB_TCP_SYN | LB_TCP_ACK))
 		return TC_ACT_OK;
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
-	if (!cfg || cfg->forward != LB_FORWARD_IPIP)
+	if (!cfg)
 		return TC_ACT_OK;
 	skey.addr = p.key.saddr;
 	skey.port = p.key.sport;
 	skey.family = p.key.family;
-	if (!bpf_map_lookup_elem(&lb_services, &skey))
+	svc = bpf_map_lookup_elem(&lb_services, &skey);
+	/* A shared address's segments may cross an outer header in l2 mode too. */
+	if (!svc || (cfg->forward != LB_FORWARD_IPIP && !(svc->flags & LB_SERVICE_SHARED)))
 		return TC_ACT_OK;
 	self_slot = cfg->self_slot;
 	self = bpf_map_lookup_elem(&lb_nodes, &self_slot);

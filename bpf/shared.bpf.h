@@ -73,19 +73,15 @@ static __always_inline int lb_chain_next_ok(__u32 slot, __u32 self, __u32 sender
 	       slot != lb_hop_passed(mark, 1) && lb_chain_node_usable(slot);
 }
 
-/* Sends a shared packet to node `slot` with `hop_mark`, counting `counter`
- * when sent. Only ipip carries the mark (the agent refuses ecmp delivery
- * with l2 forwarding): in l2 mode the packet is dropped. */
+/* Sends a shared packet to node `slot` with `hop_mark` (never 0: the
+ * mark makes lb_forward encapsulate, in l2 mode too), counting `counter`
+ * when sent. */
 static __always_inline int lb_shared_send(struct xdp_md *ctx, const struct lb_pkt *p,
 					  const struct lb_config *cfg, __u32 slot, __u16 hop_mark,
 					  __u32 counter)
 {
 	int ret;
 
-	if (cfg->forward != LB_FORWARD_IPIP) {
-		lb_count(LB_C_DROP_FORWARD_ERROR, p->len);
-		return XDP_DROP;
-	}
 	ret = lb_forward(ctx, p, slot, hop_mark);
 	if (ret == XDP_TX || ret == XDP_REDIRECT)
 		lb_count(counter, p->len);
@@ -96,6 +92,27 @@ static __always_inline int lb_shared_verdict(int verdict, __u32 counter, const s
 {
 	lb_count(counter, p->len);
 	return verdict;
+}
+
+/* A flooded frame kept here: it came to a multicast MAC, and the kernel's
+ * TCP takes only frames addressed to the host (PACKET_HOST), so it gets
+ * this node's own MAC (the kernel re-reads a changed Ethernet header). */
+static __always_inline int lb_shared_keep(struct xdp_md *ctx, const struct lb_config *cfg,
+					  __u32 counter, const struct lb_pkt *p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__u32 self_slot = cfg->self_slot;
+	struct lb_node *self;
+
+	if (cfg->shared_delivery == LB_DELIVERY_FLOOD && (void *)(eth + 1) <= data_end &&
+	    (eth->h_dest[0] & 1)) {
+		self = bpf_map_lookup_elem(&lb_nodes, &self_slot);
+		if (self)
+			__builtin_memcpy(eth->h_dest, self->mac, ETH_ALEN);
+	}
+	return lb_shared_verdict(XDP_PASS, counter, p);
 }
 
 /* A packet from outside (not steered here) to a shared address. */
@@ -116,7 +133,7 @@ LB_GLOBAL int lb_shared_packet(struct xdp_md *ctx, const struct lb_pkt *p)
 
 	if (b->owner == self) {
 		if (lb_is_syn(p) || !lb_chain_active(b) || lb_has_local_socket(ctx, &p->key))
-			return lb_shared_verdict(XDP_PASS, LB_C_SHARED_LOCAL, p);
+			return lb_shared_keep(ctx, cfg, LB_C_SHARED_LOCAL, p);
 		/* A connection of a previous owner, which has its own copy. */
 		if (cfg->shared_delivery == LB_DELIVERY_FLOOD)
 			return lb_shared_verdict(XDP_DROP, LB_C_SHARED_NOT_OWNER, p);
@@ -134,7 +151,7 @@ LB_GLOBAL int lb_shared_packet(struct xdp_md *ctx, const struct lb_pkt *p)
 	/* A router may still bring a previous owner its own connections. */
 	chain = (b->prev[0] == self || b->prev[1] == self) && lb_chain_active(b);
 	if (chain && lb_has_local_socket(ctx, &p->key))
-		return lb_shared_verdict(XDP_PASS, LB_C_SHARED_PREVIOUS_LOCAL, p);
+		return lb_shared_keep(ctx, cfg, LB_C_SHARED_PREVIOUS_LOCAL, p);
 	if (cfg->shared_delivery == LB_DELIVERY_FLOOD)
 		return lb_shared_verdict(XDP_DROP, LB_C_SHARED_NOT_OWNER, p);
 	return lb_shared_send(ctx, p, cfg, b->owner, lb_hop_mark(1, LB_BUCKET_NONE, LB_BUCKET_NONE),

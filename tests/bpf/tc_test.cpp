@@ -1,6 +1,7 @@
 // tc_mss_clamp: SYN-ACKs a service sends get an MSS that leaves room for the
 // ipip outer header; the TCP checksum must still verify. A test run of a tc
 // program takes the whole Ethernet frame and hands it back the same way.
+#include <arpa/inet.h>
 #include <linux/pkt_cls.h>
 
 #include <cerrno>
@@ -87,6 +88,21 @@ TEST_F(TcMssClamp, L2ModeLeavesSynAcksAlone)
 {
     install_cluster(LB_FORWARD_L2, LB_FAMILY_IPV4);
     expect_untouched(syn_ack(LB_FAMILY_IPV4, linux_syn_options(1460)), LB_FAMILY_IPV4);
+}
+
+TEST_F(TcMssClamp, L2ModeClampsSharedAddresses)
+{
+    // A shared address's segments may cross an outer header in l2 mode too
+    // (DESIGN.md 5b: its chain hops are always encapsulated).
+    install_cluster(LB_FORWARD_L2, LB_FAMILY_IPV4);
+    lb_service_key key{};
+    key.addr = service_addr(LB_FAMILY_IPV4).addr;
+    key.port = htons(kServicePort);
+    key.family = LB_FAMILY_IPV4;
+    maps().add_service(key, lb_service{LB_MODE_L4, 1, LB_SERVICE_SHARED});
+    Bytes out = clamp(syn_ack(LB_FAMILY_IPV4, linux_syn_options(1460)), LB_FAMILY_IPV4);
+    EXPECT_EQ(hex(out), hex(syn_ack(LB_FAMILY_IPV4, linux_syn_options(1440))));
+    EXPECT_EQ(counter_deltas(), (Counts{{"tc_mss_clamped", 1}}));
 }
 
 TEST_F(TcMssClamp, OnlySynAcksOfAServiceAreClamped)

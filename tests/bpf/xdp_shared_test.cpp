@@ -448,20 +448,57 @@ TEST_P(XdpShared, PreviousOwnerKeepsItsConnectionsWhileTheChainLasts)
     EXPECT_EQ(counter_deltas(), (Counts{{"shared_to_owner", 2}}));
 }
 
-TEST_P(XdpShared, L2ForwardingCannotCarryTheMark)
+TEST_P(XdpShared, L2ModeSharedHopsStillTravelInAnOuterHeader)
 {
+    // balance.forward = "l2" (DESIGN 6's sample beside [shared] ecmp): the
+    // hop mark needs the outer header, so shared hops encapsulate anyway.
     use_cluster(LB_FORWARD_L2);
     set_bucket(owned_by(2));
-    EXPECT_TRUE(dropped(run_xdp(outside(syn_segment()))));
+    const Bytes syn = outside(syn_segment());
+    EXPECT_TRUE(forwarded(run_xdp(syn), syn, 2, mark(1)));
     set_bucket(moved_to(kSelf, 2));
-    EXPECT_TRUE(dropped(run_xdp(outside(data_segment()))));
-    EXPECT_EQ(counter_deltas(), (Counts{{"drop_forward_error", 2}}));
+    const Bytes data = outside(data_segment());
+    EXPECT_TRUE(forwarded(run_xdp(data), data, 2, mark(1)));
+    EXPECT_EQ(counter_deltas(), (Counts{{"shared_to_owner", 1}, {"shared_second_hop", 1}}));
+
+    // A peer's marked hop to a shared address is taken in l2 mode too...
+    set_bucket(owned_by(kSelf));
+    const Bytes in = tunnelled(2, outside(syn_segment()), mark(1));
+    EXPECT_TRUE(passed_as(run_xdp(in), unwrapped(2, outside(syn_segment()))));
+    EXPECT_EQ(counter_deltas(), (Counts{{"shared_local", 1}}));
+    // ...an unmarked tunnel is not (l2 mode steers by MAC, never in a tunnel).
+    const Bytes unmarked = tunnelled(2, outside(syn_segment()), 0);
+    EXPECT_TRUE(passed_as(run_xdp(unmarked), unmarked));
+    EXPECT_EQ(counter_deltas(), (Counts{{"pass_tunnel_refused", 1}}));
 
     // A peer's l2 forward passes as before.
     Bytes steered = tcp_frame(Ethernet{node_mac(kSelfSlot), node_mac(2), {}}, client(), service(),
                               data_segment());
     EXPECT_TRUE(passed_untouched(run_xdp(steered), steered));
     EXPECT_EQ(counter_deltas(), (Counts{{"pass_steered_in", 1}}));
+}
+
+TEST_P(XdpShared, FloodKeptFramesGetThisNodesMac)
+{
+    // Flooded to a multicast MAC: TCP takes only frames to the host.
+    change_config([](lb_config& c) { c.shared_delivery = LB_DELIVERY_FLOOD; });
+    set_bucket(owned_by(kSelf));
+    Bytes frame = outside(syn_segment());
+    const uint8_t multicast[6] = {0x01, 0x00, 0x5e, 0x4d, 0x00, 0xc8};
+    std::memcpy(frame.data(), multicast, 6);
+    const RunResult r = run_xdp(frame);
+    ASSERT_EQ(r.verdict, uint32_t(XDP_PASS));
+    Bytes expected = frame;
+    const auto mac = node_mac(kSelfSlot);
+    std::memcpy(expected.data(), mac.data(), 6);
+    EXPECT_EQ(r.out, expected);
+    // A unicast frame keeps its MAC (the node's own, or whatever brought it).
+    const Bytes unicast = outside(syn_segment());
+    EXPECT_TRUE(passed_untouched(run_xdp(unicast), unicast));
+    // Ecmp leaves a multicast destination alone (not this variant's to mend).
+    change_config([](lb_config& c) { c.shared_delivery = LB_DELIVERY_ECMP; });
+    EXPECT_TRUE(passed_untouched(run_xdp(frame), frame));
+    EXPECT_EQ(counter_deltas(), (Counts{{"shared_local", 3}}));
 }
 
 TEST_P(XdpShared, AddressAndPortHashSpreadsOneClientsPorts)
