@@ -279,6 +279,54 @@ TEST(BucketTable, DrainEmptiesTheNodeAndItsBucketsChainsHoldIt)
         ASSERT_NE(t3.table[b].owner, kNoNode);
 }
 
+// Every live node that owned a bucket within the daisy window, other than
+// its owner, must be in its chain: its connections of that bucket are there.
+// Counts the buckets where one is missing.
+uint32_t lost_homes(const BucketTable& t, const std::vector<std::map<std::string, uint64_t>>& owned_at,
+                    uint64_t now_ms)
+{
+    uint32_t lost = 0;
+    for (uint32_t b = 0; b < t.buckets; b++)
+        for (const auto& [id, until] : owned_at[b]) {
+            if (id == owner_id(t, b) || until + kDaisyMs <= now_ms || t.index_of(id) == kNoNode)
+                continue;
+            if (prev_id(t, b, 0) != id && prev_id(t, b, 1) != id) {
+                lost++;
+                break;
+            }
+        }
+    return lost;
+}
+
+TEST(BucketTable, BucketsGoHomeSoChainsKeepEveryServingNode)
+{
+    // The integration test's sequence, each step within the daisy window:
+    // s2 drains and comes back, s2 and s3 drain and come back, s4 joins.
+    // A bucket's connections live on every node that owned it meanwhile;
+    // with two places in a chain, buckets must return to where they were.
+    auto live = cluster(3);
+    std::vector<std::map<std::string, uint64_t>> owned_at(kBuckets);
+    BucketTable t;
+    uint64_t now = 1000;
+    auto step = [&](const std::vector<TableNode>& nodes) {
+        t = next_for_membership(t, nodes, kBuckets, now, kDaisyMs, "s1");
+        for (uint32_t b = 0; b < kBuckets; b++)
+            owned_at[b][owner_id(t, b)] = now;
+        now += 1000;
+        return lost_homes(t, owned_at, now);
+    };
+    EXPECT_EQ(step(live), 0u);
+    EXPECT_EQ(step(with_draining(live, "s2", true)), 0u);
+    EXPECT_EQ(step(live), 0u);
+    EXPECT_EQ(step(with_draining(with_draining(live, "s2", true), "s3", true)), 0u);
+    EXPECT_EQ(step(live), 0u);
+    live.push_back({"s4", 100, false});
+    EXPECT_EQ(step(live), 0u);
+    expect_weighted_shares(t);
+    live.pop_back(); // s4 dies
+    EXPECT_EQ(step(live), 0u);
+}
+
 TEST(BucketTable, AChainKeepsAnEarlierOwnerWhenTheNewOwnerDies)
 {
     // s1 drains: its buckets move s1 -> s2..s5. s3 dies: the ones it took

@@ -226,24 +226,64 @@ BucketTable next_for_membership(const BucketTable& cur, const std::vector<TableN
             target[i] = std::max<int64_t>(0, held[i] + quota[i] - old_quota_of_new[i]);
     fix_up_targets(target, live, eligible, buckets);
 
-    // Nodes above target free their least wanted buckets.
+    // Buckets go home first: a bucket whose live chain holds a node under
+    // its target goes back to that node (its connections are there, so the
+    // chain ends) before any other moves. Without this, back-and-forth
+    // moves (a drain and its undo, then a join) push the node that serves a
+    // bucket's connections out of its two-place chain.
+    auto is_home = [&](uint32_t b, size_t node) {
+        const TableBucket& t = cur.table[b];
+        for (int k = 0; k < 2; k++)
+            if (mapped(t.prev[k]) == node && now_ms < t.prev_since_ms[k] + daisy_chain_ms)
+                return true;
+        return false;
+    };
+    auto has_home_under_target = [&](uint32_t b) {
+        const TableBucket& t = cur.table[b];
+        for (int k = 0; k < 2; k++) {
+            const uint16_t p = mapped(t.prev[k]);
+            if (p != kNoNode && eligible[p] && held[p] < target[p] && is_home(b, p))
+                return true;
+        }
+        return false;
+    };
+
+    auto chain_length = [&](uint32_t b) {
+        int n = 0;
+        for (int k = 0; k < 2; k++) {
+            const uint16_t p = mapped(cur.table[b].prev[k]);
+            n += p != kNoNode && is_home(b, p);
+        }
+        return n;
+    };
+
+    // Nodes above target free buckets that can go home first, then their
+    // least wanted ones.
     std::vector<std::vector<uint32_t>> mine(live.size());
     for (uint32_t b = 0; b < buckets; b++)
         if (owner[b] != kNoNode)
             mine[owner[b]].push_back(b);
+    std::vector<bool> homeward(buckets, false);
+    for (uint32_t b = 0; b < buckets; b++)
+        homeward[b] = owner[b] != kNoNode && has_home_under_target(b);
     for (size_t i = 0; i < live.size(); i++) {
         if (held[i] <= target[i])
             continue;
-        std::vector<std::pair<uint64_t, uint32_t>> by_score;
+        // Homeward buckets first; then those with the shortest live chain
+        // (moving a bucket adds its owner to its chain: a full chain would
+        // lose its oldest node, and that node's connections); then the
+        // least wanted.
+        std::vector<std::tuple<int, int, uint64_t, uint32_t>> by_score;
         for (uint32_t b : mine[i])
-            by_score.push_back({bucket_score(live[i].id, b), b});
-        std::sort(by_score.begin(), by_score.end()); // lowest score first, ties by bucket
+            by_score.push_back({homeward[b] ? 0 : 1, chain_length(b), bucket_score(live[i].id, b), b});
+        std::sort(by_score.begin(), by_score.end());
         for (size_t k = 0; k < size_t(held[i] - target[i]); k++)
-            owner[by_score[k].second] = kNoNode;
+            owner[std::get<3>(by_score[k])] = kNoNode;
         held[i] = target[i];
     }
     // Free buckets to the nodes under target, best pairs first.
     struct Pair {
+        bool home; // the node is in the bucket's live chain
         uint64_t score;
         uint16_t node;
         uint32_t bucket;
@@ -253,9 +293,10 @@ BucketTable next_for_membership(const BucketTable& cur, const std::vector<TableN
         if (owner[b] == kNoNode)
             for (size_t i = 0; i < live.size(); i++)
                 if (held[i] < target[i])
-                    pairs.push_back({bucket_score(live[i].id, b), uint16_t(i), b});
+                    pairs.push_back({is_home(b, i), bucket_score(live[i].id, b), uint16_t(i), b});
     std::sort(pairs.begin(), pairs.end(), [](const Pair& a, const Pair& b) {
-        return std::tie(b.score, a.node, a.bucket) < std::tie(a.score, b.node, b.bucket); // score desc
+        // home first, then score desc
+        return std::tie(b.home, b.score, a.node, a.bucket) < std::tie(a.home, a.score, b.node, b.bucket);
     });
     for (const Pair& p : pairs)
         if (owner[p.bucket] == kNoNode && held[p.node] < target[p.node]) {
@@ -342,12 +383,30 @@ BucketTable next_for_load(const BucketTable& cur, const std::vector<std::pair<st
         // by 2kp: k = count(h) * gap / (2 est(h)), rounded up.
         const int64_t gap = est[h] - est[c];
         const int64_t want = (count[h] * gap + 2 * est[h] - 1) / (2 * est[h]);
-        std::vector<std::pair<uint64_t, uint32_t>> movable; // (score for c, bucket)
-        for (uint32_t b = 0; b < next.buckets; b++)
-            if (next.table[b].owner == h && !load_moved_recently(next.table[b], now_ms))
-                movable.push_back({bucket_score(cur.nodes[c].id, b), b});
-        std::sort(movable.begin(), movable.end(), [](const auto& a, const auto& b) {
-            return a.first != b.first ? a.first > b.first : a.second < b.second;
+        // As membership moves do: buckets whose chain holds c first (they go
+        // home), then the shortest live chains (a full one would lose its
+        // oldest node's connections), then c's score.
+        struct Movable {
+            int home, chain;
+            uint64_t score;
+            uint32_t bucket;
+        };
+        std::vector<Movable> movable;
+        for (uint32_t b = 0; b < next.buckets; b++) {
+            const TableBucket& tb = next.table[b];
+            if (tb.owner != h || load_moved_recently(tb, now_ms))
+                continue;
+            Movable m{1, 0, bucket_score(cur.nodes[c].id, b), b};
+            for (int k = 0; k < 2; k++)
+                if (tb.prev[k] != kNoNode && now_ms < tb.prev_since_ms[k] + daisy_chain_ms) {
+                    m.chain++;
+                    if (tb.prev[k] == c)
+                        m.home = 0;
+                }
+            movable.push_back(m);
+        }
+        std::sort(movable.begin(), movable.end(), [](const Movable& a, const Movable& b) {
+            return std::tie(a.home, a.chain, b.score, a.bucket) < std::tie(b.home, b.chain, a.score, b.bucket);
         });
         const int64_t k = std::min<int64_t>({int64_t(budget), want, int64_t(movable.size())});
         if (k == 0 || (k < want && k < int64_t(budget))) {
@@ -356,7 +415,7 @@ BucketTable next_for_load(const BucketTable& cur, const std::vector<std::pair<st
                 continue;
         }
         for (int64_t j = 0; j < k; j++) {
-            TableBucket& tb = next.table[movable[size_t(j)].second];
+            TableBucket& tb = next.table[movable[size_t(j)].bucket];
             tb.owner = uint16_t(c);
             tb.moved_ms = now_ms;
             tb.load_moved_ms = now_ms;
