@@ -17,6 +17,7 @@
  *   lb_tc_cookie_ingress           syncookie.bpf.h
  *   lb_http_first_segment          http_route.bpf.h */
 #include <linux/bpf.h>
+#include <linux/if_packet.h>
 #include <linux/pkt_cls.h>
 #include <stddef.h>
 #include <bpf/bpf_endian.h>
@@ -469,12 +470,22 @@ int tc_ingress(struct __sk_buff *skb)
 	struct lb_pkt p;
 	__u32 zero = 0, cookie;
 
-	if (lb_parse_skb(skb, &p) != LB_PARSE_TCP ||
-	    (p.tcp_flags & (LB_TCP_SYN | LB_TCP_ACK | LB_TCP_RST)) != LB_TCP_ACK)
+	if (lb_parse_skb(skb, &p) != LB_PARSE_TCP)
 		return TC_ACT_OK;
 	skey.addr = p.key.daddr;
 	skey.port = p.key.dport;
 	skey.family = p.key.family;
+	/* A flooded frame of a shared address that XDP kept came to a
+	 * multicast MAC: the kernel's TCP takes only frames to the host, and
+	 * XDP's change of the MAC does not reach the skb on every driver (veth
+	 * sets the packet type before XDP runs). */
+	if (skb->pkt_type != PACKET_HOST) {
+		svc = bpf_map_lookup_elem(&lb_services, &skey);
+		if (svc && (svc->flags & LB_SERVICE_SHARED))
+			bpf_skb_change_type(skb, PACKET_HOST);
+	}
+	if ((p.tcp_flags & (LB_TCP_SYN | LB_TCP_ACK | LB_TCP_RST)) != LB_TCP_ACK)
+		return TC_ACT_OK;
 	svc = bpf_map_lookup_elem(&lb_services, &skey);
 	if (!svc)
 		return TC_ACT_OK;

@@ -96,7 +96,8 @@ static __always_inline int lb_shared_verdict(int verdict, __u32 counter, const s
 
 /* A flooded frame kept here: it came to a multicast MAC, and the kernel's
  * TCP takes only frames addressed to the host (PACKET_HOST), so it gets
- * this node's own MAC (the kernel re-reads a changed Ethernet header). */
+ * this node's own MAC. Drivers that set the packet type before XDP runs
+ * (veth) keep it: tc_ingress mends that (bpf_skb_change_type). */
 static __always_inline int lb_shared_keep(struct xdp_md *ctx, const struct lb_config *cfg,
 					  __u32 counter, const struct lb_pkt *p)
 {
