@@ -85,7 +85,7 @@ for i in $(seq 1 32); do
 done
 for n in 1 2 3; do ip -n "$(cl_ns "s$n")" route add 10.77.1.0/24 dev eth0 || fail "$name" "route"; done
 ip netns exec "$(cl_ns c)" "$CL_BUILD/peerlb-holdconns" --target "$SH_FLOOD_ADDR:80" \
-    --connections "$CONNS" --request-every-ms 500 --new-rate 20 \
+    --connections "$CONNS" --request-every-ms 500 --new-rate 20 --timeout-ms 5000 \
     --source-addresses "$(IFS=,; echo "${clients[*]}")" --status "$CL_TMP/hold.json" \
     >"$CL_TMP/hold.out" 2>"$CL_TMP/hold.err" &
 HOLD_PID=$!
@@ -116,7 +116,7 @@ ip -n "$(cl_ns s3)" link set eth0 down
 active=(1 2)
 gone() { tables_agree && [[ -z $(owned_by 3) || $(owned_by 3) == 0 ]]; }
 cl_wait_until 10000 gone >/dev/null || fail "$name" "s3's buckets stayed: $(table_of 1)"
-sleep 13 # answers time out after 10 s: s3's connections are counted lost by then
+sleep 6 # answers time out after 5 s: s3's connections are counted lost by then
 check "s3 died: lost only s3's ($served3)" test "$(status_field lost)" -le "$served3"
 check_eq "s3 died: connections that changed server" "$(status_field server_changed)" 0
 

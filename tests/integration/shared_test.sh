@@ -176,7 +176,8 @@ FOLLOWER_PID=$!
 
 clients=$(sh_client_addresses 64)
 ip netns exec "$(cl_ns e)" "$CL_BUILD/peerlb-holdconns" --target "$SH_ADDR:80" --connections "$CONNS" \
-    --request-every-ms 500 --new-rate 20 --source-addresses "$clients" --status "$CL_TMP/hold.json" \
+    --request-every-ms 500 --new-rate 20 --timeout-ms 9000 --source-addresses "$clients" \
+    --status "$CL_TMP/hold.json" \
     >"$CL_TMP/hold.out" 2>"$CL_TMP/hold.err" &
 HOLD_PID=$!
 all_open() { [[ $(status_field all_open 2>/dev/null) == True ]]; }
@@ -192,13 +193,13 @@ cl_agent_cli 2 drain >/dev/null || fail "$name" "peerlb drain on s2"
 cl_wait_until 10000 sh_nexthops_are s1 s3 >/dev/null || fail "$name" "s2's route stayed: '$(sh_nexthops)'"
 drained2() { tables_agree && [[ $(owned_by 2) == 0 ]]; }
 ms=$(cl_wait_until 10000 drained2) || fail "$name" "s2 kept buckets: $(table_of 1)"
-sleep 2
+sleep 1
 record "one drains" "$ms"
 held_ok "s2 drained"
 cl_agent_cli 2 drain --undo >/dev/null || fail "$name" "peerlb drain --undo on s2"
 undone2() { tables_agree && (($(owned_by 2) > 200)) && sh_nexthops_are s1 s2 s3; }
 ms=$(cl_wait_until 10000 undone2) || fail "$name" "s2 did not come back: $(table_of 1) '$(sh_nexthops)'"
-sleep 2
+sleep 1
 record "drain undone" "$ms"
 held_ok "s2 back"
 
@@ -206,13 +207,13 @@ held_ok "s2 back"
 cl_agent_cli 2 drain >/dev/null && cl_agent_cli 3 drain >/dev/null || fail "$name" "drain s2, s3"
 only_s1() { tables_agree && [[ $(owned_by 1) == 1024 ]] && sh_nexthops_are s1; }
 ms=$(cl_wait_until 10000 only_s1) || fail "$name" "s1 does not own all: $(table_of 1) '$(sh_nexthops)'"
-sleep 2
+sleep 1
 record "two drain at once" "$ms"
 held_ok "s2 and s3 drained"
 cl_agent_cli 2 drain --undo >/dev/null && cl_agent_cli 3 drain --undo >/dev/null || fail "$name" "undo s2, s3"
 all_back() { tables_agree && (($(owned_by 2) > 200 && $(owned_by 3) > 200)) && sh_nexthops_are s1 s2 s3; }
 ms=$(cl_wait_until 10000 all_back) || fail "$name" "s2, s3 did not come back: $(table_of 1)"
-sleep 2
+sleep 1
 record "both undone" "$ms"
 held_ok "s2 and s3 back"
 
@@ -237,7 +238,7 @@ node_start 4
 active=(1 2 3 4)
 joined() { tables_agree && (($(owned_by 4) > 100)) && sh_nexthops_are s1 s2 s3 s4; }
 ms=$(cl_wait_until 15000 joined) || fail "$name" "s4 did not join: $(table_of 1) '$(sh_nexthops)'"
-sleep 2
+sleep 1
 record "a node joins" "$ms"
 held_ok "s4 joined"
 
@@ -251,13 +252,14 @@ ip -n "$(cl_ns s4)" link set eth0 down
 active=(1 2 3)
 gone4() { tables_agree && [[ -z $(owned_by 4) || $(owned_by 4) == 0 ]] && sh_nexthops_are s1 s2 s3; }
 ms=$(cl_wait_until 15000 gone4) || fail "$name" "s4's buckets or route stayed: $(table_of 1) '$(sh_nexthops)'"
-sleep 3
+sleep 1
 record "a node dies" "$ms"
 held_ok "s4 died"
 
-# An answer counts as lost only after 10 s (holdconns --timeout-ms): wait
-# that long so that the last phases' losses would show.
-sleep 10
+# An answer counts as lost only after --timeout-ms (9 s: a request sent to
+# a dead node retransmits after the hold timer at 6.2 s): wait that long
+# so that the last phases' losses would show.
+sleep 9
 held_ok "the end"
 kill -USR1 "$HOLD_PID"
 sleep 1.2
