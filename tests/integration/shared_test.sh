@@ -35,6 +35,7 @@ require_root "$name"
 command -v bird >/dev/null || { echo "$name: FAIL: bird (Debian bird2) is not installed"; exit 1; }
 
 CONNS=${SHARED_CONNS:-400}
+CL_NGINX_CONNECTIONS=$((CONNS + 2048)) # one server may hold them all (two drain at once)
 CL_PREFIX="plb$$h"
 CL_TMP=$(mktemp -d /tmp/peerlb-shared.XXXXXX)
 CL_INTERVAL_MS=100
@@ -105,21 +106,17 @@ tables_agree() {
 owned_by() {
     table_of "${active[0]}" | tr ' ' '\n' | sed -n "s/^s$1=//p"
 }
-# shared_counters: the shared_* data plane counters summed over the active
-# servers, as "NAME=PACKETS ...".
+# shared_counters: the shared_* data plane counters of the active servers,
+# as "sN.NAME=PACKETS ...".
 shared_counters() {
     local n
-    for n in "${active[@]}"; do cl_agent_cli "$n" stats --json 2>/dev/null; done | python3 -c '
+    for n in "${active[@]}"; do
+        cl_agent_cli "$n" stats --json 2>/dev/null | python3 -c '
 import json, sys
-dec, text, pos, total = json.JSONDecoder(), sys.stdin.read(), 0, {}
-while pos < len(text.rstrip()):
-    obj, pos = dec.raw_decode(text, pos)
-    while pos < len(text) and text[pos].isspace():
-        pos += 1
-    for name, c in obj["counters"].items():
-        if name.startswith("shared_"):
-            total[name] = total.get(name, 0) + c["packets"]
-print(" ".join(f"{k}={v}" for k, v in sorted(total.items())))'
+node = sys.argv[1]
+counters = json.load(sys.stdin)["counters"]
+print(" ".join(node + "." + k + "=" + str(c["packets"]) for k, c in counters.items() if k.startswith("shared_")))' "s$n"
+    done | tr '\n' ' '
 }
 # record PHASE CONVERGED_MS: one line of figures for SHARED_REPORT, with the
 # hops per delivered packet since the last record.
@@ -134,7 +131,10 @@ import json, sys
 phase, ms, before, after, hold = sys.argv[1:6]
 parse = lambda s: {k: int(v) for k, v in (kv.split("=") for kv in s.split())}
 b, a = parse(before), parse(after)
-d = {k: a[k] - b.get(k, 0) for k in a}
+d = {}
+for k in a.keys() & b.keys() if b else a.keys():  # nodes seen at both ends
+    name = k.split(".", 1)[1]
+    d[name] = d.get(name, 0) + a[k] - b.get(k, 0)
 delivered = d.get("shared_local", 0) + d.get("shared_previous_local", 0)
 try:
     h = json.load(open(hold))
@@ -146,7 +146,8 @@ print(json.dumps({"phase": phase, "converged_ms": int(ms) if ms.isdigit() else N
                   "chain_hops_per_delivered": d.get("shared_second_hop", 0) / delivered if delivered else None,
                   "chain_drops": d.get("shared_chain_drop", 0),
                   "held": h.get("target"), "lost": h.get("lost"),
-                  "new_answered": h.get("new_answered"), "new_failed": h.get("new_failed")}))
+                  "new_answered": h.get("new_answered"), "new_failed": h.get("new_failed"),
+                  "new_failed_by_reason": h.get("new_failed_by_reason")}))
 PY
     last_counters=$now
 }
@@ -185,7 +186,7 @@ cl_wait_until 30000 all_open >/dev/null || fail "$name" "the connections did not
 echo "held: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["per_server"])' "$CL_TMP/hold.json")"
 last_counters=$(shared_counters)
 sleep 3
-record "steady" 0
+record "steady" -
 held_ok "open"
 
 # 1. s2 drains: its route goes, its buckets go, and comes back.

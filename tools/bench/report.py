@@ -91,8 +91,19 @@ SUMMARY_AT = len(lines)  # the targets table goes here, once known
 
 # --- 1. per-packet cost ------------------------------------------------------
 
+def part_run(part):
+    """The line saying a part was run on its own after the whole suite."""
+    m = kv_file(OUT / part / "machine") if (OUT / part / "machine").exists() else None
+    if m:
+        emit(f"*This part was run on its own: {m.get('date', '?')} at commit "
+             f"`{m.get('commit', '?')}`, kernel {m.get('kernel', '?')}, in "
+             f"{m.get('duration', '?')} s.*")
+        emit()
+
+
 emit("## 1. Per-packet cost of the XDP program")
 emit()
+part_run("xdp")
 xdp_csv = OUT / "xdp" / "xdp_cost.csv"
 if not xdp_csv.exists():
     emit("Not run in this pass.")
@@ -116,6 +127,28 @@ else:
                          "–" if met is None else ("yes" if met else "**no**")])
     table(["group", "path", "family", "min ns", "median ns", "p99 ns", "max ns",
            "x parse+lookup", "x XDP_PASS", "target", "met"], out_rows)
+    # Paths measured against another path of the same run (shared
+    # addresses against the established-flow paths).
+    based = [r for r in rows if r.get("baseline") not in (None, "", "-")]
+    if based:
+        emit("Against a path of the same run (shared addresses: DESIGN 5b's table path "
+             "against the established-flow path it replaces):")
+        emit()
+        brows = []
+        for r in based:
+            bt = r.get("target_baseline")
+            bx = float(r["x_baseline"])
+            limit = float(bt) if bt not in (None, "", "-", "nan") else None
+            brows.append([r["path"], r["family"], r["median_ns"], r["baseline"], fmt_ratio(bx),
+                          "–" if limit is None else f"≤ {limit:g}x",
+                          "–" if limit is None else ("yes" if bx <= limit else "**no**")])
+            if limit is not None:
+                targets.append((f"{r['path']} ({r['family']}) vs {r['baseline']}",
+                                f"{bx:.2f}x", bx <= limit))
+                if bx > limit:
+                    behind.append(f"Per-packet cost: {r['path']} ({r['family']}) at {bx:.2f}x "
+                                  f"{r['baseline']}, for ≤ {limit:g}x.")
+        table(["path", "family", "median ns", "baseline", "x baseline", "target", "met"], brows)
     for group in ("pass", "forward", "syn", "http"):
         members = [r for r in rows if r["group"] == group
                    and r.get("target_x") not in (None, "", "nan", "-")]
@@ -157,6 +190,7 @@ plot "{data}" using ($3/2):1:($3/2):(0.35):yticlabels(2) with boxxyerrorbars tit
 
 emit("## 2. Balancing quality")
 emit()
+part_run("balance")
 bal = OUT / "balance"
 CONFIG_NAMES = {"haproxy-leastconn": "HAProxy leastconn (central)",
                 "haproxy-random2": "HAProxy random(2) (central)",
@@ -503,6 +537,7 @@ plot {using}
 
 emit("## 3. End-to-end overhead (wrk against nginx)")
 emit()
+part_run("overhead")
 ovh = OUT / "overhead"
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
@@ -627,6 +662,7 @@ plot "{data}" using 3:xticlabels(2) title "keep-alive", "" using 4 title "one co
 
 emit("## 4. Failover time")
 emit()
+part_run("failover")
 fo_csv = OUT / "failover" / "failover.csv"
 if not fo_csv.exists():
     emit("Not run in this pass.")
@@ -694,6 +730,7 @@ plot "{data}" using 1:3 with points pt 7 ps 1.2 title "trials"
 
 emit("## 5. Shared addresses: buckets over ECMP")
 emit()
+part_run("shared")
 sh_file = OUT / "shared" / "phases.jsonl"
 if not sh_file.exists():
     emit("Not run in this pass.")

@@ -55,7 +55,7 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j "$(nproc)" >/dev/null
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-{
+machine_info() {
     echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(
         [[ -n $(git -C "$root" status --porcelain -- . ':!bench-results' 2>/dev/null) ]] &&
@@ -63,7 +63,16 @@ out=$(cd "$out" && pwd)
     echo "kernel=$(uname -r)"
     echo "cpus=$(nproc)"
     echo "cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
-} >"$out/machine"
+}
+# A run of every part says where the whole summary comes from; a run of
+# some parts keeps the others' figures and says, in each part's directory,
+# where the new ones come from (the report shows it in their sections).
+all_parts=0
+[[ $parts == xdp,balance,overhead,failover,shared ]] && all_parts=1
+if ((all_parts)); then
+    machine_info >"$out/machine"
+    rm -f "$out"/*/machine
+fi
 
 failed=()
 run_part() {
@@ -72,9 +81,14 @@ run_part() {
     echo "== bench: $part" >&2
     local t0=$SECONDS
     "$@" || failed+=("$part")
-    echo "$part=$((SECONDS - t0))" >>"$out/durations"
+    if ((all_parts)); then
+        echo "$part=$((SECONDS - t0))" >>"$out/durations"
+    else
+        mkdir -p "$out/$part"
+        { machine_info; echo "duration=$((SECONDS - t0))"; } >"$out/$part/machine"
+    fi
 }
-rm -f "$out/durations"
+((all_parts)) && rm -f "$out/durations"
 for p in ${parts//,/ }; do
     case $p in
     xdp)
@@ -94,7 +108,7 @@ for p in ${parts//,/ }; do
         ;;
     esac
 done
-echo "total=$(($(date +%s) - started))" >>"$out/durations"
+((all_parts)) && echo "total=$(($(date +%s) - started))" >>"$out/durations"
 python3 "$here/report.py" "$out" || failed+=(report)
 if ((${#failed[@]})); then
     echo "bench: FAILED: ${failed[*]} (the summary shows what did run)" >&2

@@ -147,7 +147,8 @@ cl_extra_host_up() {
     ip -n "$(cl_ns "$name")" addr add "$addr" dev eth0
 }
 
-# Writes nginx's config and content for server N under $CL_TMP/www/sN.
+# Writes nginx's config and content for server N under $CL_TMP/www/sN
+# (CL_NGINX_CONNECTIONS: connections each server takes, default 1024).
 cl_nginx_config() {
     local n=$1 dir=$CL_TMP/www/s$n
     mkdir -p "$dir/root/up" "$dir/tmp"
@@ -157,9 +158,10 @@ cl_nginx_config() {
     cat >"$dir/nginx.conf" <<EOF
 user root;
 worker_processes 1;
+worker_rlimit_nofile $((${CL_NGINX_CONNECTIONS:-1024} + 64));
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
-events { worker_connections 1024; }
+events { worker_connections ${CL_NGINX_CONNECTIONS:-1024}; }
 http {
     access_log off;
     client_body_temp_path $dir/tmp;
