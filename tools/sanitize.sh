@@ -22,6 +22,8 @@
 # metrics server) for TSAN_SECONDS (10). Builds unit_tests and peerlb only.
 # Prints how long each step took.
 #
+# --build-only first (tools/test.sh, while ctest runs): the build alone.
+# SANITIZE_JOBS: its parallel jobs (default: every CPU).
 # BUILD_DIR_ASAN / BUILD_DIR_TSAN override build-asan/ / build-tsan/;
 # SANITIZE_CXX / SANITIZE_CC the compilers (default g++ / gcc, the project's
 # compiler; the BPF objects are clang's either way, Makefile.bpf).
@@ -33,6 +35,11 @@ cc=${SANITIZE_CC:-gcc}
 mode=address
 targets=(unit_tests bpf_tests)
 tests='^(unit|bpf)\.'
+build_only=0
+if [[ ${1:-} == --build-only ]]; then
+    build_only=1
+    shift
+fi
 case ${1:-} in
 --quick)
     shift
@@ -79,8 +86,9 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_C_FLAGS="$flags" \
     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$opt" -DCMAKE_C_FLAGS_RELWITHDEBINFO="$opt" \
     -DCMAKE_EXE_LINKER_FLAGS="$link_flags" >/dev/null
-cmake --build "$build" -j "$(nproc)" --target "${targets[@]}"
+cmake --build "$build" -j "${SANITIZE_JOBS:-$(nproc)}" --target "${targets[@]}"
 step_done build
+((build_only)) && exit 0
 
 # Reports go to files as well as failing the process that made them: a report
 # from a process whose exit status nobody checks still fails the run.
