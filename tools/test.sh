@@ -34,8 +34,8 @@ stage_done build
 prebuild_log=$build/sanitizer-prebuild.log
 (
     set +e # each build on its own: one that fails does not stop the other
-    ((${SKIP_SANITIZE:-0})) || SANITIZE_JOBS=1 nice -n 19 "$root/tools/sanitize.sh" --build-only --quick
-    ((${SKIP_TSAN:-0})) || SANITIZE_JOBS=1 nice -n 19 "$root/tools/sanitize.sh" --build-only --thread
+    ((${SKIP_SANITIZE:-0})) || nice -n 19 "$root/tools/sanitize.sh" --build-only --quick
+    ((${SKIP_TSAN:-0})) || nice -n 19 "$root/tools/sanitize.sh" --build-only --thread
 ) >"$prebuild_log" 2>&1 &
 prebuild=$!
 cd "$build"
