@@ -34,29 +34,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-fail() {
-    CHECK_FAILED=$((CHECK_FAILED + 1))
-    echo "$1: FAIL: $2"
-    exit 1
-}
-check_eq() { check "$1 ($2, expected $3)" test "$2" == "$3"; }
-active=(1 2 3)
-table_of() {
-    cl_agent_cli "$1" buckets --json 2>/dev/null | python3 -c '
-import json, sys
-t = json.load(sys.stdin)
-print(t["version"], " ".join(f"{k}={v}" for k, v in sorted(t["owned"].items())))'
-}
-tables_agree() {
-    local first="" n t
-    for n in "${active[@]}"; do
-        t=$(table_of "$n") || return 1
-        [[ -n $t && ${t%% *} != 0 ]] || return 1
-        [[ -z $first ]] && first=$t
-        [[ $t == "$first" ]] || return 1
-    done
-}
-owned_by() { table_of "${active[0]}" | tr ' ' '\n' | sed -n "s/^s$1=//p"; }
+SH_ACTIVE=(1 2 3)
 status_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
     "$CL_TMP/hold.json" "$1"; }
 per_server() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["per_server"].get(sys.argv[2], 0))' \
@@ -74,8 +52,8 @@ announce = \"none\""
     cl_nginx_start "$n"
     cl_agent_start "$n"
 done
-cl_wait_until 15000 tables_agree >/dev/null || fail "$name" "no agreed table: $(table_of 1)"
-echo "table: $(table_of 1)"
+cl_wait_until 15000 sh_tables_agree >/dev/null || fail "$name" "no agreed table: $(sh_table_of 1)"
+echo "table: $(sh_table_of 1)"
 
 # Client addresses on the segment, so that connections fall in many buckets.
 clients=()
@@ -99,13 +77,13 @@ echo "held per server: $(python3 -c 'import json,sys; print(json.load(open(sys.a
 
 # s2 drains and comes back.
 cl_agent_cli 2 drain >/dev/null || fail "$name" "drain s2"
-drained() { tables_agree && [[ $(owned_by 2) == 0 ]]; }
-cl_wait_until 10000 drained >/dev/null || fail "$name" "s2 kept buckets: $(table_of 1)"
+drained() { sh_tables_agree && [[ $(sh_owned_by 2) == 0 ]]; }
+cl_wait_until 10000 drained >/dev/null || fail "$name" "s2 kept buckets: $(sh_table_of 1)"
 sleep 2
 check_eq "s2 drained: lost" "$(status_field lost)" 0
 cl_agent_cli 2 drain --undo >/dev/null || fail "$name" "undo s2"
-back() { tables_agree && (($(owned_by 2) > 100)); }
-cl_wait_until 10000 back >/dev/null || fail "$name" "s2 not back: $(table_of 1)"
+back() { sh_tables_agree && (($(sh_owned_by 2) > 100)); }
+cl_wait_until 10000 back >/dev/null || fail "$name" "s2 not back: $(sh_table_of 1)"
 sleep 2
 check_eq "s2 back: lost" "$(status_field lost)" 0
 
@@ -113,9 +91,9 @@ check_eq "s2 back: lost" "$(status_field lost)" 0
 cl_agent_stop 3 KILL
 cl_nginx_stop 3
 ip -n "$(cl_ns s3)" link set eth0 down
-active=(1 2)
-gone() { tables_agree && [[ -z $(owned_by 3) || $(owned_by 3) == 0 ]]; }
-cl_wait_until 10000 gone >/dev/null || fail "$name" "s3's buckets stayed: $(table_of 1)"
+SH_ACTIVE=(1 2)
+gone() { sh_tables_agree && [[ -z $(sh_owned_by 3) || $(sh_owned_by 3) == 0 ]]; }
+cl_wait_until 10000 gone >/dev/null || fail "$name" "s3's buckets stayed: $(sh_table_of 1)"
 sleep 6 # answers time out after 5 s: s3's connections are counted lost by then
 check "s3 died: lost only s3's ($served3)" test "$(status_field lost)" -le "$served3"
 check_eq "s3 died: connections that changed server" "$(status_field server_changed)" 0

@@ -59,14 +59,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-active=(1 2 3) # the servers running now
+SH_ACTIVE=(1 2 3) # the servers running now
 
-fail() { # fail NAME WHY: the test cannot go on
-    CHECK_FAILED=$((CHECK_FAILED + 1))
-    echo "$1: FAIL: $2"
-    exit 1
-}
-check_eq() { check "$1 ($2, expected $3)" test "$2" == "$3"; }
 
 # node_start N: server N's BIRD, nginx and agent.
 node_start() {
@@ -85,32 +79,11 @@ bird_protocol = \"peerlb\""
     cl_agent_start "$n"
 }
 
-# table_of N: "VERSION owned-s1 owned-s2 ..." as server N's agent shows it.
-table_of() {
-    cl_agent_cli "$1" buckets --json 2>/dev/null | python3 -c '
-import json, sys
-t = json.load(sys.stdin)
-print(t["version"], " ".join(f"{k}={v}" for k, v in sorted(t["owned"].items())))'
-}
-# tables_agree: every active server shows the same version and shares.
-tables_agree() {
-    local first="" n t
-    for n in "${active[@]}"; do
-        t=$(table_of "$n") || return 1
-        [[ -n $t && ${t%% *} != 0 ]] || return 1
-        [[ -z $first ]] && first=$t
-        [[ $t == "$first" ]] || return 1
-    done
-}
-# owned_by N: buckets server 1 (or the first active one) says s N owns.
-owned_by() {
-    table_of "${active[0]}" | tr ' ' '\n' | sed -n "s/^s$1=//p"
-}
 # shared_counters: the shared_* data plane counters of the active servers,
 # as "sN.NAME=PACKETS ...".
 shared_counters() {
     local n
-    for n in "${active[@]}"; do
+    for n in "${SH_ACTIVE[@]}"; do
         cl_agent_cli "$n" stats --json 2>/dev/null | python3 -c '
 import json, sys
 node = sys.argv[1]
@@ -163,10 +136,10 @@ sh_topology_up || fail "$name" "topology"
 sh_bird_router_config
 sh_bird_start r
 for n in 1 2 3; do node_start "$n"; done
-cl_wait_until 15000 tables_agree >/dev/null || fail "$name" "the agents never agreed on a table: $(for n in 1 2 3; do table_of $n; done)"
+cl_wait_until 15000 sh_tables_agree >/dev/null || fail "$name" "the agents never agreed on a table: $(for n in 1 2 3; do sh_table_of $n; done)"
 cl_wait_until 10000 sh_nexthops_are s1 s2 s3 >/dev/null ||
     fail "$name" "the router's route is not ECMP over s1 s2 s3: '$(sh_nexthops)'"
-echo "table: $(table_of 1)"
+echo "table: $(sh_table_of 1)"
 
 # Loads follow the buckets (phase 3) from now on.
 FOLLOWER_PID=
@@ -192,28 +165,28 @@ held_ok "open"
 # 1. s2 drains: its route goes, its buckets go, and comes back.
 cl_agent_cli 2 drain >/dev/null || fail "$name" "peerlb drain on s2"
 cl_wait_until 10000 sh_nexthops_are s1 s3 >/dev/null || fail "$name" "s2's route stayed: '$(sh_nexthops)'"
-drained2() { tables_agree && [[ $(owned_by 2) == 0 ]]; }
-ms=$(cl_wait_until 10000 drained2) || fail "$name" "s2 kept buckets: $(table_of 1)"
+drained2() { sh_tables_agree && [[ $(sh_owned_by 2) == 0 ]]; }
+ms=$(cl_wait_until 10000 drained2) || fail "$name" "s2 kept buckets: $(sh_table_of 1)"
 sleep 1
 record "one drains" "$ms"
 held_ok "s2 drained"
 cl_agent_cli 2 drain --undo >/dev/null || fail "$name" "peerlb drain --undo on s2"
-undone2() { tables_agree && (($(owned_by 2) > 200)) && sh_nexthops_are s1 s2 s3; }
-ms=$(cl_wait_until 10000 undone2) || fail "$name" "s2 did not come back: $(table_of 1) '$(sh_nexthops)'"
+undone2() { sh_tables_agree && (($(sh_owned_by 2) > 200)) && sh_nexthops_are s1 s2 s3; }
+ms=$(cl_wait_until 10000 undone2) || fail "$name" "s2 did not come back: $(sh_table_of 1) '$(sh_nexthops)'"
 sleep 1
 record "drain undone" "$ms"
 held_ok "s2 back"
 
 # 2. s2 and s3 drain at once: s1 owns everything, then they come back.
 cl_agent_cli 2 drain >/dev/null && cl_agent_cli 3 drain >/dev/null || fail "$name" "drain s2, s3"
-only_s1() { tables_agree && [[ $(owned_by 1) == 1024 ]] && sh_nexthops_are s1; }
-ms=$(cl_wait_until 10000 only_s1) || fail "$name" "s1 does not own all: $(table_of 1) '$(sh_nexthops)'"
+only_s1() { sh_tables_agree && [[ $(sh_owned_by 1) == 1024 ]] && sh_nexthops_are s1; }
+ms=$(cl_wait_until 10000 only_s1) || fail "$name" "s1 does not own all: $(sh_table_of 1) '$(sh_nexthops)'"
 sleep 1
 record "two drain at once" "$ms"
 held_ok "s2 and s3 drained"
 cl_agent_cli 2 drain --undo >/dev/null && cl_agent_cli 3 drain --undo >/dev/null || fail "$name" "undo s2, s3"
-all_back() { tables_agree && (($(owned_by 2) > 200 && $(owned_by 3) > 200)) && sh_nexthops_are s1 s2 s3; }
-ms=$(cl_wait_until 10000 all_back) || fail "$name" "s2, s3 did not come back: $(table_of 1)"
+all_back() { sh_tables_agree && (($(sh_owned_by 2) > 200 && $(sh_owned_by 3) > 200)) && sh_nexthops_are s1 s2 s3; }
+ms=$(cl_wait_until 10000 all_back) || fail "$name" "s2, s3 did not come back: $(sh_table_of 1)"
 sleep 1
 record "both undone" "$ms"
 held_ok "s2 and s3 back"
@@ -225,20 +198,20 @@ kill -USR1 "$FOLLOWER_PID"
 follower_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
     "$CL_TMP/follower.json" "$1"; }
 converged() { [[ $(follower_field converged_ms 2>/dev/null) =~ ^[0-9]+$ ]]; }
-cl_wait_until 20000 converged >/dev/null || fail "$name" "loads never came within 10 points: $(table_of 1)"
+cl_wait_until 20000 converged >/dev/null || fail "$name" "loads never came within 10 points: $(sh_table_of 1)"
 ms=$(follower_field converged_ms)
 sleep 3 # no oscillation: the spread stays within 10 points
 record "load moves" "$ms"
 check "load moves: loads within 10 points in $ms ms, and stay so (spread after: $(follower_field spread_after))" \
     test "$(follower_field spread_after | cut -d. -f1)" -le 10
 held_ok "load moves"
-echo "after load moves: $(table_of 1), $(follower_field moved) buckets moved"
+echo "after load moves: $(sh_table_of 1), $(follower_field moved) buckets moved"
 
 # 4. s4 joins.
 node_start 4
-active=(1 2 3 4)
-joined() { tables_agree && (($(owned_by 4) > 100)) && sh_nexthops_are s1 s2 s3 s4; }
-ms=$(cl_wait_until 15000 joined) || fail "$name" "s4 did not join: $(table_of 1) '$(sh_nexthops)'"
+SH_ACTIVE=(1 2 3 4)
+joined() { sh_tables_agree && (($(sh_owned_by 4) > 100)) && sh_nexthops_are s1 s2 s3 s4; }
+ms=$(cl_wait_until 15000 joined) || fail "$name" "s4 did not join: $(sh_table_of 1) '$(sh_nexthops)'"
 sleep 1
 record "a node joins" "$ms"
 held_ok "s4 joined"
@@ -250,9 +223,9 @@ cl_agent_stop 4 KILL
 sh_bird_stop s4 KILL
 cl_nginx_stop 4
 ip -n "$(cl_ns s4)" link set eth0 down
-active=(1 2 3)
-gone4() { tables_agree && [[ -z $(owned_by 4) || $(owned_by 4) == 0 ]] && sh_nexthops_are s1 s2 s3; }
-ms=$(cl_wait_until 15000 gone4) || fail "$name" "s4's buckets or route stayed: $(table_of 1) '$(sh_nexthops)'"
+SH_ACTIVE=(1 2 3)
+gone4() { sh_tables_agree && [[ -z $(sh_owned_by 4) || $(sh_owned_by 4) == 0 ]] && sh_nexthops_are s1 s2 s3; }
+ms=$(cl_wait_until 15000 gone4) || fail "$name" "s4's buckets or route stayed: $(sh_table_of 1) '$(sh_nexthops)'"
 sleep 1
 record "a node dies" "$ms"
 held_ok "s4 died"

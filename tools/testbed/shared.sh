@@ -147,6 +147,29 @@ sh_nexthops_are() { [[ $(sh_nexthops) == "$*" ]]; }
 
 # sh_flood_client_up: the flood variant's client (cluster.sh's c on the
 # bridge) sends to SH_FLOOD_ADDR at a multicast MAC; the bridge floods it.
+# The bucket table as the agents of SH_ACTIVE (server numbers, set by the
+# test: the ones running now) show it.
+SH_ACTIVE=()
+# sh_table_of N: "VERSION s1=OWNED s2=OWNED ..." as server N's agent shows it.
+sh_table_of() {
+    cl_agent_cli "$1" buckets --json 2>/dev/null | python3 -c '
+import json, sys
+t = json.load(sys.stdin)
+print(t["version"], " ".join(f"{k}={v}" for k, v in sorted(t["owned"].items())))'
+}
+# sh_tables_agree: every active server shows the same version and shares.
+sh_tables_agree() {
+    local first="" n t
+    for n in "${SH_ACTIVE[@]}"; do
+        t=$(sh_table_of "$n") || return 1
+        [[ -n $t && ${t%% *} != 0 ]] || return 1
+        [[ -z $first ]] && first=$t
+        [[ $t == "$first" ]] || return 1
+    done
+}
+# sh_owned_by N: the buckets server N owns, as the first active server says.
+sh_owned_by() { sh_table_of "${SH_ACTIVE[0]}" | tr ' ' '\n' | sed -n "s/^s$1=//p"; }
+
 sh_flood_client_up() {
     ip -n "$(cl_ns sw)" link set br0 type bridge mcast_snooping 0 || return 1
     ip -n "$(cl_ns c)" neigh replace "$SH_FLOOD_ADDR" lladdr "$SH_FLOOD_MAC" dev eth0 nud permanent

@@ -29,3 +29,13 @@ require_root() {
         exit 77
     fi
 }
+
+# check_eq NAME ACTUAL EXPECTED: check that shows both values.
+check_eq() { check "$1 ($2, expected $3)" test "$2" == "$3"; }
+
+# fail NAME WHY: a failure after which the test cannot go on.
+fail() {
+    CHECK_FAILED=$((CHECK_FAILED + 1))
+    echo "$1: FAIL: $2"
+    exit 1
+}
