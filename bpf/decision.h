@@ -263,6 +263,38 @@ static inline void lb_decide_finish(const struct lb_scan *s, struct lb_decision 
 	d->reason = LB_REASON_WEIGHTED;
 }
 
+/* Power of d choices (DESIGN.md section 2): a SYN compares d peers drawn
+ * from the agent's candidate list instead of every slot, so its cost does
+ * not grow with the cluster. The most a decision draws: */
+#define LB_MAX_CHOICES 8
+
+/* Draws min(d, count) distinct indexes of [0, count) into out[], ascending,
+ * each set of them equally likely; returns how many. random[k] is a uniform
+ * 32-bit draw for the k-th index. The k-th draw picks the v-th index not yet
+ * taken (v uniform below count - k): walking the taken ones in ascending
+ * order, every one at or below v moves v past it. */
+static inline __u32 lb_draw_distinct(__u32 count, __u32 d, const __u32 *random, __u32 *out)
+{
+	__u32 k, j, v, n = d < count ? d : count;
+
+	if (n > LB_MAX_CHOICES)
+		n = LB_MAX_CHOICES;
+	for (k = 0; k < LB_MAX_CHOICES && k < n; k++) {
+		/* Multiply-shift: uniform below count - k without a division. */
+		v = (__u32)(((__u64)random[k] * (count - k)) >> 32);
+		for (j = 0; j < LB_MAX_CHOICES && j < k; j++) {
+			if (v >= out[j])
+				v++;
+		}
+		/* Insert v, keeping out[0..k] ascending. */
+		for (j = k; j > 0 && j < LB_MAX_CHOICES && out[j - 1] > v; j--)
+			out[j] = out[j - 1];
+		if (j < LB_MAX_CHOICES)
+			out[j] = v;
+	}
+	return n;
+}
+
 /* All steps at once. peers[i] is slot i's view for i < slots; `random` is
  * a uniform 32-bit draw (used by pick = weighted). */
 static inline struct lb_decision lb_decide(const struct lb_config *cfg, __u32 local_bp,
