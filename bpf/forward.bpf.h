@@ -180,7 +180,7 @@ static __always_inline const struct lb_service *lb_inner_service(struct xdp_md *
 
 /* The hop mark in the outer header of a tunnel packet (p parsed as
  * LB_PARSE_ENCAP; maps/shared.h). */
-static __always_inline __u16 lb_outer_hop_mark(struct xdp_md *ctx, const struct lb_pkt *p)
+static __always_inline __u32 lb_outer_hop_mark(struct xdp_md *ctx, const struct lb_pkt *p)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -193,13 +193,15 @@ static __always_inline __u16 lb_outer_hop_mark(struct xdp_md *ctx, const struct 
 
 		if ((void *)(ip + 1) > data_end)
 			return 0;
-		return bpf_ntohs(ip->id);
+		return lb_hop_mark_from(bpf_ntohs(ip->id), ip->tos >> 2);
 	} else {
 		struct ipv6hdr *ip6 = data + off;
 
 		if ((void *)(ip6 + 1) > data_end)
 			return 0;
-		return (__u16)(ip6->flow_lbl[1] << 8 | ip6->flow_lbl[2]);
+		/* The traffic class spans the first two bytes. */
+		return lb_hop_mark_from(ip6->flow_lbl[1] << 8 | ip6->flow_lbl[2],
+					((*(__u8 *)ip6 & 0xf) << 4 | ip6->flow_lbl[0] >> 4) >> 2);
 	}
 }
 
@@ -232,7 +234,7 @@ LB_GLOBAL int lb_steered_tunnel(struct xdp_md *ctx, const struct lb_pkt *p,
 	struct lb_node *self, *peer;
 	struct lb_config *cfg;
 	__u32 zero = 0, self_slot, *slot;
-	__u16 mark = 0;
+	__u32 mark = 0;
 
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	if (!p || !cfg || !chain)
@@ -278,8 +280,8 @@ refused:
 }
 
 /* Pushes an outer header from this node to `peer` (same family) that
- * carries `hop_mark` (maps/shared.h: IPv4 id, IPv6 flow label's low 16
- * bits; 0 but along a shared address's chain); the MACs are set afterwards,
+ * carries `hop_mark` (maps/shared.h: IPv4 id and DSCP, IPv6 flow label's
+ * low 16 bits and DSCP; 0 but along a shared address's chain); the MACs are set afterwards,
  * for the next hop (lb_next_hop). 0, or -1 when the packet cannot be moved.
  * Global: its copy of the L2 header lives in a frame of its own, off the
  * stack of the deepest call chain (see lb_fib_scratch); the outer header
@@ -302,9 +304,9 @@ LB_GLOBAL int lb_encapsulate(struct xdp_md *ctx, const struct lb_pkt *p, const s
 			return -1;
 		ip->version = 4;
 		ip->ihl = 5;
-		ip->tos = 0;
+		ip->tos = lb_hop_mark_dscp(hop_mark) << 2;
 		ip->tot_len = bpf_htons(inner_len + sizeof(*ip));
-		ip->id = bpf_htons(hop_mark);
+		ip->id = bpf_htons(lb_hop_mark_low(hop_mark));
 		ip->frag_off = bpf_htons(LB_IP_DF);
 		ip->ttl = LB_TTL;
 		ip->protocol = inner;
@@ -317,8 +319,10 @@ LB_GLOBAL int lb_encapsulate(struct xdp_md *ctx, const struct lb_pkt *p, const s
 
 		if (!ip6)
 			return -1;
-		/* Version 6, traffic class 0, the mark as the flow label. */
-		*(__be32 *)ip6 = bpf_htonl(6u << 28 | (hop_mark & 0xffff));
+		/* Version 6, the mark in the traffic class's DSCP and the flow
+		 * label. */
+		*(__be32 *)ip6 = bpf_htonl(6u << 28 | (__u32)lb_hop_mark_dscp(hop_mark) << 22 |
+					   lb_hop_mark_low(hop_mark));
 		ip6->payload_len = bpf_htons(inner_len);
 		ip6->nexthdr = inner;
 		ip6->hop_limit = LB_TTL;

@@ -67,7 +67,7 @@ static __always_inline int lb_chain_node_usable(__u32 slot)
 
 /* Whether `slot` may be the packet's next node: usable, and none of this
  * node, the one that sent it here and the two it passed before. */
-static __always_inline int lb_chain_next_ok(__u32 slot, __u32 self, __u32 sender, __u16 mark)
+static __always_inline int lb_chain_next_ok(__u32 slot, __u32 self, __u32 sender, __u32 mark)
 {
 	return slot != self && slot != sender && slot != lb_hop_passed(mark, 0) &&
 	       slot != lb_hop_passed(mark, 1) && lb_chain_node_usable(slot);
@@ -77,7 +77,7 @@ static __always_inline int lb_chain_next_ok(__u32 slot, __u32 self, __u32 sender
  * mark makes lb_forward encapsulate, in l2 mode too), counting `counter`
  * when sent. */
 static __always_inline int lb_shared_send(struct xdp_md *ctx, const struct lb_pkt *p,
-					  const struct lb_config *cfg, __u32 slot, __u16 hop_mark,
+					  const struct lb_config *cfg, __u32 slot, __u32 hop_mark,
 					  __u32 counter)
 {
 	int ret;
@@ -170,7 +170,7 @@ LB_GLOBAL int lb_shared_chain(struct xdp_md *ctx, __u32 sender, __u32 mark)
 	const struct lb_bucket *b;
 	struct lb_config *cfg;
 	__u32 zero = 0, self, next, passed_a, passed_b;
-	__u16 hop_mark = mark;
+	__u32 hop_mark = mark;
 	struct lb_pkt p;
 
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);

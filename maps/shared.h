@@ -70,36 +70,58 @@ static inline __u32 lb_bucket_of(const union lb_addr *client, __u8 family, __be1
 	return h % buckets;
 }
 
-/* The mark of a packet sent along a bucket's chain, in the outer header
- * (IPv4: the id; IPv6: the low 16 bits of the flow label); 0 on every
- * other tunnel packet. It says how many hops the packet has taken (1..3)
- * and which nodes it passed before the one that sent it (slot + 1, 0 for
- * none): the hops stay bounded, and the packet never comes back to a node
- * it has passed, whatever the nodes' tables say. */
+/* The mark of a packet sent along a bucket's chain, in the outer header;
+ * 0 on every other tunnel packet. It says how many hops the packet has
+ * taken (1..3) and which nodes it passed before the one that sent it (the
+ * first hop-1 of two slots): the hops stay bounded, and the packet never
+ * comes back to a node it has passed, whatever the nodes' tables say.
+ * 22 bits, so that a slot of LB_MAX_NODES fits: the hop count in bits
+ * 20-21, the first node passed in bits 10-19, the second in bits 0-9. In
+ * the outer header, bits 0-15 are the IPv4 id / the low 16 bits of the
+ * IPv6 flow label, bits 16-21 the DSCP of the IPv4 TOS / IPv6 traffic
+ * class (ECN stays 0: a router may set it on the way). */
 #define LB_HOP_MAX 3
-#define LB_HOP_SLOT_BITS 7
+#define LB_HOP_SLOT_BITS 10
 #define LB_HOP_SLOT_MASK ((1u << LB_HOP_SLOT_BITS) - 1)
+#define LB_HOP_COUNT_SHIFT (2 * LB_HOP_SLOT_BITS)
 
-static inline __u16 lb_hop_mark(__u32 hop, __u32 passed_a, __u32 passed_b)
+/* `passed_a`, `passed_b`: the nodes passed (LB_BUCKET_NONE past hop - 1). */
+static inline __u32 lb_hop_mark(__u32 hop, __u32 passed_a, __u32 passed_b)
 {
-	__u32 a = passed_a == LB_BUCKET_NONE ? 0 : (passed_a + 1) & LB_HOP_SLOT_MASK;
-	__u32 b = passed_b == LB_BUCKET_NONE ? 0 : (passed_b + 1) & LB_HOP_SLOT_MASK;
+	__u32 a = hop >= 2 ? passed_a & LB_HOP_SLOT_MASK : 0;
+	__u32 b = hop >= 3 ? passed_b & LB_HOP_SLOT_MASK : 0;
 
-	return (__u16)(hop << (2 * LB_HOP_SLOT_BITS) | a << LB_HOP_SLOT_BITS | b);
+	return (hop & 3) << LB_HOP_COUNT_SHIFT | a << LB_HOP_SLOT_BITS | b;
 }
 
-static inline __u32 lb_hop_count(__u16 mark)
+static inline __u32 lb_hop_count(__u32 mark)
 {
-	return mark >> (2 * LB_HOP_SLOT_BITS);
+	return (mark >> LB_HOP_COUNT_SHIFT) & 3;
 }
 
 /* The slot of the first (which = 0) or second (1) node passed, or
  * LB_BUCKET_NONE. */
-static inline __u32 lb_hop_passed(__u16 mark, int which)
+static inline __u32 lb_hop_passed(__u32 mark, int which)
 {
-	__u32 v = which ? mark & LB_HOP_SLOT_MASK : (mark >> LB_HOP_SLOT_BITS) & LB_HOP_SLOT_MASK;
+	if (lb_hop_count(mark) < (__u32)which + 2)
+		return LB_BUCKET_NONE;
+	return which ? mark & LB_HOP_SLOT_MASK : (mark >> LB_HOP_SLOT_BITS) & LB_HOP_SLOT_MASK;
+}
 
-	return v ? v - 1 : LB_BUCKET_NONE;
+/* The mark's two parts in the outer header, and back. */
+static inline __u16 lb_hop_mark_low(__u32 mark)
+{
+	return (__u16)mark;
+}
+
+static inline __u8 lb_hop_mark_dscp(__u32 mark)
+{
+	return (__u8)((mark >> 16) & 0x3f);
+}
+
+static inline __u32 lb_hop_mark_from(__u16 low, __u8 dscp)
+{
+	return (__u32)(dscp & 0x3f) << 16 | low;
 }
 
 #endif

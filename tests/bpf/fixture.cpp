@@ -222,7 +222,7 @@ Bytes l2_forward_of(const Bytes& in, uint32_t slot)
 
 ::testing::AssertionResult ipip_forwarded(const RunResult& r, const Bytes& in, uint32_t peer,
                                           uint8_t family, const std::vector<VlanTag>& vlans,
-                                          uint16_t mark)
+                                          uint32_t mark)
 {
     if (r.error)
         return ::testing::AssertionFailure() << "test run failed: " << std::strerror(r.error);

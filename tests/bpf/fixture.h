@@ -71,7 +71,7 @@ Bytes l2_forward_of(const Bytes& in, uint32_t slot);
 // nodes of `family`.
 ::testing::AssertionResult ipip_forwarded(const RunResult& r, const Bytes& in, uint32_t peer,
                                           uint8_t family, const std::vector<VlanTag>& vlans = {},
-                                          uint16_t mark = 0);
+                                          uint32_t mark = 0);
 
 // An alive test node in `slot`: its address and MAC, load, fresh as of now_ns.
 lb_node test_node(uint8_t family, uint32_t slot, uint32_t load_bp, uint64_t now_ns);

@@ -79,7 +79,7 @@ Bytes ipv4_packet(const IpAddress& src, const IpAddress& dst, uint8_t protocol,
     const size_t header_len = kIpv4HeaderLen + f.options.size();
     Bytes b;
     put8(b, uint8_t(0x40 | header_len / 4));
-    put8(b, 0); // DSCP/ECN
+    put8(b, f.tos); // DSCP/ECN
     put16(b, uint16_t(header_len + payload.size()));
     put16(b, f.id);
     put16(b, f.frag_off);
@@ -162,15 +162,22 @@ Bytes ip_packet(const IpAddress& src, const IpAddress& dst, uint8_t protocol,
 }
 
 Bytes ip_tunnel_packet(const IpAddress& src, const IpAddress& dst, const Bytes& inner,
-                       uint16_t mark)
+                       uint32_t mark)
 {
     const uint8_t proto = !inner.empty() && inner[0] >> 4 == 4 ? kProtoIpip : kProtoIpv6;
+    const uint8_t dscp = uint8_t(mark >> 16 & 0x3f);
     if (src.family == LB_FAMILY_IPV4) {
         Ipv4Fields outer;
-        outer.id = mark;
+        outer.id = uint16_t(mark);
+        outer.tos = uint8_t(dscp << 2);
         return ipv4_packet(src, dst, proto, inner, outer);
     }
-    return ipv6_packet(src, dst, proto, inner, {}, 64, mark);
+    Bytes b = ipv6_packet(src, dst, proto, inner, {}, 64, mark & 0xffff);
+    // The traffic class: the low 4 bits of byte 0, the high 4 of byte 1.
+    const uint8_t traffic_class = uint8_t(dscp << 2);
+    b[0] = uint8_t(b[0] | traffic_class >> 4);
+    b[1] = uint8_t(b[1] | (traffic_class & 0xf) << 4);
+    return b;
 }
 
 Bytes tcp_segment(const IpAddress& src, const IpAddress& dst, const Tcp& tcp)

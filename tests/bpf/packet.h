@@ -65,6 +65,7 @@ uint16_t ethertype_of(uint8_t family);
 
 struct Ipv4Fields {
     uint8_t ttl = 64;
+    uint8_t tos = 0;
     uint16_t id = 0x1234;
     uint16_t frag_off = 0x4000; // flags and offset, host order; DF by default
     Bytes options;              // padded to 4 bytes by the caller
@@ -97,10 +98,11 @@ Bytes ip_packet(const IpAddress& src, const IpAddress& dst, uint8_t protocol,
 
 // The IP packet `inner` in an outer header from src to dst (IPv4 or IPv6 by
 // src's family; IPIP or IPv6-in-IP by inner's version), as a peerlb node
-// forwards it: IPv4 with DF and `mark` as its ID, IPv6 with `mark` as its
-// flow label; TTL / hop limit 64.
+// forwards it: IPv4 with DF, IPv6 with a flow label, carrying a shared
+// address's hop `mark` as the node writes it (maps/shared.h: the IPv4 id /
+// the flow label's low 16 bits, and the DSCP); TTL / hop limit 64.
 Bytes ip_tunnel_packet(const IpAddress& src, const IpAddress& dst, const Bytes& inner,
-                       uint16_t mark = 0);
+                       uint32_t mark = 0);
 
 struct Tcp {
     uint16_t sport = 40000;

@@ -32,7 +32,7 @@ constexpr uint16_t kSelf = kSelfSlot;
 constexpr uint16_t kOtherPort = 8080; // a service that is not shared
 constexpr uint64_t kChainNs = 600'000'000'000ull;
 
-uint16_t mark(uint32_t hop, uint32_t passed_a = kNone, uint32_t passed_b = kNone)
+uint32_t mark(uint32_t hop, uint32_t passed_a = kNone, uint32_t passed_b = kNone)
 {
     return lb_hop_mark(hop, passed_a, passed_b);
 }
@@ -198,7 +198,7 @@ protected:
 
     // Frames from the router (outside), and from peer `from` with `hop_mark`.
     Bytes outside(const Tcp& tcp) const { return client_frame(family(), tcp); }
-    Bytes tunnelled(uint32_t from, const Bytes& client_frame, uint16_t hop_mark) const
+    Bytes tunnelled(uint32_t from, const Bytes& client_frame, uint32_t hop_mark) const
     {
         return ethernet_frame(Ethernet{node_mac(kSelfSlot), node_mac(from), {}},
                               ethertype_of(family()),
@@ -214,7 +214,7 @@ protected:
     }
 
     ::testing::AssertionResult forwarded(const RunResult& r, const Bytes& client_frame,
-                                         uint32_t to, uint16_t hop_mark) const
+                                         uint32_t to, uint32_t hop_mark) const
     {
         return ipip_forwarded(r, client_frame, to, family(), {}, hop_mark);
     }
@@ -402,13 +402,15 @@ TEST_P(XdpShared, TheMarkAndAddressesAreInTheOuterHeader)
     const size_t l3 = kEthHeaderLen;
     ASSERT_EQ(read16(r.out, l3 - 2), ethertype_of(family()));
     if (family() == LB_FAMILY_IPV4) {
-        EXPECT_EQ(read16(r.out, l3 + 4), mark(1)) << "IPv4 id";
+        EXPECT_EQ(read16(r.out, l3 + 4), mark(1) & 0xffff) << "IPv4 id";
+        EXPECT_EQ(r.out[l3 + 1], (mark(1) >> 16) << 2) << "IPv4 DSCP (ECN 0)";
         EXPECT_EQ(read16(r.out, l3 + 6), 0x4000) << "DF";
         EXPECT_EQ(slice(r.out, l3 + 12, 4), addr_bytes(node_addr(family(), kSelfSlot)));
         EXPECT_EQ(slice(r.out, l3 + 16, 4), addr_bytes(node_addr(family(), 2)));
         EXPECT_TRUE(ipv4_checksum_ok(r.out.data() + l3, kIpv4HeaderLen));
     } else {
-        EXPECT_EQ(read32(r.out, l3), 6u << 28 | mark(1)) << "version, class, flow label";
+        EXPECT_EQ(read32(r.out, l3), 6u << 28 | (mark(1) >> 16) << 22 | (mark(1) & 0xffff))
+            << "version, class (DSCP, ECN 0), flow label";
         EXPECT_EQ(slice(r.out, l3 + 8, 16), addr_bytes(node_addr(family(), kSelfSlot)));
         EXPECT_EQ(slice(r.out, l3 + 24, 16), addr_bytes(node_addr(family(), 2)));
     }
@@ -601,7 +603,7 @@ TEST_P(XdpShared, ChainPacketAtItsThirdHopIsDropped)
 {
     set_bucket(moved_to(kSelf, 2));
     Bytes client_in = outside(data_segment());
-    EXPECT_TRUE(dropped(run_xdp(tunnelled(1, client_in, mark(3, 3)))));
+    EXPECT_TRUE(dropped(run_xdp(tunnelled(1, client_in, mark(3, 3, 4)))));
     EXPECT_EQ(counter_deltas(), (Counts{{"shared_chain_drop", 1}}));
     // One hop fewer, it goes on: the third.
     EXPECT_TRUE(forwarded(run_xdp(tunnelled(1, client_in, mark(2, 3))), client_in, 2,
@@ -633,8 +635,9 @@ TEST_P(XdpShared, ChainNeverGoesBackToANodeItPassed)
     Bytes client_in = outside(data_segment());
     EXPECT_TRUE(
         forwarded(run_xdp(tunnelled(1, client_in, mark(2, 2))), client_in, 3, mark(3, 2, 1)));
-    // Both 2 and 3 passed: nobody left.
-    EXPECT_TRUE(dropped(run_xdp(tunnelled(1, client_in, mark(2, 2, 3)))));
+    // The owner passed, the other previous owner the sender: nobody left.
+    set_bucket(moved_to(2, 1));
+    EXPECT_TRUE(dropped(run_xdp(tunnelled(1, client_in, mark(2, 2)))));
     EXPECT_EQ(counter_deltas(), (Counts{{"shared_second_hop", 1}, {"shared_chain_drop", 1}}));
 }
 
@@ -734,8 +737,10 @@ TEST_P(XdpShared, NoTablesMakeAPacketLoop)
                 ASSERT_NE(seen, next) << "came back to node " << next << " (round " << round << ")";
             path.push_back(next);
             ASSERT_LE(path.size() - 1, size_t(LB_HOP_MAX)) << "round " << round;
-            const uint16_t m = family() == LB_FAMILY_IPV4 ? read16(r.out, l3 + 4)
-                                                          : uint16_t(read32(r.out, l3) & 0xffff);
+            const uint32_t m = family() == LB_FAMILY_IPV4
+                                   ? lb_hop_mark_from(read16(r.out, l3 + 4), r.out[l3 + 1] >> 2)
+                                   : lb_hop_mark_from(uint16_t(read32(r.out, l3)),
+                                                      uint8_t(read32(r.out, l3) >> 22 & 0x3f));
             ASSERT_EQ(lb_hop_count(m), path.size() - 1);
             frame = r.out;
             at = next;
@@ -747,6 +752,25 @@ TEST_P(XdpShared, NoTablesMakeAPacketLoop)
     EXPECT_GT(passes, 0u);
     EXPECT_GT(drops, 0u);
     EXPECT_TRUE(no_flows());
+}
+
+// The hop mark holds every slot of LB_MAX_NODES, and what a node writes in
+// the outer header (id or flow label, DSCP) reads back as the same mark.
+TEST(HopMark, EverySlotRoundTripsThroughTheOuterHeader)
+{
+    for (uint32_t a = 0; a < LB_MAX_NODES; a++)
+        for (uint32_t b : {0u, 1u, a, uint32_t(LB_MAX_NODES - 1) - a}) {
+            for (uint32_t hop = 1; hop <= LB_HOP_MAX; hop++) {
+                const uint32_t m = lb_hop_mark(hop, a, b);
+                ASSERT_NE(m, 0u) << "0 is an unmarked tunnel";
+                ASSERT_LT(m, 1u << 22);
+                const uint32_t back = lb_hop_mark_from(lb_hop_mark_low(m), lb_hop_mark_dscp(m));
+                ASSERT_EQ(back, m);
+                ASSERT_EQ(lb_hop_count(back), hop);
+                ASSERT_EQ(lb_hop_passed(back, 0), hop >= 2 ? a : kNone) << hop << " " << a;
+                ASSERT_EQ(lb_hop_passed(back, 1), hop >= 3 ? b : kNone) << hop << " " << b;
+            }
+        }
 }
 
 // The bucket of a client (maps/shared.h) spreads clients evenly: Pearson's

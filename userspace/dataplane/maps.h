@@ -35,7 +35,7 @@ static_assert(sizeof(lb_flow_key) == 40 && offsetof(lb_flow_key, family) == 36);
 static_assert(sizeof(lb_flow) == 16 && offsetof(lb_flow, rule) == 5);
 static_assert(sizeof(lb_service_key) == 20 && sizeof(lb_service) == 12);
 static_assert(sizeof(lb_bucket) == 16);
-static_assert(LB_MAX_NODES < LB_HOP_SLOT_MASK, "a hop mark holds slot + 1 in LB_HOP_SLOT_BITS");
+static_assert(LB_MAX_NODES <= LB_HOP_SLOT_MASK + 1, "a hop mark holds a slot in LB_HOP_SLOT_BITS");
 static_assert(sizeof(lb_node_addr_key) == 20);
 static_assert(sizeof(lb_node_mac_key) == 8);
 static_assert(sizeof(lb_grace_key) == 20 && sizeof(lb_grace) == 16);
