@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -116,4 +117,57 @@ TEST(AssignBuckets, OneNodeJoiningOrLeavingMovesAtMostItsShareAndTwoPercent)
     }
 }
 
+} // namespace peerlb
+
+namespace peerlb {
+namespace {
+
+// The rule as buckets.h states it, written the plain way: every pair,
+// sorted best first, taken in order. assign_buckets merges per-node lists
+// instead (1024 nodes x 65 536 buckets are 67 million pairs); the table
+// must be the same, or it would move on an upgrade.
+std::vector<uint32_t> assign_by_sorting_every_pair(const std::vector<BucketNode>& nodes,
+                                                   uint32_t buckets)
+{
+    std::vector<uint32_t> owner(buckets, kNoOwner);
+    std::vector<uint32_t> room = bucket_quotas(nodes, buckets);
+    struct Pair {
+        uint64_t score;
+        uint32_t node, bucket;
+    };
+    std::vector<Pair> pairs;
+    for (uint32_t n = 0; n < nodes.size(); n++)
+        for (uint32_t b = 0; b < buckets; b++)
+            pairs.push_back({bucket_score(nodes[n].id, b), n, b});
+    std::sort(pairs.begin(), pairs.end(), [&](const Pair& a, const Pair& b) {
+        if (a.score != b.score)
+            return a.score > b.score;
+        if (a.node != b.node)
+            return nodes[a.node].id < nodes[b.node].id;
+        return a.bucket < b.bucket;
+    });
+    for (const Pair& p : pairs)
+        if (owner[p.bucket] == kNoOwner && room[p.node]) {
+            owner[p.bucket] = p.node;
+            room[p.node]--;
+        }
+    return owner;
+}
+
+TEST(AssignBuckets, TheSameTableAsTakingEveryPairInOrder)
+{
+    std::mt19937 rng(5);
+    for (int round = 0; round < 60; round++) {
+        const size_t n = 1 + rng() % 40;
+        const uint32_t buckets = 1 + rng() % 3000;
+        std::vector<BucketNode> nodes;
+        for (size_t i = 0; i < n; i++)
+            nodes.push_back({"n" + std::to_string(rng() % 100000) + "-" + std::to_string(i),
+                             round % 2 ? uint32_t(1 + rng() % 400) : 100u});
+        ASSERT_EQ(assign_buckets(nodes, buckets), assign_by_sorting_every_pair(nodes, buckets))
+            << "round " << round << ": " << n << " nodes, " << buckets << " buckets";
+    }
+}
+
+} // namespace
 } // namespace peerlb

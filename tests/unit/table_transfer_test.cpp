@@ -6,9 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <random>
 #include <vector>
 
+#include "userspace/agent/bucket_table.h"
 #include "userspace/dataplane/error.h"
 
 namespace peerlb {
@@ -144,6 +146,46 @@ TEST(TableTransfer, AChunkOfAnotherEncodingRestartsItsTable)
     EXPECT_FALSE(a.add(first[0], 1));
     EXPECT_FALSE(a.add(second[1], 2));
     EXPECT_FALSE(a.add(first[1], 3)) << "the first encoding's part was dropped";
+}
+
+} // namespace
+} // namespace peerlb
+
+namespace peerlb {
+namespace {
+
+// The largest cluster (LB_MAX_NODES = 1024 nodes) and bucket table (65 536
+// buckets), after a node joined (chains in the table): the coordinator's
+// table goes through the wire in chunks and comes out the same.
+TEST(TableTransfer, TheLargestTableCrossesTheWire)
+{
+    std::vector<TableNode> live;
+    for (int i = 0; i < 1023; i++)
+        live.push_back({"node-" + std::to_string(1000 + i)});
+    const uint64_t now = 1'000'000;
+    BucketTable t = next_for_membership({}, live, 65536, now, 240'000, "node-1000");
+    live.push_back({"node-9999"});
+    t = next_for_membership(t, live, 65536, now + 1000, 240'000, "node-1000");
+    ASSERT_EQ(t.nodes.size(), 1024u);
+    const auto owned = t.owned();
+    EXPECT_EQ(*std::min_element(owned.begin(), owned.end()), 64u);
+    EXPECT_EQ(*std::max_element(owned.begin(), owned.end()), 64u);
+
+    const Bytes encoded = encode_table(t, now + 1000);
+    ASSERT_LE(encoded.size(), kMaxTableBytes);
+    auto chunks = on_the_wire(encoded, t.version, t.author);
+    std::shuffle(chunks.begin(), chunks.end(), std::mt19937(3));
+    TableAssembler assembler(10'000);
+    std::optional<Bytes> whole;
+    for (const TableChunk& c : chunks) {
+        ASSERT_FALSE(whole) << "complete before its last chunk";
+        whole = assembler.add(c, now + 1000);
+    }
+    ASSERT_TRUE(whole);
+    const auto back = decode_table(*whole, now + 1000);
+    ASSERT_TRUE(back);
+    EXPECT_EQ(*back, t);
+    std::printf("1024 nodes, 65536 buckets: %zu bytes, %zu chunks\n", encoded.size(), chunks.size());
 }
 
 } // namespace
