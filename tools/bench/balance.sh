@@ -12,6 +12,9 @@
 #   bursts    as equal, but arrivals come 500 ms on at twice the mean rate,
 #             500 ms off (50 % of capacity on average, 100 % in a burst)
 #   five      5 servers x 8 workers, arrivals 60/10/10/10/10, 50 %
+#   five-unequal  5 servers x 4 / 8 / 8 / 8 / 12 workers, arrivals
+#             60/10/10/10/10 (the small server gets 3.6x its capacity), 50 %
+#   five-single   5 servers x 8 workers, every arrival to s1, 50 %
 # Configurations:
 #   haproxy-leastconn  a central HAProxy in its own namespace, balance
 #                      leastconn, weight = workers
@@ -21,6 +24,10 @@
 #                      the workers, [node] weight = workers / 8, pick weighted
 #   peerlb-tight       the same with accept_below = 0, min_difference = 10
 #                      (thresholds set for balance first)
+#   peerlb-full        peerlb with choices = 0: every candidate compared
+#                      (the full scan) instead of d = 2 drawn ones; the
+#                      scenarios of five nodes (with two peers, d = 2 is
+#                      the full scan) compare it with peerlb
 # and, only when asked for in BENCH_CONFIGS: none (no balancing: each address
 # served by its owner), least / weighted (peerlb, load.source =
 # "connections", conn_cost one worker's share), least-published /
@@ -35,8 +42,9 @@
 # its agent's log (-sN.agent.log).
 #
 # Usage: balance.sh BUILD_DIR OUT_DIR
-# Env: BENCH_SCENARIOS (all five), BENCH_CONFIGS (haproxy-leastconn
-#      haproxy-random2 peerlb peerlb-tight), BENCH_REPEATS (3), BENCH_SECONDS (measured,
+# Env: BENCH_SCENARIOS (all seven), BENCH_CONFIGS (haproxy-leastconn
+#      haproxy-random2 peerlb peerlb-tight peerlb-full; peerlb-full runs only
+#      in the five-node scenarios), BENCH_REPEATS (3), BENCH_SECONDS (measured,
 #      12), BENCH_WARMUP (2), BENCH_SERVICE_MS (20), BENCH_LOAD_SCALE (1: the
 #      scenarios' offered loads times this), BENCH_INTERVAL_MS (heartbeat,
 #      500), BENCH_LOAD_EXTRA / BENCH_BALANCE_EXTRA / BENCH_NODE_EXTRA (more
@@ -63,8 +71,8 @@ warmup=${BENCH_WARMUP:-2}
 repeats=${BENCH_REPEATS:-3}
 service_ms=${BENCH_SERVICE_MS:-20}
 load_scale=${BENCH_LOAD_SCALE:-1}
-read -ra scenarios <<<"${BENCH_SCENARIOS:-equal unequal single bursts five}"
-read -ra configs <<<"${BENCH_CONFIGS:-haproxy-leastconn haproxy-random2 peerlb peerlb-tight}"
+read -ra scenarios <<<"${BENCH_SCENARIOS:-equal unequal single bursts five five-unequal five-single}"
+read -ra configs <<<"${BENCH_CONFIGS:-haproxy-leastconn haproxy-random2 peerlb peerlb-tight peerlb-full}"
 
 CL_PREFIX="plb$$b"
 CL_TMP=$(mktemp -d /tmp/peerlb-bench-balance.XXXXXX)
@@ -103,8 +111,10 @@ scenario() {
     single) sc_workers=(8 8 8) sc_shares=(100 0 0) sc_load=50 ;;
     bursts) sc_workers=(8 8 8) sc_shares=(80 10 10) sc_load=50 sc_burst="500 500" ;;
     five) sc_workers=(8 8 8 8 8) sc_shares=(60 10 10 10 10) sc_load=50 ;;
+    five-unequal) sc_workers=(4 8 8 8 12) sc_shares=(60 10 10 10 10) sc_load=50 ;;
+    five-single) sc_workers=(8 8 8 8 8) sc_shares=(100 0 0 0 0) sc_load=50 ;;
     *)
-        echo "balance: unknown scenario '$1' (equal, unequal, single, bursts, five)" >&2
+        echo "balance: unknown scenario '$1' (equal, unequal, single, bursts, five, five-unequal, five-single)" >&2
         return 1
         ;;
     esac
@@ -129,11 +139,14 @@ peerlb_config() { # peerlb_config CONFIG N W
     else
         unset CL_ACCEPT_BELOW CL_MIN_DIFFERENCE # the defaults, 50 and 20
     fi
+    local choices=
+    [[ $config == peerlb-full ]] && choices='choices = 0'
+
     CL_LOAD_TOML=$(printf 'source = "inflight"\ncapacity = %s\n%s' "$2" "${BENCH_LOAD_EXTRA:-}")
     CL_NODE_EXTRA=$(printf 'weight = %s\n%s' "$(awk -v w="$2" 'BEGIN { printf "%g", w / 8 }')" \
         "${BENCH_NODE_EXTRA:-}")
     CL_PICK=weighted
-    CL_BALANCE_EXTRA=${BENCH_BALANCE_EXTRA:-}
+    CL_BALANCE_EXTRA=$(printf '%s\n%s' "$choices" "${BENCH_BALANCE_EXTRA:-}")
 }
 
 # legacy_config CONFIG N W: the earlier configurations (least, weighted and
@@ -186,7 +199,7 @@ agents_up() {
     local config=$1 n
     for n in $(cl_ids); do
         rm -rf "$(cl_pin_root "$n")" "$CL_TMP/run-s$n"
-        if [[ $config == peerlb || $config == peerlb-tight ]]; then
+        if [[ $config == peerlb || $config == peerlb-tight || $config == peerlb-full ]]; then
             peerlb_config "$config" "$n" "${sc_workers[n - 1]}"
         else
             legacy_config "$config" "$n" "${sc_workers[n - 1]}"
@@ -237,7 +250,7 @@ run_one() {
         run_client "$prefix" "$seed" "$BENCH_LB_ADDR:80:100" || return 1
         bench_haproxy_stop
         ;;
-    peerlb | peerlb-tight | least | weighted | least-published | weighted-published)
+    peerlb | peerlb-tight | peerlb-full | least | weighted | least-published | weighted-published)
         agents_up "$config" || return 1
         run_client "$prefix" "$seed" "${skewed[@]}" || return 1
         for n in $(cl_ids); do
@@ -256,7 +269,7 @@ run_one() {
 
 for s in "${scenarios[@]}"; do scenario "$s" || exit 2; done
 for c in "${configs[@]}"; do
-    [[ $c =~ ^(none|haproxy|haproxy-leastconn|haproxy-random2|peerlb|peerlb-tight|least|weighted|least-published|weighted-published)$ ]] ||
+    [[ $c =~ ^(none|haproxy|haproxy-leastconn|haproxy-random2|peerlb|peerlb-tight|peerlb-full|least|weighted|least-published|weighted-published)$ ]] ||
         { echo "balance: unknown configuration '$c'" >&2; exit 2; }
 done
 {
@@ -281,6 +294,8 @@ for s in "${scenarios[@]}"; do
     cl_server_count "${#sc_workers[@]}" || exit 1
     for ((k = 1; k <= repeats; k++)); do
         for config in "${configs[@]}"; do
+            # Two peers: d = 2 draws them both, the full scan is peerlb.
+            [[ $config == peerlb-full ]] && ((${#sc_workers[@]} < 5)) && continue
             bench_log "balance: $s: $config, run $k of $repeats: $sc_rate req/s" \
                 "(${sc_shares[*]}; workers ${sc_workers[*]}${sc_burst:+; bursts $sc_burst ms}), ${seconds}s"
             # A fresh topology for every run: nothing of the previous one

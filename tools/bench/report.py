@@ -196,19 +196,22 @@ CONFIG_NAMES = {"haproxy-leastconn": "HAProxy leastconn (central)",
                 "haproxy-random2": "HAProxy random(2) (central)",
                 "peerlb": "peerlb",
                 "peerlb-tight": "peerlb, T1 0 / T2 10",
+                "peerlb-full": "peerlb, full scan (choices = 0)",
                 "none": "no balancing",
                 "haproxy": "HAProxy leastconn (central)",
                 "least": "peerlb, least, connections source",
                 "weighted": "peerlb, weighted, connections source",
                 "least-published": "peerlb, least, load published by the app",
                 "weighted-published": "peerlb, weighted, load published by the app"}
-PEERLB_CONFIGS = ("peerlb", "peerlb-tight", "least", "weighted", "least-published", "weighted-published")
+PEERLB_CONFIGS = ("peerlb", "peerlb-tight", "peerlb-full", "least", "weighted", "least-published", "weighted-published")
 BASELINES = ("haproxy-leastconn", "haproxy")  # what peerlb's p99 is held against
 SCENARIO_TITLES = {"equal": "equal capacities, arrivals skewed",
                    "unequal": "unequal capacities, a small server overloaded",
                    "single": "every arrival to one address",
                    "bursts": "bursts",
-                   "five": "five nodes"}
+                   "five": "five nodes",
+                   "five-unequal": "five nodes, unequal capacities, a small server overloaded",
+                   "five-single": "five nodes, every arrival to one address"}
 
 
 def stats_series(path):
@@ -455,6 +458,26 @@ else:
                     behind.append(f"Balancing ({sc}): {name} forwards {100 * f[0]:.1f} % of the "
                                   f"new connections, {x:.2f}x the {100 * min_share[sc]:.1f} % "
                                   "that must move.")
+
+        # Power of d choices (d = 2, the default) against the full scan
+        # (choices = 0) on the same arrivals: the same quality, within the
+        # runs' noise (p99 within 1.1x, busiest/mean within 0.05).
+        if "peerlb" in results[sc] and "peerlb-full" in results[sc]:
+            d2, full = results[sc]["peerlb"], results[sc]["peerlb-full"]
+            p_d2, p_full = spread(d2, "p99")[0], spread(full, "p99")[0]
+            b_d2, b_full = spread(d2, "busiest"), spread(full, "busiest")
+            x = p_d2 / p_full if p_full else float("nan")
+            targets.append((f"balance {sc}: d = 2 p99 ≤ 1.1x the full scan's",
+                            f"{p_d2:.1f} ms vs {p_full:.1f} ms = {x:.2f}x", x <= 1.1))
+            if b_d2 and b_full:
+                targets.append((f"balance {sc}: d = 2 busiest/mean ≤ the full scan's + 0.05",
+                                f"{b_d2[0]:.2f} vs {b_full[0]:.2f}", b_d2[0] <= b_full[0] + 0.05))
+                if b_d2[0] > b_full[0] + 0.05:
+                    behind.append(f"Balancing ({sc}): with d = 2 the busiest server is at "
+                                  f"{b_d2[0]:.2f}x the mean, {b_full[0]:.2f}x with the full scan.")
+            if x > 1.1:
+                behind.append(f"Balancing ({sc}): d = 2 has a p99 of {p_d2:.1f} ms, {x:.2f}x the "
+                              f"full scan's {p_full:.1f} ms.")
 
     # p99 per scenario and configuration, with the runs' range.
     plot_configs = [c for c in configs if any(c in results[sc] for sc in scenarios)]

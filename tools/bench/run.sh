@@ -7,7 +7,8 @@
 #   tools/bench/run.sh [--out DIR] [--parts xdp,balance,overhead,failover,shared]
 #
 #   xdp       per-packet cost of the XDP program beside floor programs
-#   balance   balancing quality, five scenarios: peerlb vs HAProxy leastconn, random(2)
+#   balance   balancing quality, seven scenarios: peerlb vs HAProxy leastconn,
+#             random(2); at five nodes also d = 2 against the full scan
 #   overhead  wrk against nginx: direct, kept, forwarded (l2, ipip), HAProxy
 #   failover  node death to first new connection: peerlb vs keepalived
 #   shared    shared addresses (ECMP through BIRD): 10 000 held connections
