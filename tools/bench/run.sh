@@ -4,7 +4,7 @@
 # ratios or comparisons measured in this run on this machine; nothing here
 # passes or fails on a time. Needs root; touches only namespaces it creates.
 #
-#   tools/bench/run.sh [--out DIR] [--parts xdp,balance,overhead,failover,shared]
+#   tools/bench/run.sh [--out DIR] [--parts xdp,balance,overhead,failover,shared,choices]
 #
 #   xdp       per-packet cost of the XDP program beside floor programs
 #   balance   balancing quality, seven scenarios: peerlb vs HAProxy leastconn,
@@ -14,6 +14,8 @@
 #   shared    shared addresses (ECMP through BIRD): 10 000 held connections
 #             through drains, load moves, a join and a death; time to a
 #             converged table, hops per delivered packet
+#   choices   power of d choices against the full scan, simulated at 5 and
+#             100 nodes with the decision's own code (tools/sim/balance_sim.cpp)
 #
 # DIR defaults to bench-results/ in the repository (the summary the README
 # links). BUILD_DIR overrides build/. Dependencies: tools/install-deps.sh --bench.
@@ -23,7 +25,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 here=$root/tools/bench
 build=${BUILD_DIR:-$root/build}
 out=$root/bench-results
-parts=xdp,balance,overhead,failover,shared
+parts=xdp,balance,overhead,failover,shared,choices
 
 # usage CODE: this file's header comment (on stderr for an error), exit CODE.
 usage() {
@@ -41,7 +43,7 @@ while (($#)); do
     esac
 done
 for p in ${parts//,/ }; do
-    [[ $p =~ ^(xdp|balance|overhead|failover|shared)$ ]] || { echo "bench: unknown part '$p'" >&2; exit 2; }
+    [[ $p =~ ^(xdp|balance|overhead|failover|shared|choices)$ ]] || { echo "bench: unknown part '$p'" >&2; exit 2; }
 done
 if [[ $EUID -ne 0 ]]; then
     echo "bench: needs root (BPF programs, network namespaces)" >&2
@@ -69,7 +71,7 @@ machine_info() {
 # some parts keeps the others' figures and says, in each part's directory,
 # where the new ones come from (the report shows it in their sections).
 all_parts=0
-[[ $parts == xdp,balance,overhead,failover,shared ]] && all_parts=1
+[[ $parts == xdp,balance,overhead,failover,shared,choices ]] && all_parts=1
 if ((all_parts)); then
     machine_info >"$out/machine"
     rm -f "$out"/*/machine
@@ -106,6 +108,19 @@ for p in ${parts//,/ }; do
         run_part shared env SHARED_CONNS="${SHARED_CONNS:-10000}" \
             SHARED_REPORT="$out/shared/phases.jsonl" \
             bash "$root/tests/integration/shared_test.sh" "$build"
+        ;;
+    choices)
+        # 5 nodes (the balance part's five-node scenarios' size) and 100, at
+        # half and at 80 % of the cluster's capacity.
+        mkdir -p "$out/choices"
+        rm -f "$out/choices"/*.json
+        run_part choices bash -c '
+            for n in 5 100; do
+                for load in 50 80; do
+                    "$1" --nodes "$n" --load "$load" --repeats 5 --seconds 60 \
+                        --configs full,d=2,central --json "$2/n$n-load$load.json" || exit 1
+                done
+            done' _ "$build/peerlb-balance-sim" "$out/choices"
         ;;
     esac
 done
