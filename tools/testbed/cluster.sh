@@ -3,11 +3,13 @@
 # nothing up by itself).
 #
 #   switch namespace  ${CL_PREFIX}sw : bridge br0, one veth port per host
-#   servers           ${CL_PREFIX}s1..s3 : eth0 = 10.77.0.1N, owns 10.77.0.11N
+#   servers           ${CL_PREFIX}s1..s3 : eth0 = 10.77.0.1N/24, owns 10.77.0.11N
 #                     (and fd77::1N / fd77::11N); every service address on lo
-#                     (CL_SERVER_COUNT servers, default 3, at most 9: set it
-#                     before sourcing, or call cl_server_count N)
-#   client            ${CL_PREFIX}c : eth0 = 10.77.0.100 / fd77::100
+#                     (CL_SERVER_COUNT servers, default 3: set it before
+#                     sourcing, or call cl_server_count N). From 10 to 64
+#                     servers every one is eth0 = 10.77.1.N/16, owns 10.77.2.N
+#                     (fd77::1:N / fd77::2:N), and the client's eth0 is /16 too.
+#   client            ${CL_PREFIX}c : eth0 = 10.77.0.100/24 / fd77::100
 #
 # Each server runs nginx (answers its own name in X-Server and the body,
 # stores PUT uploads) and peerlb attached to eth0, pinned under its own
@@ -26,6 +28,7 @@ CL_SVC_ADDR=([1]=10.77.0.111 [2]=10.77.0.112 [3]=10.77.0.113)
 CL_NODE_ADDR6=([1]=fd77::11 [2]=fd77::12 [3]=fd77::13)
 CL_SVC_ADDR6=([1]=fd77::111 [2]=fd77::112 [3]=fd77::113)
 CL_UP_MAX=0       # the most servers cl_topology_up has created (cl_down removes them all)
+CL_NET_LEN=24     # the IPv4 prefix of every host's eth0 (16 above 9 servers)
 CL_CLIENT_ADDR=10.77.0.100
 CL_CLIENT_ADDR6=fd77::100
 CL_NGINX_PIDS=()
@@ -33,22 +36,30 @@ CL_AGENT_PIDS=()
 CL_EXTRA_HOSTS=() # hosts added with cl_extra_host_up
 CL_GROUP=239.7.7.7:7946
 
-# cl_server_count N: N servers (1..9) from now on; their names and addresses
-# follow the pattern above (server N: 10.77.0.1N, service 10.77.0.11N).
+# cl_server_count N: N servers (1..64, the data plane's LB_MAX_NODES) from
+# now on; their names and addresses follow the patterns above: up to 9,
+# server N: 10.77.0.1N, service 10.77.0.11N (the tests and the demo name
+# them); above 9, server N: 10.77.1.N, service 10.77.2.N, in 10.77.0.0/16.
 cl_server_count() {
-    [[ $1 =~ ^[1-9]$ ]] || { echo "cl_server_count: 1 to 9 servers, not '$1'" >&2; return 1; }
+    [[ $1 =~ ^[1-9][0-9]?$ ]] && (($1 <= 64)) ||
+        { echo "cl_server_count: 1 to 64 servers, not '$1'" >&2; return 1; }
     CL_SERVER_COUNT=$1
     local n
     CL_SERVERS=()
-    for n in 1 2 3 4 5 6 7 8 9; do
-        if ((n <= CL_SERVER_COUNT)); then
-            CL_SERVERS+=("s$n")
+    CL_NODE_ADDR=() CL_SVC_ADDR=() CL_NODE_ADDR6=() CL_SVC_ADDR6=()
+    CL_NET_LEN=$((CL_SERVER_COUNT <= 9 ? 24 : 16))
+    for ((n = 1; n <= CL_SERVER_COUNT; n++)); do
+        CL_SERVERS+=("s$n")
+        if ((CL_SERVER_COUNT <= 9)); then
             CL_NODE_ADDR[n]=10.77.0.1$n
             CL_SVC_ADDR[n]=10.77.0.11$n
             CL_NODE_ADDR6[n]=fd77::1$n
             CL_SVC_ADDR6[n]=fd77::11$n
         else
-            unset "CL_NODE_ADDR[$n]" "CL_SVC_ADDR[$n]" "CL_NODE_ADDR6[$n]" "CL_SVC_ADDR6[$n]"
+            CL_NODE_ADDR[n]=10.77.1.$n
+            CL_SVC_ADDR[n]=10.77.2.$n
+            CL_NODE_ADDR6[n]=fd77::1:$n
+            CL_SVC_ADDR6[n]=fd77::2:$n
         fi
     done
 }
@@ -100,7 +111,7 @@ cl_topology_up() {
     for n in $(cl_ids); do
         cl_host_up "s$n" "$(cl_mac "$n")" || return 1
         ns=$(cl_ns "s$n")
-        ip -n "$ns" addr add "${CL_NODE_ADDR[$n]}/24" dev eth0
+        ip -n "$ns" addr add "${CL_NODE_ADDR[$n]}/$CL_NET_LEN" dev eth0
         ip -n "$ns" addr add "${CL_NODE_ADDR6[$n]}/64" dev eth0 nodad
         [[ ${CL_AGENT_MANAGED:-0} == 1 ]] && continue
         # The owner answers ARP/ND for its service address on the NIC; the
@@ -117,7 +128,7 @@ cl_topology_up() {
             net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2
     done
     cl_host_up c 02:77:00:00:00:64 || return 1
-    ip -n "$(cl_ns c)" addr add "$CL_CLIENT_ADDR/24" dev eth0
+    ip -n "$(cl_ns c)" addr add "$CL_CLIENT_ADDR/$CL_NET_LEN" dev eth0
     ip -n "$(cl_ns c)" addr add "$CL_CLIENT_ADDR6/64" dev eth0 nodad
 }
 
