@@ -358,6 +358,25 @@ cl_all_see_all() {
     done
 }
 
+# cl_peer_count N STATE [ID_PREFIX]: how many of server N's peers are in
+# STATE (alive, suspect, dead), counting only ids that start with ID_PREFIX.
+cl_peer_count() {
+    cl_agent_cli "$1" peers --json | python3 -c '
+import json, sys
+state, prefix = sys.argv[1], sys.argv[2]
+print(sum(1 for p in json.load(sys.stdin) if p["state"] == state and p["id"].startswith(prefix)))
+' "$2" "${3:-}"
+}
+
+# cl_cpu_ticks PID: the CPU a process used so far (utime + stime, every
+# thread), in clock ticks (getconf CLK_TCK a second).
+cl_cpu_ticks() {
+    local stat f
+    stat=$(<"/proc/$1/stat") || return 1
+    read -ra f <<<"${stat##*) }" # after the command name, which may hold spaces
+    echo $((f[11] + f[12]))       # fields 14 and 15 of stat(5)
+}
+
 cl_agent_start() { # cl_agent_start N: in the background, log in $CL_TMP/agent-sN.log
     local n=$1
     mkdir -p "$CL_TMP/run-s$n"
