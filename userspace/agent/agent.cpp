@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -77,6 +78,8 @@ constexpr uint64_t kReceiveBudgetNs = 20 * kMs;
 constexpr uint64_t kErrorLogPeriodNs = 10'000'000'000ull;
 // Dead peers without addresses are forgotten after this (bounded tables).
 constexpr uint64_t kForgetDeadAfterNs = 60'000'000'000ull;
+// A scrape waits this long at most for the loop's snapshot.
+constexpr auto kSnapshotWait = std::chrono::seconds(1);
 
 class Agent {
 public:
@@ -139,8 +142,15 @@ private:
     DuplicateIds duplicate_ids_{kErrorLogPeriodNs};
     uint32_t kept_per_s_ = 0, forwarded_per_s_ = 0;
     // What the metrics thread shows: state the main thread owns (the node
-    // table, the takeover) among it, so taken by the loop each tick.
+    // table, the takeover) among it, so taken by the loop, when a scrape
+    // asks for it (snapshot_wanted_), never at every wake-up: with a
+    // thousand peers one snapshot costs more than the heartbeats that woke
+    // the loop (issue 17).
     StatusSnapshot published_;
+    uint64_t publications_ = 0; // snapshots published so far (mu_)
+    bool loop_ended_ = false;   // no snapshot will come any more (mu_)
+    std::condition_variable published_cv_;
+    std::atomic<bool> snapshot_wanted_{false};
 
     ControlServer control_;
     AddressManager addrs_;
@@ -922,16 +932,26 @@ StatusSnapshot Agent::snapshot(uint64_t now) const
 void Agent::publish_snapshot()
 {
     StatusSnapshot s = snapshot(mono_ns());
-    std::lock_guard lock(mu_);
-    published_ = std::move(s);
+    {
+        std::lock_guard lock(mu_);
+        published_ = std::move(s);
+        publications_++;
+    }
+    published_cv_.notify_all();
 }
 
-// On the metrics server's thread: the loop's last snapshot, and the maps.
+// On the metrics server's thread: a snapshot the loop takes on request (at
+// its next wake-up, within a tick), and the maps. A loop that does not
+// answer within kSnapshotWait (stalled) leaves the last one it took.
 std::string Agent::render_metrics()
 {
     StatusSnapshot s;
     {
-        std::lock_guard lock(mu_);
+        std::unique_lock lock(mu_);
+        const uint64_t seen = publications_;
+        snapshot_wanted_ = true;
+        published_cv_.wait_for(lock, kSnapshotWait,
+                               [&] { return publications_ != seen || loop_ended_; });
         s = published_;
     }
     return metrics_text(s, maps_.counters(), maps_.node_counters());
@@ -958,6 +978,11 @@ int Agent::run()
         std::thread& health;
         ~Join()
         {
+            {
+                std::lock_guard lock(self->mu_);
+                self->loop_ended_ = true; // a scrape waiting for a snapshot takes the last one
+            }
+            self->published_cv_.notify_all();
             self->stop_ = true;
             self->meter_.stop();
             health.join();
@@ -1044,8 +1069,8 @@ int Agent::run()
                     spdlog::debug("cookie keys: new epoch");
             });
         guarded("rates", [&] { update_rates(now); });
-        if (cfg_.metrics_listen)
-            publish_snapshot(); // what the metrics thread reads
+        if (snapshot_wanted_.exchange(false))
+            publish_snapshot(); // a scrape waits for it
 
         // The control socket's clients after the fixed three: each served a
         // step at a time, as its bytes come, never holding the loop.
