@@ -1001,6 +1001,7 @@ int Agent::run()
 
     ownership_config_ = cfg_; // a `set` is compared with this
     uint64_t next_heartbeat = mono_ns();
+    uint64_t next_judge = 0; // when the peers' silence is judged again
     while (true) {
         const uint64_t now = mono_ns();
         uint32_t interval_ms, load_step;
@@ -1035,14 +1036,18 @@ int Agent::run()
         // Heartbeats already queued are read before peers are judged: after
         // a stall (a slow disk, a paused VM) they prove the peers alive.
         guarded("datagram receive", [&] { receive_datagrams(); });
-        std::vector<PeerEvent> events;
-        {
-            std::lock_guard lock(mu_);
-            events = members_.tick(mono_ns());
-        }
-        for (const auto& ev : events)
-            guarded("peer event", [&] { on_peer_event(ev); });
-        {
+        // Silence is judged once a tick, not at every wake-up: the loop
+        // wakes for every datagram, and judging all of a thousand peers
+        // at each of their heartbeats cost as much as taking them (issue 17).
+        if (now >= next_judge) {
+            next_judge = now + kTickNs;
+            std::vector<PeerEvent> events;
+            {
+                std::lock_guard lock(mu_);
+                events = members_.tick(mono_ns());
+            }
+            for (const auto& ev : events)
+                guarded("peer event", [&] { on_peer_event(ev); });
             std::lock_guard lock(mu_);
             for (const auto& id : members_.forget_dead(now, kForgetDeadAfterNs)) {
                 table_.forget_peer(id);
@@ -1079,7 +1084,7 @@ int Agent::run()
             {pins_.poll_fd(), POLLIN, 0}};
         const size_t control_from = fds.size();
         control_.add_poll_fds(fds);
-        const uint64_t until = std::min({next_heartbeat, now + kTickNs, ownership_at_ns_});
+        const uint64_t until = std::min({next_heartbeat, now + kTickNs, next_judge, ownership_at_ns_});
         int timeout_ms = int((until > now ? until - now : 0) / kMs) + 1;
         if (const auto deadline = control_.next_deadline())
             timeout_ms = int(std::clamp<int64_t>(
