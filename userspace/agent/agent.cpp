@@ -33,6 +33,7 @@
 #include "duplicate_ids.h"
 #include "event_errors.h"
 #include "heartbeat.h"
+#include "heartbeat_rate.h"
 #include "incarnation.h"
 #include "health.h"
 #include "load.h"
@@ -1005,10 +1006,12 @@ int Agent::run()
     while (true) {
         const uint64_t now = mono_ns();
         uint32_t interval_ms, load_step;
+        size_t peers;
         {
             std::lock_guard lock(mu_);
             interval_ms = cfg_.interval_ms;
             load_step = cfg_.load_step;
+            peers = members_.peers().size();
             if (ownership_config_generation_ != config_generation_) { // a `set`
                 if (affects_ownership(ownership_config_, cfg_))
                     ownership_due_ = true;
@@ -1019,7 +1022,7 @@ int Agent::run()
         const bool load_jumped =
             meter_.measured() &&
             uint32_t(std::abs(int(meter_.load_bp()) - int(last_sent_load_))) >= load_step * 100 &&
-            now - last_sent_ns_ >= kTickNs;
+            now - last_sent_ns_ >= extra_heartbeat_gap_ns(peers, kTickNs);
         // Each event below is guarded on its own: one that fails is
         // logged and counted, and the others still run.
         if (now >= next_heartbeat || load_jumped || heartbeat_now_) {
