@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
 /* The decision glue (DESIGN.md section 2): the peers compared by
- * decision.h's steps over the lb_nodes slots, and the one commit path that
+ * decision.h's steps, drawn from the agent's candidate lists and checked
+ * against lb_nodes, and the one commit path that
  * records a new connection's decision and keeps or forwards it, shared by
  * the l4 SYN and the http first request. */
 #ifndef PEERLB_BPF_DECIDE_H
@@ -14,17 +15,24 @@
 #include "maps.bpf.h"
 #include "parse.bpf.h"
 
-/* Comparing peers: passes over the node slots driven by bpf_loop(), so each
- * step is verified once (unrolled, 64 slots times the step's branches ran
- * past the verifier's budget). The scan also leaves each slot's view in
- * per-CPU scratch for the pick. */
+/* Comparing peers: passes over the peers of a candidate list (maps/
+ * candidates.h) driven by bpf_loop(), so each step is verified once
+ * (unrolled, 64 slots times the step's branches ran past the verifier's
+ * budget). The first pass leaves each peer's view in per-CPU scratch for
+ * the second scan and the pick, which go over the very same views. */
 struct lb_peer_loop {
 	const struct lb_config *cfg;
 	struct lb_scratch *scratch;
+	const struct lb_candidates *list;
 	struct lb_scan scan;
 	__u64 now;
-	__u64 mask;   /* slots that may be chosen (a URI rule's nodes); 0: all */
-	__u32 min_bp; /* least effective load among them (lb_min_cb) */
+	/* The list's index: LB_CANDIDATES_ANY, or a URI rule's, whose members
+	 * alone may be chosen. A number, not the rule's pointer: a pointer or
+	 * NULL would split every state of the decision in two for the
+	 * verifier. */
+	__u32 list_index;
+	__u32 sampled; /* 1: view k is of the list's scratch->drawn[k]-th peer */
+	__u32 min_bp;  /* least effective load among them (lb_min_cb) */
 	__u32 pad;
 };
 
@@ -37,76 +45,107 @@ static __always_inline __s32 lb_handed_since(__u32 slot, const struct lb_node *n
 	return h ? lb_handed_delta(h->open, n->handed_at_report) : 0;
 }
 
-/* A slot as the decision compares it; load LB_LOAD_UNUSABLE when it may
- * not be chosen. */
-static __always_inline void lb_slot_view(const struct lb_peer_loop *l, __u32 i,
+/* Node `slot` is one of URI rule `rule`'s. */
+static __always_inline int lb_rule_has_node(__u32 rule, __u32 slot)
+{
+	struct lb_uri_rule *r = bpf_map_lookup_elem(&lb_uri_rules_v2, &rule);
+
+	return r && lb_node_set_has(r->nodes, slot);
+}
+
+/* A listed peer as the decision compares it; load LB_LOAD_UNUSABLE when it
+ * may not be chosen. The list only proposes: state and freshness are
+ * checked here, so a list that lags a death, or one read while the agent
+ * rewrites it (torn: any slot, even twice), never sends to a dead peer. */
+static __always_inline void lb_slot_view(const struct lb_peer_loop *l, __u32 slot,
 					 struct lb_peer_view *v)
 {
-	__u32 slot = i;
+	__u32 key = slot;
 	struct lb_node *n;
 
 	v->load_bp = LB_LOAD_UNUSABLE;
-	if (i >= LB_MAX_NODES || i == l->cfg->self_slot)
+	if (slot >= LB_MAX_NODES || slot == l->cfg->self_slot)
 		return;
-	if (l->mask && !(l->mask & (1ull << i)))
+	if (l->list_index != LB_CANDIDATES_ANY && !lb_rule_has_node(l->list_index - 1, slot))
 		return;
-	n = bpf_map_lookup_elem(&lb_nodes, &slot);
+	n = bpf_map_lookup_elem(&lb_nodes, &key);
 	if (!n || !lb_node_usable(n->state, n->updated_ns, l->now, l->cfg->peer_stale_ns))
 		return;
 	v->load_bp = lb_effective_load(n->load_bp, lb_handed_since(slot, n), n->conn_cost_bp);
 	v->weight = n->weight;
-	v->flags = n->flags;
+	/* The agent lists a standby peer only while every active one is at
+	 * or above T1 (maps/candidates.h): listed, it is a candidate. */
+	v->flags = n->flags & ~LB_NODE_STANDBY;
 }
 
-static long lb_min_cb(__u32 i, void *arg)
+static __always_inline __u32 lb_list_count(const struct lb_candidates *list)
+{
+	__u32 count = list->count;
+
+	return count < LB_MAX_NODES ? count : LB_MAX_NODES;
+}
+
+/* The node slot of the list's k-th peer (LB_MAX_NODES past its end). */
+static __always_inline __u32 lb_list_slot(const struct lb_peer_loop *l, __u32 k)
+{
+	return k < LB_MAX_NODES ? l->list->slots[k] : LB_MAX_NODES;
+}
+
+static long lb_min_cb(__u32 k, void *arg)
 {
 	struct lb_peer_loop *l = arg;
 	struct lb_peer_view v;
 
-	if (i >= LB_MAX_NODES)
-		return 1;
-	lb_slot_view(l, i, &v);
+	lb_slot_view(l, lb_list_slot(l, k), &v);
 	if (v.load_bp < l->min_bp)
 		l->min_bp = v.load_bp;
 	return 0;
 }
 
-static long lb_scan_cb(__u32 i, void *arg)
+/* View k of the decision, of node `slot`: made, kept in scratch, scanned. */
+static __always_inline void lb_scan_view(struct lb_peer_loop *l, __u32 k, __u32 slot)
 {
-	struct lb_peer_loop *l = arg;
 	struct lb_peer_view *v;
 
-	if (i >= LB_MAX_NODES)
-		return 1;
-	v = &l->scratch->peers[i];
-	lb_slot_view(l, i, v);
-	lb_scan_peer(&l->scan, i, v);
+	if (k >= LB_MAX_NODES)
+		return;
+	l->scratch->slots[k] = slot;
+	v = &l->scratch->peers[k];
+	lb_slot_view(l, slot, v);
+	lb_scan_peer(&l->scan, slot, v);
+}
+
+static long lb_scan_cb(__u32 k, void *arg)
+{
+	struct lb_peer_loop *l = arg;
+	__u32 index = k;
+
+	/* Power of d choices: view k is of the list's drawn[k]-th peer (k is
+	 * below the draws, LB_MAX_CHOICES at most: masked for the verifier). */
+	if (l->sampled)
+		index = l->scratch->drawn[k & (LB_MAX_CHOICES - 1)];
+	lb_scan_view(l, k, lb_list_slot(l, index));
 	return 0;
 }
 
-static long lb_rescan_cb(__u32 i, void *arg)
+static long lb_rescan_cb(__u32 k, void *arg)
 {
 	struct lb_peer_loop *l = arg;
 
-	if (i >= LB_MAX_NODES)
+	if (k >= LB_MAX_NODES)
 		return 1;
-	lb_scan_peer(&l->scan, i, &l->scratch->peers[i]);
+	lb_scan_peer(&l->scan, l->scratch->slots[k], &l->scratch->peers[k]);
 	return 0;
 }
 
-static long lb_pick_cb(__u32 i, void *arg)
+static long lb_pick_cb(__u32 k, void *arg)
 {
 	struct lb_peer_loop *l = arg;
 
-	if (i >= LB_MAX_NODES)
+	if (k >= LB_MAX_NODES)
 		return 1;
-	lb_pick_peer(&l->scan, i, &l->scratch->peers[i]);
+	lb_pick_peer(&l->scan, l->scratch->slots[k], &l->scratch->peers[k]);
 	return 0;
-}
-
-static __always_inline __u32 lb_slots_in_use(const struct lb_config *cfg)
-{
-	return cfg->node_slots < LB_MAX_NODES ? cfg->node_slots : LB_MAX_NODES;
 }
 
 /* Step 3 of the decision (lb_decide_after_scan), verified once: inline,
@@ -120,35 +159,65 @@ LB_GLOBAL int lb_scan_verdict(struct lb_scan *s, __u32 pick, __u32 overflow, __u
 	return lb_decide_after_scan(pick, overflow, s, random, d);
 }
 
+/* Power of d choices: `d` distinct indexes of a list of `count` peers into
+ * the per-CPU scratch (drawn[]), one random number each; returns how many.
+ * Verified once: its nested loops are not walked again in every state of
+ * its caller. */
+LB_GLOBAL __u32 lb_draw_candidates(__u32 count, __u32 d)
+{
+	struct lb_scratch *s;
+	__u32 zero = 0, k;
+
+	s = bpf_map_lookup_elem(&lb_scratch, &zero);
+	if (!s)
+		return 0;
+	for (k = 0; k < LB_MAX_CHOICES; k++)
+		s->random[k] = k < d ? bpf_get_prandom_u32() : 0;
+	return lb_draw_distinct(count, d, s->random, s->drawn);
+}
+
 /* Input of lb_decide_peers. */
 struct lb_decide_args {
 	__u64 now_ns;
-	__u64 mask;     /* slots that may be chosen (a URI rule's nodes); 0: all */
 	__u32 local_bp; /* this node's load as the decision sees it */
-	__u32 pad;
+	__u32 list;     /* the candidate list: LB_CANDIDATES_ANY, or a URI
+			 * rule's (lb_rule_candidates), whose members alone
+			 * may then be chosen */
 };
 
-/* T1, then T2 against the usable peers of a->mask, then the pick (DESIGN.md
- * section 2). Sets *d; returns 0, or -1 when it could not decide (*d is
- * then untouched). */
+/* T1, then T2 against the peers of the candidate list a->list, then the
+ * pick (DESIGN.md section 2): with lb_config.choices = d, among d peers
+ * drawn from the list (power of d choices: the cost does not grow with
+ * the cluster), with 0 among all of them. The same steps either way, over
+ * the same views: the scan, the verdict (overflow's second scan), the
+ * pick. Sets *d; returns 0, or -1 when it could not decide (*d is then
+ * untouched). */
 LB_GLOBAL int lb_decide_peers(const struct lb_decide_args *a, struct lb_decision *d)
 {
 	struct lb_peer_loop l = {};
 	struct lb_config *cfg;
-	__u32 zero = 0, slots, random = 0;
+	__u32 zero = 0, count, views, random = 0;
 	int ret;
 
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	l.scratch = bpf_map_lookup_elem(&lb_scratch, &zero);
 	if (!a || !d || !cfg || !l.scratch)
 		return -1;
+	l.list_index = a->list;
+	l.list = bpf_map_lookup_elem(&lb_candidates, &l.list_index);
+	if (!l.list)
+		return -1;
 	l.cfg = cfg;
 	l.now = a->now_ns;
-	l.mask = a->mask;
 	if (lb_decide_begin(cfg, a->local_bp, d, &l.scan))
 		return 0;
-	slots = lb_slots_in_use(cfg);
-	bpf_loop(slots, lb_scan_cb, &l, 0);
+	views = count = lb_list_count(l.list);
+	/* Drawing d of d or more is taking them all: no random numbers. */
+	if (cfg->choices && cfg->choices < count) {
+		views = lb_draw_candidates(count, cfg->choices);
+		l.sampled = 1;
+	}
+	bpf_loop(views, lb_scan_cb, &l, 0);
 	/* Only the weighted pick draws (a random number costs ~25 ns). */
 	if (cfg->pick != LB_PICK_LEAST)
 		random = bpf_get_prandom_u32();
@@ -156,12 +225,12 @@ LB_GLOBAL int lb_decide_peers(const struct lb_decide_args *a, struct lb_decision
 	if (ret == LB_SCAN_AGAIN) {
 		/* Overflow = keep, no peer under high_water: by T2 alone, over
 		 * the views the first scan left. */
-		bpf_loop(slots, lb_rescan_cb, &l, 0);
+		bpf_loop(views, lb_rescan_cb, &l, 0);
 		ret = lb_scan_verdict(&l.scan, cfg->pick, cfg->overflow, random, d);
 	}
 	if (ret != LB_SCAN_PICK)
 		return 0;
-	bpf_loop(slots, lb_pick_cb, &l, 0);
+	bpf_loop(views, lb_pick_cb, &l, 0);
 	lb_decide_finish(&l.scan, d);
 	return 0;
 }

@@ -87,6 +87,9 @@ struct lb_peer_view {
 /* The decision runs in steps so that the XDP program can drive the two
  * passes over the peers with bpf_loop() (verified once) while lb_decide()
  * below drives the same steps with plain loops for userspace and tests.
+ * The XDP program compares the peers of a candidate list (all of them, or
+ * a few drawn: power of d choices), whose standby peers the agent lists
+ * only while the gate below is open (maps/candidates.h).
  *
  * Candidates (DESIGN.md section 2): usable peers below high_water and at
  * least T2 under the local load (any peer below high_water once the local
@@ -174,7 +177,7 @@ static inline int lb_decide_begin(const struct lb_config *cfg, __u32 local_bp,
 	return 0;
 }
 
-/* Step 2, for every slot. */
+/* Step 2, for every peer compared. */
 static inline void lb_scan_peer(struct lb_scan *s, __u32 slot, const struct lb_peer_view *v)
 {
 	__u32 c = lb_peer_class(v);
@@ -195,8 +198,8 @@ static inline void lb_scan_peer(struct lb_scan *s, __u32 slot, const struct lb_p
 /* What step 3 asks for next. */
 enum lb_scan_next {
 	LB_SCAN_DECIDED = 0, /* *d is final */
-	LB_SCAN_PICK = 1,    /* the weighted draw is set: step 4 over every slot */
-	LB_SCAN_AGAIN = 2,   /* overflow = keep: step 2 again over every slot
+	LB_SCAN_PICK = 1,    /* the weighted draw is set: step 4 over the same peers */
+	LB_SCAN_AGAIN = 2,   /* overflow = keep: step 2 again over the same peers
 			      * (against T2 alone), then step 3 again */
 };
 
@@ -242,8 +245,8 @@ static inline int lb_decide_after_scan(__u32 pick, __u32 overflow, struct lb_sca
 	return LB_SCAN_PICK;
 }
 
-/* Step 4, for every slot in the same order: the draw falls in the share of
- * exactly one candidate. */
+/* Step 4, for the same peers in the same order: the draw falls in the
+ * share of exactly one candidate. */
 static inline void lb_pick_peer(struct lb_scan *s, __u32 slot, const struct lb_peer_view *v)
 {
 	if (s->chosen != LB_NODE_LOCAL || !lb_is_candidate(s, v))

@@ -29,7 +29,7 @@ static long lb_rule_cb(__u32 i, void *arg)
 	struct lb_uri_rule *rule;
 	__u32 index = i;
 
-	rule = bpf_map_lookup_elem(&lb_uri_rules, &index);
+	rule = bpf_map_lookup_elem(&lb_uri_rules_v2, &index);
 	if (!rule || (rule->port && rule->port != r->port))
 		return 0;
 	if (!lb_uri_rule_matches(rule, LB_URI_ENTRY, r->req))
@@ -128,7 +128,7 @@ static __always_inline int lb_pinned(const struct lb_config *cfg, const struct l
 	d->reason = LB_REASON_PINNED;
 	flow->rule = (__u8)(index + 1);
 	flow->http |= LB_FLOW_PINNED;
-	rule = bpf_map_lookup_elem(&lb_uri_rules, &index);
+	rule = bpf_map_lookup_elem(&lb_uri_rules_v2, &index);
 	if (rule && (rule->flags & LB_URI_STATEFUL) && lb_uri_rule_matches(rule, LB_URI_EXIT, req)) {
 		bpf_map_delete_elem(&lb_pins, &key);
 		lb_pin_event(&key, LB_PIN_ENDED, node, index, 0);
@@ -140,55 +140,53 @@ drop:
 	return 0;
 }
 
-/* The least effective load among the usable peers of `mask`
- * (LB_LOAD_UNUSABLE when none). Global: its loop state stays off the
- * caller's stack, which the http path's call chain shares. */
-LB_GLOBAL __u32 lb_members_min(__u64 mask, __u64 now)
+/* The least effective load among the usable listed members of URI rule
+ * `rule` other than this node (LB_LOAD_UNUSABLE when none): a walk of the
+ * rule's candidate list, usually short. Global: its loop state stays off
+ * the caller's stack, which the http path's call chain shares. */
+LB_GLOBAL __u32 lb_members_min(__u32 rule, __u64 now)
 {
-	struct lb_peer_loop l = { .now = now, .mask = mask, .min_bp = LB_LOAD_UNUSABLE };
+	struct lb_peer_loop l = {
+		.now = now,
+		.list_index = lb_rule_candidates(rule),
+		.min_bp = LB_LOAD_UNUSABLE,
+	};
 	__u32 zero = 0;
 
 	l.cfg = bpf_map_lookup_elem(&lb_config, &zero);
-	if (!l.cfg || !mask)
+	l.list = bpf_map_lookup_elem(&lb_candidates, &l.list_index);
+	if (!l.cfg || !l.list)
 		return LB_LOAD_UNUSABLE;
-	bpf_loop(lb_slots_in_use(l.cfg), lb_min_cb, &l, 0);
+	bpf_loop(lb_list_count(l.list), lb_min_cb, &l, 0);
 	return l.min_bp;
 }
 
 /* A URI rule's scope (WO 99/18534, third embodiment): the decision runs
  * among the rule's nodes only (this node keeps a request only if it is one
  * of them); when all of them are at or above T1, among every node
- * (*spilled). Sets a->mask and a->local_bp for lb_decide_peers; returns 1
- * when *d is final already. */
-static __always_inline int lb_rule_scope(const struct lb_config *cfg,
-					 const struct lb_uri_rule *rule, struct lb_decide_args *a,
-					 int *spilled, struct lb_decision *d)
+ * (*spilled). Sets a->list and a->local_bp for lb_decide_peers. (A rule
+ * with no other member listed decides as this node alone: kept below T1,
+ * spilled at or above it.) */
+static __always_inline void lb_rule_scope(const struct lb_config *cfg, __u32 rule_index,
+					  const struct lb_uri_rule *rule, struct lb_decide_args *a,
+					  int *spilled)
 {
-	__u64 mask = rule->nodes;
 	__u32 members_min;
 	int self_in = rule->flags & LB_URI_SELF;
 
-	if (cfg->self_slot < LB_MAX_NODES)
-		mask &= ~(1ull << cfg->self_slot);
-	members_min = lb_members_min(mask, a->now_ns);
+	members_min = lb_members_min(rule_index, a->now_ns);
 	if (self_in && a->local_bp < members_min)
 		members_min = a->local_bp;
 	if (members_min >= cfg->accept_below_bp) {
 		*spilled = 1;
-		a->mask = 0;
-		return 0;
-	}
-	if (!mask) { /* this node alone, below T1 */
-		d->node = LB_NODE_LOCAL;
-		d->reason = LB_REASON_BELOW_T1;
-		return 1;
+		a->list = LB_CANDIDATES_ANY;
+		return;
 	}
 	/* Not one of the rule's nodes: compares as full plus T2, so it never
 	 * keeps the request and every member is a candidate. */
 	if (!self_in)
 		a->local_bp = LB_LOAD_FULL + cfg->min_difference_bp;
-	a->mask = mask;
-	return 0;
+	a->list = lb_rule_candidates(rule_index);
 }
 
 /* The first segment of an "http" connection after its cookie handshake:
@@ -239,16 +237,18 @@ LB_GLOBAL int lb_http_first_segment(struct xdp_md *ctx, const struct lb_pkt *p)
 
 	if (lb_pinned(cfg, p, args.now_ns, req, &d, &flow)) {
 		rule_index = flow.rule - 1u;
-		rule = bpf_map_lookup_elem(&lb_uri_rules, &rule_index);
+		rule = bpf_map_lookup_elem(&lb_uri_rules_v2, &rule_index);
 	} else {
 		matched = lb_match_rule(cfg, p, req);
 		if (matched >= 0) {
 			rule_index = (__u32)matched;
-			rule = bpf_map_lookup_elem(&lb_uri_rules, &rule_index);
+			rule = bpf_map_lookup_elem(&lb_uri_rules_v2, &rule_index);
 		}
-		if (lb_self_load(cfg, args.now_ns, &args.local_bp) &&
-		    !(rule && lb_rule_scope(cfg, rule, &args, &spilled, &d)))
+		if (lb_self_load(cfg, args.now_ns, &args.local_bp)) {
+			if (rule)
+				lb_rule_scope(cfg, rule_index, rule, &args, &spilled);
 			lb_decide_peers(&args, &d);
+		}
 		flow.rule = rule ? (__u8)(rule_index + 1) : 0;
 		flow.http |= spilled ? LB_FLOW_SPILLED : 0;
 		if (rule && (rule->flags & LB_URI_STATEFUL)) {

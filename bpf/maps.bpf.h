@@ -9,6 +9,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "decision.h"
+#include "../maps/candidates.h"
 #include "../maps/config.h"
 #include "../maps/cookie.h"
 #include "../maps/flow.h"
@@ -139,7 +140,15 @@ struct {
 	__type(key, __u32);
 	__type(value, struct lb_uri_rule);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb_uri_rules SEC(".maps");
+} lb_uri_rules_v2 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_CANDIDATE_LISTS);
+	__type(key, __u32);
+	__type(value, struct lb_candidates);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_candidates SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -163,9 +172,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_pin_events SEC(".maps");
 
-/* Per-CPU scratch for the SYN decision: too large for the 512-byte stack. */
+/* Per-CPU scratch for the SYN decision: too large for the 512-byte stack.
+ * The peers compared, in the order of their list: peers[k] is the view of
+ * node slot slots[k]. */
 struct lb_scratch {
 	struct lb_peer_view peers[LB_MAX_NODES];
+	__u32 slots[LB_MAX_NODES];
+	__u32 random[LB_MAX_CHOICES]; /* one draw per sampled peer */
+	__u32 drawn[LB_MAX_CHOICES];  /* the list indexes sampled, ascending */
 };
 
 struct {

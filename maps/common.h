@@ -7,8 +7,9 @@
 
 #include <linux/types.h>
 
-/* Cluster size the data plane can hold; node slots are array indexes. */
-#define LB_MAX_NODES 64
+/* Cluster size the data plane can hold; node slots are array indexes
+ * (a power of two: node sets are bitmaps of LB_MAX_NODES / 64 words). */
+#define LB_MAX_NODES 1024
 /* Marks "this node" where a node slot is expected (flow value, decision). */
 #define LB_NODE_LOCAL 0xffffffffu
 /* A decision that drops the SYN (overflow = refuse); never in a flow. */

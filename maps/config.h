@@ -34,6 +34,9 @@ enum lb_forward {
 	LB_FORWARD_IPIP = 1, /* outer IPv4/IPv6 header node to node */
 };
 
+/* lb_config.choices unless configured otherwise. */
+#define LB_CHOICES_DEFAULT 2
+
 struct lb_config {
 	__u32 accept_below_bp;   /* T1: keep while local load is below */
 	__u32 min_difference_bp; /* T2: a peer must be this much lower */
@@ -51,11 +54,15 @@ struct lb_config {
 	/* "http" mode (DESIGN.md section 4). */
 	__u32 cookie_slot;       /* epoch % LB_COOKIE_SLOTS: the key SYN-ACKs use */
 	__u32 http_wscale;       /* the window scale every node announces */
-	__u32 uri_rules;         /* rules in use: lb_uri_rules[0 .. uri_rules) */
+	__u32 uri_rules;         /* rules in use: lb_uri_rules_v2[0 .. uri_rules) */
 	__u32 syn_cookies;       /* enum lb_syn_cookies, for l4 services */
 	__u32 syn_cookie_rate;   /* new l4 connections per second and CPU, beyond
 				  * which (auto) SYNs get cookies */
-	__u32 pad;
+	/* Power of d choices: the peers a decision compares, drawn from its
+	 * candidate list (maps/candidates.h), 1 .. LB_MAX_CHOICES
+	 * (bpf/decision.h); 0: every listed peer. (Was padding: 0 in a
+	 * config written before.) */
+	__u32 choices;
 	/* Own information older than this (the agent is gone for as long as
 	 * its peers take to call it dead): the node is fenced, it stops
 	 * answering ARP/ND for service addresses (a peer holds them now). */

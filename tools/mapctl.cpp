@@ -6,7 +6,10 @@
 //   peerlb-mapctl ... load SLOT PCT            # fresh load, pending reset
 //   peerlb-mapctl ... service ADDR PORT
 //   peerlb-mapctl ... config KEY VALUE         # accept_below, min_difference,
-//                 pick, forward, conn_cost_bp, peer_stale_ms, self_stale_ms
+//                 pick, forward, conn_cost_bp, peer_stale_ms, self_stale_ms, choices
+//
+// The candidate lists (maps/candidates.h) follow every node, load and
+// config change, as the agent keeps them.
 #include <algorithm>
 #include <arpa/inet.h>
 
@@ -17,10 +20,15 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "userspace/dataplane/candidates.h"
 #include "userspace/dataplane/dataplane.h"
 #include "userspace/dataplane/error.h"
 #include "userspace/dataplane/maps.h"
 #include "userspace/dataplane/net.h"
+
+extern "C" {
+#include "bpf/decision.h" // LB_MAX_CHOICES
+}
 
 using namespace peerlb;
 
@@ -80,6 +88,8 @@ void set_config_key(lb_config& cfg, const std::string& key, const std::string& v
                                               : LB_SYN_COOKIES_OFF;
     else if (key == "syn_cookie_rate")
         cfg.syn_cookie_rate = static_cast<uint32_t>(number());
+    else if (key == "choices" && number() <= LB_MAX_CHOICES)
+        cfg.choices = static_cast<uint32_t>(number());
     else
         throw Error(fmt::format("unknown config key or value: {} {}", key, value));
 }
@@ -188,6 +198,8 @@ int main(int argc, char** argv)
             set_config_key(cfg, key, value);
             maps.set_config(cfg);
         }
+        if (*node_cmd || *load_cmd || *config_cmd)
+            sync_candidates(maps);
     } catch (const std::exception& e) {
         std::cerr << "peerlb-mapctl: " << e.what() << "\n";
         return 1;

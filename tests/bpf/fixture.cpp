@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <ctime>
 
+#include "userspace/dataplane/candidates.h"
 #include "userspace/dataplane/error.h"
 
 namespace peerlb::test {
@@ -140,13 +141,13 @@ uint32_t test_link_ifindex()
 
 Mac node_mac(uint32_t slot)
 {
-    return {0x02, 0, 0, 0, 0, uint8_t(slot + 1)};
+    return {0x02, 0, 0, 0, uint8_t((slot + 1) >> 8), uint8_t(slot + 1)};
 }
 
 IpAddress node_addr(uint8_t family, uint32_t slot)
 {
     if (family == LB_FAMILY_IPV4)
-        return parse_ip("10.0.0." + std::to_string(slot + 1));
+        return parse_ip(fmt::format("10.0.{}.{}", (slot + 1) >> 8, (slot + 1) & 0xff));
     return parse_ip("fd00::" + std::to_string(slot + 1));
 }
 
@@ -162,7 +163,7 @@ IpAddress service_addr(uint8_t family)
 
 Mac router_mac()
 {
-    return {0x02, 0, 0, 0, 0, 0xfe};
+    return {0x02, 0, 0, 0xff, 0, 0xfe}; // no node's: theirs have 0 in byte 3
 }
 
 uint64_t monotonic_ns()
@@ -278,13 +279,14 @@ void DataPlaneTest::SetUp()
     fds.stats = dup_map_fd((*skel_)->maps.lb_stats);
     fds.node_stats = dup_map_fd((*skel_)->maps.lb_node_stats);
     fds.cookie_keys = dup_map_fd((*skel_)->maps.lb_cookie_keys);
-    fds.uri_rules = dup_map_fd((*skel_)->maps.lb_uri_rules);
+    fds.uri_rules = dup_map_fd((*skel_)->maps.lb_uri_rules_v2);
     fds.rule_stats = dup_map_fd((*skel_)->maps.lb_rule_stats);
     fds.pins = dup_map_fd((*skel_)->maps.lb_pins);
     fds.pin_events = dup_map_fd((*skel_)->maps.lb_pin_events);
     fds.inflight = dup_map_fd((*skel_)->maps.lb_inflight);
     fds.handed = dup_map_fd((*skel_)->maps.lb_handed);
     fds.buckets = dup_map_fd((*skel_)->maps.lb_buckets);
+    fds.candidates = dup_map_fd((*skel_)->maps.lb_candidates);
     maps_ = std::make_unique<Maps>(std::move(fds));
     install_cluster(LB_FORWARD_L2);
 }
@@ -304,6 +306,7 @@ void DataPlaneTest::install_cluster(uint32_t forward, uint8_t node_family)
     // xdp_flood_test.cpp sets its own rate.
     cfg.syn_cookies = LB_SYN_COOKIES_AUTO;
     cfg.syn_cookie_rate = 10'000'000;
+    cfg.choices = 0;
     maps_->set_config(cfg);
 
     const uint64_t now = monotonic_ns();
@@ -320,6 +323,26 @@ void DataPlaneTest::install_cluster(uint32_t forward, uint8_t node_family)
         key.family = family;
         maps_->add_service(key, lb_service{LB_MODE_L4, 1, 0});
     }
+    sync_candidates();
+}
+
+void DataPlaneTest::sync_candidates()
+{
+    peerlb::sync_candidates(*maps_);
+}
+
+void DataPlaneTest::set_cluster_size(uint32_t nodes, const std::function<uint32_t(uint32_t)>& load_of)
+{
+    const uint8_t family = maps_->node(kSelfSlot).family;
+    const uint64_t now = monotonic_ns();
+    for (uint32_t slot = 0; slot < nodes && slot < LB_MAX_NODES; slot++) {
+        if (slot == kSelfSlot)
+            continue;
+        lb_node n = test_node(family, slot, load_of(slot), now);
+        n.handed_at_report = maps_->handed_open(slot);
+        maps_->set_node(slot, n);
+    }
+    change_config([&](lb_config& cfg) { cfg.node_slots = std::min<uint32_t>(nodes, LB_MAX_NODES); });
 }
 
 void DataPlaneTest::set_conn_cost(uint32_t cost_bp)
@@ -351,6 +374,7 @@ void DataPlaneTest::set_load_at(uint32_t slot, uint32_t load_bp, uint64_t update
     n.handed_at_report = maps_->handed_open(slot);
     n.updated_ns = updated_ns;
     maps_->set_node(slot, n);
+    sync_candidates();
 }
 
 void DataPlaneTest::set_state(uint32_t slot, uint8_t state)
@@ -358,6 +382,7 @@ void DataPlaneTest::set_state(uint32_t slot, uint8_t state)
     lb_node n = maps_->node(slot);
     n.state = state;
     maps_->set_node(slot, n);
+    sync_candidates();
 }
 
 void DataPlaneTest::add_flow(const lb_flow_key& key, uint32_t node)

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -27,11 +28,11 @@ inline constexpr uint16_t kClientPort = 40000;
 // Loads at install_cluster: this node idle, peers at 10, 20 and 40 %.
 inline constexpr uint32_t kInitialLoad[kNodeSlots] = {0, 1000, 2000, 4000};
 
-Mac node_mac(uint32_t slot);                        // 02:00:00:00:00:<slot + 1>
-IpAddress node_addr(uint8_t family, uint32_t slot); // 10.0.0.<slot + 1> / fd00::<slot + 1>
+Mac node_mac(uint32_t slot);                        // 02:00:00:00:<slot + 1, 2 bytes>
+IpAddress node_addr(uint8_t family, uint32_t slot); // 10.0.<slot + 1, 2 bytes> / fd00::<slot + 1>
 IpAddress client_addr(uint8_t family);              // 198.51.100.7 / 2001:db8:c::7
 IpAddress service_addr(uint8_t family);             // 192.0.2.10 / 2001:db8:5::10
-// The MAC of the router the clients' packets come through.
+// The MAC of the router the clients' packets come through (02:00:00:ff:00:fe).
 Mac router_mac();
 
 // CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns().
@@ -111,9 +112,10 @@ class DataPlaneTest : public ::testing::Test {
 protected:
     void SetUp() override;
 
-    // Config (forward mode, pick = least, conn_cost_bp = 0, generous
-    // staleness limits, MTU 1500, a SYN rate for cookies no test reaches)
-    // and nodes whose addresses are of node_family, all alive and fresh.
+    // Config (forward mode, pick = least, choices = 0: every candidate,
+    // conn_cost_bp = 0, generous staleness limits, MTU 1500, a SYN rate for
+    // cookies no test reaches) and nodes whose addresses are of
+    // node_family, all alive and fresh.
     void install_cluster(uint32_t forward, uint8_t node_family = LB_FAMILY_IPV4);
     lb_config config() const { return maps().config(); }
     template <typename Change>
@@ -122,7 +124,16 @@ protected:
         lb_config cfg = maps().config();
         change(cfg);
         maps().set_config(cfg);
+        sync_candidates();
     }
+    // The candidate lists as the agent would keep them for what the maps
+    // hold (lb_nodes[0 .. node_slots), the URI rules in use): the helpers
+    // here call it; a test that writes lb_nodes or the rules itself calls
+    // it after, or writes the lists it wants.
+    void sync_candidates();
+    // A cluster of `nodes` (node_slots): every peer slot below it written
+    // alive and fresh, of this node's family, slot s loaded load_of(s).
+    void set_cluster_size(uint32_t nodes, const std::function<uint32_t(uint32_t)>& load_of);
 
     // Writes a node's load as the agent does: fresh timestamp, pending reset.
     void set_load(uint32_t slot, uint32_t load_bp);

@@ -647,7 +647,7 @@ TEST_F(XdpCookie, Ipv6ClientsArePinnedByTheirSlash64)
     std::memcpy(rule.pattern, prefix.data(), prefix.size());
     rule.pattern_len = uint16_t(prefix.size());
     rule.flags = LB_URI_STATEFUL | LB_URI_SELF;
-    rule.nodes = 1ull << kSelfSlot;
+    lb_node_set_add(rule.nodes, kSelfSlot);
     rule.pin_timeout_s = 600;
     maps().set_uri_rule(0, rule);
     change_config([](lb_config& cfg) { cfg.uri_rules = 1; });

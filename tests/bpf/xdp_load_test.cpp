@@ -65,6 +65,7 @@ protected:
         n.weight = weight;
         n.flags = flags;
         maps().set_node_entry(slot, n);
+        sync_candidates(); // a standby peer waits in the agent's lists
     }
 };
 

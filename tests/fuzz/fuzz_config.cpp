@@ -143,6 +143,7 @@ const std::vector<Field>& fields()
         FIELD("", forward_ipip),
         FIELD("balance.conn_cost", conn_cost),
         FIELD("balance.failsafe_after_ms", failsafe_after_ms),
+        FIELD("balance.choices", choices),
         FIELD("", source),
         FIELD("load.capacity", capacity),
         FIELD("", load_file),

@@ -173,6 +173,7 @@ TEST(ConfigValid, DefaultsWhenOptionalTablesAbsent)
     EXPECT_EQ(c.failsafe_after_ms, d.failsafe_after_ms);
     EXPECT_EQ(c.syn_cookies, uint32_t(LB_SYN_COOKIES_AUTO));
     EXPECT_EQ(c.syn_cookie_rate, 1000u);
+    EXPECT_EQ(c.choices, 2u); // power of two choices
     EXPECT_EQ(c.source, peerlb::LoadSource::inflight);
     EXPECT_EQ(c.capacity, 1000u);
     EXPECT_EQ(c.update_ms, d.update_ms);
@@ -205,6 +206,9 @@ TEST(ConfigInvalid, CapacityKeysOutOfRange)
     EXPECT_THAT(error_of(kMinimal + "[balance]\nhigh_water = 0\n"), HasSubstr("balance.high_water"));
     EXPECT_THAT(error_of(kMinimal + "[balance]\nhigh_water = 101\n"), HasSubstr("balance.high_water"));
     EXPECT_THAT(error_of(kMinimal + "[balance]\noverflow = \"queue\"\n"), HasSubstr("balance.overflow"));
+    EXPECT_THAT(error_of(kMinimal + "[balance]\nchoices = 9\n"), HasSubstr("balance.choices"));
+    EXPECT_THAT(error_of(kMinimal + "[balance]\nchoices = -1\n"), HasSubstr("balance.choices"));
+    EXPECT_THAT(error_of(kMinimal + "[balance]\nchoices = \"two\"\n"), HasSubstr("balance.choices"));
     EXPECT_THAT(error_of(kMinimal + "[load]\nsource = \"inflight\"\ncapacity = 0\n"),
                 HasSubstr("load.capacity"));
 }
@@ -226,6 +230,7 @@ syn_cookies = "always"
 syn_cookie_rate = 250
 high_water = 90
 overflow = "refuse"
+choices = 0
 [load]
 source = "exec"
 capacity = 5
@@ -250,6 +255,7 @@ port = 443
     EXPECT_EQ(c.interval_ms, 200u);
     EXPECT_EQ(c.high_water, 90u);
     EXPECT_TRUE(c.overflow_refuse);
+    EXPECT_EQ(c.choices, 0u);
     EXPECT_EQ(c.dead_after, 5u);
     EXPECT_EQ(c.load_step, 7u);
     EXPECT_EQ(c.replay_window_ms, 3000u);
@@ -1014,6 +1020,8 @@ TEST(ConfigSet, EveryKindOfValue)
     EXPECT_EQ(peerlb::apply_setting(c, "balance.syn_cookies", "off").syn_cookies,
               uint32_t(LB_SYN_COOKIES_OFF));
     EXPECT_EQ(peerlb::apply_setting(c, "balance.syn_cookie_rate", "5000").syn_cookie_rate, 5000u);
+    EXPECT_EQ(peerlb::apply_setting(c, "balance.choices", "0").choices, 0u);
+    EXPECT_EQ(peerlb::apply_setting(c, "balance.choices", "8").choices, 8u);
 }
 
 TEST(ConfigSet, HealthTimingKeepsTheHealthPort)
@@ -1033,6 +1041,7 @@ TEST(ConfigSet, RefusesWithTheFilesMessages)
     EXPECT_EQ(set_error("balance.accept_below", "\"forty\""),
               "balance.accept_below: expected an integer, got a string");
     EXPECT_THAT(set_error("balance.accept_below", "4 0; x"), HasSubstr("is not a value"));
+    EXPECT_EQ(set_error("balance.choices", "9"), "balance.choices: 9 is out of range 0..8");
 }
 
 TEST(ConfigSet, OnlyRuntimeKeys)
@@ -1060,6 +1069,7 @@ TEST(ConfigValid, ShippedExampleParses)
     EXPECT_EQ(c.accept_below, defaults.accept_below);
     EXPECT_EQ(c.min_difference, defaults.min_difference);
     EXPECT_EQ(c.pick_least, defaults.pick_least);
+    EXPECT_EQ(c.choices, defaults.choices);
     EXPECT_DOUBLE_EQ(c.conn_cost, defaults.conn_cost);
     EXPECT_EQ(c.failsafe_after_ms, defaults.failsafe_after_ms);
     EXPECT_EQ(c.capacity, defaults.capacity);

@@ -2,6 +2,8 @@
 // survive restarts, and lb_config from the configuration.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include "userspace/agent/node_table.h"
 #include "userspace/dataplane/error.h"
 
@@ -102,7 +104,7 @@ TEST(SlotTable, PinnedSlotsOfNodesNotHeardFromAreReusedFirst)
     EXPECT_NE(*self, 4u);
     slots.mark_live(ip("10.3.0.1"));
     for (uint32_t n = 0; n < LB_MAX_NODES - 3; n++) {
-        const auto slot = slots.slot_for(ip(("10.4.0." + std::to_string(n + 1)).c_str()));
+        const auto slot = slots.slot_for(ip(fmt::format("10.4.{}.{}", n / 250, n % 250 + 1).c_str()));
         ASSERT_TRUE(slot) << n;
         EXPECT_NE(*slot, 0u);
         EXPECT_NE(*slot, 4u);
@@ -150,6 +152,7 @@ TEST(DataplaneConfig, FromTheConfiguration)
     cfg.source = LoadSource::connections;
     cfg.high_water = 90;
     cfg.overflow_refuse = true;
+    cfg.choices = 3;
     cfg.interval_ms = 200;
     cfg.dead_after = 4;
     cfg.failsafe_after_ms = 700;
@@ -164,6 +167,7 @@ TEST(DataplaneConfig, FromTheConfiguration)
     EXPECT_EQ(out.inflight_capacity, 0u); // the agent writes the load
     EXPECT_EQ(out.high_water_bp, 9000u);
     EXPECT_EQ(out.overflow, uint32_t(LB_OVERFLOW_REFUSE));
+    EXPECT_EQ(out.choices, 3u);
     EXPECT_EQ(out.self_slot, 3u);
     EXPECT_EQ(out.node_slots, 5u);
     EXPECT_EQ(out.mtu, 1400u); // written at attach, kept

@@ -665,6 +665,7 @@ TEST(AffectsOwnership, EveryRuntimeSettingIsClassified)
         {"balance.failsafe_after_ms", {"4000", false}},
         {"balance.syn_cookies", {"always", false}}, {"balance.syn_cookie_rate", {"5000", false}},
         {"balance.high_water", {"90", false}},      {"balance.overflow", {"refuse", false}},
+        {"balance.choices", {"0", false}},
         {"node.weight", {"2.5", false}},            {"node.standby", {"true", false}},
         {"cluster.interval_ms", {"250", true}},      {"cluster.dead_after", {"5", true}},
         {"cluster.load_step", {"20", false}},        {"cluster.replay_window_ms", {"20000", false}},

@@ -17,6 +17,7 @@ StatusSnapshot two_nodes()
     s.home = {parse_ip("192.0.2.1")};
     s.load_bp = 2550;
     s.slot = 0;
+    s.choices = 2;
     Peer b;
     b.last.node_id = "b";
     b.last.node_address = parse_ip("10.0.0.2");
@@ -62,6 +63,7 @@ TEST(StatusView, StatusCountsEveryDropReason)
     EXPECT_EQ(status["heartbeat_drops"]["bad_mac"], 0);
     EXPECT_EQ(status["errors"]["datagram"], 2);
     EXPECT_EQ(status["pick"], "weighted");
+    EXPECT_EQ(status["choices"], 2);
 }
 
 TEST(StatusView, MetricsShowPeersDropsAndRedirectsBySlot)

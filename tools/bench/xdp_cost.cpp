@@ -201,7 +201,7 @@ protected:
             lb_uri_rule r{};
             r.pattern_len = uint16_t(std::strlen(rule));
             std::memcpy(r.pattern, rule, r.pattern_len);
-            r.nodes = 1ull << kRulePeer;
+            lb_node_set_add(r.nodes, kRulePeer);
             maps().set_uri_rule(0, r);
             change_config([](lb_config& cfg) { cfg.uri_rules = 1; });
         }

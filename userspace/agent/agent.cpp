@@ -914,6 +914,7 @@ StatusSnapshot Agent::snapshot(uint64_t now) const
     s.accept_below = cfg_.accept_below;
     s.min_difference = cfg_.min_difference;
     s.pick_least = cfg_.pick_least;
+    s.choices = cfg_.choices;
     s.kept_per_s = kept_per_s_;
     s.forwarded_per_s = forwarded_per_s_;
     s.weight = cfg_.weight_hundredths();

@@ -30,6 +30,7 @@
 #include "load_period.h"
 
 extern "C" {
+#include "../../bpf/decision.h" // LB_MAX_CHOICES
 #include "../../maps/common.h"
 #include "../../maps/uri.h"
 }
@@ -535,7 +536,8 @@ void parse_cluster(const Section& s, Config& cfg, uint32_t& key_file_line)
 void parse_balance(const Section& s, Config& cfg)
 {
     s.allow_only({"accept_below", "min_difference", "pick", "forward", "conn_cost",
-                  "failsafe_after_ms", "syn_cookies", "syn_cookie_rate", "high_water", "overflow"});
+                  "failsafe_after_ms", "syn_cookies", "syn_cookie_rate", "high_water", "overflow",
+                  "choices"});
     cfg.accept_below = s.u32("accept_below", 0, 100, cfg.accept_below);
     cfg.min_difference = s.u32("min_difference", 0, 100, cfg.min_difference);
     cfg.pick_least = s.choice<bool>("pick", {{"weighted", false}, {"least", true}}, cfg.pick_least);
@@ -551,6 +553,7 @@ void parse_balance(const Section& s, Config& cfg)
     cfg.high_water = s.u32("high_water", 1, 100, cfg.high_water);
     cfg.overflow_refuse =
         s.choice<bool>("overflow", {{"keep", false}, {"refuse", true}}, cfg.overflow_refuse);
+    cfg.choices = s.u32("choices", 0, LB_MAX_CHOICES, cfg.choices);
 }
 
 void parse_load_tuning(const Section& s, Config& cfg)
@@ -927,6 +930,7 @@ const RuntimeSetting kRuntimeSettings[] = {
     {"balance.failsafe_after_ms", parse_balance},
     {"balance.syn_cookies", parse_balance},    {"balance.syn_cookie_rate", parse_balance},
     {"balance.high_water", parse_balance},     {"balance.overflow", parse_balance},
+    {"balance.choices", parse_balance},
     {"node.weight", parse_node_capacity},      {"node.standby", parse_node_capacity},
     {"cluster.interval_ms", parse_cluster_timing}, {"cluster.dead_after", parse_cluster_timing},
     {"cluster.load_step", parse_cluster_timing},

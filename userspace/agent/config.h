@@ -83,6 +83,9 @@ struct Config {
     uint32_t syn_cookie_rate = 1000; // 1..10 000 000
     uint32_t high_water = 100;      // %: a node at or above is never a candidate (1..100)
     bool overflow_refuse = false;   // overflow = "refuse": every node at high_water drops SYNs
+    // Power of d choices: peers a new connection compares, drawn from the
+    // candidate list (0..LB_MAX_CHOICES; 0 = every candidate)
+    uint32_t choices = LB_CHOICES_DEFAULT;
 
     // [load]
     LoadSource source = LoadSource::inflight;

@@ -85,6 +85,7 @@ lb_config dataplane_config(const Config& cfg, const lb_config& base, uint32_t se
     out.inflight_capacity = cfg.source == LoadSource::inflight ? cfg.capacity : 0;
     out.high_water_bp = cfg.high_water * 100;
     out.overflow = cfg.overflow_refuse ? LB_OVERFLOW_REFUSE : LB_OVERFLOW_KEEP;
+    out.choices = cfg.choices;
     out.self_slot = self_slot;
     out.node_slots = node_slots;
     // The membership marks silent peers itself; this is the backstop for
@@ -155,8 +156,14 @@ constexpr uint64_t kRefusalLogPeriodNs = 10'000'000'000ull;
 
 NodeTable::NodeTable(Maps& maps, const Config& cfg, const Mac& self_mac)
     : maps_(maps), cfg_(cfg), self_address_(cfg.node_address), self_mac_(self_mac),
-      slots_(pinned_slots(maps)), self_slot_(claim_self_slot(slots_, cfg.node_address))
+      slots_(pinned_slots(maps)), self_slot_(claim_self_slot(slots_, cfg.node_address)),
+      candidates_([&maps](uint32_t list, const lb_candidates& value) {
+          maps.set_candidates(list, value);
+      })
 {
+    // Peers are listed as they are heard (within a heartbeat period); the
+    // first flush (apply_config) empties the lists a previous run left.
+    candidates_.set_self(self_slot_);
     // The self slot exists before the settings point at it; its load is
     // written as stale (updated_ns 0) so the fail-safe holds until the
     // first measurement.
@@ -180,6 +187,8 @@ void NodeTable::apply_config(const Config& cfg)
     self_standby_ = cfg.standby;
     maps_.set_config(dataplane_config(cfg, maps_.config(), self_slot_, slots_.slots_in_use(),
                                       peer_interval_ms_));
+    candidates_.set_accept_below(cfg.accept_below * 100);
+    candidates_.flush();
 }
 
 void NodeTable::write_self(uint32_t load_bp, bool healthy, uint64_t now_ns)
@@ -213,6 +222,7 @@ std::optional<uint32_t> NodeTable::write_peer(const Peer& p)
             lb_node gone = maps_.node(*old);
             gone.state = LB_NODE_DEAD;
             maps_.set_node(*old, gone);
+            candidates_.set_peer(*old, CandidatePeer{});
         }
         known->second = address;
     }
@@ -259,6 +269,8 @@ std::optional<uint32_t> NodeTable::write_peer(const Peer& p)
     // Freshness is when we heard the peer, on the data plane's clock.
     n.updated_ns = p.last_heard_ns ? p.last_heard_ns : monotonic_now_ns();
     maps_.set_node(slot, n);
+    candidates_.set_peer(slot, {n.state == LB_NODE_ALIVE, p.last.standby, n.load_bp});
+    candidates_.flush(); // only the lists that change: most heartbeats change none
     const bool slower = p.last.interval_ms > peer_interval_ms_;
     peer_interval_ms_ = std::max(peer_interval_ms_, p.last.interval_ms);
     if (slots_.slots_in_use() != before || slower)
@@ -325,6 +337,7 @@ void NodeTable::write_uri_rules(const std::vector<UriRuleConfig>& rules,
         std::memcpy(to, from.data(), std::min(room, from.size()));
         return static_cast<uint16_t>(std::min(room, from.size()));
     };
+    std::vector<NodeSet> members;
     for (uint32_t i = 0; i < rules.size() && i < LB_MAX_URI_RULES; i++) {
         const UriRuleConfig& r = rules[i];
         lb_uri_rule out{};
@@ -342,13 +355,20 @@ void NodeTable::write_uri_rules(const std::vector<UriRuleConfig>& rules,
             if (it->second == self_address_)
                 out.flags |= LB_URI_SELF;
             if (auto slot = slot_of(it->second))
-                out.nodes |= 1ull << *slot;
+                lb_node_set_add(out.nodes, *slot);
         }
         maps_.set_uri_rule(i, out);
+        NodeSet& set = members.emplace_back();
+        for (uint32_t slot = 0; slot < LB_MAX_NODES; slot++)
+            set[slot] = lb_node_set_has(out.nodes, slot);
     }
     lb_config cfg = maps_.config();
     cfg.uri_rules = static_cast<uint32_t>(std::min<size_t>(rules.size(), LB_MAX_URI_RULES));
     maps_.set_config(cfg);
+    // After the rules: the data plane takes a listed slot only if the
+    // rule names it.
+    candidates_.set_rules(members);
+    candidates_.flush();
 }
 
 } // namespace peerlb

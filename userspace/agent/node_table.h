@@ -1,6 +1,7 @@
 // What the agent keeps true in the data plane's maps: the settings, this
 // node's load and state (every few ms), each peer's load, state and
-// freshness (at each heartbeat and state change), and the services.
+// freshness (at each heartbeat and state change) with the candidate lists
+// that follow from them, and the services.
 #pragma once
 
 #include <atomic>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "../dataplane/candidates.h"
 #include "../dataplane/maps.h"
 #include "config.h"
 #include "membership.h"
@@ -84,15 +86,19 @@ public:
     // Removes the shared entries of lb_services whose address is not in
     // `keep` (left by an agent configured otherwise); returns those addresses.
     std::vector<IpAddress> remove_other_shared(const std::vector<IpAddress>& keep);
-    // lb_uri_rules and lb_config.uri_rules from the config's rules; node
-    // ids resolve through `addresses` (self included) to slots, ids without
-    // an address (not heard from yet) are left out.
+    // lb_uri_rules_v2 and lb_config.uri_rules from the config's rules, and
+    // the rules' candidate lists; node ids resolve through `addresses`
+    // (self included) to slots, ids without an address (not heard from
+    // yet) are left out.
     void write_uri_rules(const std::vector<UriRuleConfig>& rules,
                          const std::map<std::string, IpAddress>& addresses);
     std::optional<uint32_t> slot_of(const IpAddress& node_address) const
     {
         return slots_.find(node_address);
     }
+    // The peers a new connection may go to (maps/candidates.h), kept at
+    // every peer write, rule change and T1 change.
+    const CandidateLists& candidates() const { return candidates_; }
 
 private:
     Maps& maps_;
@@ -102,6 +108,7 @@ private:
     SlotTable slots_;
     uint32_t self_slot_;
     uint32_t peer_interval_ms_ = 0; // longest announced by a peer
+    CandidateLists candidates_;
     std::map<std::string, IpAddress> peer_addresses_; // by node id: frees the slot of an old address
     std::atomic<uint64_t> slots_refused_{0}; // read by the metrics thread
     // This node's capacity fields, for write_self on the meter's thread.

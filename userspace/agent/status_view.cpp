@@ -164,6 +164,7 @@ json status_json(const StatusSnapshot& s)
         {"accept_below", s.accept_below},
         {"min_difference", s.min_difference},
         {"pick", s.pick_least ? "least" : "weighted"},
+        {"choices", s.choices},
         {"heartbeats_sent", s.heartbeats_sent},
         {"heartbeats_taken", s.heartbeats_taken},
         {"heartbeat_drops", drops},

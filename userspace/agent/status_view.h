@@ -35,6 +35,7 @@ struct StatusSnapshot {
     // Its settings that `status` shows.
     uint32_t interval_ms = 0, dead_after = 0, accept_below = 0, min_difference = 0;
     bool pick_least = false;
+    uint32_t choices = 0; // power of d choices; 0: every candidate
 
     struct PeerEntry {
         Peer peer;

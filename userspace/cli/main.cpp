@@ -78,6 +78,12 @@ uint64_t monotonic_ns()
 
 const char* forward_name(uint32_t f) { return f == LB_FORWARD_IPIP ? "ipip" : "l2"; }
 const char* pick_name(uint32_t p) { return p == LB_PICK_LEAST ? "least" : "weighted"; }
+
+// Power of d choices: "2", or "0 (every candidate)".
+std::string choices_text(uint32_t d)
+{
+    return d ? std::to_string(d) : "0 (every candidate)";
+}
 const char* syn_cookies_name(uint32_t c)
 {
     return c == LB_SYN_COOKIES_ALWAYS ? "always" : c == LB_SYN_COOKIES_OFF ? "off" : "auto";
@@ -201,6 +207,7 @@ int cmd_status(const CommonOptions& o)
          {{"accept_below", load_pct(cfg.accept_below_bp)},
           {"min_difference", load_pct(cfg.min_difference_bp)},
           {"pick", pick_name(cfg.pick)},
+          {"choices", cfg.choices},
           {"forward", forward_name(cfg.forward)},
           {"syn_cookies", syn_cookies_name(cfg.syn_cookies)},
           {"syn_cookie_rate", cfg.syn_cookie_rate},
@@ -263,9 +270,10 @@ int cmd_status(const CommonOptions& o)
                 shared["draining"].get<bool>() ? ", DRAINING" : "");
     }
     std::cout << fmt::format("balance     accept_below {} %, min_difference {} %, pick {}, "
-                             "forward {}\n",
+                             "choices {}, forward {}\n",
                              load_pct(cfg.accept_below_bp), load_pct(cfg.min_difference_bp),
-                             pick_name(cfg.pick), forward_name(cfg.forward));
+                             pick_name(cfg.pick), choices_text(cfg.choices),
+                             forward_name(cfg.forward));
     std::cout << fmt::format("nodes       {:>4}  {:<39} {:<17} {:<10} {:>7} {:>7} {:>8}\n", "slot",
                              "address", "mac", "state", "load %", "handed", "age ms");
     for (const auto& n : nodes)
@@ -322,7 +330,7 @@ int cmd_rules(const CommonOptions& o)
         if (r.flags & LB_URI_SELF)
             nodes.push_back("local");
         for (uint32_t slot = 0; slot < LB_MAX_NODES; slot++) {
-            if (!(r.nodes >> slot & 1) || slot == cfg.self_slot)
+            if (!lb_node_set_has(r.nodes, slot) || slot == cfg.self_slot)
                 continue;
             lb_node n = maps.node(slot);
             nodes.push_back(format_ip(n.addr, n.family));

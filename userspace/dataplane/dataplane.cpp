@@ -36,7 +36,12 @@ const char* const kPinnedMaps[] = {
     LB_SERVICES_MAP, LB_FLOWS_MAP, LB_FLOWS_NEW_MAP, LB_GRACE_MAP, LB_STATS_MAP,
     LB_NODE_STATS_MAP, LB_COOKIE_KEYS_MAP, LB_URI_RULES_MAP,
     LB_RULE_STATS_MAP, LB_PINS_MAP, LB_PIN_EVENTS_MAP, LB_INFLIGHT_MAP, LB_HANDED_MAP,
-    LB_BUCKETS_MAP,
+    LB_BUCKETS_MAP, LB_CANDIDATES_MAP,
+};
+// Pins of earlier layouts (maps/common.h: a changed layout is a new pin
+// name), removed at detach so that an upgraded node leaves none behind.
+const char* const kRetiredMaps[] = {
+    "lb_uri_rules", // node sets of 64 bits
 };
 
 unsigned ifindex_of(const std::string& iface)
@@ -301,6 +306,8 @@ void detach(const std::string& pin_root, const std::string& iface)
     fs::remove(link_pin, ec);
     fs::remove(dir + "/" + LB_PIN_SOCK_STATE_LINK, ec); // the last reference: detached
     for (const char* name : kPinnedMaps)
+        fs::remove(dir + "/" + name, ec);
+    for (const char* name : kRetiredMaps)
         fs::remove(dir + "/" + name, ec);
     fs::remove(dir, ec);
     if (ec)

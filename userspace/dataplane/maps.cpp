@@ -86,6 +86,7 @@ lb_config default_config()
     cfg.syn_cookie_rate = 1000;
     cfg.high_water_bp = LB_LOAD_FULL;
     cfg.overflow = LB_OVERFLOW_KEEP;
+    cfg.choices = LB_CHOICES_DEFAULT;
     return cfg;
 }
 
@@ -110,6 +111,7 @@ Maps Maps::open_pinned(const std::string& pin_dir)
     fds.inflight = open_pin(pin_dir, LB_INFLIGHT_MAP);
     fds.handed = open_pin(pin_dir, LB_HANDED_MAP);
     fds.buckets = open_pin(pin_dir, LB_BUCKETS_MAP);
+    fds.candidates = open_pin(pin_dir, LB_CANDIDATES_MAP);
     return Maps(std::move(fds));
 }
 
@@ -135,6 +137,18 @@ lb_uri_rule Maps::uri_rule(uint32_t index) const
 void Maps::set_uri_rule(uint32_t index, const lb_uri_rule& rule)
 {
     update(fds_.uri_rules, &index, &rule, "URI rule");
+}
+
+lb_candidates Maps::candidates(uint32_t list) const
+{
+    lb_candidates c{};
+    lookup(fds_.candidates, &list, &c, "candidate list");
+    return c;
+}
+
+void Maps::set_candidates(uint32_t list, const lb_candidates& value)
+{
+    update(fds_.candidates, &list, &value, "candidate list");
 }
 
 lb_config Maps::config() const

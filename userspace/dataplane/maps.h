@@ -13,6 +13,7 @@
 #include "net.h"
 
 extern "C" {
+#include "../../maps/candidates.h"
 #include "../../maps/config.h"
 #include "../../maps/cookie.h"
 #include "../../maps/flow.h"
@@ -41,9 +42,11 @@ static_assert(sizeof(lb_node_mac_key) == 8);
 static_assert(sizeof(lb_grace_key) == 20 && sizeof(lb_grace) == 16);
 static_assert(sizeof(lb_cookie_key) == 40);
 static_assert(sizeof(lb_pin_key) == 20 && sizeof(lb_pin) == 16 && sizeof(lb_pin_event) == 36);
-static_assert(sizeof(lb_uri_rule) == 216);
+static_assert(sizeof(lb_uri_rule) == 336 && offsetof(lb_uri_rule, nodes) == 208);
+static_assert(sizeof(lb_candidates) == 4 + 2 * LB_MAX_NODES);
+static_assert(offsetof(lb_config, choices) == 68);
 
-// Defaults of DESIGN section 2 (T1 50 %, T2 20 %, weighted, l2).
+// Defaults of DESIGN section 2 (T1 50 %, T2 20 %, weighted, l2, 2 choices).
 lb_config default_config();
 
 struct FlowEntry {
@@ -65,7 +68,8 @@ struct CounterTotal {
 // Map fds of one data plane, by map name.
 struct MapFds {
     Fd config, nodes, node_addrs, node_macs, services, flows, flows_new, grace, stats, node_stats,
-        cookie_keys, uri_rules, rule_stats, pins, pin_events, inflight, handed, buckets;
+        cookie_keys, uri_rules, rule_stats, pins, pin_events, inflight, handed, buckets,
+        candidates;
 };
 
 class Maps {
@@ -107,6 +111,10 @@ public:
     // many are in use.
     lb_uri_rule uri_rule(uint32_t index) const;
     void set_uri_rule(uint32_t index, const lb_uri_rule& rule);
+
+    // Candidate list `list` (< LB_CANDIDATE_LISTS, maps/candidates.h).
+    lb_candidates candidates(uint32_t list) const;
+    void set_candidates(uint32_t list, const lb_candidates& value);
 
     // Stateful rules' pins (lb_pins): set or end one; all of them.
     void set_pin(const lb_pin_key& key, const lb_pin& pin);
