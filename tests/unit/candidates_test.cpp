@@ -117,10 +117,14 @@ TEST(CandidateLists, RuleListsHoldTheirUsableMembersWithTheirOwnGate)
     EXPECT_EQ(l.slots(lb_rule_candidates(0)), (std::vector<uint16_t>{2, 3}));
     EXPECT_EQ(l.slots(lb_rule_candidates(1)), (std::vector<uint16_t>{1}));
     EXPECT_EQ(l.written.at(lb_rule_candidates(2)).count, 0u);
+    EXPECT_TRUE(l.lists.in_a_rule(1));
+    EXPECT_TRUE(l.lists.in_a_rule(4));
+    EXPECT_FALSE(l.lists.in_a_rule(5));
     // Rules change: rule 1 gone, its list emptied.
     l.lists.set_rules({set_of({kSelf, 2, 3, 4})});
     l.lists.flush();
     EXPECT_EQ(l.written.at(lb_rule_candidates(1)).count, 0u);
+    EXPECT_FALSE(l.lists.in_a_rule(1));
     EXPECT_EQ(l.slots(lb_rule_candidates(0)), (std::vector<uint16_t>{2, 3}));
 }
 

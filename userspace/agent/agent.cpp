@@ -759,8 +759,16 @@ void Agent::on_peer_event(const PeerEvent& ev)
             came_alive_ns_[ev.node_id] = mono_ns();
     }
     const auto slot = table_.write_peer(peer);
-    if (!ev.from)
-        install_uri_rules(); // a rule may name the newcomer
+    // A rule may name the newcomer (its slot joins the rule's node set),
+    // or the newcomer took the slot of a rule's node gone (it leaves it).
+    // Only then: the rewrite walks every peer, so a thousand joins would
+    // cost a quadratic time.
+    const auto names_it = [&](const UriRuleConfig& r) {
+        return std::find(r.nodes.begin(), r.nodes.end(), ev.node_id) != r.nodes.end();
+    };
+    if (!ev.from && (std::any_of(cfg_.uri_rules.begin(), cfg_.uri_rules.end(), names_it) ||
+                     (slot && table_.candidates().in_a_rule(*slot))))
+        install_uri_rules();
     if (!ev.from)
         spdlog::info("peer {} ({}) joined: {} in slot {}", ev.node_id,
                      format_ip(peer.last.node_address), peer_state_name(ev.to),

@@ -108,6 +108,12 @@ void CandidateLists::set_rules(const std::vector<NodeSet>& members)
     }
 }
 
+bool CandidateLists::in_a_rule(uint32_t slot) const
+{
+    return slot < LB_MAX_NODES &&
+           std::any_of(rules_.begin(), rules_.end(), [&](const NodeSet& r) { return r[slot]; });
+}
+
 void CandidateLists::flush()
 {
     std::vector<uint16_t> content;

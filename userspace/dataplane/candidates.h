@@ -48,6 +48,8 @@ public:
     // the pinned ones).
     void flush();
 
+    // Slot `slot` is one of a URI rule's nodes (set_rules).
+    bool in_a_rule(uint32_t slot) const;
     // The slots of list `list` as last written.
     const std::vector<uint16_t>& written(uint32_t list) const { return lists_.at(list).content; }
     uint64_t writes() const { return writes_; }
