@@ -26,7 +26,8 @@ CL_AGENT_MANAGED=1
 SENDERS=${FANIN_SENDERS:-200}
 RATE=2            # heartbeats a second per sender: a 500 ms period
 DEAD_WITHIN_MS=4000 # dead_after (3) x 500 ms, with room for a busy machine
-MAX_SLOTS=64      # LB_MAX_NODES (maps/common.h): this node takes one
+# LB_MAX_NODES (maps/common.h): this node takes one.
+MAX_SLOTS=$(sed -n 's/^#define LB_MAX_NODES \([0-9]*\).*/\1/p' "$here/../../maps/common.h")
 GEN_PID=
 
 gen_stop() {
