@@ -193,7 +193,14 @@ got=$(for i in $(seq 30); do answers "${CL_SVC_ADDR[1]}"; done)
 spread=$(tally <<<"$got")
 echo "    s1 at 90 %, s2..s$((nodes / 2)) at 80 %, the rest at 10 %: 30 connections to ${CL_SVC_ADDR[1]} served by $spread"
 low_names=$(for n in $low; do printf 's%s ' "$n"; done)
-check "s1's new connections go to the idle half only" only_from "$low_names" "$got"
+# Power of two choices (balance.choices = 2): s1 compares two peers drawn
+# at random and keeps the connection when both are busy (7 of 15 peers:
+# C(7,2)/C(15,2) = 20 % of them, 6 of 30 expected); it never hands one to
+# a busy peer.
+check "s1's new connections go to the idle half, or stay when both peers drawn are busy" \
+    only_from "$low_names s1" "$got"
+kept=$(grep -cx s1 <<<"$got")
+check "most go to the idle half (kept by s1: $kept of 30)" test "$kept" -le 15
 check "and are spread among at least 3 of them" test "$(wc -w <<<"$spread")" -ge 3
 for n in $everyone; do cl_agent_load "$n" 10; done
 cl_wait_until 5000 loads_seen_by 1 >/dev/null
