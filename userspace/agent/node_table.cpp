@@ -223,6 +223,7 @@ std::optional<uint32_t> NodeTable::write_peer(const Peer& p)
             gone.state = LB_NODE_DEAD;
             maps_.set_node(*old, gone);
             candidates_.set_peer(*old, CandidatePeer{});
+            candidates_.flush();
         }
         known->second = address;
     }
