@@ -628,6 +628,24 @@ TEST_P(XdpShared, ChainNeverGoesBackToTheSender)
     EXPECT_EQ(counter_deltas(), (Counts{{"shared_chain_drop", 2}}));
 }
 
+// Slots past the old 7-bit mark (127 nodes): the mark carries slots up to
+// 1023 and the chain still never goes back to a node it passed.
+TEST_P(XdpShared, ChainMarksCarryHighSlots)
+{
+    add_node(700);
+    add_node(1000);
+    // Receiver 1000 sent it to owner 700, which sent it here: on to 3, not
+    // back to 1000.
+    set_bucket(moved_to(1000, 700, 3));
+    Bytes client_in = outside(data_segment());
+    EXPECT_TRUE(forwarded(run_xdp(tunnelled(700, client_in, mark(2, 1000))), client_in, 3,
+                          mark(3, 1000, 700)));
+    // The owner passed, the other previous owner the sender: nobody left.
+    set_bucket(moved_to(1000, 700));
+    EXPECT_TRUE(dropped(run_xdp(tunnelled(700, client_in, mark(2, 1000)))));
+    EXPECT_EQ(counter_deltas(), (Counts{{"shared_second_hop", 1}, {"shared_chain_drop", 1}}));
+}
+
 TEST_P(XdpShared, ChainNeverGoesBackToANodeItPassed)
 {
     // Receiver 2 sent it to owner 1, which sent it here: not back to 2.
