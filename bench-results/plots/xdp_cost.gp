@@ -7,7 +7,7 @@ set style fill solid 0.6
 set grid xtics
 set size ratio 0
 set ytics nomirror
-set yrange [-1:44]
+set yrange [-1:52]
 set xrange [0:*]
 set key bottom right
 plot "/work/main/bench-results/plots/xdp_cost.dat" using ($3/2):1:($3/2):(0.35):yticlabels(2) with boxxyerrorbars title "median", \
