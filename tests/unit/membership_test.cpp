@@ -382,6 +382,67 @@ TEST(MembershipTest, ChangesCountWhatOwnershipReads)
     EXPECT_FALSE(changed());
 }
 
+// next_tick_ns(): the first instant a tick changes something. A tick just
+// before it changes nothing; at it, the peer it names changes.
+TEST(MembershipTest, NextTickIsTheFirstChange)
+{
+    FakeClock clock;
+    Membership m("self", 3);
+    EXPECT_EQ(m.next_tick_ns(), UINT64_MAX); // nobody to judge
+    const uint64_t t0 = clock.now;
+    m.on_heartbeat(beat("b", 500), t0);
+    m.on_heartbeat(beat("c", 100), t0 + 100 * kMs);
+    // c: alive up to 150 ms after its heartbeat; b: up to 750 ms.
+    EXPECT_EQ(m.next_tick_ns(), t0 + 250 * kMs + 1);
+    EXPECT_TRUE(m.tick(t0 + 250 * kMs).empty());
+    EXPECT_EQ(m.next_tick_ns(), t0 + 250 * kMs + 1);
+    expect_one_event(m.tick(m.next_tick_ns()), "c", PeerState::alive, PeerState::suspect);
+    EXPECT_EQ(m.next_tick_ns(), t0 + 400 * kMs); // c dead at 3 x 100 ms
+    expect_one_event(m.tick(m.next_tick_ns()), "c", PeerState::suspect, PeerState::dead);
+    EXPECT_EQ(m.next_tick_ns(), t0 + 750 * kMs + 1); // b; c changes only with a heartbeat
+    // A heartbeat can bring it forward: c back, with its own deadline.
+    m.on_heartbeat(beat("c", 100), t0 + 500 * kMs);
+    EXPECT_EQ(m.next_tick_ns(), t0 + 650 * kMs + 1);
+    // Changing dead_after: due at once.
+    m.set_dead_after(4);
+    EXPECT_EQ(m.next_tick_ns(), 0u);
+}
+
+// Random heartbeats and ticks: after a tick, next_tick_ns() is exact (a
+// tick just before it changes nothing, one at it changes something); a
+// heartbeat taken since never makes it later than a change.
+TEST(MembershipTest, NoChangeBeforeNextTick)
+{
+    FakeClock clock;
+    Membership m("self", 3);
+    uint64_t seed = 12345;
+    auto next_random = [&seed](uint64_t n) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        return (seed >> 33) % n;
+    };
+    const std::string ids[] = {"a", "b", "c", "d"};
+    const uint32_t intervals[] = {100, 200, 500};
+    int changes = 0;
+    for (int step = 0; step < 5000; step++) {
+        changes += int(m.tick(clock.now).size());
+        const uint64_t due = m.next_tick_ns();
+        if (due != UINT64_MAX) {
+            ASSERT_GT(due, clock.now) << "step " << step;
+            Membership before = m, at = m;
+            EXPECT_TRUE(before.tick(due - 1).empty()) << "step " << step;
+            EXPECT_FALSE(at.tick(due).empty()) << "step " << step;
+        }
+        clock.advance_ms(1 + next_random(120));
+        if (next_random(3) == 0) {
+            m.on_heartbeat(beat(ids[next_random(4)], intervals[next_random(3)]), clock.now);
+            Membership exact = m;
+            exact.tick(clock.now);
+            EXPECT_LE(m.next_tick_ns(), std::max(exact.next_tick_ns(), clock.now)) << "step " << step;
+        }
+    }
+    EXPECT_GT(changes, 100); // the walk did go through suspect and dead
+}
+
 TEST(MembershipTest, StateNames)
 {
     EXPECT_STREQ(peer_state_name(PeerState::alive), "alive");

@@ -2,6 +2,8 @@
 // the receiver's monotonic time in nanoseconds.
 #include "membership.h"
 
+#include <algorithm>
+
 namespace peerlb {
 
 namespace {
@@ -15,6 +17,24 @@ uint64_t mul_sat(uint64_t a, uint64_t b)
     if (__builtin_mul_overflow(a, b, &r))
         return UINT64_MAX;
     return r;
+}
+
+uint64_t add_sat(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+
+// The silences (time since the last heartbeat) at which a peer stops being
+// alive (more than alive_ns) and is dead (dead_ns or more), by the period
+// it announced.
+struct SilenceLimits {
+    uint64_t alive_ns;
+    uint64_t dead_ns;
+};
+
+SilenceLimits silence_limits(const Peer& p, uint32_t dead_after)
+{
+    // Decoded heartbeats never carry interval 0; a hand-made one counts as 1 ms.
+    const uint64_t period_ns = mul_sat(p.last.interval_ms ? p.last.interval_ms : 1, kNsPerMs);
+    // 1.5 periods, exact: a period is a whole number of milliseconds.
+    return {mul_sat(period_ns, 3) / 2, mul_sat(period_ns, dead_after)};
 }
 
 } // namespace
@@ -39,15 +59,24 @@ PeerState Membership::judge(const Peer& p, uint64_t now_ns) const
 {
     if (p.last.state == AnnouncedState::leaving)
         return PeerState::dead;
-    // Decoded heartbeats never carry interval 0; a hand-made one counts as 1 ms.
-    const uint64_t period_ns = mul_sat(p.last.interval_ms ? p.last.interval_ms : 1, kNsPerMs);
+    const SilenceLimits limits = silence_limits(p, dead_after_);
     const uint64_t age = now_ns > p.last_heard_ns ? now_ns - p.last_heard_ns : 0;
-    // age <= 1.5 periods, in integers: 2 * age <= 3 * period.
-    if (mul_sat(age, 2) <= mul_sat(period_ns, 3))
+    if (age <= limits.alive_ns)
         return PeerState::alive;
-    if (age < mul_sat(period_ns, dead_after_))
+    if (age < limits.dead_ns)
         return PeerState::suspect;
     return PeerState::dead;
+}
+
+uint64_t Membership::next_change_ns(const Peer& p) const
+{
+    const SilenceLimits limits = silence_limits(p, dead_after_);
+    switch (p.state) {
+    case PeerState::alive: return add_sat(p.last_heard_ns, add_sat(limits.alive_ns, 1));
+    case PeerState::suspect: return add_sat(p.last_heard_ns, limits.dead_ns);
+    case PeerState::dead: break; // only a heartbeat brings it back
+    }
+    return UINT64_MAX;
 }
 
 std::optional<PeerEvent> Membership::on_heartbeat(const Heartbeat& hb, uint64_t now_ns)
@@ -65,11 +94,15 @@ std::optional<PeerEvent> Membership::on_heartbeat(const Heartbeat& hb, uint64_t 
     p.heartbeats++;
 
     const PeerState now_state = judge(p, now_ns);
-    if (before && *before == now_state)
+    const bool changed = !before || *before != now_state;
+    if (changed) {
+        p.state = now_state;
+        p.state_since_ns = now_ns;
+        changes_++;
+    }
+    next_tick_ns_ = std::min(next_tick_ns_, next_change_ns(p));
+    if (!changed)
         return std::nullopt;
-    p.state = now_state;
-    p.state_since_ns = now_ns;
-    changes_++;
     return PeerEvent{hb.node_id, before, now_state};
 }
 
@@ -92,13 +125,15 @@ std::vector<std::string> Membership::forget_dead(uint64_t now_ns, uint64_t after
 std::vector<PeerEvent> Membership::tick(uint64_t now_ns)
 {
     std::vector<PeerEvent> events;
+    next_tick_ns_ = UINT64_MAX;
     for (auto& [id, p] : peers_) {
         const PeerState s = judge(p, now_ns);
-        if (s == p.state)
-            continue;
-        events.push_back(PeerEvent{id, p.state, s});
-        p.state = s;
-        p.state_since_ns = now_ns;
+        if (s != p.state) {
+            events.push_back(PeerEvent{id, p.state, s});
+            p.state = s;
+            p.state_since_ns = now_ns;
+        }
+        next_tick_ns_ = std::min(next_tick_ns_, next_change_ns(p));
     }
     changes_ += events.size();
     return events;

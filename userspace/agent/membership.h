@@ -52,13 +52,23 @@ public:
     // Moves peers to suspect / dead as time passes; returns the changes.
     std::vector<PeerEvent> tick(uint64_t now_ns);
 
+    // The earliest time at which tick() may change a state: until then a
+    // tick changes nothing, so a caller may skip it (the simulator does;
+    // UINT64_MAX: no peer can change by time alone). Taking a heartbeat or
+    // changing dead_after may bring it forward.
+    uint64_t next_tick_ns() const { return next_tick_ns_; }
+
     // Removes the peers dead for at least after_ns that announced no service
     // address and claim none (nodes gone for good, or ids a key holder
     // forged), so that the table stays bounded; returns their ids. Peers with
     // addresses stay: who holds their addresses is computed from them.
     std::vector<std::string> forget_dead(uint64_t now_ns, uint64_t after_ns);
 
-    void set_dead_after(uint32_t periods) { dead_after_ = periods; }
+    void set_dead_after(uint32_t periods)
+    {
+        dead_after_ = periods;
+        next_tick_ns_ = 0;
+    }
     uint32_t dead_after() const { return dead_after_; }
 
     const std::map<std::string, Peer>& peers() const { return peers_; }
@@ -73,11 +83,14 @@ public:
 
 private:
     PeerState judge(const Peer& p, uint64_t now_ns) const;
+    // When time alone next moves p to another state (UINT64_MAX: never).
+    uint64_t next_change_ns(const Peer& p) const;
 
     std::string self_id_;
     uint32_t dead_after_;
     std::map<std::string, Peer> peers_; // by node id: stable order for slots and output
     uint64_t changes_ = 0;
+    uint64_t next_tick_ns_ = UINT64_MAX;
 };
 
 } // namespace peerlb
