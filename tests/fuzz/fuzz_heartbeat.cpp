@@ -110,7 +110,8 @@ std::string describe(const Heartbeat& hb)
                     " services=" + std::to_string(hb.services.size()) +
                     " claims=" + std::to_string(hb.claims.size()) + " load=" + std::to_string(hb.load_bp) +
                     " state=" + std::to_string(static_cast<int>(hb.state)) +
-                    " kept=" + std::to_string(hb.kept_per_s) + " fwd=" + std::to_string(hb.forwarded_per_s);
+                    " kept=" + std::to_string(hb.kept_per_s) + " fwd=" + std::to_string(hb.forwarded_per_s) +
+                    " lists_silent=" + std::to_string(hb.lists_silent) + " silent=" + std::to_string(hb.silent.size());
     return s;
 }
 
@@ -148,7 +149,7 @@ bool untouched(const Heartbeat& hb)
     return hb.node_id.empty() && hb.incarnation == 0 && hb.sequence == 0 && hb.sent_unix_ms == 0 &&
            hb.interval_ms == 0 && untouched(hb.node_address) && hb.mac == empty.mac && hb.services.empty() &&
            hb.claims.empty() && hb.load_bp == 0 && hb.state == empty.state && hb.kept_per_s == 0 &&
-           hb.forwarded_per_s == 0;
+           hb.forwarded_per_s == 0 && !hb.lists_silent && hb.silent.empty();
 }
 bool untouched(const PinAnnouncement& a)
 {
@@ -312,6 +313,12 @@ std::vector<std::pair<std::string, Heartbeat>> seed_heartbeats()
     }
     max.load_bp = 10000;
     out.emplace_back("hb-v4-limits", max);
+
+    Heartbeat silent = hb;
+    silent.node_id = "s3";
+    silent.lists_silent = true;
+    silent.silent = {"s1", "node-2.example", std::string(32, 'q')};
+    out.emplace_back("hb-v4-silent", silent);
     return out;
 }
 

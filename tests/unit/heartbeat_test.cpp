@@ -767,6 +767,106 @@ TEST(HeartbeatMalformed, SharedAddressFlagsAndTlvs)
     EXPECT_THROW(encode_heartbeat(hb, kKey), Error);
 }
 
+// The silent peers (deaths confirmed by peers): flag bit 3 says the sender
+// lists them, TLV 34 names each (at most kMaxSilentPeers, each once); a
+// heartbeat without them (an older sender) lists nothing.
+TEST(HeartbeatEncode, SilentPeersRoundTripAndAreOptional)
+{
+    Heartbeat hb = ipv4_heartbeat(1);
+    hb.lists_silent = true;
+    hb.silent = {"node-c", "node-d.example"};
+    const Bytes d = encode_heartbeat(hb, kKey);
+    const Decoded<Heartbeat> out = decode_heartbeat(d, kKey);
+    ASSERT_EQ(out.reason, DropReason::none) << drop_reason_name(out.reason);
+    EXPECT_EQ(out.message, hb);
+    const Bytes first = {34, 0, 6, 'n', 'o', 'd', 'e', '-', 'c'};
+    EXPECT_NE(std::search(d.begin(), d.end(), first.begin(), first.end()), d.end());
+    EXPECT_EQ(encode_heartbeat(ipv4_heartbeat(1), kKey).size() + 9 + 17, d.size());
+
+    // Listing nobody costs nothing but the flag bit.
+    hb.silent.clear();
+    EXPECT_EQ(encode_heartbeat(hb, kKey).size(), encode_heartbeat(ipv4_heartbeat(1), kKey).size());
+    EXPECT_TRUE(decode_heartbeat(encode_heartbeat(hb, kKey), kKey).message.lists_silent);
+
+    const Decoded<Heartbeat> old = decode_heartbeat(sign(body_of(complete_tlvs())), kKey);
+    ASSERT_EQ(old.reason, DropReason::none);
+    EXPECT_FALSE(old.message.lists_silent);
+    EXPECT_TRUE(old.message.silent.empty());
+
+    hb.silent = {"node-c", "node-c"};
+    EXPECT_THROW(encode_heartbeat(hb, kKey), Error);
+    hb.silent = {std::string(33, 'x')};
+    EXPECT_THROW(encode_heartbeat(hb, kKey), Error);
+    hb.silent.clear();
+    for (size_t i = 0; i <= kMaxSilentPeers; i++)
+        hb.silent.push_back("p" + std::to_string(i));
+    EXPECT_THROW(encode_heartbeat(hb, kKey), Error);
+    hb.silent.pop_back();
+    EXPECT_EQ(decode_heartbeat(encode_heartbeat(hb, kKey), kKey).message.silent.size(), kMaxSilentPeers);
+}
+
+TEST(HeartbeatMalformed, SilentPeerTlvs)
+{
+    auto decode_with = [](std::vector<Tlv> extra) {
+        std::vector<Tlv> tlvs = complete_tlvs();
+        tlvs.insert(tlvs.end(), extra.begin(), extra.end());
+        return decode_heartbeat(sign(body_of(tlvs)), kKey);
+    };
+    const Decoded<Heartbeat> two = decode_with({{24, {8}}, {34, str("b")}, {34, str("a")}});
+    ASSERT_EQ(two.reason, DropReason::none);
+    EXPECT_TRUE(two.message.lists_silent);
+    EXPECT_EQ(two.message.silent, (std::vector<std::string>{"b", "a"})); // in the order sent
+    EXPECT_EQ(decode_with({{34, str("a")}, {34, str("a")}}).reason, DropReason::malformed) << "named twice";
+    EXPECT_EQ(decode_with({{34, {}}}).reason, DropReason::bad_id);
+    EXPECT_EQ(decode_with({{34, str(std::string(33, 'x'))}}).reason, DropReason::bad_id);
+    EXPECT_EQ(decode_with({{34, {'a', 0x01}}}).reason, DropReason::bad_id);
+    std::vector<Tlv> many;
+    for (size_t i = 0; i < kMaxSilentPeers; i++)
+        many.push_back({34, str("p" + std::to_string(i))});
+    EXPECT_EQ(decode_with(many).reason, DropReason::none);
+    many.push_back({34, str("one-more")});
+    EXPECT_EQ(decode_with(many).reason, DropReason::malformed) << "more than kMaxSilentPeers";
+}
+
+// fill_silent_peers: in turn from `start`, as many as fit in the datagram.
+TEST(HeartbeatEncode, FillSilentPeersRotatesAndFits)
+{
+    std::vector<std::string> ids;
+    for (int i = 0; i < 5; i++)
+        ids.push_back("peer-" + std::to_string(i));
+    Heartbeat hb = ipv4_heartbeat(1);
+    EXPECT_EQ(fill_silent_peers(hb, ids, 3), 5u);
+    EXPECT_EQ(hb.silent, (std::vector<std::string>{"peer-3", "peer-4", "peer-0", "peer-1", "peer-2"}));
+    EXPECT_EQ(fill_silent_peers(hb, ids, 0), 0u) << "each id once";
+    Heartbeat none = ipv4_heartbeat(1);
+    EXPECT_EQ(fill_silent_peers(none, {}, 7), 0u);
+    EXPECT_TRUE(none.silent.empty());
+
+    // More than kMaxSilentPeers: that many; the next call goes on from there.
+    ids.clear();
+    for (size_t i = 0; i < 2 * kMaxSilentPeers + 10; i++)
+        ids.push_back("p" + std::to_string(1000 + i));
+    Heartbeat first = ipv4_heartbeat(1);
+    const size_t n = fill_silent_peers(first, ids, 0);
+    EXPECT_EQ(n, kMaxSilentPeers);
+    Heartbeat second = ipv4_heartbeat(1);
+    fill_silent_peers(second, ids, n);
+    EXPECT_EQ(second.silent.front(), ids[n]);
+
+    // Long ids fill the datagram before the count does; what is filled is sent.
+    ids.clear();
+    for (size_t i = 0; i < kMaxSilentPeers; i++)
+        ids.push_back(std::string(30, 'a') + std::to_string(10 + i));
+    Heartbeat full = ipv6_heartbeat(20);
+    const size_t fitted = fill_silent_peers(full, ids, 0);
+    EXPECT_GT(fitted, 0u);
+    EXPECT_LT(fitted, kMaxSilentPeers);
+    const Bytes d = encode_heartbeat(full, kKey);
+    EXPECT_LE(d.size(), kMaxHeartbeatSize);
+    EXPECT_GT(d.size() + 35, kMaxHeartbeatSize) << "room for one more was left";
+    EXPECT_EQ(decode_heartbeat(d, kKey).message, full);
+}
+
 // --- table chunks --------------------------------------------------------------
 
 TableChunk table_chunk(uint32_t total_len, uint16_t index)

@@ -34,8 +34,8 @@ namespace {
 // appears at most once (a repeat is malformed).
 //
 // Heartbeat ("PLBH"): types 1..10 are required; 8 (service) and 13 (claim)
-// may appear 0..kMaxOwnedServices and 0..kMaxClaims times; 11, 12 and
-// 22..27 are optional.
+// may appear 0..kMaxOwnedServices and 0..kMaxClaims times, 34 (silent
+// peer) 0..kMaxSilentPeers times; 11, 12 and 22..27 are optional.
 // Flow announcement ("PLBF"): 1..4, 14 and 15 are required; 16 (flow) may
 // appear 0..kMaxFlowsPerAnnouncement times.
 // Table chunk ("PLBT"): 1..4 and 28..33 are required.
@@ -81,6 +81,8 @@ enum TlvType : uint8_t {
     kTlvChunkCount = 31,     // u16, = ceil(total / kTableChunkBytes)
     kTlvChunkTotal = 32,     // u32, 1..kMaxTableBytes
     kTlvChunkBytes = 33,     // kTableChunkBytes bytes, the last chunk the rest
+    // Heartbeat, optional, repeated (deaths confirmed by peers, membership.h):
+    kTlvSilentPeer = 34,     // 1..32 bytes: id of a peer not heard for 2 periods; each id once
 };
 
 using Magic = std::array<uint8_t, 4>;
@@ -99,6 +101,7 @@ constexpr uint8_t kFlagStandby = 1 << 0;
 // Bits a receiver that does not know them ignores: optional like TLVs.
 constexpr uint8_t kFlagShared = 1 << 1;   // serves the shared addresses
 constexpr uint8_t kFlagDraining = 1 << 2; // `peerlb drain`: give its buckets away
+constexpr uint8_t kFlagListsSilent = 1 << 3; // names its silent peers (TLV 34)
 constexpr uint16_t kMaxPermille = 1000;
 
 // The largest heartbeat: every field at its limit, every address IPv6.
@@ -342,7 +345,11 @@ bool get_node_id(std::span<const uint8_t> value, std::string& out)
     return true;
 }
 
-bool valid_ids(const Heartbeat& hb) { return valid_node_id(hb.node_id); }
+bool valid_ids(const Heartbeat& hb)
+{
+    return valid_node_id(hb.node_id) &&
+           std::all_of(hb.silent.begin(), hb.silent.end(), [](const std::string& id) { return valid_node_id(id); });
+}
 bool valid_ids(const FlowAnnouncement& a) { return valid_node_id(a.node_id) && valid_node_id(a.to); }
 bool valid_ids(const PinAnnouncement& p) { return valid_node_id(p.node_id) && valid_node_id(p.serving); }
 bool valid_ids(const TableChunk& c) { return valid_node_id(c.node_id) && valid_node_id(c.author); }
@@ -447,6 +454,18 @@ bool parse_heartbeat(std::span<const uint8_t> body, Heartbeat& hb)
             hb.standby = flags & kFlagStandby;
             hb.shared = flags & kFlagShared;
             hb.draining = flags & kFlagDraining;
+            hb.lists_silent = flags & kFlagListsSilent;
+            return true;
+        }
+        case kTlvSilentPeer: {
+            // Bounded, and each id once: a receiver counts each naming as
+            // one peer's word.
+            if (hb.silent.size() >= kMaxSilentPeers)
+                return false;
+            const std::string_view id(reinterpret_cast<const char*>(value.data()), value.size());
+            if (std::find(hb.silent.begin(), hb.silent.end(), id) != hb.silent.end())
+                return false;
+            hb.silent.emplace_back(id);
             return true;
         }
         case kTlvTableVersion:
@@ -587,9 +606,14 @@ const char* drop_reason_name(DropReason r)
     return "unknown";
 }
 
-std::vector<uint8_t> encode_heartbeat(const Heartbeat& hb, std::span<const uint8_t> key)
+namespace {
+
+constexpr const char* kHeartbeatWhat = "heartbeat";
+
+// A heartbeat's body (its TLVs); throws Error if a field is out of range.
+std::vector<uint8_t> heartbeat_body(const Heartbeat& hb)
 {
-    constexpr const char* what = "heartbeat";
+    constexpr const char* what = kHeartbeatWhat;
     check_node_id(what, "node id", hb.node_id);
     check_addresses(what, "service addresses", hb.services, kMaxOwnedServices);
     check_addresses(what, "claimed addresses", hb.claims, kMaxClaims);
@@ -614,6 +638,14 @@ std::vector<uint8_t> encode_heartbeat(const Heartbeat& hb, std::span<const uint8
     if (hb.second_hop_permille > kMaxPermille)
         throw Error("heartbeat: second hops " + std::to_string(hb.second_hop_permille) + " permille, over " +
                     std::to_string(kMaxPermille));
+    if (hb.silent.size() > kMaxSilentPeers)
+        throw Error("heartbeat: " + std::to_string(hb.silent.size()) + " silent peers, at most " +
+                    std::to_string(kMaxSilentPeers));
+    for (auto it = hb.silent.begin(); it != hb.silent.end(); ++it) {
+        check_node_id(what, "silent peer id", *it);
+        if (std::find(hb.silent.begin(), it, *it) != it)
+            throw Error("heartbeat: silent peer " + *it + " named twice");
+    }
 
     std::vector<uint8_t> body;
     put_identity(body, hb);
@@ -633,7 +665,7 @@ std::vector<uint8_t> encode_heartbeat(const Heartbeat& hb, std::span<const uint8
     put_tlv_uint(body, kTlvWeight, hb.weight, 2);
     put_tlv_uint(body, kTlvNodeFlags,
                  (hb.standby ? kFlagStandby : 0) | (hb.shared ? kFlagShared : 0) |
-                     (hb.draining ? kFlagDraining : 0),
+                     (hb.draining ? kFlagDraining : 0) | (hb.lists_silent ? kFlagListsSilent : 0),
                  1);
     if (hb.load_bp_exact)
         put_tlv_uint(body, kTlvLoadExactBp, hb.load_bp_exact, 4);
@@ -641,8 +673,35 @@ std::vector<uint8_t> encode_heartbeat(const Heartbeat& hb, std::span<const uint8
         put_tlv_uint(body, kTlvTableVersion, hb.table_version, 8);
     if (hb.second_hop_permille)
         put_tlv_uint(body, kTlvSecondHop, hb.second_hop_permille, 2);
-    return seal(kHeartbeatMagic, body, key, what);
+    for (const std::string& id : hb.silent)
+        put_tlv_string(body, kTlvSilentPeer, id);
+    return body;
 }
+
+} // namespace
+
+std::vector<uint8_t> encode_heartbeat(const Heartbeat& hb, std::span<const uint8_t> key)
+{
+    return seal(kHeartbeatMagic, heartbeat_body(hb), key, kHeartbeatWhat);
+}
+
+size_t fill_silent_peers(Heartbeat& hb, const std::vector<std::string>& ids, size_t start)
+{
+    size_t size = kHeaderSize + heartbeat_body(hb).size() + kMacSize;
+    size_t added = 0;
+    for (size_t k = 0; k < ids.size() && hb.silent.size() < kMaxSilentPeers; k++) {
+        const std::string& id = ids[(start + k) % ids.size()];
+        if (std::find(hb.silent.begin(), hb.silent.end(), id) != hb.silent.end())
+            continue; // named already: each id once
+        if (size + kTlvHeaderSize + id.size() > kMaxHeartbeatSize)
+            break;
+        size += kTlvHeaderSize + id.size();
+        hb.silent.push_back(id);
+        added++;
+    }
+    return added;
+}
+
 
 Decoded<Heartbeat> decode_heartbeat(std::span<const uint8_t> datagram, std::span<const uint8_t> key)
 {

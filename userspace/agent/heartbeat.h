@@ -36,6 +36,9 @@ inline constexpr size_t kMaxNodeIdLen = 32;
 inline constexpr size_t kMaxOwnedServices = 31;
 inline constexpr size_t kMaxClaims = 31;
 inline constexpr uint32_t kMaxLoadExactBp = 1'000'000; // 100 x full
+// Silent peers one heartbeat names at most (Heartbeat::silent); fewer when
+// the datagram has no room for them.
+inline constexpr size_t kMaxSilentPeers = 64;
 
 enum class AnnouncedState : uint8_t { alive = 1, unroutable = 2, leaving = 3 };
 
@@ -71,9 +74,23 @@ struct Heartbeat {
     bool draining = false;
     uint64_t table_version = 0;
     uint16_t second_hop_permille = 0;
+    // Deaths confirmed by peers (membership.h): whether the sender lists
+    // the peers it has not heard for 2 periods or more (older agents do
+    // not: their silence about a peer means nothing), and those it names
+    // in this heartbeat. A sender with more than fit names the others in
+    // its next heartbeats (fill_silent_peers).
+    bool lists_silent = false;
+    std::vector<std::string> silent; // node ids, each at most once
 
     bool operator==(const Heartbeat&) const = default;
 };
+
+// Appends to hb.silent the ids of `ids` from index `start` on (modulo its
+// size, wrapping around), as many as fit in the datagram with everything
+// else hb carries, at most kMaxSilentPeers in all; returns how many. The
+// caller moves `start` on by that much for the next heartbeat, so that
+// every id is named in turn.
+size_t fill_silent_peers(Heartbeat& hb, const std::vector<std::string>& ids, size_t start);
 
 // Sent to the new holder of a service address when the address moves
 // (takeover, give-back): the connections on it that the sender serves, so
