@@ -408,39 +408,288 @@ TEST(MembershipTest, NextTickIsTheFirstChange)
     EXPECT_EQ(m.next_tick_ns(), 0u);
 }
 
-// Random heartbeats and ticks: after a tick, next_tick_ns() is exact (a
-// tick just before it changes nothing, one at it changes something); a
-// heartbeat taken since never makes it later than a change.
+// Random heartbeats and ticks: after a tick, no tick before next_tick_ns()
+// changes anything, and after a heartbeat, a tick that would change
+// something is due. Without voters it is exact: a tick at it changes something.
+// With voters, a peer that reaches dead_after periods may stay suspect
+// (nobody confirms it), so it is only a bound.
 TEST(MembershipTest, NoChangeBeforeNextTick)
+{
+    for (const bool with_voters : {false, true}) {
+        FakeClock clock;
+        Membership m("self", 3);
+        uint64_t seed = 12345;
+        auto next_random = [&seed](uint64_t n) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            return (seed >> 33) % n;
+        };
+        const std::string ids[] = {"a", "b", "c", "d"};
+        const uint32_t intervals[] = {100, 200, 500};
+        int changes = 0;
+        for (int step = 0; step < 20000; step++) {
+            changes += int(m.tick(clock.now).size());
+            const uint64_t due = m.next_tick_ns();
+            if (due != UINT64_MAX) {
+                ASSERT_GT(due, clock.now) << "step " << step;
+                Membership before = m, at = m;
+                EXPECT_TRUE(before.tick(due - 1).empty()) << "step " << step << " voters " << with_voters;
+                if (!with_voters) {
+                    EXPECT_FALSE(at.tick(due).empty()) << "step " << step;
+                }
+            }
+            clock.advance_ms(1 + next_random(120));
+            if (next_random(3) == 0) {
+                // Voters name others: deaths wait for their word, and their
+                // heartbeats bring ticks forward.
+                Heartbeat hb = beat(ids[next_random(4)], intervals[next_random(3)]);
+                hb.lists_silent = with_voters && next_random(2) == 0;
+                if (next_random(20) == 0)
+                    hb.state = AnnouncedState::leaving;
+                if (hb.lists_silent && next_random(2) == 0)
+                    hb.silent = {ids[next_random(4)]};
+                m.on_heartbeat(hb, clock.now);
+                // Whatever a tick now would change, it is due.
+                Membership probe = m;
+                if (!probe.tick(clock.now).empty()) {
+                    EXPECT_LE(m.next_tick_ns(), clock.now) << "step " << step;
+                }
+            }
+        }
+        EXPECT_GT(changes, 1000); // the walk did go through suspect and dead
+    }
+}
+
+// --- deaths confirmed by peers ------------------------------------------------
+
+// A heartbeat of a peer that lists its silent peers, naming `silent`.
+Heartbeat voter(const std::string& id, std::vector<std::string> silent = {})
+{
+    Heartbeat hb = beat(id);
+    hb.lists_silent = true;
+    hb.silent = std::move(silent);
+    return hb;
+}
+
+// Every voter in `voters` beats at `now`, those in `naming` naming "x".
+void votes(Membership& m, const std::vector<std::string>& voters, const std::vector<std::string>& naming,
+           uint64_t now)
+{
+    for (const auto& v : voters) {
+        const bool names = std::find(naming.begin(), naming.end(), v) != naming.end();
+        m.on_heartbeat(voter(v, names ? std::vector<std::string>{"x"} : std::vector<std::string>{}), now);
+    }
+}
+
+// x silent for dead_after periods is dead only when at least half of the
+// voters name it: 4 voters, 2 needed.
+TEST(MembershipConfirm, HalfOfTheVotersConfirmADeath)
 {
     FakeClock clock;
     Membership m("self", 3);
-    uint64_t seed = 12345;
-    auto next_random = [&seed](uint64_t n) {
-        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-        return (seed >> 33) % n;
-    };
-    const std::string ids[] = {"a", "b", "c", "d"};
-    const uint32_t intervals[] = {100, 200, 500};
-    int changes = 0;
-    for (int step = 0; step < 5000; step++) {
-        changes += int(m.tick(clock.now).size());
-        const uint64_t due = m.next_tick_ns();
-        if (due != UINT64_MAX) {
-            ASSERT_GT(due, clock.now) << "step " << step;
-            Membership before = m, at = m;
-            EXPECT_TRUE(before.tick(due - 1).empty()) << "step " << step;
-            EXPECT_FALSE(at.tick(due).empty()) << "step " << step;
-        }
-        clock.advance_ms(1 + next_random(120));
-        if (next_random(3) == 0) {
-            m.on_heartbeat(beat(ids[next_random(4)], intervals[next_random(3)]), clock.now);
-            Membership exact = m;
-            exact.tick(clock.now);
-            EXPECT_LE(m.next_tick_ns(), std::max(exact.next_tick_ns(), clock.now)) << "step " << step;
-        }
+    const std::vector<std::string> four = {"v1", "v2", "v3", "v4"};
+    m.on_heartbeat(beat("x"), clock.now);
+    votes(m, four, {}, clock.now);
+    clock.advance_ms(1500); // x silent for 3 periods
+    votes(m, four, {"v1"}, clock.now);
+    expect_one_event(m.tick(clock.now), "x", PeerState::alive, PeerState::suspect);
+    clock.advance_ms(100);
+    votes(m, four, {"v3"}, clock.now);
+    EXPECT_TRUE(m.tick(clock.now).empty()) << "1 of 4";
+    EXPECT_EQ(m.find("x")->state, PeerState::suspect);
+    clock.advance_ms(100);
+    votes(m, four, {"v2", "v4"}, clock.now);
+    expect_one_event(m.tick(clock.now), "x", PeerState::suspect, PeerState::dead);
+    // Declared: voters that stop naming it do not bring it back; a heartbeat does.
+    clock.advance_ms(100);
+    votes(m, four, {}, clock.now);
+    EXPECT_TRUE(m.tick(clock.now).empty());
+    EXPECT_EQ(m.find("x")->state, PeerState::dead);
+    expect_event(m.on_heartbeat(beat("x"), clock.now), "x", PeerState::dead, PeerState::alive);
+}
+
+// Five voters: three needed (half, rounded up).
+TEST(MembershipConfirm, HalfRoundsUp)
+{
+    FakeClock clock;
+    Membership m("self", 3);
+    const std::vector<std::string> five = {"v1", "v2", "v3", "v4", "v5"};
+    m.on_heartbeat(beat("x"), clock.now);
+    clock.advance_ms(1500);
+    votes(m, five, {"v1", "v2"}, clock.now);
+    m.tick(clock.now);
+    EXPECT_EQ(m.find("x")->state, PeerState::suspect) << "2 of 5";
+    votes(m, five, {"v1", "v2", "v5"}, clock.now);
+    expect_one_event(m.tick(clock.now), "x", PeerState::suspect, PeerState::dead);
+}
+
+// With one or two voters, all of them must name it.
+TEST(MembershipConfirm, OneOrTwoVotersMustAllAgree)
+{
+    for (const size_t n : {1, 2}) {
+        FakeClock clock;
+        Membership m("self", 3);
+        std::vector<std::string> voters = {"v1", "v2"};
+        voters.resize(n);
+        m.on_heartbeat(beat("x"), clock.now);
+        clock.advance_ms(1500);
+        votes(m, voters, {"v1"}, clock.now);
+        m.tick(clock.now);
+        EXPECT_EQ(m.find("x")->state, n == 1 ? PeerState::dead : PeerState::suspect) << n << " voters";
+        votes(m, voters, voters, clock.now);
+        m.tick(clock.now);
+        EXPECT_EQ(m.find("x")->state, PeerState::dead) << n << " voters";
     }
-    EXPECT_GT(changes, 100); // the walk did go through suspect and dead
+}
+
+// Peers that do not list silent peers (older agents) have no vote: with no
+// voter at all, this node decides alone, at dead_after periods as before.
+TEST(MembershipConfirm, WithoutVotersTheObserverDecidesAlone)
+{
+    FakeClock clock;
+    Membership m("self", 3);
+    const uint64_t t0 = clock.now;
+    m.on_heartbeat(beat("x"), t0);
+    for (int i = 0; i < 3; i++) {
+        m.on_heartbeat(beat("old-1"), clock.now);
+        m.on_heartbeat(beat("old-2"), clock.now);
+        clock.advance_ms(500);
+    }
+    EXPECT_EQ(clock.now, t0 + 1500 * kMs);
+    m.on_heartbeat(beat("old-1"), clock.now);
+    m.on_heartbeat(beat("old-2"), clock.now);
+    m.tick(clock.now);
+    EXPECT_EQ(m.find("x")->state, PeerState::dead);
+}
+
+// Only voters alive here count: two that named x but are silent themselves
+// (suspect) have no say, so the two alive ones must both name it.
+TEST(MembershipConfirm, OnlyAliveVotersCount)
+{
+    FakeClock clock;
+    Membership m("self", 3);
+    m.on_heartbeat(beat("x"), clock.now);
+    votes(m, {"v3", "v4"}, {"v3", "v4"}, clock.now + 700 * kMs);
+    clock.advance_ms(1500);
+    votes(m, {"v1", "v2"}, {"v1"}, clock.now); // v3, v4 last heard 800 ms ago
+    m.tick(clock.now);
+    EXPECT_EQ(m.find("v3")->state, PeerState::suspect);
+    EXPECT_EQ(m.find("x")->state, PeerState::suspect) << "1 of the 2 alive voters";
+    votes(m, {"v2"}, {"v2"}, clock.now);
+    m.tick(clock.now);
+    EXPECT_EQ(m.find("x")->state, PeerState::dead);
+}
+
+// The voters' word does not shorten this node's own wait: x heard 1 s ago
+// is not dead whatever they say.
+TEST(MembershipConfirm, OwnSilenceComesFirst)
+{
+    FakeClock clock;
+    Membership m("self", 3);
+    m.on_heartbeat(beat("x"), clock.now);
+    clock.advance_ms(1000);
+    votes(m, {"v1", "v2", "v3"}, {"v1", "v2", "v3"}, clock.now);
+    m.tick(clock.now);
+    EXPECT_EQ(m.find("x")->state, PeerState::suspect);
+    clock.advance_ms(499);
+    m.tick(clock.now);
+    EXPECT_EQ(m.find("x")->state, PeerState::suspect);
+    clock.advance_ms(1);
+    expect_one_event(m.tick(clock.now), "x", PeerState::suspect, PeerState::dead);
+}
+
+// Without a quorum (the others still hear x: an asymmetric partition), x is
+// dead after kUnconfirmedDeadFactor x dead_after periods.
+TEST(MembershipConfirm, UnconfirmedDeadAtTheLongerSilence)
+{
+    FakeClock clock;
+    Membership m("self", 3);
+    const uint64_t t0 = clock.now;
+    m.on_heartbeat(beat("x"), t0);
+    const uint64_t limit = t0 + kUnconfirmedDeadFactor * 3 * 500 * kMs;
+    while (clock.now + 100 * kMs < limit) {
+        clock.advance_ms(100);
+        votes(m, {"v1", "v2"}, {}, clock.now);
+        m.tick(clock.now);
+        ASSERT_NE(m.find("x")->state, PeerState::dead) << (clock.now - t0) / kMs << " ms";
+    }
+    EXPECT_EQ(m.next_tick_ns(), limit);
+    clock.now = limit - 1;
+    votes(m, {"v1", "v2"}, {}, clock.now);
+    EXPECT_TRUE(m.tick(clock.now).empty());
+    clock.now = limit;
+    expect_one_event(m.tick(clock.now), "x", PeerState::suspect, PeerState::dead);
+}
+
+// A peer waiting for the voters' word: no tick is due until the unconfirmed
+// limit, unless a heartbeat names it; then at once.
+TEST(MembershipConfirm, ANamingHeartbeatMakesTheTickDue)
+{
+    FakeClock clock;
+    Membership m("self", 3);
+    const uint64_t t0 = clock.now;
+    m.on_heartbeat(beat("x"), t0);
+    clock.advance_ms(1500);
+    votes(m, {"v1", "v2"}, {}, clock.now);
+    m.tick(clock.now);
+    EXPECT_EQ(m.find("x")->state, PeerState::suspect);
+    EXPECT_GT(m.next_tick_ns(), clock.now + 250 * kMs); // v1, v2 alive until then
+    clock.advance_ms(10);
+    m.on_heartbeat(voter("v1", {"other"}), clock.now);
+    EXPECT_GT(m.next_tick_ns(), clock.now) << "names someone else";
+    m.on_heartbeat(voter("v2", {"x"}), clock.now);
+    EXPECT_LE(m.next_tick_ns(), clock.now) << "names x";
+    EXPECT_TRUE(m.tick(clock.now).empty()) << "1 of 2";
+    EXPECT_GT(m.next_tick_ns(), clock.now);
+    clock.advance_ms(10);
+    m.on_heartbeat(voter("v1", {"x"}), clock.now);
+    EXPECT_LE(m.next_tick_ns(), clock.now);
+    expect_one_event(m.tick(clock.now), "x", PeerState::suspect, PeerState::dead);
+}
+
+// A node that wakes from a stall takes the heartbeats queued meanwhile
+// (fresh lists that name none of its peers) and then judges: the peers it
+// missed are suspect, not dead; they are back with their next heartbeat.
+TEST(MembershipConfirm, AStalledObserverDeclaresNobodyDead)
+{
+    FakeClock clock;
+    Membership m("self", 3);
+    const std::vector<std::string> heard = {"a", "b", "c"};
+    votes(m, heard, {}, clock.now);
+    m.on_heartbeat(voter("d"), clock.now);
+    m.on_heartbeat(voter("e"), clock.now);
+    clock.advance_ms(2000); // stalled: nothing taken, no tick
+    for (const auto& id : heard) // what its socket kept: the others name the stalled node
+        m.on_heartbeat(voter(id, {"self"}), clock.now);
+    const auto events = m.tick(clock.now);
+    EXPECT_EQ(events.size(), 2u);
+    EXPECT_EQ(m.find("d")->state, PeerState::suspect);
+    EXPECT_EQ(m.find("e")->state, PeerState::suspect);
+    clock.advance_ms(300);
+    m.on_heartbeat(voter("d"), clock.now);
+    m.on_heartbeat(voter("e"), clock.now);
+    EXPECT_EQ(m.find("d")->state, PeerState::alive);
+}
+
+// What this node names: peers silent for 2 of their periods, until the
+// unconfirmed limit; not a peer that announced its leaving; in id order.
+TEST(MembershipConfirm, SilentPeersNamed)
+{
+    FakeClock clock;
+    Membership m("self", 3);
+    const uint64_t t0 = clock.now;
+    m.on_heartbeat(beat("z", 500), t0);
+    m.on_heartbeat(beat("y", 100), t0);
+    m.on_heartbeat(beat("gone", 500, AnnouncedState::leaving), t0);
+    EXPECT_TRUE(m.silent_peers(t0 + 199 * kMs).empty());
+    EXPECT_EQ(m.silent_peers(t0 + 200 * kMs), std::vector<std::string>{"y"});
+    EXPECT_EQ(m.silent_peers(t0 + 999 * kMs), std::vector<std::string>{"y"});
+    EXPECT_EQ(m.silent_peers(t0 + 1000 * kMs), (std::vector<std::string>{"y", "z"}));
+    const uint64_t y_limit = t0 + kUnconfirmedDeadFactor * 3 * 100 * kMs;
+    EXPECT_EQ(m.silent_peers(y_limit - 1), (std::vector<std::string>{"y", "z"}));
+    EXPECT_EQ(m.silent_peers(y_limit), std::vector<std::string>{"z"});
+    EXPECT_TRUE(m.silent_peers(t0 + kUnconfirmedDeadFactor * 3 * 500 * kMs).empty());
+    m.on_heartbeat(beat("z", 500), t0 + 1050 * kMs);
+    EXPECT_EQ(m.silent_peers(t0 + 1100 * kMs), std::vector<std::string>{"y"});
 }
 
 TEST(MembershipTest, StateNames)

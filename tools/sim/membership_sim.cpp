@@ -3,19 +3,22 @@
 //
 //   peerlb-sim [--nodes N] [--interval-ms MS] [--dead-after K] [--loss P]
 //       [--delay-ms D] [--jitter-ms J] [--starved-fraction F] [--starve-ms S]
-//       [--starve-gap-ms G] [--deaths K] [--return-ms R] [--duration-s T]
-//       [--warmup-s W] [--seed X] [--ownership-nodes M] [--cpu] [--json FILE]
-//       [--check]
+//       [--starve-gap-ms G] [--deaths K [--deaths-at-once]] [--return-ms R]
+//       [--duration-s T] [--warmup-s W] [--seed X] [--ownership-nodes M] [--alone] [--cpu]
+//       [--json FILE] [--check]
 //
 // Each simulated agent runs the agent's own parts as agent.cpp's loop
-// drives them: at each turn it sends its heartbeat when due, takes every
+// drives them: at each turn it sends its heartbeat when due, naming its
+// silent peers (Membership::silent_peers, fill_silent_peers), takes every
 // datagram that reached it (Membership::on_heartbeat), judges its peers
 // (Membership::tick), and computes the address owners again when the peers
 // changed (compute_owners, as Agent::evaluate_ownership, its claims going
-// into its next heartbeats). Heartbeats are the real struct, encoded and
-// signed by the real encoder for their size; receivers are handed the
-// struct (decoding 2 million datagrams per simulated second would make the
-// run 10x longer; --cpu measures that cost on its own).
+// into its next heartbeats). --alone: no silent peers named, as agents did
+// before deaths were confirmed by peers: each observer decides alone.
+// Heartbeats are the real struct, encoded and signed by the real encoder
+// for their size; receivers are handed the struct (decoding 2 million
+// datagrams per simulated second would make the run 10x longer; --cpu
+// measures that cost on its own).
 //
 // Time: an event queue on a fake clock in nanoseconds. An agent's loop
 // turns at its heartbeat time and at Membership::next_tick_ns(), the first
@@ -34,8 +37,9 @@
 // processes; what reached it meanwhile is taken on waking, in order, before
 // its tick, as the agent does (the socket buffer is not modelled: 2 MiB of
 // SO_RCVBUF holds about 2 s of heartbeats at N = 1000). Deaths: --deaths
-// nodes (not starved ones) stop at random times for good, or return after
-// --return-ms as a new agent (new incarnation, empty peer table).
+// nodes (not starved ones) stop at random times (or all at one instant,
+// --deaths-at-once) for good, or return after --return-ms as a new agent
+// (new incarnation, empty peer table).
 //
 // Figures (stdout, and --json): time from a death to each observer's
 // suspect and dead (median, p99, max; observers that are starved ones
@@ -78,7 +82,7 @@ constexpr uint64_t kMs = 1'000'000;
 constexpr uint64_t kSecond = 1000 * kMs;
 constexpr uint64_t kTickNs = 10 * kMs;                  // the agent's loop (agent.cpp kTickNs)
 constexpr uint64_t kForgetDeadAfterNs = 60 * kSecond;   // agent.cpp
-constexpr uint64_t kHoldDownNs = 10 * kSecond;          // takeover.hold_down_ms default
+constexpr uint64_t kHoldDownNs = 5 * kSecond;           // cluster.hold_down_ms default
 constexpr uint64_t kUnixEpochMs = 1'700'000'000'000ull; // sent_unix_ms = this + fake clock
 
 struct Options {
@@ -92,12 +96,14 @@ struct Options {
     double starve_ms = 2000;
     double starve_gap_ms = 10'000;
     uint32_t deaths = 0;
+    bool deaths_at_once = false;
     double return_ms = 0;
     double duration_s = 60;
     double warmup_s = 5;
     double detect_within_ms = 10'000;
     uint64_t seed = 1;
     uint32_t ownership_nodes = UINT32_MAX; // the first ones compute the owners; default: all
+    bool alone = false;
     bool cpu = false;
     bool check = false;
     std::string json_path;
@@ -134,6 +140,7 @@ struct Agent {
     uint64_t next_heartbeat_ns = 0;
     uint64_t started_ns = 0;
     uint64_t next_forget_ns = 0;
+    size_t silent_cursor = 0;
     std::unique_ptr<Membership> members;
     Heartbeat hb; // the fields that stay; identity and sequence stamped at each send
     std::vector<Delivery> inbox;
@@ -267,9 +274,11 @@ void Simulation::setup()
         schedule(Kind::starve, order[k], uint64_t(rng_.uniform() * double(o_.starve_gap_ms) * 1e6));
     }
     const uint64_t last_death = end_ns_ > detect_within_ns_ + warmup_ns_ ? end_ns_ - detect_within_ns_ : warmup_ns_;
+    const uint64_t together_ns = warmup_ns_ + uint64_t(rng_.uniform() * double(last_death - warmup_ns_));
     for (uint32_t k = 0; k < o_.deaths && starvable + k < o_.nodes; k++)
         schedule(Kind::kill, order[starvable + k],
-                 warmup_ns_ + uint64_t(rng_.uniform() * double(last_death - warmup_ns_)));
+                 o_.deaths_at_once ? together_ns
+                                   : warmup_ns_ + uint64_t(rng_.uniform() * double(last_death - warmup_ns_)));
     // Every agent starts within the first period, at a random phase.
     for (uint32_t i = 0; i < o_.nodes; i++) {
         start_agent(i, uint64_t(rng_.uniform() * double(interval_ns_)));
@@ -403,6 +412,12 @@ void Simulation::send(uint32_t i, uint64_t now)
     Heartbeat& hb = a.hb;
     hb.sequence++;
     hb.sent_unix_ms = kUnixEpochMs + now / kMs;
+    // As agent.cpp's send_heartbeat: the silent peers last, in turn
+    // (--alone: none, as agents did before; each observer decides alone).
+    hb.lists_silent = !o_.alone;
+    hb.silent.clear();
+    if (hb.lists_silent)
+        a.silent_cursor += fill_silent_peers(hb, a.members->silent_peers(now), a.silent_cursor);
     const size_t bytes = encode_heartbeat(hb, key_).size();
     const auto slot = uint32_t(hb.sequence % ring_);
     sent_[i][slot] = hb;
@@ -615,8 +630,8 @@ json Simulation::results() const
          {{"nodes", o_.nodes}, {"interval_ms", o_.interval_ms}, {"dead_after", o_.dead_after},
           {"loss", o_.loss}, {"delay_ms", o_.delay_ms}, {"jitter_ms", o_.jitter_ms},
           {"starved_fraction", o_.starved_fraction}, {"starve_ms", o_.starve_ms},
-          {"starve_gap_ms", o_.starve_gap_ms}, {"deaths", o_.deaths}, {"return_ms", o_.return_ms},
-          {"duration_s", o_.duration_s}, {"warmup_s", o_.warmup_s}, {"seed", o_.seed},
+          {"starve_gap_ms", o_.starve_gap_ms}, {"deaths", o_.deaths}, {"deaths_at_once", o_.deaths_at_once}, {"return_ms", o_.return_ms},
+          {"duration_s", o_.duration_s}, {"warmup_s", o_.warmup_s}, {"seed", o_.seed}, {"alone", o_.alone},
           {"ownership_nodes", std::min(o_.ownership_nodes, o_.nodes)}}},
         {"detection",
          {{"deaths", deaths_.size()}, {"observations", observations}, {"missed", missed},
@@ -722,6 +737,7 @@ int main(int argc, char** argv)
     app.add_option("--starve-gap-ms", o.starve_gap_ms, "mean time between a starved node's starvations (exponential)")
         ->check(CLI::Range(1.0, 1e9));
     app.add_option("--deaths", o.deaths, "nodes that die at random times");
+    app.add_flag("--deaths-at-once", o.deaths_at_once, "they all die at the same instant (a rack, a switch)");
     app.add_option("--return-ms", o.return_ms, "a dead node returns after this (0: never)")->check(CLI::Range(0.0, 1e9));
     app.add_option("--duration-s", o.duration_s, "measured time, after the warm-up")->check(CLI::Range(1.0, 1e7));
     app.add_option("--warmup-s", o.warmup_s, "unmeasured start (agents join)")->check(CLI::Range(1.0, 1e5));
@@ -730,6 +746,8 @@ int main(int argc, char** argv)
     app.add_option("--seed", o.seed, "random seed (same seed, same run)");
     app.add_option("--ownership-nodes", o.ownership_nodes,
                    "only the first M agents compute the address owners (default: all)");
+    app.add_flag("--alone", o.alone,
+                 "agents list no silent peers, as before deaths were confirmed: each observer decides alone");
     app.add_flag("--cpu", o.cpu, "also measure the cost of receiving one heartbeat");
     app.add_flag("--check", o.check, "exit 1 if a death is missed or a live node declared dead");
     app.add_option("--json", o.json_path, "write the figures to FILE");

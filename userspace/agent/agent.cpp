@@ -133,6 +133,7 @@ private:
     unsigned lo_index_;
     uint64_t incarnation_;
     uint64_t sequence_ = 0;
+    size_t silent_cursor_ = 0; // the next silent peer to name (fill_silent_peers)
 
     mutable std::mutex mu_; // guards cfg_, members_ and the counters below
     Config cfg_;
@@ -492,6 +493,14 @@ void Agent::send_heartbeat(AnnouncedState state)
     hb.load_bp = static_cast<uint16_t>(std::min(load, LB_LOAD_FULL));
     hb.load_bp_exact = load > LB_LOAD_FULL ? load : 0;
     hb.state = state == AnnouncedState::alive && !healthy_ ? AnnouncedState::unroutable : state;
+    {
+        // The peers not heard for 2 periods, for the others to confirm
+        // deaths (membership.h): last, in the room the other fields leave;
+        // named in turn when they do not all fit.
+        std::lock_guard lock(mu_);
+        hb.lists_silent = true;
+        silent_cursor_ += fill_silent_peers(hb, members_.silent_peers(mono_ns()), silent_cursor_);
+    }
     int failed = socket_.send(encode_heartbeat(hb, key_));
     std::lock_guard lock(mu_);
     heartbeats_sent_++;

@@ -3,6 +3,8 @@
 #include "membership.h"
 
 #include <algorithm>
+#include <string_view>
+#include <unordered_map>
 
 namespace peerlb {
 
@@ -21,12 +23,15 @@ uint64_t mul_sat(uint64_t a, uint64_t b)
 
 uint64_t add_sat(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
 
-// The silences (time since the last heartbeat) at which a peer stops being
-// alive (more than alive_ns) and is dead (dead_ns or more), by the period
-// it announced.
+// The silences (time since the last heartbeat) that mark a peer, by the
+// period it announced: no longer alive past alive_ns; named as silent from
+// named_ns; dead from dead_ns if the peers confirm it, from unconfirmed_ns
+// whatever they say.
 struct SilenceLimits {
     uint64_t alive_ns;
+    uint64_t named_ns;
     uint64_t dead_ns;
+    uint64_t unconfirmed_ns;
 };
 
 SilenceLimits silence_limits(const Peer& p, uint32_t dead_after)
@@ -34,10 +39,32 @@ SilenceLimits silence_limits(const Peer& p, uint32_t dead_after)
     // Decoded heartbeats never carry interval 0; a hand-made one counts as 1 ms.
     const uint64_t period_ns = mul_sat(p.last.interval_ms ? p.last.interval_ms : 1, kNsPerMs);
     // 1.5 periods, exact: a period is a whole number of milliseconds.
-    return {mul_sat(period_ns, 3) / 2, mul_sat(period_ns, dead_after)};
+    return {mul_sat(period_ns, 3) / 2, mul_sat(period_ns, kSilentAfterPeriods), mul_sat(period_ns, dead_after),
+            mul_sat(period_ns, mul_sat(dead_after, kUnconfirmedDeadFactor))};
 }
 
+uint64_t silence_of(const Peer& p, uint64_t now_ns) { return now_ns > p.last_heard_ns ? now_ns - p.last_heard_ns : 0; }
+
 } // namespace
+
+// Who confirms a death: the peers alive at now_ns that list silent peers,
+// and how many of them name each id in their last heartbeat. The names
+// point into the peers' heartbeats: valid until the table changes.
+struct Membership::Votes {
+    uint32_t voters = 0;
+    std::unordered_map<std::string_view, uint32_t> named;
+
+    // At least half of the voters name id (all of them when there are 1 or
+    // 2); with no voter, this node decides alone.
+    bool confirm(const std::string& id) const
+    {
+        if (voters == 0)
+            return true;
+        const uint32_t need = voters <= 2 ? voters : (voters + 1) / 2;
+        auto it = named.find(id);
+        return it != named.end() && it->second >= need;
+    }
+};
 
 const char* peer_state_name(PeerState s)
 {
@@ -55,25 +82,46 @@ const Peer* Membership::find(const std::string& id) const
     return it == peers_.end() ? nullptr : &it->second;
 }
 
-PeerState Membership::judge(const Peer& p, uint64_t now_ns) const
+Membership::Silence Membership::silence(const Peer& p, uint64_t now_ns) const
 {
     if (p.last.state == AnnouncedState::leaving)
-        return PeerState::dead;
+        return Silence::dead;
     const SilenceLimits limits = silence_limits(p, dead_after_);
-    const uint64_t age = now_ns > p.last_heard_ns ? now_ns - p.last_heard_ns : 0;
+    const uint64_t age = silence_of(p, now_ns);
     if (age <= limits.alive_ns)
-        return PeerState::alive;
+        return Silence::alive;
     if (age < limits.dead_ns)
-        return PeerState::suspect;
-    return PeerState::dead;
+        return Silence::suspect;
+    if (age < limits.unconfirmed_ns)
+        return Silence::dead_if_confirmed;
+    return Silence::dead;
 }
 
-uint64_t Membership::next_change_ns(const Peer& p) const
+Membership::Votes Membership::count_votes(uint64_t now_ns) const
+{
+    Votes votes;
+    for (const auto& [id, p] : peers_) {
+        if (!p.last.lists_silent || silence(p, now_ns) != Silence::alive)
+            continue;
+        votes.voters++;
+        for (const std::string& named : p.last.silent) // each id once (decode_heartbeat)
+            votes.named[named]++;
+    }
+    return votes;
+}
+
+uint64_t Membership::next_change_ns(const Peer& p, uint64_t now_ns) const
 {
     const SilenceLimits limits = silence_limits(p, dead_after_);
     switch (p.state) {
     case PeerState::alive: return add_sat(p.last_heard_ns, add_sat(limits.alive_ns, 1));
-    case PeerState::suspect: return add_sat(p.last_heard_ns, limits.dead_ns);
+    case PeerState::suspect: {
+        // Past dead_after periods, the voters' word can come at any turn:
+        // a heartbeat that names it brings the tick forward (on_heartbeat);
+        // time alone, at the unconfirmed limit.
+        const uint64_t dead_at = add_sat(p.last_heard_ns, limits.dead_ns);
+        return dead_at > now_ns ? dead_at : add_sat(p.last_heard_ns, limits.unconfirmed_ns);
+    }
     case PeerState::dead: break; // only a heartbeat brings it back
     }
     return UINT64_MAX;
@@ -87,20 +135,37 @@ std::optional<PeerEvent> Membership::on_heartbeat(const Heartbeat& hb, uint64_t 
     auto [it, inserted] = peers_.try_emplace(hb.node_id);
     Peer& p = it->second;
     const std::optional<PeerState> before = inserted ? std::nullopt : std::optional<PeerState>(p.state);
+    const bool was_voter = !inserted && p.last.lists_silent && silence(p, now_ns) == Silence::alive;
     if (inserted || p.last.services != hb.services || p.last.claims != hb.claims)
         changes_++;
     p.last = hb;
     p.last_heard_ns = now_ns;
     p.heartbeats++;
 
-    const PeerState now_state = judge(p, now_ns);
+    // Just heard: alive, or dead when it announces it is leaving.
+    const PeerState now_state = silence(p, now_ns) == Silence::alive ? PeerState::alive : PeerState::dead;
     const bool changed = !before || *before != now_state;
     if (changed) {
         p.state = now_state;
         p.state_since_ns = now_ns;
         changes_++;
     }
-    next_tick_ns_ = std::min(next_tick_ns_, next_change_ns(p));
+    next_tick_ns_ = std::min(next_tick_ns_, next_change_ns(p, now_ns));
+    // The next tick may confirm a death that waits for the voters' word
+    // when this heartbeat names it, or when its sender no longer votes
+    // (leaving, or no longer listing): one voter fewer lowers the quorum.
+    const bool votes_now = p.last.lists_silent && silence(p, now_ns) == Silence::alive;
+    if (was_voter && !votes_now)
+        next_tick_ns_ = std::min(next_tick_ns_, now_ns);
+    if (votes_now)
+        for (const std::string& id : hb.silent) {
+            auto named = peers_.find(id);
+            if (named != peers_.end() && named->second.state == PeerState::suspect &&
+                silence(named->second, now_ns) == Silence::dead_if_confirmed) {
+                next_tick_ns_ = std::min(next_tick_ns_, now_ns);
+                break;
+            }
+        }
     if (!changed)
         return std::nullopt;
     return PeerEvent{hb.node_id, before, now_state};
@@ -125,18 +190,45 @@ std::vector<std::string> Membership::forget_dead(uint64_t now_ns, uint64_t after
 std::vector<PeerEvent> Membership::tick(uint64_t now_ns)
 {
     std::vector<PeerEvent> events;
+    std::optional<Votes> votes; // counted once, when a peer needs them
     next_tick_ns_ = UINT64_MAX;
     for (auto& [id, p] : peers_) {
-        const PeerState s = judge(p, now_ns);
+        PeerState s = PeerState::dead;
+        switch (silence(p, now_ns)) {
+        case Silence::alive: s = PeerState::alive; break;
+        case Silence::suspect: s = PeerState::suspect; break;
+        case Silence::dead: s = PeerState::dead; break;
+        case Silence::dead_if_confirmed:
+            if (p.state == PeerState::dead)
+                break; // declared: the voters changing their minds does not undo it
+            if (!votes)
+                votes = count_votes(now_ns);
+            s = votes->confirm(id) ? PeerState::dead : PeerState::suspect;
+            break;
+        }
         if (s != p.state) {
             events.push_back(PeerEvent{id, p.state, s});
             p.state = s;
             p.state_since_ns = now_ns;
         }
-        next_tick_ns_ = std::min(next_tick_ns_, next_change_ns(p));
+        next_tick_ns_ = std::min(next_tick_ns_, next_change_ns(p, now_ns));
     }
     changes_ += events.size();
     return events;
+}
+
+std::vector<std::string> Membership::silent_peers(uint64_t now_ns) const
+{
+    std::vector<std::string> ids;
+    for (const auto& [id, p] : peers_) {
+        if (p.last.state == AnnouncedState::leaving)
+            continue; // it said so itself: nobody needs this node's word
+        const SilenceLimits limits = silence_limits(p, dead_after_);
+        const uint64_t age = silence_of(p, now_ns);
+        if (age >= limits.named_ns && age < limits.unconfirmed_ns)
+            ids.push_back(id);
+    }
+    return ids;
 }
 
 } // namespace peerlb
