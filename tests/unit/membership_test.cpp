@@ -382,6 +382,51 @@ TEST(MembershipTest, ChangesCountWhatOwnershipReads)
     EXPECT_FALSE(changed());
 }
 
+// live_changes(): as changes(), but a suspicion and its end do not count
+// (the owners treat suspect as live); a death, a return, a join, a
+// forgotten peer and other addresses do.
+TEST(MembershipTest, LiveChangesIgnoreSuspicion)
+{
+    FakeClock clock;
+    Membership m("self", 3);
+    uint64_t seen = m.live_changes();
+    auto changed = [&] {
+        const bool grew = m.live_changes() != seen;
+        seen = m.live_changes();
+        return grew;
+    };
+    Heartbeat hb = beat("b", 100);
+    m.on_heartbeat(hb, clock.now);
+    EXPECT_TRUE(changed()) << "a new peer";
+    clock.advance_ms(200);
+    expect_one_event(m.tick(clock.now), "b", PeerState::alive, PeerState::suspect);
+    EXPECT_FALSE(changed()) << "alive -> suspect";
+    expect_event(m.on_heartbeat(hb, clock.now), "b", PeerState::suspect, PeerState::alive);
+    EXPECT_FALSE(changed()) << "suspect -> alive";
+    hb.claims = {parse_ip("10.0.0.101")};
+    clock.advance_ms(50);
+    m.on_heartbeat(hb, clock.now);
+    EXPECT_TRUE(changed()) << "a new claim";
+    clock.advance_ms(200);
+    m.tick(clock.now);
+    EXPECT_FALSE(changed());
+    clock.advance_ms(100);
+    expect_one_event(m.tick(clock.now), "b", PeerState::suspect, PeerState::dead);
+    EXPECT_TRUE(changed()) << "suspect -> dead";
+    expect_event(m.on_heartbeat(hb, clock.now), "b", PeerState::dead, PeerState::alive);
+    EXPECT_TRUE(changed()) << "dead -> alive";
+    clock.advance_ms(400);
+    m.tick(clock.now); // straight to dead
+    EXPECT_TRUE(changed()) << "alive -> dead";
+    hb.claims.clear();
+    hb.state = AnnouncedState::leaving;
+    m.on_heartbeat(hb, clock.now);
+    EXPECT_TRUE(changed()) << "claims gone (still dead)";
+    clock.advance_ms(1000);
+    EXPECT_EQ(m.forget_dead(clock.now, 500 * kMs).size(), 1u);
+    EXPECT_TRUE(changed()) << "forgotten";
+}
+
 // next_tick_ns(): the first instant a tick changes something. A tick just
 // before it changes nothing; at it, the peer it names changes.
 TEST(MembershipTest, NextTickIsTheFirstChange)

@@ -402,7 +402,7 @@ void Simulation::turn(uint32_t i, uint64_t now)
         a.next_forget_ns = now + kSecond;
     }
     if (a.computes_ownership &&
-        (a.ownership_due || a.members->changes() != a.ownership_seen || now >= a.ownership_at_ns))
+        (a.ownership_due || a.members->live_changes() != a.ownership_seen || now >= a.ownership_at_ns))
         evaluate_ownership(i, now);
 }
 
@@ -471,7 +471,7 @@ void Simulation::evaluate_ownership(uint32_t i, uint64_t now)
 {
     Agent& a = agents_[i];
     a.ownership_due = true;
-    a.ownership_seen = a.members->changes();
+    a.ownership_seen = a.members->live_changes();
     const uint64_t listened = a.started_ns + uint64_t(o_.dead_after) * interval_ns_;
     if (now < listened) {
         a.ownership_at_ns = listened;

@@ -173,10 +173,10 @@ private:
     std::string coordinator_;
     OwnerMap owners_; // the last ownership computation
     // The owners are computed again only when their inputs may have changed
-    // (main thread): the peers (members_.changes()), the settings (a `set`),
+    // (main thread): the peers (members_.live_changes()), the settings (a `set`),
     // this node's own claims, or the time (ownership_at_ns_).
     bool ownership_due_ = true;      // own claims changed, or the last computation failed
-    uint64_t ownership_seen_ = 0;    // members_.changes() the last computation read
+    uint64_t ownership_seen_ = 0;    // members_.live_changes() the last computation read
     uint64_t ownership_at_ns_ = 0;   // hold-down or listen period end, or a retry
     uint64_t ownership_config_generation_ = 0;
     Config ownership_config_;        // the settings as of ownership_config_generation_
@@ -636,7 +636,7 @@ void Agent::evaluate_ownership(uint64_t now)
     OwnerMap owners;
     {
         std::lock_guard lock(mu_);
-        ownership_seen_ = members_.changes();
+        ownership_seen_ = members_.live_changes();
         // A starting agent listens first: a peer may hold its address.
         const uint64_t listened = started_ns_ + uint64_t(cfg_.dead_after) * cfg_.interval_ms * kMs;
         if (now < listened) {
@@ -1082,7 +1082,7 @@ int Agent::run()
         bool ownership_inputs_changed;
         {
             std::lock_guard lock(mu_);
-            ownership_inputs_changed = members_.changes() != ownership_seen_;
+            ownership_inputs_changed = members_.live_changes() != ownership_seen_;
         }
         if (ownership_due_ || ownership_inputs_changed || now >= ownership_at_ns_)
             guarded("ownership", [&] { evaluate_ownership(now); });

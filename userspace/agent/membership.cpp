@@ -4,7 +4,7 @@
 
 #include <algorithm>
 #include <string_view>
-#include <unordered_map>
+#include <utility>
 
 namespace peerlb {
 
@@ -47,12 +47,14 @@ uint64_t silence_of(const Peer& p, uint64_t now_ns) { return now_ns > p.last_hea
 
 } // namespace
 
-// Who confirms a death: the peers alive at now_ns that list silent peers,
-// and how many of them name each id in their last heartbeat. The names
-// point into the peers' heartbeats: valid until the table changes.
+// Who confirms the deaths waiting for it at now_ns (the peers silent for
+// dead_after periods, not yet dead): the voters (peers alive at now_ns
+// that list silent peers) and how many of them name each. Few wait at a
+// time: a list, no map. The names point into the table: valid until it
+// changes.
 struct Membership::Votes {
     uint32_t voters = 0;
-    std::unordered_map<std::string_view, uint32_t> named;
+    std::vector<std::pair<std::string_view, uint32_t>> waiting; // id, voters naming it
 
     // At least half of the voters name id (all of them when there are 1 or
     // 2); with no voter, this node decides alone.
@@ -61,8 +63,10 @@ struct Membership::Votes {
         if (voters == 0)
             return true;
         const uint32_t need = voters <= 2 ? voters : (voters + 1) / 2;
-        auto it = named.find(id);
-        return it != named.end() && it->second >= need;
+        for (const auto& [waiting_id, named] : waiting)
+            if (waiting_id == id)
+                return named >= need;
+        return false;
     }
 };
 
@@ -100,12 +104,17 @@ Membership::Silence Membership::silence(const Peer& p, uint64_t now_ns) const
 Membership::Votes Membership::count_votes(uint64_t now_ns) const
 {
     Votes votes;
+    for (const auto& [id, p] : peers_)
+        if (p.state != PeerState::dead && silence(p, now_ns) == Silence::dead_if_confirmed)
+            votes.waiting.emplace_back(id, 0);
     for (const auto& [id, p] : peers_) {
         if (!p.last.lists_silent || silence(p, now_ns) != Silence::alive)
             continue;
         votes.voters++;
         for (const std::string& named : p.last.silent) // each id once (decode_heartbeat)
-            votes.named[named]++;
+            for (auto& [waiting_id, count] : votes.waiting)
+                if (waiting_id == named)
+                    count++;
     }
     return votes;
 }
@@ -136,8 +145,10 @@ std::optional<PeerEvent> Membership::on_heartbeat(const Heartbeat& hb, uint64_t 
     Peer& p = it->second;
     const std::optional<PeerState> before = inserted ? std::nullopt : std::optional<PeerState>(p.state);
     const bool was_voter = !inserted && p.last.lists_silent && silence(p, now_ns) == Silence::alive;
-    if (inserted || p.last.services != hb.services || p.last.claims != hb.claims)
+    if (inserted || p.last.services != hb.services || p.last.claims != hb.claims) {
         changes_++;
+        live_changes_++;
+    }
     p.last = hb;
     p.last_heard_ns = now_ns;
     p.heartbeats++;
@@ -149,6 +160,8 @@ std::optional<PeerEvent> Membership::on_heartbeat(const Heartbeat& hb, uint64_t 
         p.state = now_state;
         p.state_since_ns = now_ns;
         changes_++;
+        if (!before || (*before == PeerState::dead) != (now_state == PeerState::dead))
+            live_changes_++;
     }
     next_tick_ns_ = std::min(next_tick_ns_, next_change_ns(p, now_ns));
     // The next tick may confirm a death that waits for the voters' word
@@ -184,6 +197,7 @@ std::vector<std::string> Membership::forget_dead(uint64_t now_ns, uint64_t after
         return forget;
     });
     changes_ += gone.size();
+    live_changes_ += gone.size();
     return gone;
 }
 
@@ -208,6 +222,7 @@ std::vector<PeerEvent> Membership::tick(uint64_t now_ns)
         }
         if (s != p.state) {
             events.push_back(PeerEvent{id, p.state, s});
+            live_changes_ += (p.state == PeerState::dead) != (s == PeerState::dead);
             p.state = s;
             p.state_since_ns = now_ns;
         }
