@@ -4,7 +4,7 @@
 # ratios or comparisons measured in this run on this machine; nothing here
 # passes or fails on a time. Needs root; touches only namespaces it creates.
 #
-#   tools/bench/run.sh [--out DIR] [--parts xdp,balance,overhead,failover,shared,choices,fanin]
+#   tools/bench/run.sh [--out DIR] [--parts xdp,balance,overhead,failover,shared,choices,fanin,membership]
 #
 #   xdp       per-packet cost of the XDP program beside floor programs
 #   balance   balancing quality, seven scenarios: peerlb vs HAProxy leastconn,
@@ -18,6 +18,9 @@
 #             100 nodes with the decision's own code (tools/sim/balance_sim.cpp)
 #   fanin     one agent's CPU taking the signed heartbeats of 0, 250, 500
 #             and 1000 senders at 2 per second each
+#   membership  1000 agents' membership simulated (tools/sim/membership_sim.cpp):
+#             time to detect a death, false deaths at 0, 1 and 5 % loss with
+#             starved nodes, traffic and CPU per node (tools/bench/membership.sh)
 #
 # DIR defaults to bench-results/ in the repository (the summary the README
 # links). BUILD_DIR overrides build/. Dependencies: tools/install-deps.sh --bench.
@@ -27,7 +30,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 here=$root/tools/bench
 build=${BUILD_DIR:-$root/build}
 out=$root/bench-results
-parts=xdp,balance,overhead,failover,shared,choices,fanin
+parts=xdp,balance,overhead,failover,shared,choices,fanin,membership
 
 # usage CODE: this file's header comment (on stderr for an error), exit CODE.
 usage() {
@@ -45,7 +48,7 @@ while (($#)); do
     esac
 done
 for p in ${parts//,/ }; do
-    [[ $p =~ ^(xdp|balance|overhead|failover|shared|choices|fanin)$ ]] || { echo "bench: unknown part '$p'" >&2; exit 2; }
+    [[ $p =~ ^(xdp|balance|overhead|failover|shared|choices|fanin|membership)$ ]] || { echo "bench: unknown part '$p'" >&2; exit 2; }
 done
 if [[ $EUID -ne 0 ]]; then
     echo "bench: needs root (BPF programs, network namespaces)" >&2
@@ -73,7 +76,7 @@ machine_info() {
 # some parts keeps the others' figures and says, in each part's directory,
 # where the new ones come from (the report shows it in their sections).
 all_parts=0
-[[ $parts == xdp,balance,overhead,failover,shared,choices,fanin ]] && all_parts=1
+[[ $parts == xdp,balance,overhead,failover,shared,choices,fanin,membership ]] && all_parts=1
 if ((all_parts)); then
     machine_info >"$out/machine"
     rm -f "$out"/*/machine
@@ -125,6 +128,7 @@ for p in ${parts//,/ }; do
             done' _ "$build/peerlb-balance-sim" "$out/choices"
         ;;
     fanin) run_part fanin "$here/fanin.sh" "$build" "$out" ;;
+    membership) run_part membership "$here/membership.sh" "$build" "$out/membership" ;;
     esac
 done
 ((all_parts)) && echo "total=$(($(date +%s) - started))" >>"$out/durations"
