@@ -735,6 +735,12 @@ TEST(MembershipConfirm, SilentPeersNamed)
     EXPECT_TRUE(m.silent_peers(t0 + kUnconfirmedDeadFactor * 3 * 500 * kMs).empty());
     m.on_heartbeat(beat("z", 500), t0 + 1050 * kMs);
     EXPECT_EQ(m.silent_peers(t0 + 1100 * kMs), std::vector<std::string>{"y"});
+
+    // dead_after 2: named from 1.5 periods, before the others reach 2.
+    Membership two("self", 2);
+    two.on_heartbeat(beat("z", 500), t0);
+    EXPECT_TRUE(two.silent_peers(t0 + 750 * kMs - 1).empty());
+    EXPECT_EQ(two.silent_peers(t0 + 750 * kMs), std::vector<std::string>{"z"});
 }
 
 TEST(MembershipTest, StateNames)

@@ -31,7 +31,8 @@ mkdir -p "$out" || exit 1
 # Two agents compute the owners (the agent's trigger and cost, measured on
 # them): all 1000 would take most of the run's time for the same figures.
 common=(--nodes "$nodes" --interval-ms 500 --dead-after 3 --delay-ms 0.5 --jitter-ms 0.5
-    --starved-fraction 0.01 --starve-ms 2000 --starve-gap-ms 10000 --ownership-nodes 2 --seed "$seed")
+    --starved-fraction 0.01 --starve-ms 2000 --starve-gap-ms 10000 --ownership-nodes 2 --warmup-s 3
+    --seed "$seed")
 
 # one NAME ARGS...: one simulation; its figures in NAME.json, its printout
 # in NAME.txt (shown on failure).
@@ -47,23 +48,26 @@ one() {
 }
 
 # 5 % loss costs the most (a tick for each of ~100 suspicions a second per
-# agent, each over every peer): on one core, the others one after another
-# on the other.
-# The 1 % row carries the targets: the longest; the deaths at once are
-# declared within seconds.
-one loss5 --loss 0.05 --deaths 5 --duration-s $((seconds / 3)) &
-heavy=$!
+# agent, each over every peer), then the deaths at once (long lists in
+# every heartbeat): two chains of about equal length, one core each. The
+# 1 % row carries the targets: the longest.
 (
     rc=0
+    one loss5 --loss 0.05 --deaths 5 --duration-s $((seconds / 3)) || rc=1
     one loss0 --loss 0 --deaths 5 --duration-s $((seconds / 3)) --cpu || rc=1
+    exit $rc
+) &
+first=$!
+(
+    rc=0
     one loss1 --loss 0.01 --deaths 5 --duration-s "$seconds" || rc=1
     one rack --loss 0.01 --deaths $((nodes / 10)) --deaths-at-once --duration-s $((seconds / 6)) \
         --detect-within-ms 4000 || rc=1
     exit $rc
 ) &
-light=$!
+second=$!
 failed=0
-wait $heavy || failed=1
-wait $light || failed=1
+wait $first || failed=1
+wait $second || failed=1
 cat "$out"/{loss0,loss1,loss5,rack}.txt 2>/dev/null
 exit "$failed"

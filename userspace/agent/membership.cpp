@@ -38,8 +38,13 @@ SilenceLimits silence_limits(const Peer& p, uint32_t dead_after)
 {
     // Decoded heartbeats never carry interval 0; a hand-made one counts as 1 ms.
     const uint64_t period_ns = mul_sat(p.last.interval_ms ? p.last.interval_ms : 1, kNsPerMs);
+    // Named from kSilentAfterPeriods on, but half a period before dead_after
+    // at the latest (dead_after 2: 1.5 periods), so that the voters' next
+    // heartbeats name it before the observers reach dead_after.
     // 1.5 periods, exact: a period is a whole number of milliseconds.
-    return {mul_sat(period_ns, 3) / 2, mul_sat(period_ns, kSilentAfterPeriods), mul_sat(period_ns, dead_after),
+    const uint64_t named_ns = std::min(mul_sat(period_ns, kSilentAfterPeriods),
+                                       mul_sat(period_ns, mul_sat(dead_after, 2) - 1) / 2);
+    return {mul_sat(period_ns, 3) / 2, named_ns, mul_sat(period_ns, dead_after),
             mul_sat(period_ns, mul_sat(dead_after, kUnconfirmedDeadFactor))};
 }
 

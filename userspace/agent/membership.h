@@ -27,9 +27,9 @@
 // dead_after periods, so detection is not slower; a live node is named by
 // only the few that lost its heartbeats; an observer waking from a stall
 // hears fresh lists that name no one it missed. Without a quorum (an
-// asymmetric partition: the others still hear X; more simultaneous deaths
-// than a heartbeat names) X is dead after kUnconfirmedDeadFactor x
-// dead_after periods. Partition halves still declare each other dead
+// asymmetric partition: the others still hear X; so many deaths at once
+// that the names, in turn, rarely reach half of the voters) X is dead
+// after kUnconfirmedDeadFactor x dead_after periods. Partition halves still declare each other dead
 // (each side's voters are its own half, and name the other).
 #pragma once
 
@@ -48,7 +48,8 @@ enum class PeerState { alive, suspect, dead };
 
 // A peer is named in this node's heartbeats from this many of its periods
 // of silence on (one before dead_after's default of 3: the names are out
-// when the others reach dead_after).
+// when the others reach dead_after), or from dead_after - 0.5 periods when
+// that is earlier (dead_after 2).
 inline constexpr uint32_t kSilentAfterPeriods = 2;
 // Silent for this many times dead_after periods: dead without the peers'
 // confirmation, and no longer named.
@@ -84,8 +85,8 @@ public:
     std::vector<PeerEvent> tick(uint64_t now_ns);
 
     // The peers to name in this node's heartbeats: silent for at least
-    // kSilentAfterPeriods of their periods and less than
-    // kUnconfirmedDeadFactor x dead_after, not leaving; in id order.
+    // kSilentAfterPeriods of their periods (dead_after 2: 1.5) and less
+    // than kUnconfirmedDeadFactor x dead_after, not leaving; in id order.
     std::vector<std::string> silent_peers(uint64_t now_ns) const;
 
     // The earliest time at which tick() may change a state: until then a
